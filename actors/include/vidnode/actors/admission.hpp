@@ -1,0 +1,29 @@
+#pragma once
+
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/settings.hpp"
+
+namespace vidnode::actors {
+
+/// Spawns the admission actor of a node: it owns the queue, the ledger of
+/// every device's slots and memory, and every deadline (its own timers, so a
+/// queue timeout fires while every device is busy). It runs in the actor
+/// pool and never blocks.
+///
+/// Guarantees: every accepted job ends in exactly one terminal state, which
+/// every waiter receives; at most `max_concurrency` jobs run on a device and
+/// the memory reserved on a device never exceeds its size; a refused request
+/// changes nothing. Devices are attached (and detached when their worker
+/// dies) by the node supervisor.
+///
+/// `settings` must have passed runtime::validate.
+admission_control_actor
+spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
+                std::shared_ptr<const gpu::model_catalog> catalog);
+
+} // namespace vidnode::actors

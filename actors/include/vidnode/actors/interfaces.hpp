@@ -1,0 +1,114 @@
+#pragma once
+
+/// @file
+/// Every typed actor interface inside a node, in one place. The client
+/// protocol (what `vidctl` speaks) is runtime/protocol.hpp; this file adds
+/// the messages between admission, the node supervisor and device workers.
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "vidnode/runtime/device.hpp"
+#include "vidnode/runtime/job.hpp"
+#include "vidnode/runtime/protocol.hpp"
+
+namespace vidnode::actors {
+
+/// One attempt of a job, sent by admission to a device worker.
+struct job_ticket {
+  runtime::job_id id;
+  /// Unique per attempt: every report about the attempt carries it, so a
+  /// report from an earlier attempt or a replaced worker is recognised and
+  /// ignored.
+  uint64_t lease = 0;
+  runtime::job_spec spec;
+  /// 1 for the first attempt.
+  int32_t attempt = 1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
+  return f(caf::meta::type_name("vidnode::job_ticket"), x.id, x.lease, x.spec,
+           x.attempt);
+}
+
+/// What a device worker reports when a job succeeded.
+struct finished_job {
+  /// Path or URL of the output.
+  std::string output;
+  /// Peak device memory the job used, in bytes (0 if unknown).
+  uint64_t peak_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, finished_job& x) {
+  return f(caf::meta::type_name("vidnode::finished_job"), x.output,
+           x.peak_bytes);
+}
+
+/// Admission -> worker: run one attempt of a job.
+using run_atom = caf::atom_constant<caf::atom("run")>;
+/// Admission -> worker: stop an attempt (cancelled or timed out).
+using abort_atom = caf::atom_constant<caf::atom("abort")>;
+/// Worker -> itself: advance an attempt by one step.
+using step_atom = caf::atom_constant<caf::atom("step")>;
+/// Worker -> itself: a simulated load finished. Worker -> admission: a model
+/// is in the device's cache now.
+using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+/// Worker -> admission: an attempt made progress.
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+/// Worker -> admission: an attempt succeeded.
+using done_atom = caf::atom_constant<caf::atom("done")>;
+/// Worker -> admission: an attempt failed (the worker may exit after it).
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+/// Supervisor -> admission: a device's worker is up.
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+/// Supervisor -> admission: a device's worker died.
+using detach_atom = caf::atom_constant<caf::atom("detach")>;
+/// Admission -> itself: deadlines may have passed.
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// Admission -> itself: a bounded wait ran out.
+using wait_expired_atom = caf::atom_constant<caf::atom("waitexp")>;
+/// Supervisor -> itself: restart a device's worker.
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+/// Node -> admission or supervisor: finish every job / stop every worker,
+/// then reply.
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+
+/// A device worker: owns one device and its pipeline cache.
+/// Runs detached (its own thread) for devices whose pipelines block.
+using device_worker_actor = caf::typed_actor<
+  caf::reacts_to<run_atom, job_ticket>,
+  caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
+  caf::reacts_to<step_atom, uint64_t>,
+  caf::reacts_to<loaded_atom, std::string>>;
+
+/// The admission actor with the messages devices and the supervisor send
+/// it. Only `runtime::admission_actor` is published; reports are accepted
+/// only from the worker currently registered for the device.
+using admission_control_actor = runtime::admission_actor::extend<
+  caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
+                 int32_t>,
+  caf::reacts_to<detach_atom, int32_t, caf::error, bool>,
+  caf::reacts_to<loaded_atom, int32_t, std::string>,
+  caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
+  caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
+  caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error>,
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
+  caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+
+/// The node supervisor: spawns, monitors and restarts device workers.
+using node_supervisor_actor
+  = caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
+                     caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+
+/// Adds the types of this file, and runtime's, to `cfg`.
+void add_types(caf::actor_system_config& cfg);
+
+} // namespace vidnode::actors

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/settings.hpp"
+
+namespace vidnode::actors {
+
+/// The actors of one node: its admission actor and its device supervisor.
+struct node_actors {
+  admission_control_actor admission;
+  node_supervisor_actor supervisor;
+};
+
+/// Spawns a node's actors in `sys` without blocking: admission, then the
+/// supervisor, which attaches one worker per entry of `devices`. For tests
+/// on the test coordinator and for callers that manage shutdown themselves
+/// (see local_node for the blocking facade).
+node_actors spawn_node(caf::actor_system& sys,
+                       const runtime::node_settings& settings,
+                       std::vector<runtime::device_info> devices,
+                       std::shared_ptr<const gpu::model_catalog> catalog);
+
+/// A running node inside an actor_system that the caller owns: the entry
+/// point for applications that embed vidnode. The system's config must have
+/// had vidnode's types added (actors::add_types) before it was created.
+///
+/// Thread-safety: start and stop are called from one non-actor thread (they
+/// block); `admission()` may be used from anywhere.
+class local_node {
+public:
+  /// Validates `settings`, discovers the devices it names, spawns the node.
+  /// Fails with errc::invalid_request naming the bad setting.
+  static caf::expected<std::unique_ptr<local_node>>
+  start(caf::actor_system& sys, const runtime::node_settings& settings,
+        std::shared_ptr<const gpu::model_catalog> catalog
+        = gpu::model_catalog::builtin());
+
+  /// Stops the node (see stop).
+  ~local_node();
+
+  local_node(const local_node&) = delete;
+  local_node& operator=(const local_node&) = delete;
+
+  /// The handle clients submit to.
+  runtime::admission_actor admission() const;
+
+  /// The devices the node serves.
+  const std::vector<runtime::device_info>& devices() const noexcept {
+    return devices_;
+  }
+
+  /// Ends every job that has not ended (cancelled: the node is shutting
+  /// down; waiters receive that result), stops every device worker, then
+  /// the admission actor and supervisor. Waits at most `timeout` in all;
+  /// returns an error if something did not stop in time. Idempotent.
+  caf::error stop(caf::timespan timeout = std::chrono::seconds{10});
+
+private:
+  local_node(caf::actor_system& sys, node_actors actors,
+             std::vector<runtime::device_info> devices);
+
+  caf::actor_system& sys_;
+  node_actors actors_;
+  std::vector<runtime::device_info> devices_;
+  bool stopped_ = false;
+};
+
+} // namespace vidnode::actors

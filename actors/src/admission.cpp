@@ -1,0 +1,837 @@
+#include "vidnode/actors/admission.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "vidnode/actors/job_queue.hpp"
+#include "vidnode/actors/placement.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+#include "vidnode/runtime/validation.hpp"
+
+namespace vidnode::actors {
+
+namespace {
+
+using runtime::errc;
+using runtime::job_id;
+using runtime::job_result;
+using runtime::job_spec;
+using runtime::job_state;
+using runtime::make_error;
+using time_point = caf::actor_clock::time_point;
+using result_promise = caf::typed_response_promise<job_result>;
+
+/// Admission's record of one accepted job.
+struct job_record {
+  /// What clients see; `node` is filled in on the way out.
+  job_result result;
+  job_spec spec;
+  /// Acceptance order.
+  uint64_t seq = 0;
+  /// Identifies the job's live queue entry (job_queue::entry::ticket).
+  uint64_t queue_ticket = 0;
+  /// Identifies the running attempt (job_ticket::lease).
+  uint64_t lease = 0;
+  /// Device of the running attempt, or -1.
+  int32_t device = -1;
+  /// Memory reserved on `device` while running.
+  uint64_t reserved_bytes = 0;
+  /// Failures charged to the job itself (its own OOMs, crashes of its
+  /// device): when they reach max_attempts the job fails.
+  int32_t charged_failures = 0;
+  time_point accepted;
+  time_point queued_since;
+  time_point started;
+  /// The pending queue or run deadline (time_point::max() if none).
+  time_point deadline = time_point::max();
+  /// Bounded and unbounded waiters (wait, execute).
+  std::vector<std::pair<uint64_t, result_promise>> waiters;
+  std::vector<runtime::job_observer_actor> observers;
+};
+
+/// Admission's view of one device.
+struct device_slot {
+  runtime::device_info info;
+  device_worker_actor worker;
+  enum class health { up, restarting, quarantined } state = health::restarting;
+  int32_t restarts = 0;
+  std::string last_error;
+  std::vector<job_id> running;
+  uint64_t reserved = 0;
+  /// Models the worker loaded (or is loading) and the count of loads.
+  std::vector<runtime::model_load_info> models;
+
+  runtime::model_load_info* find_model(const std::string& model) {
+    for (auto& x : models)
+      if (x.model == model)
+        return &x;
+    return nullptr;
+  }
+};
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0')
+    return "localhost";
+  return buf;
+}
+
+struct admission_state {
+  using pointer = admission_control_actor::stateful_pointer<admission_state>;
+
+  static inline const char* name = "vidnode.admission";
+
+  explicit admission_state(pointer self) : self(self) {
+  }
+
+  pointer self;
+  runtime::node_settings settings;
+  std::shared_ptr<const gpu::model_catalog> catalog;
+  std::string node_name;
+  std::unique_ptr<job_queue> queue;
+  std::unordered_map<job_id, job_record> jobs;
+  std::unordered_map<std::string, job_id> idempotency_keys;
+  std::vector<device_slot> devices;
+  /// Pending deadlines: (when, job).
+  std::set<std::pair<time_point, uint64_t>> deadlines;
+  /// Earliest tick already scheduled (time_point::max() if none).
+  time_point next_tick = time_point::max();
+  /// Finished jobs in the order they finished, for expiry.
+  std::deque<std::pair<time_point, job_id>> finished;
+  uint64_t next_id = 0;
+  uint64_t next_seq = 0;
+  uint64_t next_lease = 0;
+  uint64_t next_waiter = 0;
+  bool shutting_down = false;
+  /// Maps the actor clock to wall-clock time.
+  time_point mono_epoch;
+  caf::timestamp wall_epoch;
+
+  // -- time --------------------------------------------------------------
+
+  time_point now() const {
+    return self->now();
+  }
+
+  caf::timestamp wall(time_point t) const {
+    return wall_epoch
+           + std::chrono::duration_cast<caf::timespan>(t - mono_epoch);
+  }
+
+  // -- snapshots and events ------------------------------------------------
+
+  job_result snapshot(const job_record& rec) const {
+    auto result = rec.result;
+    result.node = node_name;
+    if (rec.result.state == job_state::running)
+      result.run_time = std::chrono::duration_cast<caf::timespan>(
+        now() - rec.started);
+    else if (rec.result.state == job_state::queued)
+      result.queue_time += std::chrono::duration_cast<caf::timespan>(
+        now() - rec.queued_since);
+    return result;
+  }
+
+  void emit(job_record& rec, caf::error error = {}) {
+    if (rec.observers.empty())
+      return;
+    runtime::job_event event;
+    event.id = rec.result.id;
+    event.state = rec.result.state;
+    event.step = rec.result.step;
+    event.steps = rec.result.steps;
+    event.attempt = rec.result.attempts;
+    event.device = rec.result.device;
+    event.error = error ? std::move(error) : rec.result.error;
+    event.at = wall(now());
+    for (auto& observer : rec.observers)
+      self->send(observer, event);
+  }
+
+  // -- deadlines -----------------------------------------------------------
+
+  void set_deadline(job_record& rec, time_point when) {
+    clear_deadline(rec);
+    rec.deadline = when;
+    deadlines.emplace(when, rec.result.id.value);
+    if (when < next_tick) {
+      next_tick = when;
+      auto delay = when - now();
+      if (delay.count() < 0)
+        delay = delay.zero();
+      self->delayed_send(self, delay, tick_atom::value);
+    }
+  }
+
+  void clear_deadline(job_record& rec) {
+    if (rec.deadline != time_point::max()) {
+      deadlines.erase({rec.deadline, rec.result.id.value});
+      rec.deadline = time_point::max();
+    }
+  }
+
+  void on_tick() {
+    auto t = now();
+    if (next_tick <= t)
+      next_tick = time_point::max();
+    while (!deadlines.empty() && deadlines.begin()->first <= t) {
+      auto id = job_id{deadlines.begin()->second};
+      deadlines.erase(deadlines.begin());
+      auto i = jobs.find(id);
+      if (i == jobs.end())
+        continue;
+      auto& rec = i->second;
+      rec.deadline = time_point::max();
+      if (rec.result.state == job_state::queued) {
+        queue->forget();
+        auto limit = effective_queue_timeout(rec.spec);
+        finalize(rec, job_state::timed_out,
+                 make_error(errc::queue_timeout,
+                            "waited " + runtime::format_duration(limit)
+                              + " in the queue without a free device"));
+      } else if (rec.result.state == job_state::running) {
+        auto limit = effective_run_timeout(rec.spec);
+        auto device = rec.result.device;
+        stop_attempt(rec);
+        finalize(rec, job_state::timed_out,
+                 make_error(errc::run_timeout,
+                            "attempt " + std::to_string(rec.result.attempts)
+                              + " ran longer than "
+                              + runtime::format_duration(limit) + " on "
+                              + device));
+      }
+    }
+    expire_results();
+    if (!deadlines.empty() && deadlines.begin()->first < next_tick) {
+      next_tick = deadlines.begin()->first;
+      self->delayed_send(self, next_tick - t, tick_atom::value);
+    }
+    dispatch();
+  }
+
+  caf::timespan effective_queue_timeout(const job_spec& spec) const {
+    return spec.queue_timeout.count() > 0 ? spec.queue_timeout
+                                          : settings.queue_timeout;
+  }
+
+  caf::timespan effective_run_timeout(const job_spec& spec) const {
+    return spec.run_timeout.count() > 0 ? spec.run_timeout
+                                        : settings.run_timeout;
+  }
+
+  // -- admission -----------------------------------------------------------
+
+  /// Checks a request; none if it may be queued.
+  caf::error check(const job_spec& spec) const {
+    if (shutting_down)
+      return make_error(errc::shutting_down,
+                        "node " + node_name + " is shutting down");
+    if (auto err = runtime::validate(spec))
+      return err;
+    auto factory = catalog->find(spec.model);
+    if (factory == nullptr)
+      return make_error(errc::unknown_model,
+                        "model: '" + spec.model + "' is not served by node "
+                          + node_name);
+    if (auto reason = factory->validate(spec))
+      return make_error(errc::invalid_request, *reason);
+    if (spec.queue_timeout > settings.queue_timeout)
+      return make_error(errc::invalid_request,
+                        "queue_timeout: "
+                          + runtime::format_duration(spec.queue_timeout)
+                          + " exceeds the node's limit of "
+                          + runtime::format_duration(settings.queue_timeout));
+    if (spec.run_timeout > settings.run_timeout)
+      return make_error(errc::invalid_request,
+                        "run_timeout: "
+                          + runtime::format_duration(spec.run_timeout)
+                          + " exceeds the node's limit of "
+                          + runtime::format_duration(settings.run_timeout));
+    auto bytes = factory->estimate_peak_bytes(spec);
+    uint64_t largest = 0;
+    bool any_runs_model = false;
+    for (const auto& device : devices) {
+      if (!factory->runs_on(device.info.kind))
+        continue;
+      any_runs_model = true;
+      largest = std::max(largest, device.info.memory_bytes);
+    }
+    if (!any_runs_model)
+      return make_error(errc::unknown_model, "model: no device of node "
+                                               + node_name + " can run '"
+                                               + spec.model + "'");
+    if (bytes > largest)
+      return make_error(errc::too_large,
+                        "needs " + runtime::format_bytes(bytes)
+                          + " but the largest device has "
+                          + runtime::format_bytes(largest));
+    if (queue->size() >= settings.queue_size)
+      return make_error(errc::queue_full,
+                        std::to_string(queue->size())
+                          + " jobs are queued (queue-size "
+                          + std::to_string(settings.queue_size) + ")");
+    return caf::none;
+  }
+
+  /// Validates and queues a job; returns its record or the refusal.
+  caf::expected<job_record*> accept(job_spec spec) {
+    if (!spec.idempotency_key.empty()) {
+      auto i = idempotency_keys.find(spec.idempotency_key);
+      if (i != idempotency_keys.end()) {
+        auto& rec = jobs.at(i->second);
+        if (rec.spec != spec)
+          return make_error(errc::invalid_request,
+                            "idempotency_key: already used by job "
+                              + runtime::to_string(rec.result.id)
+                              + " with a different request");
+        return &rec;
+      }
+    }
+    if (auto err = check(spec))
+      return err;
+    auto id = job_id{++next_id};
+    auto& rec = jobs[id];
+    auto t = now();
+    rec.result.id = id;
+    rec.result.state = job_state::queued;
+    rec.result.model = spec.model;
+    rec.result.priority = spec.priority;
+    rec.result.steps = spec.steps;
+    rec.result.accepted_at = wall(t);
+    rec.seq = ++next_seq;
+    rec.accepted = t;
+    rec.spec = std::move(spec);
+    if (!rec.spec.idempotency_key.empty())
+      idempotency_keys.emplace(rec.spec.idempotency_key, id);
+    enqueue(rec, false);
+    return &rec;
+  }
+
+  void enqueue(job_record& rec, bool at_front) {
+    auto t = now();
+    rec.result.state = job_state::queued;
+    rec.queued_since = t;
+    rec.queue_ticket = ++next_seq;
+    job_queue::entry entry{rec.result.id, rec.seq, rec.accepted,
+                           rec.spec.priority, rec.queue_ticket};
+    if (at_front)
+      queue->push_front(entry);
+    else
+      queue->push_back(entry);
+    set_deadline(rec, t + effective_queue_timeout(rec.spec));
+  }
+
+  // -- dispatch ------------------------------------------------------------
+
+  void dispatch() {
+    if (queue->empty())
+      return;
+    auto t = now();
+    auto is_live = [this](const job_queue::entry& x) {
+      auto i = jobs.find(x.id);
+      return i != jobs.end() && i->second.result.state == job_state::queued
+             && i->second.queue_ticket == x.ticket;
+    };
+    std::vector<placement_candidate> candidates;
+    while (!queue->empty()) {
+      auto next = queue->peek(t, is_live);
+      if (!next)
+        return;
+      auto& rec = jobs.at(next->id);
+      auto factory = catalog->find(rec.spec.model);
+      auto bytes = factory->estimate_peak_bytes(rec.spec);
+      candidates.clear();
+      for (auto& device : devices) {
+        placement_candidate c;
+        c.available = device.state == device_slot::health::up
+                      && factory->runs_on(device.info.kind);
+        c.running = static_cast<int32_t>(device.running.size());
+        c.slots = settings.max_concurrency;
+        c.memory_bytes = device.info.memory_bytes;
+        c.memory_reserved = device.reserved;
+        auto model = device.find_model(rec.spec.model);
+        c.has_model = model != nullptr && model->loaded;
+        candidates.push_back(c);
+      }
+      auto index = choose_device(candidates, bytes);
+      if (index < 0)
+        return;
+      queue->pop(*next);
+      start_attempt(rec, devices[static_cast<size_t>(index)], bytes);
+    }
+  }
+
+  void start_attempt(job_record& rec, device_slot& device, uint64_t bytes) {
+    auto t = now();
+    auto& r = rec.result;
+    r.state = job_state::running;
+    r.attempts += 1;
+    r.device = device.info.name();
+    r.step = 0;
+    r.steps = rec.spec.steps;
+    r.started_at = wall(t);
+    r.queue_time += std::chrono::duration_cast<caf::timespan>(
+      t - rec.queued_since);
+    rec.started = t;
+    rec.lease = ++next_lease;
+    rec.device = device.info.index;
+    rec.reserved_bytes = bytes;
+    device.running.push_back(r.id);
+    device.reserved += bytes;
+    // Marked as loading at once: the next job of the model waits for this
+    // device rather than loading the model on another.
+    auto model = device.find_model(rec.spec.model);
+    if (model == nullptr) {
+      device.models.push_back({rec.spec.model, 0, true});
+    } else {
+      model->loaded = true;
+    }
+    set_deadline(rec, t + effective_run_timeout(rec.spec));
+    self->send(device.worker, run_atom::value,
+               job_ticket{r.id, rec.lease, rec.spec, r.attempts});
+    emit(rec);
+  }
+
+  /// Frees the job's slot and memory on its device.
+  void release(job_record& rec) {
+    if (rec.device < 0)
+      return;
+    auto& device = devices[static_cast<size_t>(rec.device)];
+    auto& running = device.running;
+    running.erase(std::remove(running.begin(), running.end(), rec.result.id),
+                  running.end());
+    device.reserved -= std::min(device.reserved, rec.reserved_bytes);
+    rec.device = -1;
+    rec.reserved_bytes = 0;
+    rec.lease = 0;
+  }
+
+  /// Stops the running attempt of `rec` on its worker and frees its slot.
+  void stop_attempt(job_record& rec) {
+    if (rec.device >= 0) {
+      auto& device = devices[static_cast<size_t>(rec.device)];
+      if (device.worker)
+        self->send(device.worker, abort_atom::value, rec.result.id, rec.lease);
+    }
+    release(rec);
+  }
+
+  /// Charges a failure to a job that was running: queues it again while it
+  /// has attempts left, else ends it with `reason`.
+  void retry_or_fail(job_record& rec, caf::error reason, bool charge) {
+    release(rec);
+    if (charge)
+      rec.charged_failures += 1;
+    rec.result.run_time = std::chrono::duration_cast<caf::timespan>(
+      now() - rec.started);
+    if (rec.charged_failures >= settings.max_attempts) {
+      finalize(rec, job_state::failed, std::move(reason));
+      return;
+    }
+    spdlog::info("job {} is retried after attempt {} on {} failed: {}",
+                 rec.result.id.value, rec.result.attempts, rec.result.device,
+                 runtime::describe(reason));
+    enqueue(rec, true);
+    emit(rec, std::move(reason));
+  }
+
+  // -- the end of a job ----------------------------------------------------
+
+  void finalize(job_record& rec, job_state state, caf::error error,
+                std::string output = {}) {
+    auto t = now();
+    auto& r = rec.result;
+    if (r.state == job_state::running)
+      r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
+    else if (r.state == job_state::queued)
+      r.queue_time += std::chrono::duration_cast<caf::timespan>(
+        t - rec.queued_since);
+    r.state = state;
+    r.error = std::move(error);
+    r.output = std::move(output);
+    r.finished_at = wall(t);
+    clear_deadline(rec);
+    release(rec);
+    emit(rec);
+    rec.observers.clear();
+    rec.observers.shrink_to_fit();
+    if (!rec.waiters.empty()) {
+      auto result = snapshot(rec);
+      for (auto& waiter : rec.waiters)
+        waiter.second.deliver(result);
+      rec.waiters.clear();
+      rec.waiters.shrink_to_fit();
+    }
+    if (state != job_state::succeeded)
+      spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
+                   runtime::describe(r.error));
+    finished.emplace_back(t, r.id);
+  }
+
+  void expire_results() {
+    auto t = now();
+    while (!finished.empty()
+           && (t - finished.front().first >= settings.result_ttl
+               || finished.size() > settings.max_results)) {
+      auto i = jobs.find(finished.front().second);
+      finished.pop_front();
+      if (i == jobs.end())
+        continue;
+      if (!i->second.spec.idempotency_key.empty())
+        idempotency_keys.erase(i->second.spec.idempotency_key);
+      jobs.erase(i);
+    }
+  }
+
+  // -- worker reports ------------------------------------------------------
+
+  /// The job whose running attempt `lease` is, if the sender is the worker
+  /// running it; null for stale or foreign reports.
+  job_record* attempt_of(job_id id, uint64_t lease) {
+    auto i = jobs.find(id);
+    if (i == jobs.end())
+      return nullptr;
+    auto& rec = i->second;
+    if (rec.result.state != job_state::running || rec.lease != lease
+        || rec.device < 0)
+      return nullptr;
+    auto& device = devices[static_cast<size_t>(rec.device)];
+    if (self->current_sender()
+        != caf::actor_cast<caf::strong_actor_ptr>(device.worker))
+      return nullptr;
+    return &rec;
+  }
+
+  device_slot* device_of_sender(int32_t index) {
+    if (index < 0 || static_cast<size_t>(index) >= devices.size())
+      return nullptr;
+    auto& device = devices[static_cast<size_t>(index)];
+    if (self->current_sender()
+        != caf::actor_cast<caf::strong_actor_ptr>(device.worker))
+      return nullptr;
+    return &device;
+  }
+
+  // -- devices -------------------------------------------------------------
+
+  void attach(runtime::device_info info, device_worker_actor worker,
+              int32_t restarts) {
+    auto index = static_cast<size_t>(info.index);
+    if (devices.size() <= index)
+      devices.resize(index + 1);
+    auto& device = devices[index];
+    // A new worker for a device whose old one still had jobs: the old worker
+    // is gone, its jobs must not wait for reports that never come.
+    if (!device.running.empty())
+      detach(info.index, make_error(errc::worker_lost, "worker replaced"),
+             false);
+    device.info = info;
+    device.worker = std::move(worker);
+    device.state = device_slot::health::up;
+    device.restarts = restarts;
+    for (auto& model : device.models)
+      model.loaded = false;
+    dispatch();
+  }
+
+  void detach(int32_t index, caf::error reason, bool quarantined) {
+    if (index < 0 || static_cast<size_t>(index) >= devices.size())
+      return;
+    auto& device = devices[static_cast<size_t>(index)];
+    device.worker = nullptr;
+    device.state = quarantined ? device_slot::health::quarantined
+                               : device_slot::health::restarting;
+    device.last_error = runtime::describe(reason);
+    for (auto& model : device.models)
+      model.loaded = false;
+    if (quarantined)
+      spdlog::warn("device {} is quarantined: its worker died too often ({})",
+                   device.info.name(), device.last_error);
+    // After an out-of-memory exit the job that ran out was already charged;
+    // the others on the device were innocent. After a crash nobody knows
+    // which job caused it, so each is charged.
+    bool charge = !runtime::is(reason, errc::out_of_memory);
+    auto lost = device.running;
+    for (auto id : lost) {
+      auto i = jobs.find(id);
+      if (i != jobs.end() && i->second.result.state == job_state::running) {
+        auto why = runtime::is(reason, errc::out_of_memory)
+                     ? make_error(errc::worker_lost,
+                                  "device " + device.info.name()
+                                    + " restarted after another job ran out "
+                                      "of memory")
+                     : reason;
+        retry_or_fail(i->second, why, charge);
+      }
+    }
+    device.running.clear();
+    device.reserved = 0;
+    dispatch();
+  }
+
+  // -- queries -------------------------------------------------------------
+
+  std::vector<runtime::device_status> device_statuses() const {
+    std::vector<runtime::device_status> result;
+    for (const auto& device : devices) {
+      runtime::device_status status;
+      status.node = node_name;
+      status.device = device.info.name();
+      switch (device.state) {
+        case device_slot::health::up:
+          status.state = device.running.empty() ? "idle" : "busy";
+          break;
+        case device_slot::health::restarting:
+          status.state = "restarting";
+          break;
+        case device_slot::health::quarantined:
+          status.state = "quarantined";
+          break;
+      }
+      status.slots_in_use = static_cast<int32_t>(device.running.size());
+      status.slots = settings.max_concurrency;
+      status.memory_bytes = device.info.memory_bytes;
+      status.memory_reserved = device.reserved;
+      status.models = device.models;
+      status.running = device.running;
+      status.restarts = device.restarts;
+      status.last_error = device.last_error;
+      result.push_back(std::move(status));
+    }
+    return result;
+  }
+
+  std::vector<job_result> list(const runtime::list_query& query) const {
+    std::vector<const job_record*> active;
+    std::vector<const job_record*> ended;
+    for (const auto& [id, rec] : jobs)
+      (runtime::is_terminal(rec.result.state) ? ended : active).push_back(&rec);
+    std::sort(active.begin(), active.end(),
+              [](auto x, auto y) { return x->seq < y->seq; });
+    std::sort(ended.begin(), ended.end(),
+              [](auto x, auto y) { return x->seq > y->seq; });
+    std::vector<job_result> result;
+    auto limit = query.limit == 0 ? SIZE_MAX : size_t{query.limit};
+    for (auto rec : active)
+      if (result.size() < limit)
+        result.push_back(snapshot(*rec));
+    if (query.include_finished)
+      for (auto rec : ended)
+        if (result.size() < limit)
+          result.push_back(snapshot(*rec));
+    return result;
+  }
+
+  // -- shutdown ------------------------------------------------------------
+
+  void shutdown() {
+    shutting_down = true;
+    for (auto& [id, rec] : jobs) {
+      if (runtime::is_terminal(rec.result.state))
+        continue;
+      if (rec.result.state == job_state::queued)
+        queue->forget();
+      else
+        stop_attempt(rec);
+      finalize(rec, job_state::cancelled,
+               make_error(errc::cancelled,
+                          "node " + node_name + " is shutting down"));
+    }
+  }
+};
+
+using admission_pointer = admission_state::pointer;
+
+caf::result<job_result> unknown_job(job_id id) {
+  return make_error(errc::unknown_job,
+                    "no job " + runtime::to_string(id)
+                      + " (never accepted, or its result has expired)");
+}
+
+admission_control_actor::behavior_type
+admission_behavior(admission_pointer self, runtime::node_settings settings,
+                   std::shared_ptr<const gpu::model_catalog> catalog) {
+  auto& st = self->state;
+  st.node_name = settings.node_name.empty() ? host_name() : settings.node_name;
+  st.queue = std::make_unique<job_queue>(settings.aging_interval);
+  st.settings = std::move(settings);
+  st.catalog = std::move(catalog);
+  st.mono_epoch = self->now();
+  st.wall_epoch = caf::make_timestamp();
+  return {
+    // -- client protocol ---------------------------------------------------
+    [=](runtime::submit_atom, job_spec& spec) -> caf::result<job_id> {
+      auto& st = self->state;
+      auto rec = st.accept(std::move(spec));
+      if (!rec)
+        return std::move(rec.error());
+      auto id = (*rec)->result.id;
+      st.dispatch();
+      return id;
+    },
+    [=](runtime::execute_atom, job_spec& spec) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto rec = st.accept(std::move(spec));
+      if (!rec)
+        return std::move(rec.error());
+      if (runtime::is_terminal((*rec)->result.state))
+        return st.snapshot(**rec);
+      auto promise = self->make_response_promise<job_result>();
+      (*rec)->waiters.emplace_back(++st.next_waiter, promise);
+      st.dispatch();
+      return promise;
+    },
+    [=](runtime::status_atom, job_id id) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto i = st.jobs.find(id);
+      if (i == st.jobs.end())
+        return unknown_job(id);
+      return st.snapshot(i->second);
+    },
+    [=](runtime::wait_atom, job_id id,
+        caf::timespan max_wait) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto i = st.jobs.find(id);
+      if (i == st.jobs.end())
+        return unknown_job(id);
+      auto& rec = i->second;
+      if (runtime::is_terminal(rec.result.state))
+        return st.snapshot(rec);
+      if (max_wait.count() < 0)
+        return make_error(errc::invalid_request,
+                          "max_wait: must not be negative");
+      auto promise = self->make_response_promise<job_result>();
+      auto waiter = ++st.next_waiter;
+      rec.waiters.emplace_back(waiter, promise);
+      if (max_wait.count() > 0)
+        self->delayed_send(self, max_wait, wait_expired_atom::value, id,
+                           waiter);
+      return promise;
+    },
+    [=](runtime::cancel_atom, job_id id) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto i = st.jobs.find(id);
+      if (i == st.jobs.end())
+        return unknown_job(id);
+      auto& rec = i->second;
+      if (runtime::is_terminal(rec.result.state))
+        return st.snapshot(rec);
+      if (rec.result.state == job_state::queued)
+        st.queue->forget();
+      else
+        st.stop_attempt(rec);
+      st.finalize(rec, job_state::cancelled,
+                  make_error(errc::cancelled, "cancelled by a client"));
+      auto result = st.snapshot(rec);
+      st.dispatch();
+      return result;
+    },
+    [=](runtime::list_atom, const runtime::list_query& query)
+      -> std::vector<job_result> { return self->state.list(query); },
+    [=](runtime::nodes_atom) -> std::vector<runtime::device_status> {
+      return self->state.device_statuses();
+    },
+    [=](runtime::subscribe_atom, job_id id,
+        runtime::job_observer_actor observer) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto i = st.jobs.find(id);
+      if (i == st.jobs.end())
+        return unknown_job(id);
+      auto& rec = i->second;
+      if (!runtime::is_terminal(rec.result.state) && observer)
+        rec.observers.push_back(std::move(observer));
+      return st.snapshot(rec);
+    },
+    // -- supervisor --------------------------------------------------------
+    [=](attach_atom, runtime::device_info info, device_worker_actor worker,
+        int32_t restarts) {
+      self->state.attach(std::move(info), std::move(worker), restarts);
+    },
+    [=](detach_atom, int32_t index, caf::error reason, bool quarantined) {
+      self->state.detach(index, std::move(reason), quarantined);
+    },
+    // -- device workers ----------------------------------------------------
+    [=](loaded_atom, int32_t index, const std::string& model) {
+      auto device = self->state.device_of_sender(index);
+      if (device == nullptr)
+        return;
+      auto entry = device->find_model(model);
+      if (entry == nullptr) {
+        device->models.push_back({model, 1, true});
+      } else {
+        entry->loads += 1;
+        entry->loaded = true;
+      }
+    },
+    [=](progress_atom, job_id id, uint64_t lease, int32_t step,
+        int32_t steps) {
+      auto& st = self->state;
+      if (auto rec = st.attempt_of(id, lease)) {
+        rec->result.step = step;
+        rec->result.steps = steps;
+        st.emit(*rec);
+      }
+    },
+    [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
+      auto& st = self->state;
+      if (auto rec = st.attempt_of(id, lease)) {
+        rec->result.step = rec->result.steps;
+        st.finalize(*rec, job_state::succeeded, caf::none,
+                    std::move(out.output));
+        st.dispatch();
+      }
+    },
+    [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {
+      auto& st = self->state;
+      if (auto rec = st.attempt_of(id, lease)) {
+        if (runtime::is(reason, errc::out_of_memory))
+          st.retry_or_fail(*rec, std::move(reason), true);
+        else
+          st.finalize(*rec, job_state::failed, std::move(reason));
+        st.dispatch();
+      }
+    },
+    // -- timers ------------------------------------------------------------
+    [=](tick_atom) { self->state.on_tick(); },
+    [=](wait_expired_atom, job_id id, uint64_t waiter) {
+      auto& st = self->state;
+      auto i = st.jobs.find(id);
+      if (i == st.jobs.end())
+        return;
+      auto& waiters = i->second.waiters;
+      auto w = std::find_if(waiters.begin(), waiters.end(),
+                            [&](auto& x) { return x.first == waiter; });
+      if (w == waiters.end())
+        return;
+      w->second.deliver(st.snapshot(i->second));
+      waiters.erase(w);
+    },
+    // -- node --------------------------------------------------------------
+    [=](shutdown_atom) -> caf::ok_atom {
+      self->state.shutdown();
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+} // namespace
+
+admission_control_actor
+spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
+                std::shared_ptr<const gpu::model_catalog> catalog) {
+  return sys.spawn(admission_behavior, settings, std::move(catalog));
+}
+
+} // namespace vidnode::actors

@@ -1,0 +1,251 @@
+#include "vidnode/actors/device_worker.hpp"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "vidnode/runtime/errc.hpp"
+
+namespace vidnode::actors {
+
+namespace {
+
+using runtime::errc;
+using runtime::make_error;
+
+struct device_worker_state {
+  using pointer = device_worker_actor::stateful_pointer<device_worker_state>;
+
+  static inline const char* name = "vidnode.device_worker";
+
+  explicit device_worker_state(pointer self) : self(self) {
+  }
+
+  /// One model in the cache.
+  struct cache_entry {
+    std::unique_ptr<gpu::pipeline> pipeline;
+    /// False while a simulated load is still in progress.
+    bool ready = false;
+    /// Attempts waiting for the load to finish.
+    std::vector<job_ticket> waiting;
+  };
+
+  /// One attempt in progress.
+  struct active_attempt {
+    runtime::job_id id;
+    std::unique_ptr<gpu::job_run> run;
+    int32_t next_step = 0;
+  };
+
+  pointer self;
+  runtime::device_info device;
+  admission_control_actor admission;
+  std::shared_ptr<const gpu::model_catalog> catalog;
+  std::map<std::string, cache_entry> cache;
+  std::unordered_map<uint64_t, active_attempt> attempts;
+  /// Set once the worker decided to exit; nothing further is started.
+  bool exiting = false;
+
+  std::string where() const {
+    return "device " + device.name();
+  }
+
+  /// Runs a pipeline call. Exceptions end here: a job error fails the
+  /// attempt; out-of-memory fails it and ends the worker; anything else
+  /// ends the worker as crashed. Returns false if the call failed.
+  template <class F>
+  bool guarded(runtime::job_id id, uint64_t lease, F&& call) {
+    try {
+      call();
+      return true;
+    } catch (const gpu::job_error& e) {
+      attempts.erase(lease);
+      self->send(admission, failed_atom::value, id, lease,
+                 make_error(e.code(), e.what()));
+    } catch (const gpu::out_of_memory& e) {
+      auto reason = make_error(errc::out_of_memory, where() + ": " + e.what());
+      spdlog::warn("{}: job {} ran out of memory; the worker restarts",
+                   where(), id.value);
+      self->send(admission, failed_atom::value, id, lease, reason);
+      exiting = true;
+      self->quit(std::move(reason));
+    } catch (const std::exception& e) {
+      spdlog::error("{}: worker crashed running job {}: {}", where(),
+                    id.value, e.what());
+      exiting = true;
+      self->quit(make_error(errc::worker_lost,
+                            where() + ": worker crashed: " + e.what()));
+    } catch (...) {
+      exiting = true;
+      self->quit(make_error(errc::worker_lost,
+                            where() + ": worker crashed (unknown exception)"));
+    }
+    return false;
+  }
+
+  void schedule_step(uint64_t lease, gpu::device_time busy) {
+    if (busy == gpu::never_completes)
+      return;
+    if (busy.count() == 0)
+      self->send(self, step_atom::value, lease);
+    else
+      self->delayed_send(self, busy, step_atom::value, lease);
+  }
+
+  void run(job_ticket ticket) {
+    if (exiting)
+      return;
+    auto i = cache.find(ticket.spec.model);
+    if (i == cache.end()) {
+      auto factory = catalog->find(ticket.spec.model);
+      if (factory == nullptr) {
+        self->send(admission, failed_atom::value, ticket.id, ticket.lease,
+                   make_error(errc::unknown_model,
+                              "model: '" + ticket.spec.model
+                                + "' is not served by " + where()));
+        return;
+      }
+      cache_entry entry;
+      gpu::device_time busy{0};
+      auto loaded = guarded(ticket.id, ticket.lease, [&] {
+        entry.pipeline = factory->make(ticket.spec.model, device);
+        busy = entry.pipeline->load(ticket.spec);
+      });
+      if (!loaded)
+        return;
+      auto model = ticket.spec.model;
+      i = cache.emplace(model, std::move(entry)).first;
+      if (busy.count() > 0) {
+        i->second.waiting.push_back(std::move(ticket));
+        if (busy != gpu::never_completes)
+          self->delayed_send(self, busy, loaded_atom::value, model);
+        return;
+      }
+      i->second.ready = true;
+      self->send(admission, loaded_atom::value, device.index, model);
+    } else if (!i->second.ready) {
+      i->second.waiting.push_back(std::move(ticket));
+      return;
+    }
+    begin(*i->second.pipeline, std::move(ticket));
+  }
+
+  void load_finished(const std::string& model) {
+    auto i = cache.find(model);
+    if (i == cache.end() || i->second.ready)
+      return;
+    i->second.ready = true;
+    self->send(admission, loaded_atom::value, device.index, model);
+    auto waiting = std::move(i->second.waiting);
+    i->second.waiting.clear();
+    for (auto& ticket : waiting)
+      begin(*i->second.pipeline, std::move(ticket));
+  }
+
+  void begin(gpu::pipeline& pipeline, job_ticket ticket) {
+    if (exiting)
+      return;
+    gpu::device_time busy{0};
+    std::unique_ptr<gpu::job_run> run;
+    if (!guarded(ticket.id, ticket.lease, [&] {
+          run = pipeline.begin(ticket.spec, ticket.attempt, busy);
+        }))
+      return;
+    auto lease = ticket.lease;
+    auto& attempt = attempts[lease];
+    attempt.id = ticket.id;
+    attempt.run = std::move(run);
+    if (busy.count() == 0 && attempt.run->steps() == 0)
+      finish(lease);
+    else
+      schedule_step(lease, busy);
+  }
+
+  void step(uint64_t lease) {
+    auto i = attempts.find(lease);
+    if (i == attempts.end())
+      return; // aborted
+    auto& attempt = i->second;
+    auto steps = attempt.run->steps();
+    if (attempt.next_step >= steps) {
+      finish(lease);
+      return;
+    }
+    gpu::device_time busy{0};
+    auto index = attempt.next_step;
+    if (!guarded(attempt.id, lease,
+                 [&] { busy = attempt.run->step(index); }))
+      return;
+    attempt.next_step += 1;
+    self->send(admission, progress_atom::value, attempt.id, lease,
+               attempt.next_step, steps);
+    schedule_step(lease, busy);
+  }
+
+  void finish(uint64_t lease) {
+    auto& attempt = attempts.at(lease);
+    gpu::job_output output;
+    gpu::device_time busy{0};
+    auto id = attempt.id;
+    if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
+      return;
+    attempts.erase(lease);
+    self->send(admission, done_atom::value, id, lease,
+               finished_job{std::move(output.location), output.peak_bytes});
+  }
+
+  void abort(runtime::job_id id, uint64_t lease) {
+    attempts.erase(lease);
+    for (auto& [model, entry] : cache) {
+      auto& waiting = entry.waiting;
+      waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                   [&](const job_ticket& x) {
+                                     return x.lease == lease;
+                                   }),
+                    waiting.end());
+    }
+  }
+};
+
+device_worker_actor::behavior_type
+device_worker_behavior(device_worker_state::pointer self,
+                       runtime::device_info device,
+                       admission_control_actor admission,
+                       std::shared_ptr<const gpu::model_catalog> catalog) {
+  auto& st = self->state;
+  st.device = std::move(device);
+  st.admission = std::move(admission);
+  st.catalog = std::move(catalog);
+  return {
+    [=](run_atom, job_ticket& ticket) { self->state.run(std::move(ticket)); },
+    [=](abort_atom, runtime::job_id id, uint64_t lease) {
+      self->state.abort(id, lease);
+    },
+    [=](step_atom, uint64_t lease) { self->state.step(lease); },
+    [=](loaded_atom, const std::string& model) {
+      self->state.load_finished(model);
+    },
+  };
+}
+
+} // namespace
+
+device_worker_actor
+spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
+                    admission_control_actor admission,
+                    std::shared_ptr<const gpu::model_catalog> catalog,
+                    bool detached) {
+  if (detached)
+    return sys.spawn<caf::detached>(device_worker_behavior, device,
+                                    std::move(admission), std::move(catalog));
+  return sys.spawn(device_worker_behavior, device, std::move(admission),
+                   std::move(catalog));
+}
+
+} // namespace vidnode::actors

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vidnode/gpu/pipeline.hpp"
+
+namespace vidnode::gpu {
+
+/// Everything a node needs to know about one model before it runs a job:
+/// whether a request is valid for it, how much memory a job needs, and how
+/// to create the pipeline on a device. Implementations are immutable and
+/// safe to call from any thread.
+class model_factory {
+public:
+  virtual ~model_factory() = default;
+
+  /// True if this factory serves the model named `model`.
+  virtual bool serves(const std::string& model) const = 0;
+
+  /// Whether this factory can run on devices of `kind`.
+  virtual bool runs_on(runtime::device_kind kind) const = 0;
+
+  /// Checks the model-specific parts of `spec` (its options); returns the
+  /// reason ("options: step_ms must be...") or nothing.
+  virtual std::optional<std::string>
+  validate(const runtime::job_spec& spec) const = 0;
+
+  /// Estimated peak memory of `spec` on a device, in bytes.
+  virtual uint64_t estimate_peak_bytes(const runtime::job_spec& spec) const
+    = 0;
+
+  /// Creates (does not load) the pipeline for `model` on `device`.
+  virtual std::unique_ptr<pipeline>
+  make(const std::string& model, const runtime::device_info& device) const
+    = 0;
+};
+
+/// The models a node serves. Immutable once built; shared by the admission
+/// actor (validation, estimates) and the device workers (pipelines).
+class model_catalog {
+public:
+  /// A catalog of the built-in models (`sim`, `sim-*`).
+  static std::shared_ptr<const model_catalog> builtin();
+
+  /// Adds a factory; earlier factories win when several serve a name.
+  void add(std::shared_ptr<const model_factory> factory);
+
+  /// The factory serving `model`, or null.
+  const model_factory* find(const std::string& model) const;
+
+private:
+  std::vector<std::shared_ptr<const model_factory>> factories_;
+};
+
+} // namespace vidnode::gpu

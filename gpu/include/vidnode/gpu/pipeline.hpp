@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "vidnode/runtime/device.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/job.hpp"
+
+namespace vidnode::gpu {
+
+/// Device time a pipeline call leaves outstanding after it returns. Real
+/// pipelines block for as long as their work takes and return zero; the sim
+/// pipeline returns its simulated time instead of sleeping, so the device
+/// worker can wait on a timer (which tests step on a test clock).
+using device_time = std::chrono::nanoseconds;
+
+/// Returned by a call that never completes (the sim pipeline's `hang`).
+constexpr device_time never_completes = device_time::max();
+
+/// Thrown by a pipeline when a job cannot be run; the device is unharmed and
+/// takes further jobs. `code` says why (invalid_request, unknown_model...).
+class job_error : public std::runtime_error {
+public:
+  /// `what` becomes the context of the error the job reports.
+  job_error(runtime::errc code, const std::string& what)
+    : std::runtime_error(what), code_(code) {
+  }
+
+  /// The code the job fails with.
+  runtime::errc code() const noexcept {
+    return code_;
+  }
+
+private:
+  runtime::errc code_;
+};
+
+/// Thrown when the device ran out of memory. The device's state is not
+/// trusted afterwards: the worker reports out_of_memory for the job and
+/// exits, its supervisor restarts it, admission retries the job.
+class out_of_memory : public std::runtime_error {
+public:
+  /// `requested_bytes` is the allocation that failed (0 if unknown).
+  out_of_memory(const std::string& what, uint64_t requested_bytes)
+    : std::runtime_error(what), requested_bytes_(requested_bytes) {
+  }
+
+  /// Size of the allocation that failed, in bytes (0 if unknown).
+  uint64_t requested_bytes() const noexcept {
+    return requested_bytes_;
+  }
+
+private:
+  uint64_t requested_bytes_;
+};
+
+/// What a finished job produced.
+struct job_output {
+  /// Path or URL of the output.
+  std::string location;
+  /// Peak memory the job used on the device, in bytes (0 if unknown).
+  uint64_t peak_bytes = 0;
+};
+
+/// One job in progress on a device: created by pipeline::begin, advanced one
+/// denoising step per call, then finished. Owned and called only by the
+/// device worker's thread. Any call may throw job_error or out_of_memory;
+/// any other exception means the device worker crashed.
+class job_run {
+public:
+  virtual ~job_run() = default;
+
+  /// Steps this job runs (the job's `steps`).
+  virtual int32_t steps() const = 0;
+
+  /// Runs step `index` (0-based, in order).
+  virtual device_time step(int32_t index) = 0;
+
+  /// Decodes and stores the output; `busy` receives the device time left.
+  virtual job_output finish(device_time& busy) = 0;
+};
+
+/// One model loaded on one device. Created and used only by that device's
+/// worker, which loads it once and keeps it for every later job.
+class pipeline {
+public:
+  virtual ~pipeline() = default;
+
+  /// Loads the model's weights onto the device (blocking for real models).
+  /// `first_job` is the job that needs it; the sim pipeline reads its
+  /// simulated load time from it, real models ignore it.
+  virtual device_time load(const runtime::job_spec& first_job) = 0;
+
+  /// Prepares a job (prompt conditioning, initial latents from the seed);
+  /// `attempt` counts from 1. `busy` receives the device time left.
+  virtual std::unique_ptr<job_run> begin(const runtime::job_spec& spec,
+                                         int32_t attempt,
+                                         device_time& busy)
+    = 0;
+};
+
+} // namespace vidnode::gpu

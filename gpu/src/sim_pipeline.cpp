@@ -1,0 +1,230 @@
+#include "vidnode/gpu/sim_pipeline.hpp"
+
+#include <cmath>
+
+namespace vidnode::gpu {
+
+namespace {
+
+constexpr double max_simulated_ms = 600000; // ten minutes
+constexpr uint64_t max_mem_mb = 1ull << 24;  // 16 TiB
+
+bool parse_number(const std::string& text, double& out) {
+  if (text.empty())
+    return false;
+  try {
+    size_t used = 0;
+    out = std::stod(text, &used);
+    return used == text.size() && std::isfinite(out);
+  } catch (...) {
+    return false;
+  }
+}
+
+bool parse_count(const std::string& text, int32_t& out) {
+  if (text.empty() || text.size() > 6)
+    return false;
+  for (char c : text)
+    if (c < '0' || c > '9')
+      return false;
+  out = std::stoi(text);
+  return true;
+}
+
+device_time from_ms(double ms) {
+  return std::chrono::duration_cast<device_time>(
+    std::chrono::duration<double, std::milli>{ms});
+}
+
+/// A sim job: no work, only simulated device time and injected faults.
+class sim_job_run : public job_run {
+public:
+  sim_job_run(const runtime::job_spec& spec, sim_options options,
+              int32_t attempt)
+    : spec_(spec), options_(std::move(options)), attempt_(attempt) {
+  }
+
+  int32_t steps() const override {
+    return spec_.steps;
+  }
+
+  /// Applies the injected fault at `at_step`, if it fires; true for a hang.
+  bool inject(int32_t at_step) {
+    if (!options_.fault || !options_.fault->fires(at_step, attempt_))
+      return false;
+    auto where = at_step == 0 ? std::string{"while preparing the job"}
+                              : "at step " + std::to_string(at_step);
+    switch (options_.fault->kind) {
+      case sim_fault::kind_type::oom:
+        throw out_of_memory("simulated out of memory " + where,
+                            options_.mem_mb << 20);
+      case sim_fault::kind_type::crash:
+        throw std::logic_error("simulated crash " + where);
+      case sim_fault::kind_type::hang:
+        return true;
+    }
+    return false;
+  }
+
+  device_time step(int32_t index) override {
+    if (inject(index + 1))
+      return never_completes;
+    return from_ms(options_.step_ms);
+  }
+
+  job_output finish(device_time& busy) override {
+    busy = device_time{0};
+    job_output out;
+    out.location = "sim://" + spec_.model + "/" + std::to_string(spec_.seed)
+                   + "-" + std::to_string(spec_.width) + "x"
+                   + std::to_string(spec_.height) + "x"
+                   + std::to_string(spec_.frames);
+    out.peak_bytes = options_.mem_mb << 20;
+    return out;
+  }
+
+private:
+  runtime::job_spec spec_;
+  sim_options options_;
+  int32_t attempt_;
+};
+
+class sim_pipeline : public pipeline {
+public:
+  device_time load(const runtime::job_spec& first_job) override {
+    std::string error;
+    auto options = parse_sim_options(first_job, error);
+    return from_ms(options ? options->load_ms : sim_options{}.load_ms);
+  }
+
+  std::unique_ptr<job_run> begin(const runtime::job_spec& spec,
+                                 int32_t attempt,
+                                 device_time& busy) override {
+    std::string error;
+    auto options = parse_sim_options(spec, error);
+    if (!options)
+      throw job_error(runtime::errc::invalid_request, error);
+    auto run = std::make_unique<sim_job_run>(spec, std::move(*options),
+                                             attempt);
+    busy = run->inject(0) ? never_completes : device_time{0};
+    return run;
+  }
+};
+
+} // namespace
+
+std::optional<sim_fault> parse_sim_fault(const std::string& text,
+                                         std::string& error) {
+  auto usage = "fault: '" + text
+               + "' is not KIND@STEP, KIND@STEPxN or KIND-always@STEP "
+                 "(KIND: oom, crash, hang)";
+  auto at = text.find('@');
+  if (at == std::string::npos) {
+    error = usage;
+    return std::nullopt;
+  }
+  auto kind = text.substr(0, at);
+  auto rest = text.substr(at + 1);
+  sim_fault fault;
+  const std::string always = "-always";
+  if (kind.size() > always.size()
+      && kind.compare(kind.size() - always.size(), always.size(), always)
+           == 0) {
+    fault.attempts = 0;
+    kind.resize(kind.size() - always.size());
+  }
+  if (kind == "oom")
+    fault.kind = sim_fault::kind_type::oom;
+  else if (kind == "crash")
+    fault.kind = sim_fault::kind_type::crash;
+  else if (kind == "hang")
+    fault.kind = sim_fault::kind_type::hang;
+  else {
+    error = usage;
+    return std::nullopt;
+  }
+  auto x = rest.find('x');
+  if (x != std::string::npos) {
+    if (fault.attempts == 0 || !parse_count(rest.substr(x + 1), fault.attempts)
+        || fault.attempts < 1) {
+      error = usage;
+      return std::nullopt;
+    }
+    rest.resize(x);
+  }
+  if (!parse_count(rest, fault.step)) {
+    error = usage;
+    return std::nullopt;
+  }
+  return fault;
+}
+
+std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
+                                             std::string& error) {
+  sim_options result;
+  for (const auto& [key, value] : spec.options) {
+    if (key == "step_ms" || key == "load_ms") {
+      double ms = 0;
+      if (!parse_number(value, ms) || ms < 0 || ms > max_simulated_ms) {
+        error = "options: " + key + " must be a number of milliseconds from 0 "
+                "to 600000, got '" + value + "'";
+        return std::nullopt;
+      }
+      (key == "step_ms" ? result.step_ms : result.load_ms) = ms;
+    } else if (key == "mem_mb") {
+      double mb = 0;
+      if (!parse_number(value, mb) || mb < 0 || mb > max_mem_mb
+          || mb != std::floor(mb)) {
+        error = "options: mem_mb must be a whole number of MiB from 0 to "
+                + std::to_string(max_mem_mb) + ", got '" + value + "'";
+        return std::nullopt;
+      }
+      result.mem_mb = static_cast<uint64_t>(mb);
+    } else if (key == "fault") {
+      result.fault = parse_sim_fault(value, error);
+      if (!result.fault)
+        return std::nullopt;
+      if (result.fault->step > spec.steps) {
+        error = "fault: step " + std::to_string(result.fault->step)
+                + " is beyond the job's " + std::to_string(spec.steps)
+                + " steps";
+        return std::nullopt;
+      }
+    } else {
+      error = "options: '" + key + "' is not an option of model " + spec.model
+              + " (known: step_ms, load_ms, mem_mb, fault)";
+      return std::nullopt;
+    }
+  }
+  return result;
+}
+
+bool sim_model_factory::serves(const std::string& model) const {
+  return model == "sim" || (model.size() > 4 && model.compare(0, 4, "sim-") == 0);
+}
+
+bool sim_model_factory::runs_on(runtime::device_kind) const {
+  return true;
+}
+
+std::optional<std::string>
+sim_model_factory::validate(const runtime::job_spec& spec) const {
+  std::string error;
+  if (!parse_sim_options(spec, error))
+    return error;
+  return std::nullopt;
+}
+
+uint64_t
+sim_model_factory::estimate_peak_bytes(const runtime::job_spec& spec) const {
+  std::string error;
+  auto options = parse_sim_options(spec, error);
+  return (options ? options->mem_mb : sim_options{}.mem_mb) << 20;
+}
+
+std::unique_ptr<pipeline>
+sim_model_factory::make(const std::string&, const runtime::device_info&) const {
+  return std::make_unique<sim_pipeline>();
+}
+
+} // namespace vidnode::gpu

@@ -1,0 +1,79 @@
+#pragma once
+
+/// @file
+/// The protocol every vidnode client speaks: `vidctl`, a CAF application,
+/// later the HTTP gateway. It is the typed interface of the admission actor,
+/// published by `vidnode` (see net/server.hpp). Keep it small and stable:
+/// messages are only ever added.
+///
+/// Errors come back as `caf::error`s of category "vidnode" (errc.hpp) whose
+/// context names the field or the cause. A remote client must watch the
+/// connection itself: CAF does not fail requests in flight to a node that
+/// died (net/client.hpp does this for you).
+
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "vidnode/runtime/job.hpp"
+
+namespace vidnode::runtime {
+
+/// Sent in the handshake (`middleman.app-identifiers`): nodes and clients
+/// of incompatible protocol versions refuse each other at connect.
+constexpr const char* protocol_version = "vidnode/1";
+
+/// Submit a job; the reply is its id (or a refusal).
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+/// Submit a job and reply only when it has ended, with its result.
+using execute_atom = caf::atom_constant<caf::atom("execute")>;
+/// Where a job stands now.
+using status_atom = caf::atom_constant<caf::atom("status")>;
+/// Wait until a job has ended, or at most a given time.
+using wait_atom = caf::atom_constant<caf::atom("wait")>;
+/// Cancel a queued or running job.
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+/// The jobs a node knows.
+using list_atom = caf::atom_constant<caf::atom("list")>;
+/// The devices of the cluster and their state.
+using nodes_atom = caf::atom_constant<caf::atom("nodes")>;
+/// Receive a job's events.
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+
+/// What a subscriber implements to receive a job's events.
+using job_observer_actor = caf::typed_actor<caf::reacts_to<job_event>>;
+
+/// The admission actor as clients see it.
+///
+/// - `submit, spec -> id`: validates and queues the job. Refusals:
+///   invalid_request, unknown_model, queue_full, too_large, shutting_down;
+///   a refused job changes nothing. A repeated idempotency key returns the
+///   first job's id (invalid_request if the spec differs).
+/// - `execute, spec -> result`: submit, then reply when the job has ended.
+/// - `status, id -> result`: a snapshot; unknown_job if the id is unknown or
+///   its result has expired.
+/// - `wait, id, max_wait -> result`: replies when the job has ended, or
+///   after `max_wait` (zero: no limit) with a snapshot that is not terminal.
+/// - `cancel, id -> result`: a queued job is dropped, a running one is
+///   stopped and its device slot freed at once; the result says `cancelled`.
+///   A job that had already ended is returned unchanged.
+/// - `list, query -> results`: see list_query.
+/// - `nodes -> devices`: one entry per device.
+/// - `subscribe, id, observer -> result`: the observer receives every later
+///   event of the job; the reply is the current snapshot. An ended job sends
+///   no events.
+using admission_actor = caf::typed_actor<
+  caf::replies_to<submit_atom, job_spec>::with<job_id>,
+  caf::replies_to<execute_atom, job_spec>::with<job_result>,
+  caf::replies_to<status_atom, job_id>::with<job_result>,
+  caf::replies_to<wait_atom, job_id, caf::timespan>::with<job_result>,
+  caf::replies_to<cancel_atom, job_id>::with<job_result>,
+  caf::replies_to<list_atom, list_query>::with<std::vector<job_result>>,
+  caf::replies_to<nodes_atom>::with<std::vector<device_status>>,
+  caf::replies_to<subscribe_atom, job_id, job_observer_actor>::with<
+    job_result>>;
+
+} // namespace vidnode::runtime

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/timestamp.hpp>
+
+namespace vidnode::runtime {
+
+/// When a device worker dies: how fast it is restarted and when its device
+/// is given up (OTP-style intensity: more than `max_restarts` restarts within
+/// `window` quarantines the device).
+struct restart_policy {
+  /// Restarts allowed within `window` before the device is quarantined.
+  int32_t max_restarts = 5;
+  /// The sliding window the restarts are counted in.
+  caf::timespan window = std::chrono::seconds{60};
+  /// Delay before the first restart in a window; doubles with each further
+  /// restart in the window, up to `backoff_max`.
+  caf::timespan backoff = std::chrono::milliseconds{100};
+  caf::timespan backoff_max = std::chrono::seconds{10};
+};
+
+/// Everything a node is configured with. Defaults are the documented ones
+/// (README, "Settings"); `validate` checks a value set before a node starts.
+struct node_settings {
+  /// Shown in results and `vidctl nodes`; empty means the host name.
+  std::string node_name;
+  /// Where the admission actor is published.
+  std::string listen_host = "127.0.0.1";
+  /// TCP port; 0 picks a free one.
+  uint16_t listen_port = 7447;
+  /// Devices to serve: "auto", "cpu:N[:MEMORY]" or "sim:N[:MEMORY]".
+  std::string devices = "auto";
+  /// Jobs running at once on one device.
+  int32_t max_concurrency = 1;
+  /// Jobs waiting in the queue at most (running jobs not counted).
+  uint32_t queue_size = 1024;
+  /// Longest (and default) time a job may wait in the queue.
+  caf::timespan queue_timeout = std::chrono::minutes{10};
+  /// Longest (and default) time one attempt of a job may run.
+  caf::timespan run_timeout = std::chrono::minutes{10};
+  /// Attempts a job gets when its device fails under it (out of memory, a
+  /// worker crash); the last failure's reason is the job's error.
+  int32_t max_attempts = 2;
+  /// How dead device workers are restarted.
+  restart_policy restarts;
+  /// A queued job gains one priority level per interval waited, so low
+  /// priorities cannot starve forever.
+  caf::timespan aging_interval = std::chrono::seconds{30};
+  /// How long finished jobs' results are kept for status, wait and list.
+  caf::timespan result_ttl = std::chrono::hours{1};
+  /// At most this many finished results are kept (oldest dropped first).
+  uint32_t max_results = 10000;
+  /// Run device workers of sim devices on their own threads, like real
+  /// devices (sim pipelines never block, so by default they share the pool).
+  bool detach_sim_workers = false;
+};
+
+/// Checks every value of `settings`; returns errc::invalid_request naming
+/// the setting and the reason, or none.
+caf::error validate(const node_settings& settings);
+
+} // namespace vidnode::runtime

@@ -1,0 +1,56 @@
+#include "vidnode/runtime/settings.hpp"
+
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::runtime {
+
+namespace {
+
+caf::error bad(const char* setting, const std::string& reason) {
+  return make_error(errc::invalid_request,
+                    std::string{setting} + ": " + reason);
+}
+
+bool positive(caf::timespan x) {
+  return x.count() > 0;
+}
+
+} // namespace
+
+caf::error validate(const node_settings& s) {
+  if (s.listen_host.empty())
+    return bad("listen", "host must not be empty");
+  if (s.devices.empty())
+    return bad("devices", "must not be empty");
+  if (s.max_concurrency < 1 || s.max_concurrency > 64)
+    return bad("max-concurrency", "must be between 1 and 64, got "
+                                    + std::to_string(s.max_concurrency));
+  if (s.queue_size < 1 || s.queue_size > 10000000)
+    return bad("queue-size", "must be between 1 and 10000000, got "
+                               + std::to_string(s.queue_size));
+  if (!positive(s.queue_timeout))
+    return bad("queue-timeout", "must be positive, got "
+                                  + format_duration(s.queue_timeout));
+  if (!positive(s.run_timeout))
+    return bad("run-timeout",
+               "must be positive, got " + format_duration(s.run_timeout));
+  if (s.max_attempts < 1 || s.max_attempts > 100)
+    return bad("max-attempts", "must be between 1 and 100, got "
+                                 + std::to_string(s.max_attempts));
+  if (s.restarts.max_restarts < 0)
+    return bad("max-restarts", "must not be negative");
+  if (!positive(s.restarts.window))
+    return bad("restart-window", "must be positive");
+  if (s.restarts.backoff.count() < 0)
+    return bad("restart-backoff", "must not be negative");
+  if (s.restarts.backoff_max < s.restarts.backoff)
+    return bad("restart-backoff-max", "must not be below restart-backoff");
+  if (!positive(s.aging_interval))
+    return bad("aging-interval", "must be positive");
+  if (!positive(s.result_ttl))
+    return bad("result-ttl", "must be positive");
+  return caf::none;
+}
+
+} // namespace vidnode::runtime

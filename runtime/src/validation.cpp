@@ -1,0 +1,98 @@
+#include "vidnode/runtime/validation.hpp"
+
+#include <cctype>
+
+#include "vidnode/runtime/errc.hpp"
+
+namespace vidnode::runtime {
+
+namespace {
+
+caf::error bad(const char* field, std::string reason) {
+  return make_error(errc::invalid_request, std::string{field} + ": " + reason);
+}
+
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'
+         || c == '.' || c == ':' || c == '/';
+}
+
+caf::error check_range(const char* field, int64_t value, int64_t lo,
+                       int64_t hi) {
+  if (value < lo || value > hi)
+    return bad(field, "must be between " + std::to_string(lo) + " and "
+                        + std::to_string(hi) + ", got "
+                        + std::to_string(value));
+  return caf::none;
+}
+
+caf::error check_dimension(const char* field, int32_t value) {
+  using lim = job_limits;
+  if (value < lim::min_dimension || value > lim::max_dimension
+      || value % lim::dimension_multiple != 0)
+    return bad(field, "must be a multiple of "
+                        + std::to_string(lim::dimension_multiple)
+                        + " between " + std::to_string(lim::min_dimension)
+                        + " and " + std::to_string(lim::max_dimension)
+                        + ", got " + std::to_string(value));
+  return caf::none;
+}
+
+} // namespace
+
+caf::error validate(const job_spec& spec) {
+  using lim = job_limits;
+  if (spec.model.empty())
+    return bad("model", "must not be empty");
+  if (spec.model.size() > lim::max_model_bytes)
+    return bad("model", "longer than " + std::to_string(lim::max_model_bytes)
+                          + " bytes");
+  for (char c : spec.model)
+    if (!is_name_char(c))
+      return bad("model", "may only contain letters, digits and - _ . : /");
+  if (spec.prompt.size() > lim::max_prompt_bytes)
+    return bad("prompt", "longer than " + std::to_string(lim::max_prompt_bytes)
+                           + " bytes");
+  if (auto err = check_dimension("width", spec.width))
+    return err;
+  if (auto err = check_dimension("height", spec.height))
+    return err;
+  if (auto err = check_range("frames", spec.frames, 1, lim::max_frames))
+    return err;
+  if (auto err = check_range("fps", spec.fps, 1, lim::max_fps))
+    return err;
+  if (auto err = check_range("steps", spec.steps, 0, lim::max_steps))
+    return err;
+  if (auto err = check_range("priority", spec.priority, lim::min_priority,
+                             lim::max_priority))
+    return err;
+  if (spec.queue_timeout.count() < 0)
+    return bad("queue_timeout", "must not be negative");
+  if (spec.run_timeout.count() < 0)
+    return bad("run_timeout", "must not be negative");
+  if (spec.idempotency_key.size() > lim::max_idempotency_key_bytes)
+    return bad("idempotency_key",
+               "longer than " + std::to_string(lim::max_idempotency_key_bytes)
+                 + " bytes");
+  if (spec.options.size() > lim::max_options)
+    return bad("options", "more than " + std::to_string(lim::max_options)
+                            + " entries");
+  for (const auto& [key, value] : spec.options) {
+    if (key.empty() || key.size() > lim::max_option_key_bytes)
+      return bad("options", "keys must have 1 to "
+                              + std::to_string(lim::max_option_key_bytes)
+                              + " bytes");
+    for (char c : key)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-'
+          && c != '.')
+        return bad("options", "key '" + key
+                                + "' may only contain letters, digits and - _ .");
+    if (value.size() > lim::max_option_value_bytes)
+      return bad("options", "value of '" + key + "' longer than "
+                              + std::to_string(lim::max_option_value_bytes)
+                              + " bytes");
+  }
+  return caf::none;
+}
+
+} // namespace vidnode::runtime
