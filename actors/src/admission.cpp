@@ -122,7 +122,7 @@ struct admission_state {
   // -- time --------------------------------------------------------------
 
   time_point now() const {
-    return self->now();
+    return self->clock().now();
   }
 
   caf::timestamp wall(time_point t) const {
@@ -166,13 +166,18 @@ struct admission_state {
     clear_deadline(rec);
     rec.deadline = when;
     deadlines.emplace(when, rec.result.id.value);
-    if (when < next_tick) {
-      next_tick = when;
-      auto delay = when - now();
-      if (delay.count() < 0)
-        delay = delay.zero();
-      self->delayed_send(self, delay, tick_atom::value);
-    }
+    arm_tick(when);
+  }
+
+  /// Makes sure a tick arrives no later than `when`.
+  void arm_tick(time_point when) {
+    if (when >= next_tick)
+      return;
+    next_tick = when;
+    auto delay = when - now();
+    if (delay.count() < 0)
+      delay = delay.zero();
+    self->delayed_send(self, delay, tick_atom::value);
   }
 
   void clear_deadline(job_record& rec) {
@@ -214,10 +219,8 @@ struct admission_state {
       }
     }
     expire_results();
-    if (!deadlines.empty() && deadlines.begin()->first < next_tick) {
-      next_tick = deadlines.begin()->first;
-      self->delayed_send(self, next_tick - t, tick_atom::value);
-    }
+    if (!deadlines.empty())
+      arm_tick(deadlines.begin()->first);
     dispatch();
   }
 
@@ -478,6 +481,10 @@ struct admission_state {
       spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
                    runtime::describe(r.error));
     finished.emplace_back(t, r.id);
+    // Records are only erased on a tick, never under a caller's feet.
+    arm_tick(finished.size() > settings.max_results
+               ? t
+               : finished.front().first + settings.result_ttl);
   }
 
   void expire_results() {
@@ -493,6 +500,8 @@ struct admission_state {
         idempotency_keys.erase(i->second.spec.idempotency_key);
       jobs.erase(i);
     }
+    if (!finished.empty())
+      arm_tick(finished.front().first + settings.result_ttl);
   }
 
   // -- worker reports ------------------------------------------------------
@@ -668,7 +677,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   st.queue = std::make_unique<job_queue>(settings.aging_interval);
   st.settings = std::move(settings);
   st.catalog = std::move(catalog);
-  st.mono_epoch = self->now();
+  st.mono_epoch = self->clock().now();
   st.wall_epoch = caf::make_timestamp();
   return {
     // -- client protocol ---------------------------------------------------
@@ -796,9 +805,14 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
-        if (runtime::is(reason, errc::out_of_memory))
+        if (runtime::is(reason, errc::out_of_memory)) {
+          // The worker exits after an out-of-memory error: nothing more may
+          // be sent to it until the supervisor attached its successor.
+          auto& device = st.devices[static_cast<size_t>(rec->device)];
+          device.worker = nullptr;
+          device.state = device_slot::health::restarting;
           st.retry_or_fail(*rec, std::move(reason), true);
-        else
+        } else
           st.finalize(*rec, job_state::failed, std::move(reason));
         st.dispatch();
       }

@@ -41,6 +41,9 @@ struct device_worker_state {
     runtime::job_id id;
     std::unique_ptr<gpu::job_run> run;
     int32_t next_step = 0;
+    /// Steps reported to admission; a step is reported once its device
+    /// time has passed, i.e. when the next step message arrives.
+    int32_t reported = 0;
   };
 
   pointer self;
@@ -173,6 +176,11 @@ struct device_worker_state {
       return; // aborted
     auto& attempt = i->second;
     auto steps = attempt.run->steps();
+    if (attempt.reported < attempt.next_step) {
+      attempt.reported = attempt.next_step;
+      self->send(admission, progress_atom::value, attempt.id, lease,
+                 attempt.reported, steps);
+    }
     if (attempt.next_step >= steps) {
       finish(lease);
       return;
@@ -183,8 +191,6 @@ struct device_worker_state {
                  [&] { busy = attempt.run->step(index); }))
       return;
     attempt.next_step += 1;
-    self->send(admission, progress_atom::value, attempt.id, lease,
-               attempt.next_step, steps);
     schedule_step(lease, busy);
   }
 

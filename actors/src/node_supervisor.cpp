@@ -72,7 +72,7 @@ struct node_supervisor_state {
                       : runtime::make_error(runtime::errc::worker_lost,
                                             "device " + device.info.name()
                                               + ": worker exited");
-      auto delay = device.intensity->on_death(self->now());
+      auto delay = device.intensity->on_death(self->clock().now());
       device.quarantined = !delay;
       self->send(admission, detach_atom::value, device.info.index, reason,
                  device.quarantined);

@@ -50,6 +50,8 @@ caf::error validate(const node_settings& s) {
     return bad("aging-interval", "must be positive");
   if (!positive(s.result_ttl))
     return bad("result-ttl", "must be positive");
+  if (s.max_results < 1)
+    return bad("max-results", "must be at least 1");
   return caf::none;
 }
 
