@@ -1,0 +1,353 @@
+/// vidctl: submits jobs to a vidnode and shows their state.
+///
+/// Exit status: 0 success; 1 the job ended but did not succeed (wait,
+/// submit --wait); 2 bad usage; 3 the node cannot be reached or was lost;
+/// 4 the node refused the request (the typed error is on stderr).
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "common/cli_options.hpp"
+#include "vidnode/net/client.hpp"
+#include "vidnode/net/json.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace {
+
+using namespace vidnode;
+using runtime::errc;
+
+constexpr int exit_not_succeeded = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_unreachable = 3;
+constexpr int exit_refused = 4;
+
+bool json_output = false;
+
+/// Prints `err` on stderr and returns the exit status it stands for.
+int fail(const caf::error& err) {
+  if (json_output)
+    std::cerr << nlohmann::json{{"error", net::to_json(err)}}.dump() << "\n";
+  else
+    std::cerr << "vidctl: " << runtime::describe(err) << "\n";
+  if (runtime::is(err, errc::node_lost)
+      || err.category() != runtime::error_category())
+    return exit_unreachable;
+  return exit_refused;
+}
+
+std::string or_dash(const std::string& x) {
+  return x.empty() ? "-" : x;
+}
+
+void print_result(const runtime::job_result& r) {
+  if (json_output) {
+    std::cout << net::to_json(r).dump() << "\n";
+    return;
+  }
+  std::cout << "job " << r.id.value << ": " << runtime::to_string(r.state)
+            << "\n";
+  std::cout << "  model     " << r.model << " (priority " << r.priority
+            << ")\n";
+  if (!r.device.empty())
+    std::cout << "  device    " << r.device << " on " << r.node
+              << ", attempt " << r.attempts << "\n";
+  std::cout << "  progress  " << r.step << "/" << r.steps << " steps\n";
+  if (!r.output.empty())
+    std::cout << "  output    " << r.output << "\n";
+  std::cout << "  queued    " << runtime::format_duration(r.queue_time)
+            << ", ran " << runtime::format_duration(r.run_time) << "\n";
+  std::cout << "  accepted  " << runtime::format_timestamp(r.accepted_at)
+            << "\n";
+  if (r.finished_at.time_since_epoch().count() != 0)
+    std::cout << "  finished  " << runtime::format_timestamp(r.finished_at)
+              << "\n";
+  if (r.error)
+    std::cout << "  error     " << runtime::describe(r.error) << "\n";
+}
+
+/// Prints rows as left-aligned columns.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i)
+        width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size())
+        line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+int finish_with(const runtime::job_result& r) {
+  print_result(r);
+  return r.state == runtime::job_state::succeeded ? 0 : exit_not_succeeded;
+}
+
+caf::expected<runtime::job_id> parse_id(const std::string& text) {
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9' || value > UINT64_MAX / 10)
+      return runtime::make_error(errc::invalid_request,
+                                 "'" + text + "' is not a job id");
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (text.empty() || value == 0)
+    return runtime::make_error(errc::invalid_request,
+                               "'" + text + "' is not a job id");
+  return runtime::job_id{value};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string endpoint = "127.0.0.1:7447";
+  if (auto env = std::getenv("VIDNODE_ADDRESS"))
+    endpoint = env;
+  net::client::options options;
+
+  CLI::App app{"vidctl: submits jobs to a vidnode and shows their state.",
+               "vidctl"};
+  app.set_version_flag("--version", "vidctl 0.1.0 (protocol "
+                                      + std::string{runtime::protocol_version}
+                                      + ")");
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--connect", endpoint,
+                 "The node: HOST:PORT (default $VIDNODE_ADDRESS or "
+                 "127.0.0.1:7447)");
+  app.add_flag("--json", json_output, "Print JSON, one document per line");
+  apps::add_duration(app, "--timeout", options.request_timeout,
+                     "Longest wait for any single reply from the node");
+
+  // -- submit ---------------------------------------------------------------
+  runtime::job_spec spec;
+  std::vector<std::string> spec_options;
+  bool submit_wait = false;
+  auto submit = app.add_subcommand("submit", "Submit a job; prints its id");
+  submit->add_option("--model", spec.model, "Model to run")
+    ->capture_default_str();
+  submit->add_option("--prompt", spec.prompt, "Text prompt");
+  submit->add_option("--width", spec.width, "Frame width in pixels")
+    ->capture_default_str();
+  submit->add_option("--height", spec.height, "Frame height in pixels")
+    ->capture_default_str();
+  submit->add_option("--frames", spec.frames, "Number of frames")
+    ->capture_default_str();
+  submit->add_option("--fps", spec.fps, "Frames per second")
+    ->capture_default_str();
+  submit->add_option("--steps", spec.steps, "Denoising steps")
+    ->capture_default_str();
+  submit->add_option("--seed", spec.seed, "Seed of the initial noise")
+    ->capture_default_str();
+  submit->add_option("--priority", spec.priority,
+                     "0 (lowest) to 9 (highest)")
+    ->capture_default_str();
+  apps::add_duration(*submit, "--queue-timeout", spec.queue_timeout,
+                     "Longest wait in the queue (default: the node's)", false);
+  apps::add_duration(*submit, "--run-timeout", spec.run_timeout,
+                     "Longest run per attempt (default: the node's)", false);
+  submit->add_option("--idempotency-key", spec.idempotency_key,
+                     "Submitting the same key again returns the first job");
+  submit->add_option("--option", spec_options,
+                     "Pipeline option KEY=VALUE (repeatable), e.g. "
+                     "step_ms=100");
+  submit->add_flag("--wait", submit_wait,
+                   "Wait for the job to end and print its result");
+
+  // -- job commands ---------------------------------------------------------
+  std::string id_text;
+  auto status = app.add_subcommand("status", "Show where a job stands");
+  status->add_option("id", id_text, "Job id")->required();
+  caf::timespan max_wait{0};
+  auto wait = app.add_subcommand(
+    "wait", "Wait for a job to end; exit 0 only if it succeeded");
+  wait->add_option("id", id_text, "Job id")->required();
+  apps::add_duration(*wait, "--max-wait", max_wait,
+                     "Give up waiting after this long (exit 1)", false);
+  auto watch = app.add_subcommand(
+    "watch", "Print a job's events until it ends; exit 0 only if it "
+             "succeeded");
+  watch->add_option("id", id_text, "Job id")->required();
+  auto cancel = app.add_subcommand("cancel", "Cancel a queued or running job");
+  cancel->add_option("id", id_text, "Job id")->required();
+
+  // -- node commands --------------------------------------------------------
+  runtime::list_query query;
+  bool active_only = false;
+  auto list = app.add_subcommand(
+    "list", "List queued and running jobs, then finished ones");
+  list->add_option("--limit", query.limit, "Most jobs shown (0: all)")
+    ->capture_default_str();
+  list->add_flag("--active", active_only, "Only queued and running jobs");
+  auto nodes = app.add_subcommand(
+    "nodes", "Show each device: state, slots, models loaded, restarts");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return apps::usage_exit(app, e);
+  }
+
+  if (!net::parse_endpoint(endpoint, options.host, options.port)) {
+    std::cerr << "vidctl: --connect: '" << endpoint
+              << "' is not HOST:PORT (e.g. 127.0.0.1:7447)\n";
+    return exit_usage;
+  }
+  for (const auto& kv : spec_options) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "vidctl: --option: '" << kv << "' is not KEY=VALUE\n";
+      return exit_usage;
+    }
+    spec.options[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  caf::expected<runtime::job_id> id = runtime::job_id{};
+  if (!id_text.empty()) {
+    id = parse_id(id_text);
+    if (!id) {
+      std::cerr << "vidctl: " << runtime::detail_of(id.error()) << "\n";
+      return exit_usage;
+    }
+  }
+
+  auto connected = net::client::connect(options);
+  if (!connected)
+    return fail(connected.error());
+  auto& node = **connected;
+
+  if (*submit) {
+    auto submitted = node.submit(spec);
+    if (!submitted)
+      return fail(submitted.error());
+    if (!submit_wait) {
+      if (json_output)
+        std::cout << nlohmann::json{{"id", submitted->value}}.dump() << "\n";
+      else
+        std::cout << submitted->value << "\n";
+      return 0;
+    }
+    auto result = node.wait(*submitted);
+    if (!result)
+      return fail(result.error());
+    return finish_with(*result);
+  }
+  if (*status) {
+    auto result = node.status(*id);
+    if (!result)
+      return fail(result.error());
+    print_result(*result);
+    return 0;
+  }
+  if (*wait) {
+    auto result = node.wait(*id, max_wait);
+    if (!result)
+      return fail(result.error());
+    return finish_with(*result);
+  }
+  if (*watch) {
+    auto result = node.watch(*id, [](const runtime::job_event& e) {
+      if (json_output) {
+        std::cout << net::to_json(e).dump() << std::endl;
+        return;
+      }
+      std::ostringstream line;
+      line << runtime::format_timestamp(e.at) << "  job " << e.id.value
+           << "  " << runtime::to_string(e.state);
+      if (!e.device.empty())
+        line << " on " << e.device << " (attempt " << e.attempt << ")";
+      if (e.steps > 0)
+        line << "  step " << e.step << "/" << e.steps;
+      if (e.error)
+        line << "  " << runtime::describe(e.error);
+      std::cout << line.str() << std::endl;
+    });
+    if (!result)
+      return fail(result.error());
+    return finish_with(*result);
+  }
+  if (*cancel) {
+    auto result = node.cancel(*id);
+    if (!result)
+      return fail(result.error());
+    print_result(*result);
+    return 0;
+  }
+  if (*list) {
+    query.include_finished = !active_only;
+    auto jobs = node.list(query);
+    if (!jobs)
+      return fail(jobs.error());
+    if (json_output) {
+      auto array = nlohmann::json::array();
+      for (const auto& r : *jobs)
+        array.push_back(net::to_json(r));
+      std::cout << array.dump() << "\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {
+      {"ID", "STATE", "MODEL", "PRIO", "DEVICE", "STEP", "TRIES", "QUEUED",
+       "RAN", "ERROR"}};
+    for (const auto& r : *jobs)
+      rows.push_back({std::to_string(r.id.value), runtime::to_string(r.state),
+                      r.model, std::to_string(r.priority), or_dash(r.device),
+                      std::to_string(r.step) + "/" + std::to_string(r.steps),
+                      std::to_string(r.attempts),
+                      runtime::format_duration(r.queue_time),
+                      runtime::format_duration(r.run_time),
+                      r.error ? runtime::code_name(r.error) : "-"});
+    print_table(rows);
+    return 0;
+  }
+  if (*nodes) {
+    auto devices = node.nodes();
+    if (!devices)
+      return fail(devices.error());
+    if (json_output) {
+      auto array = nlohmann::json::array();
+      for (const auto& d : *devices)
+        array.push_back(net::to_json(d));
+      std::cout << array.dump() << "\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {
+      {"NODE", "DEVICE", "STATE", "SLOTS", "MEMORY", "MODELS(LOADS)",
+       "RUNNING", "RESTARTS", "LAST ERROR"}};
+    for (const auto& d : *devices) {
+      std::string models;
+      for (const auto& m : d.models) {
+        if (!models.empty())
+          models += ",";
+        models += m.model + "(" + std::to_string(m.loads) + ")";
+      }
+      std::string running;
+      for (auto job : d.running) {
+        if (!running.empty())
+          running += ",";
+        running += std::to_string(job.value);
+      }
+      rows.push_back({d.node, d.device, d.state,
+                      std::to_string(d.slots_in_use) + "/"
+                        + std::to_string(d.slots),
+                      runtime::format_bytes(d.memory_reserved) + "/"
+                        + runtime::format_bytes(d.memory_bytes),
+                      or_dash(models), or_dash(running),
+                      std::to_string(d.restarts), or_dash(d.last_error)});
+    }
+    print_table(rows);
+    return 0;
+  }
+  return exit_usage;
+}

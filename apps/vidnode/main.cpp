@@ -1,0 +1,198 @@
+/// vidnode: runs a node that serves generation jobs on this machine's
+/// devices and publishes its admission actor for vidctl and CAF clients.
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/cli_options.hpp"
+#include "vidnode/actors/node.hpp"
+#include "vidnode/net/client.hpp"
+#include "vidnode/net/process_config.hpp"
+#include "vidnode/net/server.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace {
+
+using namespace vidnode;
+
+/// How long stopping may take before the process exits anyway.
+constexpr auto stop_grace = std::chrono::seconds{10};
+
+/// Exits the process if stopping hangs (CAF 0.17.6 can hang in
+/// ~actor_system), or at once on a second signal.
+void start_exit_watchdog(sigset_t signals) {
+  std::thread([signals] {
+    std::thread([] {
+      std::this_thread::sleep_for(stop_grace);
+      std::fprintf(stderr, "vidnode: did not stop within %llds; exiting\n",
+                   static_cast<long long>(stop_grace.count()));
+      std::_Exit(1);
+    }).detach();
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "vidnode: second signal; exiting now\n");
+    std::_Exit(128 + sig);
+  }).detach();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  runtime::node_settings settings;
+  std::string listen = settings.listen_host + ":"
+                       + std::to_string(settings.listen_port);
+  std::string log_level = "info";
+  std::string scheduler = net::process_config::default_scheduler_policy;
+  size_t threads = 0;
+
+  CLI::App app{"vidnode: serves video-generation jobs on this machine's "
+               "devices.\nClients submit with vidctl or over CAF remote "
+               "actors.",
+               "vidnode"};
+  app.set_version_flag("--version", "vidnode 0.1.0 (protocol "
+                                      + std::string{runtime::protocol_version}
+                                      + ")");
+  app.set_config("--config", "",
+                 "Read settings from a TOML/INI file whose keys are the long "
+                 "option names (max-concurrency = 2)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.add_option("--listen", listen,
+                 "Where clients connect: HOST:PORT (port 0 picks a free one)")
+    ->capture_default_str();
+  app.add_option("--devices", settings.devices,
+                 "Devices to serve: auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
+                 "(e.g. sim:4:16GiB)")
+    ->capture_default_str();
+  app.add_option("--node-name", settings.node_name,
+                 "Name shown in results and `vidctl nodes` (default: the "
+                 "host name)");
+  app.add_option("--max-concurrency", settings.max_concurrency,
+                 "Jobs running at once per device")
+    ->capture_default_str();
+  app.add_option("--queue-size", settings.queue_size,
+                 "Jobs that may wait in the queue; more are refused with "
+                 "queue_full")
+    ->capture_default_str();
+  apps::add_duration(app, "--queue-timeout", settings.queue_timeout,
+                     "Longest (and default) time a job waits in the queue");
+  apps::add_duration(app, "--run-timeout", settings.run_timeout,
+                     "Longest (and default) time one attempt of a job runs");
+  app.add_option("--max-attempts", settings.max_attempts,
+                 "Attempts a job gets when its device fails under it (OOM, "
+                 "crash)")
+    ->capture_default_str();
+  app.add_option("--max-restarts", settings.restarts.max_restarts,
+                 "Worker restarts allowed per device within --restart-window "
+                 "before it is quarantined")
+    ->capture_default_str();
+  apps::add_duration(app, "--restart-window", settings.restarts.window,
+                     "Window in which restarts are counted");
+  apps::add_duration(app, "--restart-backoff", settings.restarts.backoff,
+                     "Delay before the first restart in a window; doubles "
+                     "with each further one");
+  apps::add_duration(app, "--restart-backoff-max",
+                     settings.restarts.backoff_max,
+                     "Longest delay before a restart");
+  apps::add_duration(app, "--aging-interval", settings.aging_interval,
+                     "A queued job gains one priority level per interval "
+                     "waited");
+  apps::add_duration(app, "--result-ttl", settings.result_ttl,
+                     "How long finished results are kept");
+  app.add_option("--max-results", settings.max_results,
+                 "Most finished results kept")
+    ->capture_default_str();
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error or off (logs go to stderr)")
+    ->capture_default_str()
+    ->check(CLI::IsMember(
+      {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--scheduler", scheduler,
+                 "CAF scheduler policy: sharing (lowest latency here) or "
+                 "stealing")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"sharing", "stealing"}));
+  app.add_option("--threads", threads,
+                 "Scheduler threads (0: CAF's default, max(cores, 4))")
+    ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return apps::usage_exit(app, e);
+  }
+
+  auto logger = spdlog::stderr_color_mt("vidnode");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  if (!net::parse_endpoint(listen, settings.listen_host,
+                           settings.listen_port)) {
+    std::fprintf(stderr,
+                 "vidnode: --listen: '%s' is not HOST:PORT (e.g. "
+                 "127.0.0.1:7447)\n",
+                 listen.c_str());
+    return 2;
+  }
+  if (auto err = runtime::validate(settings)) {
+    std::fprintf(stderr, "vidnode: --%s\n",
+                 runtime::detail_of(err).c_str());
+    return 2;
+  }
+
+  // Signals are taken by sigwait in this thread; every thread CAF starts
+  // inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  net::process_config cfg;
+  cfg.scheduler_policy(scheduler);
+  cfg.scheduler_threads(threads);
+  caf::actor_system sys{cfg};
+  auto node = actors::local_node::start(sys, settings);
+  if (!node) {
+    std::fprintf(stderr, "vidnode: %s\n",
+                 runtime::describe(node.error()).c_str());
+    return 2;
+  }
+  auto admission = (*node)->admission();
+  auto port = net::publish(sys, admission, settings.listen_host,
+                           settings.listen_port);
+  if (!port) {
+    std::fprintf(stderr, "vidnode: %s\n",
+                 runtime::describe(port.error()).c_str());
+    (*node)->stop();
+    return 1;
+  }
+  const auto& devices = (*node)->devices();
+  spdlog::info("serving {} device(s): {} ({} each); max-concurrency {}, "
+               "queue-size {}",
+               devices.size(), settings.devices,
+               runtime::format_bytes(devices.front().memory_bytes),
+               settings.max_concurrency, settings.queue_size);
+  std::printf("vidnode listening on %s:%u\n", settings.listen_host.c_str(),
+              static_cast<unsigned>(*port));
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  start_exit_watchdog(signals);
+  spdlog::info("{}: stopping; queued and running jobs are cancelled",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  net::unpublish(sys, admission, *port);
+  if (auto err = (*node)->stop(std::chrono::seconds{5}))
+    spdlog::error("stopping: {}", runtime::describe(err));
+  node->reset();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "vidnode/net/process_config.hpp"
+#include "vidnode/runtime/protocol.hpp"
+
+namespace vidnode::net {
+
+/// A blocking client of a remote vidnode, for programs that do not speak
+/// CAF (vidctl is one). It owns its own actor_system.
+///
+/// Every call returns a value or a typed error: vidnode's refusals
+/// (runtime::errc), `node_lost` when the connection dropped or the node
+/// stopped answering within the request timeout, or CAF's connection errors.
+/// No call blocks forever: waits on a job are split into polls of
+/// `poll_interval`, so a node that hangs is noticed too.
+///
+/// Thread-safety: calls may come from several threads at once.
+class client {
+public:
+  /// How to reach the node and how long to wait for it.
+  struct options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 7447;
+    /// Longest time to connect (including CAF's handshake).
+    caf::timespan connect_timeout = std::chrono::seconds{5};
+    /// Longest time for any single reply.
+    caf::timespan request_timeout = std::chrono::seconds{30};
+    /// Longest single wait the node is asked for; longer waits repeat it.
+    caf::timespan poll_interval = std::chrono::seconds{5};
+  };
+
+  /// Connects to the node at `opts.host:opts.port` and checks that it speaks
+  /// vidnode's protocol.
+  static caf::expected<std::unique_ptr<client>> connect(const options& opts);
+
+  /// Closes the connection.
+  ~client();
+
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Submits a job; its id, or the refusal.
+  caf::expected<runtime::job_id> submit(const runtime::job_spec& spec);
+
+  /// Where a job stands now.
+  caf::expected<runtime::job_result> status(runtime::job_id id);
+
+  /// Waits until the job has ended, or at most `max_wait` (zero: no limit),
+  /// and returns its result (not terminal if `max_wait` ran out).
+  caf::expected<runtime::job_result> wait(runtime::job_id id,
+                                          caf::timespan max_wait
+                                          = caf::timespan{0});
+
+  /// Like wait, but calls `on_event` with every event of the job (from a
+  /// CAF thread, one call at a time) until it has ended.
+  caf::expected<runtime::job_result>
+  watch(runtime::job_id id,
+        std::function<void(const runtime::job_event&)> on_event);
+
+  /// Cancels a job; returns its result (already ended jobs unchanged).
+  caf::expected<runtime::job_result> cancel(runtime::job_id id);
+
+  /// The jobs the node knows (see runtime::list_query).
+  caf::expected<std::vector<runtime::job_result>>
+  list(const runtime::list_query& query);
+
+  /// The devices of the node.
+  caf::expected<std::vector<runtime::device_status>> nodes();
+
+  /// The admission actor's handle, for callers that speak CAF.
+  const runtime::admission_actor& admission() const noexcept {
+    return admission_;
+  }
+
+private:
+  explicit client(const options& opts);
+
+  template <class T, class... Ts>
+  caf::expected<T> call(caf::timespan timeout, Ts... xs);
+
+  options opts_;
+  process_config cfg_;
+  caf::actor_system sys_;
+  runtime::admission_actor admission_;
+};
+
+/// Splits "HOST:PORT" (or ":PORT", or "PORT") into its parts; false if the
+/// port is missing or not 0-65535.
+bool parse_endpoint(const std::string& text, std::string& host,
+                    uint16_t& port);
+
+} // namespace vidnode::net

@@ -1,0 +1,213 @@
+#include "vidnode/net/client.hpp"
+
+#include <atomic>
+#include <future>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::net {
+
+namespace {
+
+using runtime::errc;
+using runtime::make_error;
+
+/// Delivers a value to a blocked caller exactly once.
+template <class T>
+struct one_shot {
+  std::promise<caf::expected<T>> promise;
+  std::atomic<bool> done{false};
+
+  void deliver(caf::expected<T> x) {
+    if (!done.exchange(true))
+      promise.set_value(std::move(x));
+  }
+};
+
+} // namespace
+
+bool parse_endpoint(const std::string& text, std::string& host,
+                    uint16_t& port) {
+  auto colon = text.rfind(':');
+  auto port_text = colon == std::string::npos ? text : text.substr(colon + 1);
+  auto host_text = colon == std::string::npos ? std::string{}
+                                              : text.substr(0, colon);
+  if (port_text.empty() || port_text.size() > 5)
+    return false;
+  for (char c : port_text)
+    if (c < '0' || c > '9')
+      return false;
+  auto value = std::stoul(port_text);
+  if (value > 65535)
+    return false;
+  if (!host_text.empty())
+    host = host_text;
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+client::client(const options& opts) : opts_(opts), sys_(cfg_) {
+}
+
+client::~client() {
+  admission_ = nullptr;
+}
+
+caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
+  std::unique_ptr<client> self_ptr{new client(opts)};
+  auto& sys = self_ptr->sys_;
+  auto where = opts.host + ":" + std::to_string(opts.port);
+  caf::error failure;
+  caf::strong_actor_ptr handle;
+  {
+    caf::scoped_actor self{sys};
+    self
+      ->request(sys.middleman().actor_handle(), opts.connect_timeout,
+                caf::connect_atom::value, opts.host, opts.port)
+      .receive(
+        [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+            const std::set<std::string>& interface) {
+          if (!ptr)
+            failure = make_error(errc::node_lost, "nothing is published at "
+                                                    + where);
+          else if (interface != sys.message_types<runtime::admission_actor>())
+            failure = make_error(errc::invalid_request,
+                                 where
+                                   + " does not speak this version of "
+                                     "vidnode's protocol");
+          else
+            handle = std::move(ptr);
+        },
+        [&](caf::error& err) {
+          if (err == caf::sec::request_timeout)
+            failure = make_error(errc::node_lost,
+                                 "no answer from " + where + " within "
+                                   + runtime::format_duration(
+                                     opts.connect_timeout));
+          else
+            failure = make_error(errc::node_lost, "cannot connect to " + where
+                                                    + ": "
+                                                    + runtime::describe(err));
+        });
+  }
+  if (failure)
+    return failure;
+  self_ptr->admission_ = caf::actor_cast<runtime::admission_actor>(handle);
+  return self_ptr;
+}
+
+template <class T, class... Ts>
+caf::expected<T> client::call(caf::timespan timeout, Ts... xs) {
+  auto result = std::make_shared<one_shot<T>>();
+  auto future = result->promise.get_future();
+  auto admission = admission_;
+  auto where = opts_.host + ":" + std::to_string(opts_.port);
+  sys_.spawn([=](caf::event_based_actor* self) {
+    self->monitor(admission);
+    self->set_down_handler([=](caf::down_msg& msg) {
+      result->deliver(make_error(errc::node_lost,
+                                 "lost the connection to " + where));
+      self->quit();
+    });
+    self->request(admission, timeout, xs...)
+      .then(
+        [=](T& value) {
+          result->deliver(std::move(value));
+          self->quit();
+        },
+        [=](caf::error& err) {
+          if (err == caf::sec::request_timeout)
+            result->deliver(make_error(errc::node_lost,
+                                       "no answer from " + where + " within "
+                                         + runtime::format_duration(timeout)));
+          else
+            result->deliver(std::move(err));
+          self->quit();
+        });
+  });
+  return future.get();
+}
+
+caf::expected<runtime::job_id> client::submit(const runtime::job_spec& spec) {
+  return call<runtime::job_id>(opts_.request_timeout,
+                               runtime::submit_atom::value, spec);
+}
+
+caf::expected<runtime::job_result> client::status(runtime::job_id id) {
+  return call<runtime::job_result>(opts_.request_timeout,
+                                   runtime::status_atom::value, id);
+}
+
+caf::expected<runtime::job_result> client::wait(runtime::job_id id,
+                                                caf::timespan max_wait) {
+  auto unbounded = max_wait.count() <= 0;
+  auto deadline = std::chrono::steady_clock::now() + max_wait;
+  for (;;) {
+    auto slice = opts_.poll_interval;
+    if (!unbounded) {
+      auto left = std::chrono::duration_cast<caf::timespan>(
+        deadline - std::chrono::steady_clock::now());
+      slice = std::max(caf::timespan{1}, std::min(slice, left));
+    }
+    auto result = call<runtime::job_result>(opts_.request_timeout + slice,
+                                            runtime::wait_atom::value, id,
+                                            slice);
+    if (!result || runtime::is_terminal(result->state))
+      return result;
+    if (!unbounded && std::chrono::steady_clock::now() >= deadline)
+      return result;
+  }
+}
+
+caf::expected<runtime::job_result>
+client::watch(runtime::job_id id,
+              std::function<void(const runtime::job_event&)> on_event) {
+  // The observer reports when it has seen the terminal event, so that every
+  // event is passed on before watch returns.
+  auto seen_end = std::make_shared<std::promise<void>>();
+  auto ended = seen_end->get_future();
+  auto observer = sys_.spawn(
+    [=](runtime::job_observer_actor::pointer)
+      -> runtime::job_observer_actor::behavior_type {
+      return {[=](const runtime::job_event& event) {
+        on_event(event);
+        if (runtime::is_terminal(event.state))
+          seen_end->set_value();
+      }};
+    });
+  auto subscribed = call<runtime::job_result>(opts_.request_timeout,
+                                              runtime::subscribe_atom::value,
+                                              id, observer);
+  caf::expected<runtime::job_result> result = subscribed;
+  if (subscribed && !runtime::is_terminal(subscribed->state)) {
+    result = wait(id);
+    if (result && runtime::is_terminal(result->state))
+      ended.wait_for(std::chrono::seconds{1});
+  }
+  caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
+  return result;
+}
+
+caf::expected<runtime::job_result> client::cancel(runtime::job_id id) {
+  return call<runtime::job_result>(opts_.request_timeout,
+                                   runtime::cancel_atom::value, id);
+}
+
+caf::expected<std::vector<runtime::job_result>>
+client::list(const runtime::list_query& query) {
+  return call<std::vector<runtime::job_result>>(
+    opts_.request_timeout, runtime::list_atom::value, query);
+}
+
+caf::expected<std::vector<runtime::device_status>> client::nodes() {
+  return call<std::vector<runtime::device_status>>(
+    opts_.request_timeout, runtime::nodes_atom::value);
+}
+
+} // namespace vidnode::net
