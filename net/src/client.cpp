@@ -185,6 +185,18 @@ client::watch(runtime::job_id id,
                                               runtime::subscribe_atom::value,
                                               id, observer);
   caf::expected<runtime::job_result> result = subscribed;
+  if (subscribed) {
+    runtime::job_event first;
+    first.id = subscribed->id;
+    first.state = subscribed->state;
+    first.step = subscribed->step;
+    first.steps = subscribed->steps;
+    first.attempt = subscribed->attempts;
+    first.device = subscribed->device;
+    first.error = subscribed->error;
+    first.at = caf::make_timestamp();
+    on_event(first);
+  }
   if (subscribed && !runtime::is_terminal(subscribed->state)) {
     result = wait(id);
     if (result && runtime::is_terminal(result->state))

@@ -48,12 +48,12 @@ caf::error make_error(errc code, std::string detail) {
 }
 
 bool is(const caf::error& err, errc code) noexcept {
-  return err.category() == error_category()
+  return err && err.category() == error_category()
          && err.code() == static_cast<uint8_t>(code);
 }
 
 std::string detail_of(const caf::error& err) {
-  if (err.category() != error_category())
+  if (!err || err.category() != error_category())
     return {};
   const auto& ctx = err.context();
   if (ctx.match_elements<std::string>())

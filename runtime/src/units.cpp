@@ -34,33 +34,74 @@ bool split_number(const std::string& text, double& number, std::string& unit) {
   return true;
 }
 
+/// Renders `x` with at most `decimals` decimals and no trailing zeros, never
+/// in exponent notation ("1.5", "1234.5", "3").
+std::string fixed(double x, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, x);
+  std::string text = buf;
+  if (text.find('.') != std::string::npos) {
+    text.erase(text.find_last_not_of('0') + 1);
+    if (text.back() == '.')
+      text.pop_back();
+  }
+  return text;
+}
+
+} // namespace
+
+namespace {
+
+/// Nanoseconds per unit of a duration ("ms" -> 1e6); 0 if unknown.
+double ns_per(const std::string& unit) {
+  if (unit == "s")
+    return 1e9;
+  if (unit == "ms")
+    return 1e6;
+  if (unit == "us")
+    return 1e3;
+  if (unit == "ns")
+    return 1;
+  if (unit == "m" || unit == "min")
+    return 60e9;
+  if (unit == "h")
+    return 3600e9;
+  return 0;
+}
+
 } // namespace
 
 std::optional<caf::timespan> parse_duration(const std::string& text) {
-  double number = 0;
-  std::string unit;
-  if (!split_number(text, number, unit))
-    return std::nullopt;
-  double ns_per_unit = 0;
-  if (unit.empty() || unit == "s")
-    ns_per_unit = 1e9;
-  else if (unit == "ms")
-    ns_per_unit = 1e6;
-  else if (unit == "us")
-    ns_per_unit = 1e3;
-  else if (unit == "ns")
-    ns_per_unit = 1;
-  else if (unit == "m" || unit == "min")
-    ns_per_unit = 60e9;
-  else if (unit == "h")
-    ns_per_unit = 3600e9;
-  else
-    return std::nullopt;
-  auto ns = number * ns_per_unit;
+  // One or more NUMBER UNIT parts ("1h30m", "1m0.5s"); a lone bare number
+  // means seconds.
+  double total_ns = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto digits_end = pos;
+    while (digits_end < text.size()
+           && (std::isdigit(static_cast<unsigned char>(text[digits_end]))
+               || text[digits_end] == '.'))
+      ++digits_end;
+    auto unit_end = digits_end;
+    while (unit_end < text.size()
+           && std::isalpha(static_cast<unsigned char>(text[unit_end])))
+      ++unit_end;
+    double number = 0;
+    std::string unit;
+    if (!split_number(text.substr(pos, unit_end - pos), number, unit))
+      return std::nullopt;
+    if (unit.empty() && (pos != 0 || unit_end != text.size()))
+      return std::nullopt;
+    auto factor = unit.empty() ? 1e9 : ns_per(unit);
+    if (factor == 0)
+      return std::nullopt;
+    total_ns += number * factor;
+    pos = unit_end;
+  }
   constexpr double ten_years_ns = 10.0 * 365 * 24 * 3600 * 1e9;
-  if (!std::isfinite(ns) || ns > ten_years_ns)
+  if (text.empty() || !std::isfinite(total_ns) || total_ns > ten_years_ns)
     return std::nullopt;
-  return caf::timespan{static_cast<int64_t>(std::llround(ns))};
+  return caf::timespan{static_cast<int64_t>(std::llround(total_ns))};
 }
 
 std::string format_duration(caf::timespan value) {
@@ -68,13 +109,8 @@ std::string format_duration(caf::timespan value) {
   auto sign = std::string{ns < 0 ? "-" : ""};
   if (ns < 0)
     ns = -ns;
-  char buf[64];
   auto with_unit = [&](double x, const char* unit) {
-    if (x == std::floor(x))
-      std::snprintf(buf, sizeof(buf), "%.0f%s", x, unit);
-    else
-      std::snprintf(buf, sizeof(buf), "%.3g%s", x, unit);
-    return sign + buf;
+    return sign + fixed(x, 3) + unit;
   };
   if (ns == 0)
     return "0s";
@@ -142,12 +178,8 @@ std::string format_bytes(uint64_t value) {
     x /= 1024;
     ++unit;
   }
-  char buf[32];
-  if (x == std::floor(x))
-    std::snprintf(buf, sizeof(buf), "%.0f%s", x, units[unit]);
-  else
-    std::snprintf(buf, sizeof(buf), "%.3g%s", x, units[unit]);
-  return buf;
+  // Three significant digits, as "%.3g" would give, but never "1.02e+03".
+  return fixed(x, x < 10 ? 2 : x < 100 ? 1 : 0) + units[unit];
 }
 
 std::string format_timestamp(caf::timestamp value) {

@@ -59,8 +59,9 @@ public:
                                           caf::timespan max_wait
                                           = caf::timespan{0});
 
-  /// Like wait, but calls `on_event` with every event of the job (from a
-  /// CAF thread, one call at a time) until it has ended.
+  /// Like wait, but calls `on_event` with every event of the job until it
+  /// has ended: first with the job's state when the watch began, then from
+  /// a CAF thread, one call at a time.
   caf::expected<runtime::job_result>
   watch(runtime::job_id id,
         std::function<void(const runtime::job_event&)> on_event);

@@ -9,8 +9,9 @@
 namespace vidnode::runtime {
 
 /// Parses a duration as users write it: "250ms", "30s", "1.5s", "2m", "1h",
-/// "500us", "0"; a bare number means seconds. Nothing if it is malformed,
-/// negative or longer than 10 years.
+/// "1h30m", "500us", "0"; a bare number means seconds. Reads everything
+/// format_duration writes. Nothing if it is malformed, negative or longer
+/// than 10 years.
 std::optional<caf::timespan> parse_duration(const std::string& text);
 
 /// Renders a duration in the unit that reads best: "250ms", "30s", "1.5s",

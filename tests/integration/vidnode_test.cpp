@@ -1,0 +1,326 @@
+/// End-to-end tests: real `vidnode` processes on 127.0.0.1 driven by real
+/// `vidctl` processes (and by a raw CAF client). Every process is killed
+/// and reaped when its test ends.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/process.hpp"
+#include "vidnode/net/process_config.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/protocol.hpp"
+
+using namespace std::chrono_literals;
+using namespace vidnode;
+using nlohmann::json;
+using test::child_process;
+using test::command_result;
+using test::run_command;
+
+namespace {
+
+/// A vidnode process listening on a free loopback port.
+class node_process {
+public:
+  explicit node_process(std::vector<std::string> args) {
+    std::vector<std::string> argv = {VIDNODE_BIN, "--listen", "127.0.0.1:0",
+                                     "--log-level", "warn"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process = std::make_unique<child_process>(argv);
+    auto line = process->read_line(10s);
+    INFO(process->stderr_text());
+    REQUIRE(line);
+    auto prefix = std::string{"vidnode listening on 127.0.0.1:"};
+    REQUIRE(line->rfind(prefix, 0) == 0);
+    port = static_cast<uint16_t>(std::stoi(line->substr(prefix.size())));
+    address = "127.0.0.1:" + std::to_string(port);
+  }
+
+  /// Runs vidctl against this node.
+  command_result vidctl(std::vector<std::string> args) const {
+    std::vector<std::string> argv = {VIDCTL_BIN, "--connect", address};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  }
+
+  /// Starts vidctl against this node without waiting for it.
+  std::unique_ptr<child_process> start_vidctl(std::vector<std::string> args)
+    const {
+    std::vector<std::string> argv = {VIDCTL_BIN, "--connect", address};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return std::make_unique<child_process>(argv);
+  }
+
+  /// Runs vidctl with --json and parses its stdout; requires exit 0.
+  json vidctl_json(std::vector<std::string> args) const {
+    args.push_back("--json");
+    auto result = vidctl(args);
+    INFO(result.err);
+    REQUIRE(result.status == 0);
+    return json::parse(result.out);
+  }
+
+  std::unique_ptr<child_process> process;
+  uint16_t port = 0;
+  std::string address;
+};
+
+/// Milliseconds between two ISO 8601 timestamps vidctl printed.
+double ms_between(const std::string& from, const std::string& to) {
+  auto parse = [](const std::string& t) {
+    // "2026-11-26T21:48:30.123Z": compare within a day is enough here.
+    auto h = std::stoi(t.substr(11, 2));
+    auto m = std::stoi(t.substr(14, 2));
+    auto s = std::stod(t.substr(17, 6));
+    return ((h * 60 + m) * 60 + s) * 1000.0;
+  };
+  return parse(to) - parse(from);
+}
+
+} // namespace
+
+TEST_CASE("twenty simultaneous vidctl submissions on five sim devices all "
+          "succeed, one job at a time per device, one model load each",
+          "[integration]") {
+  node_process node{{"--devices", "sim:5"}};
+  // Each job: 10 steps of 100 ms (1 s), no load time.
+  std::vector<std::unique_ptr<child_process>> clients;
+  for (int i = 0; i < 20; ++i)
+    clients.push_back(node.start_vidctl(
+      {"submit", "--steps", "10", "--option", "step_ms=100", "--option",
+       "load_ms=0", "--seed", std::to_string(i), "--wait", "--json"}));
+  std::map<std::string, std::vector<json>> by_device;
+  std::string first_accepted = "9";
+  std::string last_finished = "0";
+  for (auto& client : clients) {
+    auto status = client->wait(30s);
+    INFO(client->stderr_text());
+    REQUIRE(status);
+    CHECK(*status == 0);
+    auto result = json::parse(client->rest_of_stdout());
+    CHECK(result["state"] == "succeeded");
+    by_device[result["device"]].push_back(result);
+    first_accepted = std::min(first_accepted,
+                              result["accepted_at"].get<std::string>());
+    last_finished = std::max(last_finished,
+                             result["finished_at"].get<std::string>());
+  }
+  CHECK(by_device.size() == 5);
+  for (auto& [device, jobs] : by_device) {
+    INFO(device);
+    CHECK(jobs.size() == 4);
+    std::sort(jobs.begin(), jobs.end(), [](auto& x, auto& y) {
+      return x["started_at"] < y["started_at"];
+    });
+    for (size_t i = 1; i < jobs.size(); ++i)
+      CHECK(jobs[i]["started_at"] >= jobs[i - 1]["finished_at"]);
+  }
+  for (auto& device : node.vidctl_json({"nodes"})) {
+    REQUIRE(device["models"].size() == 1);
+    CHECK(device["models"][0]["loads"] == 1);
+  }
+  // Four waves of 1 s jobs; the clients' own start-up is not counted.
+  auto makespan_ms = ms_between(first_accepted, last_finished);
+  CHECK(makespan_ms >= 4000);
+  CHECK(makespan_ms <= 4400);
+}
+
+TEST_CASE("vidnode stops cleanly on SIGTERM with jobs queued and running, "
+          "and its waiting clients learn that their jobs were cancelled",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  auto running = node.vidctl({"submit", "--steps", "100", "--option",
+                              "step_ms=100", "--option", "load_ms=0"});
+  auto queued = node.vidctl({"submit", "--steps", "100", "--option",
+                             "step_ms=100"});
+  REQUIRE(running.status == 0);
+  REQUIRE(queued.status == 0);
+  auto watch_running = node.start_vidctl({"watch", "1"});
+  auto watch_queued = node.start_vidctl({"watch", "2"});
+  // The first line of a watch is the job's state when it subscribed.
+  auto line1 = watch_running->read_line(10s);
+  auto line2 = watch_queued->read_line(10s);
+  REQUIRE(line1);
+  REQUIRE(line2);
+  CHECK_THAT(*line1, Catch::Contains("running"));
+  CHECK_THAT(*line2, Catch::Contains("queued"));
+  auto stopping = std::chrono::steady_clock::now();
+  node.process->signal(SIGTERM);
+  auto status = node.process->wait(5s);
+  REQUIRE(status);
+  CHECK(*status == 0);
+  CHECK(std::chrono::steady_clock::now() - stopping < 3s);
+  for (auto* watcher : {watch_running.get(), watch_queued.get()}) {
+    auto exit = watcher->wait(10s);
+    REQUIRE(exit);
+    CHECK(*exit == 1);
+    CHECK_THAT(watcher->rest_of_stdout(), Catch::Contains("cancelled")
+                                            && Catch::Contains("shutting "
+                                                               "down"));
+  }
+}
+
+TEST_CASE("a raw CAF client gets typed errors for malformed requests and "
+          "the node keeps serving",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  net::process_config cfg;
+  caf::actor_system sys{cfg};
+  {
+    auto typed = sys.middleman().remote_actor<runtime::admission_actor>(
+      "127.0.0.1", node.port);
+    REQUIRE(typed);
+    // Untyped, so that messages outside the protocol can be sent too.
+    auto remote = caf::actor_cast<caf::actor>(*typed);
+    caf::scoped_actor self{sys};
+    runtime::job_spec bad;
+    bad.width = 17;
+    self->request(remote, 10s, runtime::submit_atom::value, bad)
+      .receive([](runtime::job_id) { FAIL("a bad width was accepted"); },
+               [](caf::error& err) {
+                 CHECK(runtime::is(err, runtime::errc::invalid_request));
+                 CHECK_THAT(runtime::describe(err), Catch::Contains("width"));
+               });
+    // A message the protocol does not have.
+    self->request(remote, 10s, runtime::submit_atom::value,
+                  std::string{"not a job"})
+      .receive([](runtime::job_id) { FAIL("a string was accepted"); },
+               [](caf::error& err) {
+                 CHECK(err == caf::sec::unexpected_message);
+               });
+    runtime::job_spec good;
+    good.steps = 1;
+    good.options["step_ms"] = "1";
+    self->request(remote, 10s, runtime::execute_atom::value, good)
+      .receive(
+        [](runtime::job_result& result) {
+          CHECK(result.state == runtime::job_state::succeeded);
+        },
+        [](caf::error& err) { FAIL(runtime::describe(err)); });
+    caf::anon_send_exit(remote, caf::exit_reason::user_shutdown);
+  }
+  sys.middleman().stop();
+}
+
+TEST_CASE("vidctl reports errors on stderr with documented exit statuses",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  SECTION("an unknown job is refused with status 4") {
+    auto r = node.vidctl({"status", "12345"});
+    CHECK(r.status == 4);
+    CHECK_THAT(r.err, Catch::Contains("unknown_job"));
+  }
+  SECTION("a malformed request is refused with status 4, as JSON with "
+          "--json") {
+    auto r = node.vidctl({"submit", "--width", "17", "--json"});
+    CHECK(r.status == 4);
+    auto error = json::parse(r.err)["error"];
+    CHECK(error["code"] == "invalid_request");
+    CHECK_THAT(error["message"].get<std::string>(), Catch::Contains("width"));
+  }
+  SECTION("bad usage exits with status 2 before connecting") {
+    CHECK(node.vidctl({"submit", "--option", "novalue"}).status == 2);
+    CHECK(node.vidctl({"status", "abc"}).status == 2);
+    CHECK(node.vidctl({"frobnicate"}).status == 2);
+    CHECK(node.vidctl({"submit", "--queue-timeout", "soon"}).status == 2);
+  }
+  SECTION("a job that fails makes wait exit with status 1") {
+    auto id = node.vidctl({"submit", "--steps", "2", "--option",
+                           "fault=crash-always@1", "--option", "step_ms=1"});
+    REQUIRE(id.status == 0);
+    auto r = node.vidctl({"wait", id.out.substr(0, id.out.size() - 1),
+                          "--json"});
+    CHECK(r.status == 1);
+    CHECK(json::parse(r.out)["state"] == "failed");
+  }
+  SECTION("a node that is not there exits with status 3") {
+    node.process->signal(SIGTERM);
+    REQUIRE(node.process->wait(5s));
+    auto r = node.vidctl({"list"});
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("cannot connect"));
+  }
+}
+
+TEST_CASE("an out-of-memory failure through vidnode is retried on a "
+          "restarted worker and shown in nodes",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  auto result = node.vidctl_json({"submit", "--steps", "4", "--option",
+                                  "step_ms=10", "--option", "fault=oom@2",
+                                  "--wait"});
+  CHECK(result["state"] == "succeeded");
+  CHECK(result["attempts"] == 2);
+  auto devices = node.vidctl_json({"nodes"});
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0]["restarts"] == 1);
+  CHECK_THAT(devices[0]["last_error"].get<std::string>(),
+             Catch::Contains("out_of_memory"));
+}
+
+TEST_CASE("vidnode refuses bad settings with a clear error", "[integration]") {
+  auto start = [](std::vector<std::string> args) {
+    std::vector<std::string> argv = {VIDNODE_BIN, "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, 10s);
+  };
+  auto r = start({"--devices", "gpu:2"});
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("devices"));
+  r = start({"--max-concurrency", "0"});
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("max-concurrency"));
+  r = start({"--queue-timeout", "forever"});
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("queue-timeout"));
+  char config_path[] = "/tmp/vidnode-test-config-XXXXXX";
+  auto fd = mkstemp(config_path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  {
+    std::ofstream out{config_path};
+    out << "max-concurency = 2\n";
+  }
+  r = start({"--config", config_path});
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("max-concurency"));
+  std::remove(config_path);
+}
+
+TEST_CASE("vidnode reads its settings from a config file", "[integration]") {
+  char config_path[] = "/tmp/vidnode-test-config-XXXXXX";
+  auto fd = mkstemp(config_path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  {
+    std::ofstream out{config_path};
+    out << "devices = \"sim:2:8GiB\"\nmax-concurrency = 3\n";
+  }
+  node_process node{{"--config", config_path}};
+  std::remove(config_path);
+  auto devices = node.vidctl_json({"nodes"});
+  REQUIRE(devices.size() == 2);
+  CHECK(devices[0]["slots"] == 3);
+  CHECK(devices[0]["memory_bytes"] == 8ull << 30);
+}
+
+TEST_CASE("a second vidnode on a port in use fails with a clear error",
+          "[integration]") {
+  node_process first{{"--devices", "sim:1"}};
+  auto r = run_command({VIDNODE_BIN, "--listen", first.address, "--devices",
+                        "sim:1"},
+                       10s);
+  CHECK(r.status == 1);
+  CHECK_THAT(r.err, Catch::Contains("cannot listen on " + first.address));
+}

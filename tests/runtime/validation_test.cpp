@@ -1,0 +1,119 @@
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/validation.hpp"
+
+using namespace std::chrono_literals;
+using vidnode::runtime::detail_of;
+using vidnode::runtime::errc;
+using vidnode::runtime::is;
+using vidnode::runtime::job_spec;
+using vidnode::runtime::validate;
+
+namespace {
+
+using mutation = std::function<void(job_spec&)>;
+
+job_spec with(const mutation& change) {
+  job_spec spec;
+  change(spec);
+  return spec;
+}
+
+} // namespace
+
+TEST_CASE("a default job spec is a valid request", "[validation]") {
+  CHECK_FALSE(validate(job_spec{}));
+}
+
+TEST_CASE("every bound of a job spec is itself accepted", "[validation]") {
+  std::vector<mutation> edges = {
+    [](job_spec& s) { s.model = "org/name:v1.2_x-y"; },
+    [](job_spec& s) { s.model = std::string(128, 'm'); },
+    [](job_spec& s) { s.prompt = std::string(16384, 'p'); },
+    [](job_spec& s) { s.width = s.height = 16; },
+    [](job_spec& s) { s.width = s.height = 4096; },
+    [](job_spec& s) { s.frames = 1; },
+    [](job_spec& s) { s.frames = 1024; },
+    [](job_spec& s) { s.fps = 120; },
+    [](job_spec& s) { s.steps = 0; },
+    [](job_spec& s) { s.steps = 1000; },
+    [](job_spec& s) { s.priority = 0; },
+    [](job_spec& s) { s.priority = 9; },
+    [](job_spec& s) { s.idempotency_key = std::string(128, 'k'); },
+    [](job_spec& s) {
+      for (int i = 0; i < 64; ++i)
+        s.options["key_" + std::to_string(i)] = std::string(4096, 'v');
+    },
+  };
+  for (size_t i = 0; i < edges.size(); ++i) {
+    INFO("bound #" << i);
+    auto err = validate(with(edges[i]));
+    CHECK_FALSE(err);
+    CHECK(detail_of(err).empty());
+  }
+}
+
+TEST_CASE("an out-of-bounds field is refused as an invalid request naming "
+          "that field",
+          "[validation]") {
+  std::vector<std::pair<std::string, mutation>> cases = {
+    {"model", [](job_spec& s) { s.model.clear(); }},
+    {"model", [](job_spec& s) { s.model = std::string(129, 'm'); }},
+    {"model", [](job_spec& s) { s.model = "sim model"; }},
+    {"prompt", [](job_spec& s) { s.prompt = std::string(16385, 'p'); }},
+    {"width", [](job_spec& s) { s.width = 8; }},
+    {"width", [](job_spec& s) { s.width = 4104; }},
+    {"height", [](job_spec& s) { s.height = 20; }},
+    {"frames", [](job_spec& s) { s.frames = 0; }},
+    {"frames", [](job_spec& s) { s.frames = 1025; }},
+    {"fps", [](job_spec& s) { s.fps = 0; }},
+    {"fps", [](job_spec& s) { s.fps = 121; }},
+    {"steps", [](job_spec& s) { s.steps = -1; }},
+    {"steps", [](job_spec& s) { s.steps = 1001; }},
+    {"priority", [](job_spec& s) { s.priority = -1; }},
+    {"priority", [](job_spec& s) { s.priority = 10; }},
+    {"queue_timeout", [](job_spec& s) { s.queue_timeout = -1ms; }},
+    {"run_timeout", [](job_spec& s) { s.run_timeout = -1ms; }},
+    {"idempotency_key",
+     [](job_spec& s) { s.idempotency_key = std::string(129, 'k'); }},
+    {"options",
+     [](job_spec& s) {
+       for (int i = 0; i < 65; ++i)
+         s.options["k" + std::to_string(i)] = "v";
+     }},
+    {"options", [](job_spec& s) { s.options[""] = "v"; }},
+    {"options", [](job_spec& s) { s.options[std::string(65, 'k')] = "v"; }},
+    {"options", [](job_spec& s) { s.options["a=b"] = "v"; }},
+    {"options", [](job_spec& s) { s.options["k"] = std::string(4097, 'v'); }},
+  };
+  for (auto& [field, change] : cases) {
+    auto err = validate(with(change));
+    INFO("expected a complaint about " << field << ", got '" << detail_of(err)
+                                       << "'");
+    CHECK(is(err, errc::invalid_request));
+    CHECK(detail_of(err).rfind(field + ": ", 0) == 0);
+  }
+}
+
+TEST_CASE("a bad dimension is explained with its bounds and its value",
+          "[validation]") {
+  auto err = validate(with([](job_spec& s) { s.width = 17; }));
+  CHECK(detail_of(err)
+        == "width: must be a multiple of 8 between 16 and 4096, got 17");
+}
+
+TEST_CASE("the first bad field in declaration order is the one reported",
+          "[validation]") {
+  auto err = validate(with([](job_spec& s) {
+    s.priority = 42;
+    s.width = 3;
+    s.model.clear();
+  }));
+  CHECK(detail_of(err) == "model: must not be empty");
+}
