@@ -65,7 +65,12 @@ struct job_record {
 struct device_slot {
   runtime::device_info info;
   device_worker_actor worker;
-  enum class health { up, restarting, quarantined } state = health::restarting;
+  enum class health {
+    starting,
+    up,
+    restarting,
+    quarantined
+  } state = health::starting;
   int32_t restarts = 0;
   std::string last_error;
   std::vector<job_id> running;
@@ -538,8 +543,10 @@ struct admission_state {
   void attach(runtime::device_info info, device_worker_actor worker,
               int32_t restarts) {
     auto index = static_cast<size_t>(info.index);
-    if (devices.size() <= index)
-      devices.resize(index + 1);
+    if (devices.size() <= index) {
+      spdlog::error("attach for unknown device {}", info.name());
+      return;
+    }
     auto& device = devices[index];
     // A new worker for a device whose old one still had jobs: the old worker
     // is gone, its jobs must not wait for reports that never come.
@@ -599,6 +606,9 @@ struct admission_state {
       status.node = node_name;
       status.device = device.info.name();
       switch (device.state) {
+        case device_slot::health::starting:
+          status.state = "starting";
+          break;
         case device_slot::health::up:
           status.state = device.running.empty() ? "idle" : "busy";
           break;
@@ -671,8 +681,14 @@ caf::result<job_result> unknown_job(job_id id) {
 
 admission_control_actor::behavior_type
 admission_behavior(admission_pointer self, runtime::node_settings settings,
+                   std::vector<runtime::device_info> devices,
                    std::shared_ptr<const gpu::model_catalog> catalog) {
   auto& st = self->state;
+  for (auto& info : devices) {
+    device_slot slot;
+    slot.info = info;
+    st.devices.push_back(std::move(slot));
+  }
   st.node_name = settings.node_name.empty() ? host_name() : settings.node_name;
   st.queue = std::make_unique<job_queue>(settings.aging_interval);
   st.settings = std::move(settings);
@@ -844,8 +860,10 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
 
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
+                std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog) {
-  return sys.spawn(admission_behavior, settings, std::move(catalog));
+  return sys.spawn(admission_behavior, settings, std::move(devices),
+                   std::move(catalog));
 }
 
 } // namespace vidnode::actors

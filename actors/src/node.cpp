@@ -14,7 +14,7 @@ node_actors spawn_node(caf::actor_system& sys,
                        std::vector<runtime::device_info> devices,
                        std::shared_ptr<const gpu::model_catalog> catalog) {
   node_actors result;
-  result.admission = spawn_admission(sys, settings, catalog);
+  result.admission = spawn_admission(sys, settings, devices, catalog);
   result.supervisor = spawn_node_supervisor(sys, settings, std::move(devices),
                                             result.admission,
                                             std::move(catalog));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
@@ -21,9 +22,12 @@ namespace vidnode::actors {
 /// changes nothing. Devices are attached (and detached when their worker
 /// dies) by the node supervisor.
 ///
-/// `settings` must have passed runtime::validate.
+/// `devices` are the node's devices: jobs are admitted against them from the
+/// start and queue until their workers attach. `settings` must have passed
+/// runtime::validate.
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
+                std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog);
 
 } // namespace vidnode::actors

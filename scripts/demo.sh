@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The tour: installs what is missing, builds vidnode and vidctl, starts a node
+# on the built-in defaults, submits a few jobs, shows them, stops the node.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/setup.sh"
+"$root/scripts/build.sh" vidnode vidctl
+build="${BUILD_DIR:-$root/build}"
+vidnode="$build/apps/vidnode"
+vidctl="$build/apps/vidctl"
+
+log="$(mktemp -t vidnode-demo.XXXXXX)"
+out="$(mktemp -t vidnode-demo-out.XXXXXX)"
+node_pid=""
+cleanup() {
+  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+    kill -TERM "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+  fi
+  rm -f "$log" "$out"
+}
+trap cleanup EXIT
+
+start_node() {
+  "$vidnode" "$@" >"$out" 2>"$log" &
+  node_pid=$!
+  for _ in $(seq 1 100); do
+    if grep -q "listening on" "$out"; then return 0; fi
+    kill -0 "$node_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+echo "== starting vidnode with its defaults"
+if ! start_node; then
+  if grep -q "cannot listen" "$log"; then
+    echo "   (the default port is taken; using a free one)"
+    start_node --listen 127.0.0.1:0 || { cat "$log" >&2; exit 1; }
+  else
+    cat "$log" >&2; exit 1
+  fi
+fi
+cat "$out"
+address="$(sed -n 's/^vidnode listening on //p' "$out")"
+ctl() { echo "\$ vidctl $*"; "$vidctl" --connect "$address" "$@"; }
+
+echo
+echo "== submitting four sim jobs (20 steps of 50 ms each, priorities 2, 5, 9, 5)"
+for prio in 2 5 9 5; do
+  ctl submit --model sim --prompt "a red fox in the snow" --priority "$prio"
+done
+echo
+ctl list
+echo
+echo "== following job 1 until it ends"
+ctl watch 1
+echo
+echo "== waiting for the rest (the priority 9 job ran before the others)"
+for id in 2 3 4; do "$vidctl" --connect "$address" wait "$id" >/dev/null; done
+ctl list
+echo
+echo "== a bad request gets a typed error (exit status 4)"
+ctl submit --width 17 || echo "(exit status $?)"
+echo
+ctl nodes
+echo
+echo "== stopping vidnode (SIGTERM)"
+kill -TERM "$node_pid"
+wait "$node_pid"
+echo "vidnode exited with status $?"
+node_pid=""
