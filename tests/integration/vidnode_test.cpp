@@ -171,6 +171,24 @@ TEST_CASE("vidnode stops cleanly on SIGTERM with jobs queued and running, "
   }
 }
 
+TEST_CASE("a vidctl waiting on a node that is killed reports node_lost at "
+          "once",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  auto submitted = node.vidctl({"submit", "--steps", "100", "--option",
+                                "step_ms=100"});
+  REQUIRE(submitted.status == 0);
+  auto watcher = node.start_vidctl({"watch", "1"});
+  REQUIRE(watcher->read_line(10s));
+  auto killed = std::chrono::steady_clock::now();
+  node.process->signal(SIGKILL);
+  auto exit = watcher->wait(10s);
+  REQUIRE(exit);
+  CHECK(*exit == 3);
+  CHECK(std::chrono::steady_clock::now() - killed < 2s);
+  CHECK_THAT(watcher->stderr_text(), Catch::Contains("node_lost"));
+}
+
 TEST_CASE("a raw CAF client gets typed errors for malformed requests and "
           "the node keeps serving",
           "[integration]") {
