@@ -48,6 +48,10 @@ struct job_record {
   int32_t device = -1;
   /// Memory reserved on `device` while running.
   uint64_t reserved_bytes = 0;
+  /// The model's estimate of the job's peak memory, made once at accept.
+  uint64_t estimate_bytes = 0;
+  /// The job's model (the catalog outlives every record).
+  const gpu::model_factory* factory = nullptr;
   /// Failures charged to the job itself (its own OOMs, crashes of its
   /// device): when they reach max_attempts the job fails.
   int32_t charged_failures = 0;
@@ -64,6 +68,8 @@ struct job_record {
 /// Admission's view of one device.
 struct device_slot {
   runtime::device_info info;
+  /// info.name(), made once.
+  std::string name;
   device_worker_actor worker;
   enum class health {
     starting,
@@ -115,6 +121,8 @@ struct admission_state {
   time_point next_tick = time_point::max();
   /// Finished jobs in the order they finished, for expiry.
   std::deque<std::pair<time_point, job_id>> finished;
+  /// Scratch space of dispatch, kept to avoid an allocation per job.
+  std::vector<placement_candidate> candidates;
   uint64_t next_id = 0;
   uint64_t next_seq = 0;
   uint64_t next_lease = 0;
@@ -241,14 +249,16 @@ struct admission_state {
 
   // -- admission -----------------------------------------------------------
 
-  /// Checks a request; none if it may be queued.
-  caf::error check(const job_spec& spec) const {
+  /// Checks a request; none if it may be queued, and then `factory` and
+  /// `bytes` say which model runs it and how much memory it needs.
+  caf::error check(const job_spec& spec, const gpu::model_factory*& factory,
+                   uint64_t& bytes) const {
     if (shutting_down)
       return make_error(errc::shutting_down,
                         "node " + node_name + " is shutting down");
     if (auto err = runtime::validate(spec))
       return err;
-    auto factory = catalog->find(spec.model);
+    factory = catalog->find(spec.model);
     if (factory == nullptr)
       return make_error(errc::unknown_model,
                         "model: '" + spec.model + "' is not served by node "
@@ -267,7 +277,7 @@ struct admission_state {
                           + runtime::format_duration(spec.run_timeout)
                           + " exceeds the node's limit of "
                           + runtime::format_duration(settings.run_timeout));
-    auto bytes = factory->estimate_peak_bytes(spec);
+    bytes = factory->estimate_peak_bytes(spec);
     uint64_t largest = 0;
     bool any_runs_model = false;
     for (const auto& device : devices) {
@@ -307,10 +317,14 @@ struct admission_state {
         return &rec;
       }
     }
-    if (auto err = check(spec))
+    const gpu::model_factory* factory = nullptr;
+    uint64_t bytes = 0;
+    if (auto err = check(spec, factory, bytes))
       return err;
     auto id = job_id{++next_id};
     auto& rec = jobs[id];
+    rec.factory = factory;
+    rec.estimate_bytes = bytes;
     auto t = now();
     rec.result.id = id;
     rec.result.state = job_state::queued;
@@ -343,8 +357,19 @@ struct admission_state {
 
   // -- dispatch ------------------------------------------------------------
 
+  /// Whether some device could take a job now (a cheap test before the
+  /// queue is looked at).
+  bool any_free_slot() const {
+    for (const auto& device : devices)
+      if (device.state == device_slot::health::up
+          && device.running.size()
+               < static_cast<size_t>(settings.max_concurrency))
+        return true;
+    return false;
+  }
+
   void dispatch() {
-    if (queue->empty())
+    if (queue->empty() || !any_free_slot())
       return;
     auto t = now();
     auto is_live = [this](const job_queue::entry& x) {
@@ -352,19 +377,16 @@ struct admission_state {
       return i != jobs.end() && i->second.result.state == job_state::queued
              && i->second.queue_ticket == x.ticket;
     };
-    std::vector<placement_candidate> candidates;
     while (!queue->empty()) {
       auto next = queue->peek(t, is_live);
       if (!next)
         return;
       auto& rec = jobs.at(next->id);
-      auto factory = catalog->find(rec.spec.model);
-      auto bytes = factory->estimate_peak_bytes(rec.spec);
       candidates.clear();
       for (auto& device : devices) {
         placement_candidate c;
         c.available = device.state == device_slot::health::up
-                      && factory->runs_on(device.info.kind);
+                      && rec.factory->runs_on(device.info.kind);
         c.running = static_cast<int32_t>(device.running.size());
         c.slots = settings.max_concurrency;
         c.memory_bytes = device.info.memory_bytes;
@@ -373,20 +395,21 @@ struct admission_state {
         c.has_model = model != nullptr && model->loaded;
         candidates.push_back(c);
       }
-      auto index = choose_device(candidates, bytes);
+      auto index = choose_device(candidates, rec.estimate_bytes);
       if (index < 0)
         return;
       queue->pop(*next);
-      start_attempt(rec, devices[static_cast<size_t>(index)], bytes);
+      start_attempt(rec, devices[static_cast<size_t>(index)]);
     }
   }
 
-  void start_attempt(job_record& rec, device_slot& device, uint64_t bytes) {
+  void start_attempt(job_record& rec, device_slot& device) {
+    auto bytes = rec.estimate_bytes;
     auto t = now();
     auto& r = rec.result;
     r.state = job_state::running;
     r.attempts += 1;
-    r.device = device.info.name();
+    r.device = device.name;
     r.step = 0;
     r.steps = rec.spec.steps;
     r.started_at = wall(t);
@@ -486,25 +509,29 @@ struct admission_state {
       spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
                    runtime::describe(r.error));
     finished.emplace_back(t, r.id);
-    // Records are only erased on a tick, never under a caller's feet.
-    arm_tick(finished.size() > settings.max_results
-               ? t
-               : finished.front().first + settings.result_ttl);
+    if (finished.size() == 1)
+      arm_tick(t + settings.result_ttl);
+    // Only older records than `rec` are dropped here: callers may still use
+    // `rec`, and loops over `jobs` survive the erasure of other entries.
+    while (finished.size() > settings.max_results)
+      forget_oldest_result();
+  }
+
+  void forget_oldest_result() {
+    auto i = jobs.find(finished.front().second);
+    finished.pop_front();
+    if (i == jobs.end())
+      return;
+    if (!i->second.spec.idempotency_key.empty())
+      idempotency_keys.erase(i->second.spec.idempotency_key);
+    jobs.erase(i);
   }
 
   void expire_results() {
     auto t = now();
     while (!finished.empty()
-           && (t - finished.front().first >= settings.result_ttl
-               || finished.size() > settings.max_results)) {
-      auto i = jobs.find(finished.front().second);
-      finished.pop_front();
-      if (i == jobs.end())
-        continue;
-      if (!i->second.spec.idempotency_key.empty())
-        idempotency_keys.erase(i->second.spec.idempotency_key);
-      jobs.erase(i);
-    }
+           && t - finished.front().first >= settings.result_ttl)
+      forget_oldest_result();
     if (!finished.empty())
       arm_tick(finished.front().first + settings.result_ttl);
   }
@@ -554,6 +581,7 @@ struct admission_state {
       detach(info.index, make_error(errc::worker_lost, "worker replaced"),
              false);
     device.info = info;
+    device.name = info.name();
     device.worker = std::move(worker);
     device.state = device_slot::health::up;
     device.restarts = restarts;
@@ -687,6 +715,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   for (auto& info : devices) {
     device_slot slot;
     slot.info = info;
+    slot.name = info.name();
     st.devices.push_back(std::move(slot));
   }
   st.node_name = settings.node_name.empty() ? host_name() : settings.node_name;
@@ -812,10 +841,12 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
+        // The device's next job goes out before anyone is told of this one.
+        st.release(*rec);
+        st.dispatch();
         rec->result.step = rec->result.steps;
         st.finalize(*rec, job_state::succeeded, caf::none,
                     std::move(out.output));
-        st.dispatch();
       }
     },
     [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {

@@ -217,9 +217,13 @@ sim_model_factory::validate(const runtime::job_spec& spec) const {
 
 uint64_t
 sim_model_factory::estimate_peak_bytes(const runtime::job_spec& spec) const {
-  std::string error;
-  auto options = parse_sim_options(spec, error);
-  return (options ? options->mem_mb : sim_options{}.mem_mb) << 20;
+  // Only mem_mb matters: no need to parse (again) every option.
+  auto i = spec.options.find("mem_mb");
+  double mb = 0;
+  if (i == spec.options.end() || !parse_number(i->second, mb) || mb < 0
+      || mb > max_mem_mb)
+    return sim_options{}.mem_mb << 20;
+  return static_cast<uint64_t>(mb) << 20;
 }
 
 std::unique_ptr<pipeline>

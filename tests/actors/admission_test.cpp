@@ -511,3 +511,21 @@ TEST_CASE("shutdown cancels queued and running jobs and answers their "
   CHECK_THAT(runtime::describe(queued->value->error),
              Catch::Contains("shutting down"));
 }
+
+TEST_CASE("beyond max_results the oldest finished results are dropped first",
+          "[admission]") {
+  auto settings = settings_with(1);
+  settings.max_results = 2;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1");
+  std::vector<job_id> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(fx.submit_now(sim_job(1, 10)));
+    fx.advance(1s);
+  }
+  auto oldest = fx.status(ids[0]);
+  fx.run();
+  CHECK(runtime::is(oldest->error, errc::unknown_job));
+  CHECK(fx.status_now(ids[1]).state == job_state::succeeded);
+  CHECK(fx.status_now(ids[2]).state == job_state::succeeded);
+}

@@ -39,7 +39,8 @@ public:
     uint64_t ticket = 0;
   };
 
-  /// Tells whether an entry still stands for a queued job.
+  /// Tells whether an entry still stands for a queued job (peek takes any
+  /// callable of this signature).
   using liveness = std::function<bool(const entry&)>;
 
   static constexpr int32_t levels = runtime::job_limits::max_priority + 1;
@@ -65,7 +66,28 @@ public:
 
   /// The next job at `now`, without removing it; drops stale entries from
   /// the fronts on the way.
-  std::optional<entry> peek(time_point now, const liveness& is_live);
+  template <class IsLive>
+  std::optional<entry> peek(time_point now, IsLive&& is_live) {
+    const entry* best = nullptr;
+    int64_t best_priority = 0;
+    for (auto level = levels - 1; level >= 0; --level) {
+      auto& fifo = fifo_[static_cast<size_t>(level)];
+      while (!fifo.empty() && !is_live(fifo.front()))
+        fifo.pop_front();
+      if (fifo.empty())
+        continue;
+      const auto& head = fifo.front();
+      auto priority = effective_priority(head, now);
+      if (best == nullptr || priority > best_priority
+          || (priority == best_priority && head.seq < best->seq)) {
+        best = &head;
+        best_priority = priority;
+      }
+    }
+    if (best == nullptr)
+      return std::nullopt;
+    return *best;
+  }
 
   /// Removes the entry `peek` returned last.
   void pop(const entry& x);
