@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -480,9 +481,11 @@ struct admission_state {
 
   // -- the end of a job ----------------------------------------------------
 
+  /// Ends a job. `at` is when it ended (default: now).
   void finalize(job_record& rec, job_state state, caf::error error,
-                std::string output = {}) {
-    auto t = now();
+                std::string output = {},
+                std::optional<time_point> at = std::nullopt) {
+    auto t = at ? *at : now();
     auto& r = rec.result;
     if (r.state == job_state::running)
       r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
@@ -841,12 +844,14 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
-        // The device's next job goes out before anyone is told of this one.
+        // The device's next job goes out before anyone is told of this one;
+        // this one ended before that.
+        auto ended = st.now();
         st.release(*rec);
         st.dispatch();
         rec->result.step = rec->result.steps;
         st.finalize(*rec, job_state::succeeded, caf::none,
-                    std::move(out.output));
+                    std::move(out.output), ended);
       }
     },
     [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {
