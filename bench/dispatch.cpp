@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < choices.size(); ++i)
     outcomes.push_back(figures_of(choices[i].name, samples[i]));
   std::cout << "## bench_dispatch (" << hardware_threads()
-            << " hardware threads, CAF default scheduler.max-threads)\n\n";
+            << " hardware threads)\n\n";
   print_latency(outcomes, counts.measured * rounds, counts.warmup);
   print_throughput(outcomes, shape);
   auto best = [&](const char* what, auto figure, bool lowest,

@@ -28,6 +28,8 @@
 #include <caf/atom.hpp>
 #include <caf/config_value.hpp>
 
+#include "vidnode/net/process_config.hpp"
+
 namespace vidnode::bench {
 
 using clock_type = std::chrono::steady_clock;
@@ -65,13 +67,18 @@ struct scheduler_choice {
   std::function<void(caf::actor_system_config&)> apply;
 };
 
-/// The configurations the dispatch benchmarks compare: CAF's default
-/// work-stealing scheduler, the work-sharing one, and work stealing that
+/// The configurations the benchmarks compare: vidnode's default (what
+/// `vidnode` runs with, net::process_config), CAF's default work stealing,
+/// work sharing with CAF's default thread count, and work stealing that
 /// polls 100,000 times before it backs off into sleeps.
 inline std::vector<scheduler_choice> scheduler_choices() {
   return {
-    {"stealing (default)", [](caf::actor_system_config&) {}},
-    {"sharing",
+    {"vidnode default (sharing, 1 thread per core)",
+     [](caf::actor_system_config& cfg) {
+       net::process_config::apply_default_scheduler(cfg);
+     }},
+    {"CAF default (stealing)", [](caf::actor_system_config&) {}},
+    {"sharing, CAF's thread count",
      [](caf::actor_system_config& cfg) {
        cfg.set("scheduler.policy", caf::atom("sharing"));
      }},

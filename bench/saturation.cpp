@@ -11,11 +11,16 @@
 ///   timestamps: next.started_at - prev.finished_at (target: under 1 ms).
 ///   Both timestamps are taken by the admission actor, so the gap is the
 ///   admission's own turnaround; the hops to and from the worker show up in
-///   the run overhead instead (run_time beyond the nominal duration).
+///   the run overhead instead (run_time beyond the nominal duration);
+/// - the CPU time the whole process used while the jobs ran, as a share of
+///   one core: what the scheduler costs while devices compute (sim jobs do
+///   no work, so it is all overhead).
 ///
 /// Usage: bench_saturation [SCALE] (or VIDNODE_BENCH_SCALE): multiplies the
 /// number of jobs (rounded to a multiple of the device count, at least one
 /// per device).
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,6 +46,16 @@
 namespace vidnode::bench {
 namespace {
 
+/// User plus system CPU time of the whole process so far, in seconds.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 constexpr int32_t devices = 4;
 constexpr int32_t steps = 4;
 constexpr int32_t step_ms = 50;
@@ -57,6 +72,9 @@ struct saturation_outcome {
   double gap_max_us = 0;
   /// Mean run_time beyond the nominal duration, per job.
   double run_overhead_mean_us = 0;
+  /// Process CPU time while the jobs ran, per second of makespan (1.0 is
+  /// one core busy).
+  double cpu_cores = 0;
 
   double ratio() const {
     return makespan_ms / ideal_ms;
@@ -123,7 +141,13 @@ saturation_outcome measure(const scheduler_choice& choice, size_t jobs) {
     fail("starting the node", sys.render(node.error()));
   if (!await_devices(sys, (*node)->admission(), devices))
     fail("starting the node", "devices did not attach");
+  auto cpu_before = process_cpu_seconds();
+  auto wall_before = clock_type::now();
   auto results = run_jobs(sys, (*node)->admission(), jobs);
+  auto cpu_used = process_cpu_seconds() - cpu_before;
+  auto wall_used = std::chrono::duration<double>(clock_type::now()
+                                                 - wall_before)
+                     .count();
   if (auto err = (*node)->stop())
     fail("stopping the node", sys.render(err));
   saturation_outcome out;
@@ -143,6 +167,7 @@ saturation_outcome measure(const scheduler_choice& choice, size_t jobs) {
     overhead += micros(r.run_time - duration);
   }
   out.makespan_ms = micros(last - first) / 1000.0;
+  out.cpu_cores = cpu_used / wall_used;
   out.run_overhead_mean_us = overhead / static_cast<double>(results.size());
   double gap_sum = 0;
   size_t gaps = 0;
@@ -174,13 +199,13 @@ int main(int argc, char** argv) {
   markdown_table table{{"scheduler", "makespan ms", "ideal ms",
                         "makespan / ideal", "met? (<= 1.02)", "gap mean us",
                         "gap max us", "met? (max < 1000 us)",
-                        "run overhead per job us"}};
+                        "run overhead per job us", "CPU (cores)"}};
   for (const auto& x : outcomes)
     table.add({x.scheduler, fixed(x.makespan_ms), fixed(x.ideal_ms),
                fixed(x.ratio(), 3), verdict(x.ratio() <= makespan_target),
                fixed(x.gap_mean_us), fixed(x.gap_max_us),
                verdict(x.gap_max_us < gap_target_us),
-               fixed(x.run_overhead_mean_us)});
+               fixed(x.run_overhead_mean_us), fixed(x.cpu_cores, 2)});
   table.print(std::to_string(jobs) + " jobs of " + std::to_string(steps) + " x "
               + std::to_string(step_ms) + " ms on " + std::to_string(devices)
               + " sim devices, one slot each");

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string scheduler = net::process_config::default_scheduler_policy;
   size_t threads = 0;
+  size_t poll_attempts = 100;
 
   CLI::App app{"vidnode: serves video-generation jobs on this machine's "
                "devices.\nClients submit with vidctl or over CAF remote "
@@ -116,12 +117,17 @@ int main(int argc, char** argv) {
     ->check(CLI::IsMember(
       {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--scheduler", scheduler,
-                 "CAF scheduler policy: sharing (lowest latency here) or "
-                 "stealing")
+                 "CAF scheduler policy: sharing (no CPU spent polling) or "
+                 "stealing (CAF's default; with --poll-attempts 100000 the "
+                 "lowest local latency, at a CPU cost)")
     ->capture_default_str()
     ->check(CLI::IsMember({"sharing", "stealing"}));
+  app.add_option("--poll-attempts", poll_attempts,
+                 "Polls of an idle stealing thread before it sleeps (more: "
+                 "lower latency, more CPU while idle)")
+    ->capture_default_str();
   app.add_option("--threads", threads,
-                 "Scheduler threads (0: CAF's default, max(cores, 4))")
+                 "Scheduler threads (0: one per hardware thread)")
     ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -158,6 +164,7 @@ int main(int argc, char** argv) {
   net::process_config cfg;
   cfg.scheduler_policy(scheduler);
   cfg.scheduler_threads(threads);
+  cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
   auto node = actors::local_node::start(sys, settings);
   if (!node) {

@@ -1,5 +1,7 @@
 #include "vidnode/net/process_config.hpp"
 
+#include <thread>
+
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
 
@@ -8,12 +10,26 @@
 
 namespace vidnode::net {
 
+namespace {
+
+size_t hardware_threads() {
+  auto n = std::thread::hardware_concurrency();
+  return n > 0 ? n : 1;
+}
+
+} // namespace
+
+void process_config::apply_default_scheduler(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.policy", caf::atom_from_string(default_scheduler_policy));
+  cfg.set("scheduler.max-threads", hardware_threads());
+}
+
 process_config::process_config() {
   actors::add_types(*this);
   load<caf::io::middleman>();
   set("middleman.app-identifiers",
       std::vector<std::string>{runtime::protocol_version});
-  scheduler_policy(default_scheduler_policy);
+  apply_default_scheduler(*this);
 }
 
 bool process_config::scheduler_policy(const std::string& policy) {
@@ -23,9 +39,12 @@ bool process_config::scheduler_policy(const std::string& policy) {
   return true;
 }
 
+void process_config::poll_attempts(size_t attempts) {
+  set("work-stealing.aggressive-poll-attempts", attempts);
+}
+
 void process_config::scheduler_threads(size_t threads) {
-  if (threads > 0)
-    set("scheduler.max-threads", threads);
+  set("scheduler.max-threads", threads > 0 ? threads : hardware_threads());
 }
 
 } // namespace vidnode::net
