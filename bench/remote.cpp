@@ -32,6 +32,7 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node.hpp"
+#include "vidnode/net/server.hpp"
 #include "vidnode/runtime/job.hpp"
 #include "vidnode/runtime/protocol.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -172,17 +173,20 @@ void measure(const scheduler_choice& choice, round_trip_counts counts,
     fail("starting the node", "devices did not attach");
   auto echo_actor = server.spawn(echo);
   auto& server_mm = server.middleman();
-  auto node_port = server_mm.publish((*node)->admission(), 0, loopback);
+  // Published as vidnode publishes it: behind its gateway.
+  auto gateway = net::server::start(server, (*node)->admission(), loopback,
+                                    0);
   auto echo_port = server_mm.publish(echo_actor, 0, loopback);
-  if (!node_port || !echo_port)
+  if (!gateway || !echo_port)
     fail("publishing",
-         server.render(node_port ? echo_port.error() : node_port.error()));
+         server.render(gateway ? echo_port.error() : gateway.error()));
+  auto node_port = (*gateway)->port();
   {
     // Every handle to the other system and every client ends in this
     // scope, before the teardown.
     auto& client_mm = client.middleman();
     auto remote_node =
-      client_mm.remote_actor<runtime::admission_actor>(loopback, *node_port);
+      client_mm.remote_actor<runtime::admission_actor>(loopback, node_port);
     auto remote_echo = client_mm.remote_actor(loopback, *echo_port);
     if (!remote_node || !remote_echo)
       fail("connecting", client.render(remote_node ? remote_echo.error()
@@ -207,10 +211,10 @@ void measure(const scheduler_choice& choice, round_trip_counts counts,
            "node remote round trips (client actor)");
   }
   watchdog.arm(std::chrono::seconds{15});
-  server_mm.unpublish((*node)->admission(), *node_port);
   server_mm.unpublish(echo_actor, *echo_port);
   if (auto err = (*node)->stop())
     fail("stopping the node", server.render(err));
+  (*gateway)->stop();
   caf::anon_send_exit(echo_actor, caf::exit_reason::user_shutdown);
 }
 

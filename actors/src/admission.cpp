@@ -124,6 +124,8 @@ struct admission_state {
   std::deque<std::pair<time_point, job_id>> finished;
   /// Scratch space of dispatch, kept to avoid an allocation per job.
   std::vector<placement_candidate> candidates;
+  /// Jobs queued since the last dispatch(), which sets their deadlines.
+  std::vector<job_id> undated;
   uint64_t next_id = 0;
   uint64_t next_seq = 0;
   uint64_t next_lease = 0;
@@ -170,8 +172,10 @@ struct admission_state {
     event.device = rec.result.device;
     event.error = error ? std::move(error) : rec.result.error;
     event.at = wall(now());
+    // Anonymous: subscribers may be remote and must not learn admission's
+    // address (only the gateway is published; net/server.hpp).
     for (auto& observer : rec.observers)
-      self->send(observer, event);
+      caf::anon_send(observer, event);
   }
 
   // -- deadlines -----------------------------------------------------------
@@ -353,7 +357,9 @@ struct admission_state {
       queue->push_front(entry);
     else
       queue->push_back(entry);
-    set_deadline(rec, t + effective_queue_timeout(rec.spec));
+    // The queue deadline is set by dispatch() if the job is still queued
+    // then: most jobs leave the queue at once and never need one.
+    undated.push_back(rec.result.id);
   }
 
   // -- dispatch ------------------------------------------------------------
@@ -369,7 +375,22 @@ struct admission_state {
     return false;
   }
 
+  /// Starts every job that can start now, then gives the jobs queued since
+  /// the last call their queue deadlines. Called after every change that
+  /// may let a job start, and after every enqueue.
   void dispatch() {
+    place();
+    for (auto id : undated) {
+      auto i = jobs.find(id);
+      if (i != jobs.end() && i->second.result.state == job_state::queued
+          && i->second.deadline == time_point::max())
+        set_deadline(i->second, i->second.queued_since
+                                  + effective_queue_timeout(i->second.spec));
+    }
+    undated.clear();
+  }
+
+  void place() {
     if (queue->empty() || !any_free_slot())
       return;
     auto t = now();
@@ -556,6 +577,14 @@ struct admission_state {
         != caf::actor_cast<caf::strong_actor_ptr>(device.worker))
       return nullptr;
     return &rec;
+  }
+
+  /// Whether the current message comes from an actor of this node. Only
+  /// client messages are accepted from elsewhere: the published handle can
+  /// be cast to an untyped actor and sent anything.
+  bool from_this_node() const {
+    const auto& sender = self->current_sender();
+    return sender != nullptr && sender->node() == self->node();
   }
 
   device_slot* device_of_sender(int32_t index) {
@@ -814,10 +843,12 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     // -- supervisor --------------------------------------------------------
     [=](attach_atom, runtime::device_info info, device_worker_actor worker,
         int32_t restarts) {
-      self->state.attach(std::move(info), std::move(worker), restarts);
+      if (self->state.from_this_node())
+        self->state.attach(std::move(info), std::move(worker), restarts);
     },
     [=](detach_atom, int32_t index, caf::error reason, bool quarantined) {
-      self->state.detach(index, std::move(reason), quarantined);
+      if (self->state.from_this_node())
+        self->state.detach(index, std::move(reason), quarantined);
     },
     // -- device workers ----------------------------------------------------
     [=](loaded_atom, int32_t index, const std::string& model) {
@@ -870,9 +901,14 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       }
     },
     // -- timers ------------------------------------------------------------
-    [=](tick_atom) { self->state.on_tick(); },
+    [=](tick_atom) {
+      if (self->state.from_this_node())
+        self->state.on_tick();
+    },
     [=](wait_expired_atom, job_id id, uint64_t waiter) {
       auto& st = self->state;
+      if (!st.from_this_node())
+        return;
       auto i = st.jobs.find(id);
       if (i == st.jobs.end())
         return;
@@ -885,7 +921,10 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       waiters.erase(w);
     },
     // -- node --------------------------------------------------------------
-    [=](shutdown_atom) -> caf::ok_atom {
+    [=](shutdown_atom) -> caf::result<caf::ok_atom> {
+      if (!self->state.from_this_node())
+        return make_error(errc::unauthorized,
+                          "only the node itself may shut it down");
       self->state.shutdown();
       return caf::ok_atom::value;
     },

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
@@ -51,7 +50,21 @@ struct device_worker_state {
   admission_control_actor admission;
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::map<std::string, cache_entry> cache;
-  std::unordered_map<uint64_t, active_attempt> attempts;
+  /// At most max_concurrency entries: a vector beats a hash map here.
+  std::vector<std::pair<uint64_t, active_attempt>> attempts;
+
+  active_attempt* find_attempt(uint64_t lease) {
+    for (auto& [key, attempt] : attempts)
+      if (key == lease)
+        return &attempt;
+    return nullptr;
+  }
+
+  void erase_attempt(uint64_t lease) {
+    attempts.erase(std::remove_if(attempts.begin(), attempts.end(),
+                                  [&](auto& x) { return x.first == lease; }),
+                   attempts.end());
+  }
   /// Set once the worker decided to exit; nothing further is started.
   bool exiting = false;
 
@@ -68,7 +81,7 @@ struct device_worker_state {
       call();
       return true;
     } catch (const gpu::job_error& e) {
-      attempts.erase(lease);
+      erase_attempt(lease);
       self->send(admission, failed_atom::value, id, lease,
                  make_error(e.code(), e.what()));
     } catch (const gpu::out_of_memory& e) {
@@ -161,7 +174,8 @@ struct device_worker_state {
         }))
       return;
     auto lease = ticket.lease;
-    auto& attempt = attempts[lease];
+    attempts.emplace_back(lease, active_attempt{});
+    auto& attempt = attempts.back().second;
     attempt.id = ticket.id;
     attempt.run = std::move(run);
     if (busy.count() == 0 && attempt.run->steps() == 0)
@@ -171,10 +185,10 @@ struct device_worker_state {
   }
 
   void step(uint64_t lease) {
-    auto i = attempts.find(lease);
-    if (i == attempts.end())
+    auto found = find_attempt(lease);
+    if (found == nullptr)
       return; // aborted
-    auto& attempt = i->second;
+    auto& attempt = *found;
     auto steps = attempt.run->steps();
     if (attempt.reported < attempt.next_step) {
       attempt.reported = attempt.next_step;
@@ -195,19 +209,19 @@ struct device_worker_state {
   }
 
   void finish(uint64_t lease) {
-    auto& attempt = attempts.at(lease);
+    auto& attempt = *find_attempt(lease);
     gpu::job_output output;
     gpu::device_time busy{0};
     auto id = attempt.id;
     if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
       return;
-    attempts.erase(lease);
+    erase_attempt(lease);
     self->send(admission, done_atom::value, id, lease,
                finished_job{std::move(output.location), output.peak_bytes});
   }
 
   void abort(runtime::job_id id, uint64_t lease) {
-    attempts.erase(lease);
+    erase_attempt(lease);
     for (auto& [model, entry] : cache) {
       auto& waiting = entry.waiting;
       waiting.erase(std::remove_if(waiting.begin(), waiting.end(),

@@ -172,12 +172,11 @@ int main(int argc, char** argv) {
                  runtime::describe(node.error()).c_str());
     return 2;
   }
-  auto admission = (*node)->admission();
-  auto port = net::publish(sys, admission, settings.listen_host,
-                           settings.listen_port);
-  if (!port) {
+  auto server = net::server::start(sys, (*node)->admission(),
+                                   settings.listen_host, settings.listen_port);
+  if (!server) {
     std::fprintf(stderr, "vidnode: %s\n",
-                 runtime::describe(port.error()).c_str());
+                 runtime::describe(server.error()).c_str());
     (*node)->stop();
     return 1;
   }
@@ -188,7 +187,7 @@ int main(int argc, char** argv) {
                runtime::format_bytes(devices.front().memory_bytes),
                settings.max_concurrency, settings.queue_size);
   std::printf("vidnode listening on %s:%u\n", settings.listen_host.c_str(),
-              static_cast<unsigned>(*port));
+              static_cast<unsigned>((*server)->port()));
   std::fflush(stdout);
 
   int sig = 0;
@@ -196,9 +195,12 @@ int main(int argc, char** argv) {
   start_exit_watchdog(signals);
   spdlog::info("{}: stopping; queued and running jobs are cancelled",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
-  net::unpublish(sys, admission, *port);
+  // The node first answers every waiting client (through the gateway), then
+  // the port closes.
   if (auto err = (*node)->stop(std::chrono::seconds{5}))
     spdlog::error("stopping: {}", runtime::describe(err));
+  (*server)->stop();
+  server->reset();
   node->reset();
   spdlog::info("stopped");
   return 0;

@@ -189,8 +189,9 @@ TEST_CASE("a vidctl waiting on a node that is killed reports node_lost at "
   CHECK_THAT(watcher->stderr_text(), Catch::Contains("node_lost"));
 }
 
-TEST_CASE("a raw CAF client gets typed errors for malformed requests and "
-          "the node keeps serving",
+TEST_CASE("a raw CAF client gets typed errors for malformed requests, "
+          "cannot send the node's internal messages, and the node keeps "
+          "serving",
           "[integration]") {
   node_process node{{"--devices", "sim:1"}};
   net::process_config cfg;
@@ -217,6 +218,15 @@ TEST_CASE("a raw CAF client gets typed errors for malformed requests and "
                [](caf::error& err) {
                  CHECK(err == caf::sec::unexpected_message);
                });
+    // Only the client protocol is published, not the node's own messages.
+    self->request(remote, 10s, caf::atom("shutdown"))
+      .receive([](caf::ok_atom) { FAIL("a remote client shut the node down"); },
+               [](caf::error& err) {
+                 CHECK(err == caf::sec::unexpected_message);
+               });
+    self->send(remote, caf::atom("detach"), int32_t{0},
+               runtime::make_error(runtime::errc::worker_lost, "spoofed"),
+               true);
     runtime::job_spec good;
     good.steps = 1;
     good.options["step_ms"] = "1";
@@ -224,11 +234,57 @@ TEST_CASE("a raw CAF client gets typed errors for malformed requests and "
       .receive(
         [](runtime::job_result& result) {
           CHECK(result.state == runtime::job_state::succeeded);
+          CHECK(result.device == "sim:0");
         },
         [](caf::error& err) { FAIL(runtime::describe(err)); });
-    caf::anon_send_exit(remote, caf::exit_reason::user_shutdown);
+    self->request(remote, 10s, runtime::nodes_atom::value)
+      .receive(
+        [](std::vector<runtime::device_status>& devices) {
+          REQUIRE(devices.size() == 1);
+          CHECK(devices[0].state == "idle");
+        },
+        [](caf::error& err) { FAIL(runtime::describe(err)); });
   }
   sys.middleman().stop();
+}
+
+TEST_CASE("a remote client cannot end the node with exit messages",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  auto submitted = node.vidctl({"submit", "--steps", "50", "--option",
+                                "step_ms=100"});
+  REQUIRE(submitted.status == 0);
+  {
+    net::process_config cfg;
+    caf::actor_system sys{cfg};
+    auto remote = sys.middleman().remote_actor<runtime::admission_actor>(
+      "127.0.0.1", node.port);
+    REQUIRE(remote);
+    caf::scoped_actor self{sys};
+    // A trappable exit is ignored by the gateway.
+    self->send_exit(*remote, caf::exit_reason::user_shutdown);
+    self->request(*remote, 10s, runtime::status_atom::value,
+                  runtime::job_id{1})
+      .receive(
+        [](runtime::job_result& r) {
+          CHECK(r.state == runtime::job_state::running);
+        },
+        [](caf::error& err) { FAIL(runtime::describe(err)); });
+    // A kill ends the gateway, which is replaced at once.
+    self->send_exit(*remote, caf::exit_reason::kill);
+    sys.middleman().stop();
+  }
+  // The replacement gateway is published within moments; the job kept
+  // running meanwhile.
+  command_result status;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    status = node.vidctl({"status", "1", "--json"});
+  } while (status.status != 0 && std::chrono::steady_clock::now() < deadline);
+  INFO(status.err);
+  REQUIRE(status.status == 0);
+  CHECK(json::parse(status.out)["state"] == "running");
+  CHECK(node.vidctl({"submit", "--steps", "1"}).status == 0);
 }
 
 TEST_CASE("vidctl reports errors on stderr with documented exit statuses",

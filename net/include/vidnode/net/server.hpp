@@ -1,26 +1,61 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/typed_actor.hpp>
 
 #include "vidnode/runtime/protocol.hpp"
 
 namespace vidnode::net {
 
-/// Publishes `admission` on `host:port` (port 0 picks a free one) so that
-/// clients can reach it with net::client or CAF's remote_actor. Returns the
-/// port. Blocking: call it from a non-actor thread. The system must have
-/// the middleman loaded (process_config does).
-caf::expected<uint16_t> publish(caf::actor_system& sys,
-                                const runtime::admission_actor& admission,
-                                const std::string& host, uint16_t port);
+/// Makes a node's admission actor reachable over the network, behind a
+/// gateway actor that is the only thing published.
+///
+/// The gateway speaks the client protocol only and forwards each request to
+/// admission, answering in its own name: clients never learn admission's
+/// address, so they cannot send it the node's internal messages or exit
+/// messages. The gateway ignores exit messages from other nodes; one sent
+/// with `exit_reason::kill` (which no actor can refuse) ends it, and a new
+/// gateway is published on the same port at once (requests in flight then
+/// fail with node_lost on the client side). Events sent to subscribers are
+/// anonymous for the same reason.
+///
+/// Thread-safety: start and stop block; call them from a non-actor thread.
+class server {
+public:
+  /// Publishes a gateway to `admission` on `host:port` (0 picks a free
+  /// port). The system must have the middleman loaded (process_config).
+  static caf::expected<std::unique_ptr<server>>
+  start(caf::actor_system& sys, runtime::admission_actor admission,
+        const std::string& host, uint16_t port);
 
-/// Stops accepting connections for `admission` on `port` (0: every port).
-caf::error unpublish(caf::actor_system& sys,
-                     const runtime::admission_actor& admission,
-                     uint16_t port = 0);
+  /// Stops (see stop).
+  ~server();
+
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The TCP port clients connect to.
+  uint16_t port() const noexcept {
+    return port_;
+  }
+
+  /// Closes the port and ends the gateway. Requests the gateway still
+  /// forwards are answered first if admission answers them (stop the node
+  /// before the server so that waiting clients hear how their jobs ended).
+  /// Idempotent.
+  void stop();
+
+private:
+  server(caf::actor_system& sys, caf::actor keeper, uint16_t port);
+
+  caf::actor_system& sys_;
+  caf::actor keeper_;
+  uint16_t port_;
+};
 
 } // namespace vidnode::net
