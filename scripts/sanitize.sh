@@ -27,7 +27,7 @@ run() {
 tsan_caf() {
   local work="$root/build-tsan-caf"
   local prefix="$work/install"
-  if [ -f "$prefix/lib/libcaf_core.so" ]; then echo "$prefix"; return; fi
+  if [ -f "$prefix/lib/libcaf_io.so" ]; then echo "$prefix"; return; fi
   mkdir -p "$work/src"
   (
     cd "$work/src"
@@ -44,15 +44,18 @@ tsan_caf() {
     fi
     tarball="$(ls actor-framework_*.orig.tar.gz 2>/dev/null | head -1)"
     [ -n "$tarball" ] || { echo "sanitize: cannot fetch Debian's actor-framework source" >&2; exit 1; }
-    rm -rf caf && mkdir caf && tar xzf "$tarball" -C caf --strip-components=1
+    rm -rf caf build && mkdir caf && tar xzf "$tarball" -C caf --strip-components=1 || exit 1
     echo "sanitize: building CAF with -fsanitize=thread (once, several minutes)" >&2
+    # (errexit does not apply inside "( ... ) || exit", hence the || exit 1s.)
+    # Upstream 0.17.6 misses an #include <limits> that GCC 12 needs (Debian
+    # patches it; its patch tarball is not needed for that).
     cmake -S caf -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
+      -DCMAKE_CXX_FLAGS="-fsanitize=thread -include limits" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
       -DCAF_NO_EXAMPLES=ON -DCAF_NO_UNIT_TESTS=ON -DCAF_NO_TOOLS=ON -DCAF_NO_PYTHON=ON \
       -DCAF_NO_OPENCL=ON -DCAF_NO_OPENSSL=ON -DCAF_NO_SUMMARY=ON \
-      -DCMAKE_INSTALL_PREFIX="$prefix" >&2
-    cmake --build build --parallel "$(nproc 2>/dev/null || echo 2)" >&2
-    cmake --install build >&2
+      -DCMAKE_INSTALL_PREFIX="$prefix" >&2 || exit 1
+    cmake --build build --parallel "$(nproc 2>/dev/null || echo 2)" >&2 || exit 1
+    cmake --install build >&2 || exit 1
   ) || exit 1
   echo "$prefix"
 }

@@ -41,11 +41,18 @@ class sim_job_run : public job_run {
 public:
   sim_job_run(const runtime::job_spec& spec, sim_options options,
               int32_t attempt)
-    : spec_(spec), options_(std::move(options)), attempt_(attempt) {
+    : model_(spec.model),
+      seed_(spec.seed),
+      width_(spec.width),
+      height_(spec.height),
+      frames_(spec.frames),
+      steps_(spec.steps),
+      options_(std::move(options)),
+      attempt_(attempt) {
   }
 
   int32_t steps() const override {
-    return spec_.steps;
+    return steps_;
   }
 
   /// Applies the injected fault at `at_step`, if it fires; true for a hang.
@@ -75,16 +82,20 @@ public:
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    out.location = "sim://" + spec_.model + "/" + std::to_string(spec_.seed)
-                   + "-" + std::to_string(spec_.width) + "x"
-                   + std::to_string(spec_.height) + "x"
-                   + std::to_string(spec_.frames);
+    out.location = "sim://" + model_ + "/" + std::to_string(seed_) + "-"
+                   + std::to_string(width_) + "x" + std::to_string(height_)
+                   + "x" + std::to_string(frames_);
     out.peak_bytes = options_.mem_mb << 20;
     return out;
   }
 
 private:
-  runtime::job_spec spec_;
+  std::string model_;
+  uint64_t seed_;
+  int32_t width_;
+  int32_t height_;
+  int32_t frames_;
+  int32_t steps_;
   sim_options options_;
   int32_t attempt_;
 };
