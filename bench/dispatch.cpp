@@ -75,26 +75,9 @@ struct configuration_samples {
 };
 
 /// The figures of one configuration.
-struct configuration_outcome {
-  std::string scheduler;
-  latency_summary bare_scoped;
-  latency_summary bare_actor;
-  latency_summary node_scoped;
-  latency_summary node_actor;
+struct configuration_outcome : latency_comparison {
   pipeline_outcome bare_pipeline;
   pipeline_outcome node_pipeline;
-
-  double bare_p50() const {
-    return std::min(bare_scoped.p50_us, bare_actor.p50_us);
-  }
-
-  double node_p50() const {
-    return std::min(node_scoped.p50_us, node_actor.p50_us);
-  }
-
-  double latency_ratio() const {
-    return node_p50() / bare_p50();
-  }
 };
 
 /// Fails the benchmark with `why` (a benchmark that measured something
@@ -178,28 +161,13 @@ configuration_outcome figures_of(const std::string& scheduler,
 
 void print_latency(const std::vector<configuration_outcome>& outcomes,
                    size_t measured, size_t warmup) {
-  markdown_table table{{"scheduler", "client", "bare p50 us", "bare p99 us",
-                        "vidnode p50 us", "vidnode p99 us",
-                        "vidnode p50 / same-client bare p50",
-                        "vidnode p50 / fastest bare p50", "met? (<= 4x)"}};
-  for (const auto& x : outcomes) {
-    auto row = [&](const char* client, const latency_summary& bare,
-                   const latency_summary& node) {
-      auto ratio = node.p50_us / x.bare_p50();
-      table.add({x.scheduler, client, fixed(bare.p50_us), fixed(bare.p99_us),
-                 fixed(node.p50_us), fixed(node.p99_us),
-                 fixed(node.p50_us / bare.p50_us, 2) + "x",
-                 fixed(ratio, 2) + "x",
-                 verdict(ratio <= latency_target_ratio)});
-    };
-    row("scoped_actor", x.bare_scoped, x.node_scoped);
-    row("event-based actor", x.bare_actor, x.node_actor);
-  }
-  table.print("Dispatch latency: zero-work sim job vs bare CAF echo ("
-              + grouped(static_cast<double>(measured))
-              + " sequential round trips per row, in " + std::to_string(rounds)
-              + " rounds after " + grouped(static_cast<double>(warmup))
-              + " warm-up each)");
+  print_latency_table(
+    outcomes, latency_target_ratio,
+    "Dispatch latency: zero-work sim job vs bare CAF echo ("
+      + grouped(static_cast<double>(measured))
+      + " sequential round trips per row, in " + std::to_string(rounds)
+      + " rounds after " + grouped(static_cast<double>(warmup))
+      + " warm-up each)");
 }
 
 void print_throughput(const std::vector<configuration_outcome>& outcomes,
@@ -223,7 +191,7 @@ void print_throughput(const std::vector<configuration_outcome>& outcomes,
 
 void record(const std::vector<configuration_outcome>& outcomes) {
   for (const auto& x : outcomes) {
-    auto ratio = x.latency_ratio();
+    auto ratio = x.ratio();
     record_summary({"dispatch p50, " + x.scheduler, fixed(x.node_p50()) + " us",
                     fixed(x.bare_p50()) + " us", fixed(ratio, 2) + "x", "<= 4x",
                     ratio <= latency_target_ratio});

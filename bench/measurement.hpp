@@ -196,6 +196,55 @@ private:
   std::vector<std::vector<std::string>> rows_;
 };
 
+/// A node's round trips against bare CAF's in one scheduler configuration,
+/// from a scoped_actor and from an event-based client actor.
+struct latency_comparison {
+  std::string scheduler;
+  latency_summary bare_scoped;
+  latency_summary bare_actor;
+  latency_summary node_scoped;
+  latency_summary node_actor;
+
+  double bare_p50() const {
+    return std::min(bare_scoped.p50_us, bare_actor.p50_us);
+  }
+
+  double node_p50() const {
+    return std::min(node_scoped.p50_us, node_actor.p50_us);
+  }
+
+  /// The node's fastest p50 over the fastest bare p50: the judged ratio.
+  double ratio() const {
+    return node_p50() / bare_p50();
+  }
+};
+
+/// Prints one row per configuration and client: p50 and p99 of both sides,
+/// the ratio to the same kind of client, and the judged ratio to the
+/// fastest bare p50 against `target_ratio`.
+template <class Comparison>
+void print_latency_table(const std::vector<Comparison>& outcomes,
+                         double target_ratio, const std::string& title) {
+  markdown_table table{{"scheduler", "client", "bare p50 us", "bare p99 us",
+                        "vidnode p50 us", "vidnode p99 us",
+                        "vidnode p50 / same-client bare p50",
+                        "vidnode p50 / fastest bare p50",
+                        "met? (<= " + fixed(target_ratio, 0) + "x)"}};
+  for (const latency_comparison& x : outcomes) {
+    auto row = [&](const char* client, const latency_summary& bare,
+                   const latency_summary& node) {
+      auto ratio = node.p50_us / x.bare_p50();
+      table.add({x.scheduler, client, fixed(bare.p50_us), fixed(bare.p99_us),
+                 fixed(node.p50_us), fixed(node.p99_us),
+                 fixed(node.p50_us / bare.p50_us, 2) + "x",
+                 fixed(ratio, 2) + "x", verdict(ratio <= target_ratio)});
+    };
+    row("scoped_actor", x.bare_scoped, x.node_scoped);
+    row("event-based actor", x.bare_actor, x.node_actor);
+  }
+  table.print(title);
+}
+
 /// One row of the final summary table of scripts/bench.sh.
 struct summary_row {
   std::string benchmark;

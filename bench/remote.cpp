@@ -68,25 +68,7 @@ struct remote_samples {
 };
 
 /// The figures of one configuration.
-struct remote_outcome {
-  std::string scheduler;
-  latency_summary bare_scoped;
-  latency_summary bare_actor;
-  latency_summary node_scoped;
-  latency_summary node_actor;
-
-  double bare_p50() const {
-    return std::min(bare_scoped.p50_us, bare_actor.p50_us);
-  }
-
-  double node_p50() const {
-    return std::min(node_scoped.p50_us, node_actor.p50_us);
-  }
-
-  double ratio() const {
-    return node_p50() / bare_p50();
-  }
-};
+using remote_outcome = latency_comparison;
 
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
   std::cerr << "bench_remote: " << what << " failed: " << why << '\n';
@@ -121,28 +103,14 @@ figures_of(const std::vector<scheduler_choice>& choices,
 void print(const std::vector<remote_outcome>& outcomes, size_t measured,
            size_t warmup) {
   std::cout << "## bench_remote\n\n";
-  markdown_table table{{"scheduler", "client", "bare p50 us", "bare p99 us",
-                        "vidnode p50 us", "vidnode p99 us",
-                        "vidnode p50 / same-client bare p50",
-                        "vidnode p50 / fastest bare p50", "met? (<= 2x)"}};
-  for (const auto& x : outcomes) {
-    auto row = [&](const char* client, const latency_summary& bare,
-                   const latency_summary& node) {
-      auto ratio = node.p50_us / x.bare_p50();
-      table.add({x.scheduler, client, fixed(bare.p50_us), fixed(bare.p99_us),
-                 fixed(node.p50_us), fixed(node.p99_us),
-                 fixed(node.p50_us / bare.p50_us, 2) + "x",
-                 fixed(ratio, 2) + "x", verdict(ratio <= target_ratio)});
-    };
-    row("scoped_actor", x.bare_scoped, x.node_scoped);
-    row("event-based actor", x.bare_actor, x.node_actor);
-  }
-  table.print("Remote dispatch latency over loopback TCP: zero-work sim job "
-              "vs published echo ("
-              + grouped(static_cast<double>(measured))
-              + " sequential round trips per row, in " + std::to_string(rounds)
-              + " rounds after " + grouped(static_cast<double>(warmup))
-              + " warm-up each)");
+  print_latency_table(
+    outcomes, target_ratio,
+    "Remote dispatch latency over loopback TCP: zero-work sim job vs "
+    "published echo ("
+      + grouped(static_cast<double>(measured))
+      + " sequential round trips per row, in " + std::to_string(rounds)
+      + " rounds after " + grouped(static_cast<double>(warmup))
+      + " warm-up each)");
 }
 
 void record(const std::vector<remote_outcome>& outcomes) {

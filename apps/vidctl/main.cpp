@@ -91,6 +91,15 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
+/// Prints `items` as one JSON array.
+template <class T>
+void print_json_array(const std::vector<T>& items) {
+  auto array = nlohmann::json::array();
+  for (const auto& x : items)
+    array.push_back(net::to_json(x));
+  std::cout << array.dump() << "\n";
+}
+
 int finish_with(const runtime::job_result& r) {
   print_result(r);
   return r.state == runtime::job_state::succeeded ? 0 : exit_not_succeeded;
@@ -291,10 +300,7 @@ int main(int argc, char** argv) {
     if (!jobs)
       return fail(jobs.error());
     if (json_output) {
-      auto array = nlohmann::json::array();
-      for (const auto& r : *jobs)
-        array.push_back(net::to_json(r));
-      std::cout << array.dump() << "\n";
+      print_json_array(*jobs);
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
@@ -316,10 +322,7 @@ int main(int argc, char** argv) {
     if (!devices)
       return fail(devices.error());
     if (json_output) {
-      auto array = nlohmann::json::array();
-      for (const auto& d : *devices)
-        array.push_back(net::to_json(d));
-      std::cout << array.dump() << "\n";
+      print_json_array(*devices);
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
