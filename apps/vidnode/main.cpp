@@ -118,8 +118,8 @@ int main(int argc, char** argv) {
       {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--scheduler", scheduler,
                  "CAF scheduler policy: sharing (no CPU spent polling) or "
-                 "stealing (CAF's default; with --poll-attempts 100000 the "
-                 "lowest local latency, at a CPU cost)")
+                 "stealing (CAF's default: can cut in-process latency, but "
+                 "idle threads poll)")
     ->capture_default_str()
     ->check(CLI::IsMember({"sharing", "stealing"}));
   app.add_option("--poll-attempts", poll_attempts,
