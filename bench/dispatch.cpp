@@ -161,13 +161,13 @@ configuration_outcome figures_of(const std::string& scheduler,
 
 void print_latency(const std::vector<configuration_outcome>& outcomes,
                    size_t measured, size_t warmup) {
-  print_latency_table(
-    outcomes, latency_target_ratio,
-    "Dispatch latency: zero-work sim job vs bare CAF echo ("
-      + grouped(static_cast<double>(measured))
-      + " sequential round trips per row, in " + std::to_string(rounds)
-      + " rounds after " + grouped(static_cast<double>(warmup))
-      + " warm-up each)");
+  print_latency_table(outcomes, latency_target_ratio,
+                      "Dispatch latency: zero-work sim job vs bare CAF echo ("
+                        + grouped(static_cast<double>(measured))
+                        + " sequential round trips per row, in "
+                        + std::to_string(rounds) + " rounds after "
+                        + grouped(static_cast<double>(warmup))
+                        + " warm-up each)");
 }
 
 void print_throughput(const std::vector<configuration_outcome>& outcomes,

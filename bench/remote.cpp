@@ -142,8 +142,7 @@ void measure(const scheduler_choice& choice, round_trip_counts counts,
   auto echo_actor = server.spawn(echo);
   auto& server_mm = server.middleman();
   // Published as vidnode publishes it: behind its gateway.
-  auto gateway = net::server::start(server, (*node)->admission(), loopback,
-                                    0);
+  auto gateway = net::server::start(server, (*node)->admission(), loopback, 0);
   auto echo_port = server_mm.publish(echo_actor, 0, loopback);
   if (!gateway || !echo_port)
     fail("publishing",

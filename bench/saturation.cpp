@@ -145,9 +145,8 @@ saturation_outcome measure(const scheduler_choice& choice, size_t jobs) {
   auto wall_before = clock_type::now();
   auto results = run_jobs(sys, (*node)->admission(), jobs);
   auto cpu_used = process_cpu_seconds() - cpu_before;
-  auto wall_used = std::chrono::duration<double>(clock_type::now()
-                                                 - wall_before)
-                     .count();
+  auto wall_used =
+    std::chrono::duration<double>(clock_type::now() - wall_before).count();
   if (auto err = (*node)->stop())
     fail("stopping the node", sys.render(err));
   saturation_outcome out;

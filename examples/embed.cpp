@@ -48,8 +48,8 @@ int main() {
     .receive(
       [&](const runtime::job_result& result) {
         std::cout << "job " << result.id.value << " "
-                  << runtime::to_string(result.state) << " on "
-                  << result.device << ": " << result.output << "\n";
+                  << runtime::to_string(result.state) << " on " << result.device
+                  << ": " << result.output << "\n";
         status = result.state == runtime::job_state::succeeded ? 0 : 1;
       },
       [&](const caf::error& err) {

@@ -105,8 +105,7 @@ struct admission_state {
 
   static inline const char* name = "vidnode.admission";
 
-  explicit admission_state(pointer self) : self(self) {
-  }
+  explicit admission_state(pointer self) : self(self) {}
 
   pointer self;
   runtime::node_settings settings;
@@ -152,11 +151,11 @@ struct admission_state {
     auto result = rec.result;
     result.node = node_name;
     if (rec.result.state == job_state::running)
-      result.run_time = std::chrono::duration_cast<caf::timespan>(
-        now() - rec.started);
+      result.run_time =
+        std::chrono::duration_cast<caf::timespan>(now() - rec.started);
     else if (rec.result.state == job_state::queued)
-      result.queue_time += std::chrono::duration_cast<caf::timespan>(
-        now() - rec.queued_since);
+      result.queue_time +=
+        std::chrono::duration_cast<caf::timespan>(now() - rec.queued_since);
     return result;
   }
 
@@ -265,9 +264,9 @@ struct admission_state {
       return err;
     factory = catalog->find(spec.model);
     if (factory == nullptr)
-      return make_error(errc::unknown_model,
-                        "model: '" + spec.model + "' is not served by node "
-                          + node_name);
+      return make_error(errc::unknown_model, "model: '" + spec.model
+                                               + "' is not served by node "
+                                               + node_name);
     if (auto reason = factory->validate(spec))
       return make_error(errc::invalid_request, *reason);
     if (spec.queue_timeout > settings.queue_timeout)
@@ -296,10 +295,9 @@ struct admission_state {
                                                + node_name + " can run '"
                                                + spec.model + "'");
     if (bytes > largest)
-      return make_error(errc::too_large,
-                        "needs " + runtime::format_bytes(bytes)
-                          + " but the largest device has "
-                          + runtime::format_bytes(largest));
+      return make_error(errc::too_large, "needs " + runtime::format_bytes(bytes)
+                                           + " but the largest device has "
+                                           + runtime::format_bytes(largest));
     if (queue->size() >= settings.queue_size)
       return make_error(errc::queue_full,
                         std::to_string(queue->size())
@@ -435,8 +433,8 @@ struct admission_state {
     r.step = 0;
     r.steps = rec.spec.steps;
     r.started_at = wall(t);
-    r.queue_time += std::chrono::duration_cast<caf::timespan>(
-      t - rec.queued_since);
+    r.queue_time +=
+      std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
     rec.started = t;
     rec.lease = ++next_lease;
     rec.device = device.info.index;
@@ -487,8 +485,8 @@ struct admission_state {
     release(rec);
     if (charge)
       rec.charged_failures += 1;
-    rec.result.run_time = std::chrono::duration_cast<caf::timespan>(
-      now() - rec.started);
+    rec.result.run_time =
+      std::chrono::duration_cast<caf::timespan>(now() - rec.started);
     if (rec.charged_failures >= settings.max_attempts) {
       finalize(rec, job_state::failed, std::move(reason));
       return;
@@ -511,8 +509,8 @@ struct admission_state {
     if (r.state == job_state::running)
       r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
     else if (r.state == job_state::queued)
-      r.queue_time += std::chrono::duration_cast<caf::timespan>(
-        t - rec.queued_since);
+      r.queue_time +=
+        std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
     r.state = state;
     r.error = std::move(error);
     r.output = std::move(output);
@@ -724,9 +722,9 @@ struct admission_state {
         queue->forget();
       else
         stop_attempt(rec);
-      finalize(rec, job_state::cancelled,
-               make_error(errc::cancelled,
-                          "node " + node_name + " is shutting down"));
+      finalize(
+        rec, job_state::cancelled,
+        make_error(errc::cancelled, "node " + node_name + " is shutting down"));
     }
   }
 };
@@ -863,8 +861,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         entry->loaded = true;
       }
     },
-    [=](progress_atom, job_id id, uint64_t lease, int32_t step,
-        int32_t steps) {
+    [=](progress_atom, job_id id, uint64_t lease, int32_t step, int32_t steps) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
         rec->result.step = step;

@@ -23,8 +23,7 @@ struct device_worker_state {
 
   static inline const char* name = "vidnode.device_worker";
 
-  explicit device_worker_state(pointer self) : self(self) {
-  }
+  explicit device_worker_state(pointer self) : self(self) {}
 
   /// One model in the cache.
   struct cache_entry {
@@ -86,14 +85,14 @@ struct device_worker_state {
                  make_error(e.code(), e.what()));
     } catch (const gpu::out_of_memory& e) {
       auto reason = make_error(errc::out_of_memory, where() + ": " + e.what());
-      spdlog::warn("{}: job {} ran out of memory; the worker restarts",
-                   where(), id.value);
+      spdlog::warn("{}: job {} ran out of memory; the worker restarts", where(),
+                   id.value);
       self->send(admission, failed_atom::value, id, lease, reason);
       exiting = true;
       self->quit(std::move(reason));
     } catch (const std::exception& e) {
-      spdlog::error("{}: worker crashed running job {}: {}", where(),
-                    id.value, e.what());
+      spdlog::error("{}: worker crashed running job {}: {}", where(), id.value,
+                    e.what());
       exiting = true;
       self->quit(make_error(errc::worker_lost,
                             where() + ": worker crashed: " + e.what()));
@@ -121,10 +120,10 @@ struct device_worker_state {
     if (i == cache.end()) {
       auto factory = catalog->find(ticket.spec.model);
       if (factory == nullptr) {
-        self->send(admission, failed_atom::value, ticket.id, ticket.lease,
-                   make_error(errc::unknown_model,
-                              "model: '" + ticket.spec.model
-                                + "' is not served by " + where()));
+        self->send(
+          admission, failed_atom::value, ticket.id, ticket.lease,
+          make_error(errc::unknown_model, "model: '" + ticket.spec.model
+                                            + "' is not served by " + where()));
         return;
       }
       cache_entry entry;
@@ -201,8 +200,7 @@ struct device_worker_state {
     }
     gpu::device_time busy{0};
     auto index = attempt.next_step;
-    if (!guarded(attempt.id, lease,
-                 [&] { busy = attempt.run->step(index); }))
+    if (!guarded(attempt.id, lease, [&] { busy = attempt.run->step(index); }))
       return;
     attempt.next_step += 1;
     schedule_step(lease, busy);
@@ -224,11 +222,10 @@ struct device_worker_state {
     erase_attempt(lease);
     for (auto& [model, entry] : cache) {
       auto& waiting = entry.waiting;
-      waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
-                                   [&](const job_ticket& x) {
-                                     return x.lease == lease;
-                                   }),
-                    waiting.end());
+      waiting.erase(
+        std::remove_if(waiting.begin(), waiting.end(),
+                       [&](const job_ticket& x) { return x.lease == lease; }),
+        waiting.end());
     }
   }
 };

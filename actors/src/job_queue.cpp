@@ -3,8 +3,7 @@
 namespace vidnode::actors {
 
 job_queue::job_queue(caf::timespan aging_interval)
-  : aging_interval_(aging_interval) {
-}
+  : aging_interval_(aging_interval) {}
 
 void job_queue::push_back(const entry& x) {
   fifo_[static_cast<size_t>(x.priority)].push_back(x);

@@ -15,9 +15,8 @@ node_actors spawn_node(caf::actor_system& sys,
                        std::shared_ptr<const gpu::model_catalog> catalog) {
   node_actors result;
   result.admission = spawn_admission(sys, settings, devices, catalog);
-  result.supervisor = spawn_node_supervisor(sys, settings, std::move(devices),
-                                            result.admission,
-                                            std::move(catalog));
+  result.supervisor = spawn_node_supervisor(
+    sys, settings, std::move(devices), result.admission, std::move(catalog));
   return result;
 }
 
@@ -39,8 +38,7 @@ local_node::start(caf::actor_system& sys,
 
 local_node::local_node(caf::actor_system& sys, node_actors actors,
                        std::vector<runtime::device_info> devices)
-  : sys_(sys), actors_(std::move(actors)), devices_(std::move(devices)) {
-}
+  : sys_(sys), actors_(std::move(actors)), devices_(std::move(devices)) {}
 
 local_node::~local_node() {
   stop();

@@ -16,12 +16,12 @@ namespace vidnode::actors {
 namespace {
 
 struct node_supervisor_state {
-  using pointer = node_supervisor_actor::stateful_pointer<node_supervisor_state>;
+  using pointer =
+    node_supervisor_actor::stateful_pointer<node_supervisor_state>;
 
   static inline const char* name = "vidnode.node_supervisor";
 
-  explicit node_supervisor_state(pointer self) : self(self) {
-  }
+  explicit node_supervisor_state(pointer self) : self(self) {}
 
   struct supervised_device {
     runtime::device_info info;
@@ -42,8 +42,8 @@ struct node_supervisor_state {
   void start_worker(supervised_device& device) {
     auto detached = device.info.kind != runtime::device_kind::sim
                     || settings.detach_sim_workers;
-    device.worker = spawn_device_worker(self->system(), device.info,
-                                        admission, catalog, detached);
+    device.worker = spawn_device_worker(self->system(), device.info, admission,
+                                        catalog, detached);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts);
@@ -105,12 +105,10 @@ struct node_supervisor_state {
   }
 };
 
-node_supervisor_actor::behavior_type
-node_supervisor_behavior(node_supervisor_state::pointer self,
-                         runtime::node_settings settings,
-                         std::vector<runtime::device_info> devices,
-                         admission_control_actor admission,
-                         std::shared_ptr<const gpu::model_catalog> catalog) {
+node_supervisor_actor::behavior_type node_supervisor_behavior(
+  node_supervisor_state::pointer self, runtime::node_settings settings,
+  std::vector<runtime::device_info> devices, admission_control_actor admission,
+  std::shared_ptr<const gpu::model_catalog> catalog) {
   auto& st = self->state;
   st.settings = std::move(settings);
   st.admission = std::move(admission);
@@ -118,14 +116,13 @@ node_supervisor_behavior(node_supervisor_state::pointer self,
   for (auto& info : devices) {
     node_supervisor_state::supervised_device device;
     device.info = info;
-    device.intensity = std::make_unique<restart_intensity>(
-      st.settings.restarts);
+    device.intensity =
+      std::make_unique<restart_intensity>(st.settings.restarts);
     st.devices.push_back(std::move(device));
   }
   for (auto& device : st.devices)
     st.start_worker(device);
-  self->set_down_handler(
-    [=](caf::down_msg& msg) { self->state.on_down(msg); });
+  self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
   return {
     [=](restart_atom, int32_t index) { self->state.restart(index); },
     [=](shutdown_atom) -> caf::result<caf::ok_atom> {
@@ -145,12 +142,10 @@ node_supervisor_behavior(node_supervisor_state::pointer self,
 
 } // namespace
 
-node_supervisor_actor
-spawn_node_supervisor(caf::actor_system& sys,
-                      const runtime::node_settings& settings,
-                      std::vector<runtime::device_info> devices,
-                      admission_control_actor admission,
-                      std::shared_ptr<const gpu::model_catalog> catalog) {
+node_supervisor_actor spawn_node_supervisor(
+  caf::actor_system& sys, const runtime::node_settings& settings,
+  std::vector<runtime::device_info> devices, admission_control_actor admission,
+  std::shared_ptr<const gpu::model_catalog> catalog) {
   return sys.spawn(node_supervisor_behavior, settings, std::move(devices),
                    std::move(admission), std::move(catalog));
 }

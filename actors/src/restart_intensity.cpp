@@ -3,8 +3,7 @@
 namespace vidnode::actors {
 
 restart_intensity::restart_intensity(runtime::restart_policy policy)
-  : policy_(policy) {
-}
+  : policy_(policy) {}
 
 std::optional<caf::timespan> restart_intensity::on_death(time_point now) {
   while (!recent_.empty() && now - recent_.front() >= policy_.window)

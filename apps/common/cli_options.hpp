@@ -17,9 +17,8 @@ inline CLI::Option* add_duration(CLI::App& app, const std::string& name,
                                  caf::timespan& target,
                                  const std::string& description,
                                  bool show_default = true) {
-  auto flag = name.substr(name.rfind(',') == std::string::npos
-                            ? 0
-                            : name.rfind(',') + 1);
+  auto flag =
+    name.substr(name.rfind(',') == std::string::npos ? 0 : name.rfind(',') + 1);
   auto option = app.add_option_function<std::string>(
     name,
     [&target, flag](const std::string& text) {

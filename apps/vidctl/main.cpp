@@ -55,8 +55,8 @@ void print_result(const runtime::job_result& r) {
   std::cout << "  model     " << r.model << " (priority " << r.priority
             << ")\n";
   if (!r.device.empty())
-    std::cout << "  device    " << r.device << " on " << r.node
-              << ", attempt " << r.attempts << "\n";
+    std::cout << "  device    " << r.device << " on " << r.node << ", attempt "
+              << r.attempts << "\n";
   std::cout << "  progress  " << r.step << "/" << r.steps << " steps\n";
   if (!r.output.empty())
     std::cout << "  output    " << r.output << "\n";
@@ -161,8 +161,7 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   submit->add_option("--seed", spec.seed, "Seed of the initial noise")
     ->capture_default_str();
-  submit->add_option("--priority", spec.priority,
-                     "0 (lowest) to 9 (highest)")
+  submit->add_option("--priority", spec.priority, "0 (lowest) to 9 (highest)")
     ->capture_default_str();
   apps::add_duration(*submit, "--queue-timeout", spec.queue_timeout,
                      "Longest wait in the queue (default: the node's)", false);
@@ -273,8 +272,8 @@ int main(int argc, char** argv) {
         return;
       }
       std::ostringstream line;
-      line << runtime::format_timestamp(e.at) << "  job " << e.id.value
-           << "  " << runtime::to_string(e.state);
+      line << runtime::format_timestamp(e.at) << "  job " << e.id.value << "  "
+           << runtime::to_string(e.state);
       if (!e.device.empty())
         line << " on " << e.device << " (attempt " << e.attempt << ")";
       if (e.steps > 0)
@@ -326,8 +325,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
-      {"NODE", "DEVICE", "STATE", "SLOTS", "MEMORY", "MODELS(LOADS)",
-       "RUNNING", "RESTARTS", "LAST ERROR"}};
+      {"NODE", "DEVICE", "STATE", "SLOTS", "MEMORY", "MODELS(LOADS)", "RUNNING",
+       "RESTARTS", "LAST ERROR"}};
     for (const auto& d : *devices) {
       std::string models;
       for (const auto& m : d.models) {
@@ -341,13 +340,13 @@ int main(int argc, char** argv) {
           running += ",";
         running += std::to_string(job.value);
       }
-      rows.push_back({d.node, d.device, d.state,
-                      std::to_string(d.slots_in_use) + "/"
-                        + std::to_string(d.slots),
-                      runtime::format_bytes(d.memory_reserved) + "/"
-                        + runtime::format_bytes(d.memory_bytes),
-                      or_dash(models), or_dash(running),
-                      std::to_string(d.restarts), or_dash(d.last_error)});
+      rows.push_back(
+        {d.node, d.device, d.state,
+         std::to_string(d.slots_in_use) + "/" + std::to_string(d.slots),
+         runtime::format_bytes(d.memory_reserved) + "/"
+           + runtime::format_bytes(d.memory_bytes),
+         or_dash(models), or_dash(running), std::to_string(d.restarts),
+         or_dash(d.last_error)});
     }
     print_table(rows);
     return 0;

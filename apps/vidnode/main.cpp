@@ -48,8 +48,8 @@ void start_exit_watchdog(sigset_t signals) {
 
 int main(int argc, char** argv) {
   runtime::node_settings settings;
-  std::string listen = settings.listen_host + ":"
-                       + std::to_string(settings.listen_port);
+  std::string listen =
+    settings.listen_host + ":" + std::to_string(settings.listen_port);
   std::string log_level = "info";
   std::string scheduler = net::process_config::default_scheduler_policy;
   size_t threads = 0;
@@ -66,34 +66,40 @@ int main(int argc, char** argv) {
                  "Read settings from a TOML/INI file whose keys are the long "
                  "option names (max-concurrency = 2)");
   app.allow_config_extras(CLI::config_extras_mode::error);
-  app.add_option("--listen", listen,
-                 "Where clients connect: HOST:PORT (port 0 picks a free one)")
+  app
+    .add_option("--listen", listen,
+                "Where clients connect: HOST:PORT (port 0 picks a free one)")
     ->capture_default_str();
-  app.add_option("--devices", settings.devices,
-                 "Devices to serve: auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
-                 "(e.g. sim:4:16GiB)")
+  app
+    .add_option("--devices", settings.devices,
+                "Devices to serve: auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
+                "(e.g. sim:4:16GiB)")
     ->capture_default_str();
   app.add_option("--node-name", settings.node_name,
                  "Name shown in results and `vidctl nodes` (default: the "
                  "host name)");
-  app.add_option("--max-concurrency", settings.max_concurrency,
-                 "Jobs running at once per device")
+  app
+    .add_option("--max-concurrency", settings.max_concurrency,
+                "Jobs running at once per device")
     ->capture_default_str();
-  app.add_option("--queue-size", settings.queue_size,
-                 "Jobs that may wait in the queue; more are refused with "
-                 "queue_full")
+  app
+    .add_option("--queue-size", settings.queue_size,
+                "Jobs that may wait in the queue; more are refused with "
+                "queue_full")
     ->capture_default_str();
   apps::add_duration(app, "--queue-timeout", settings.queue_timeout,
                      "Longest (and default) time a job waits in the queue");
   apps::add_duration(app, "--run-timeout", settings.run_timeout,
                      "Longest (and default) time one attempt of a job runs");
-  app.add_option("--max-attempts", settings.max_attempts,
-                 "Attempts a job gets when its device fails under it (OOM, "
-                 "crash)")
+  app
+    .add_option("--max-attempts", settings.max_attempts,
+                "Attempts a job gets when its device fails under it (OOM, "
+                "crash)")
     ->capture_default_str();
-  app.add_option("--max-restarts", settings.restarts.max_restarts,
-                 "Worker restarts allowed per device within --restart-window "
-                 "before it is quarantined")
+  app
+    .add_option("--max-restarts", settings.restarts.max_restarts,
+                "Worker restarts allowed per device within --restart-window "
+                "before it is quarantined")
     ->capture_default_str();
   apps::add_duration(app, "--restart-window", settings.restarts.window,
                      "Window in which restarts are counted");
@@ -108,26 +114,31 @@ int main(int argc, char** argv) {
                      "waited");
   apps::add_duration(app, "--result-ttl", settings.result_ttl,
                      "How long finished results are kept");
-  app.add_option("--max-results", settings.max_results,
-                 "Most finished results kept")
+  app
+    .add_option("--max-results", settings.max_results,
+                "Most finished results kept")
     ->capture_default_str();
-  app.add_option("--log-level", log_level,
-                 "trace, debug, info, warn, error or off (logs go to stderr)")
+  app
+    .add_option("--log-level", log_level,
+                "trace, debug, info, warn, error or off (logs go to stderr)")
     ->capture_default_str()
     ->check(CLI::IsMember(
       {"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  app.add_option("--scheduler", scheduler,
-                 "CAF scheduler policy: sharing (no CPU spent polling) or "
-                 "stealing (CAF's default: can cut in-process latency, but "
-                 "idle threads poll)")
+  app
+    .add_option("--scheduler", scheduler,
+                "CAF scheduler policy: sharing (no CPU spent polling) or "
+                "stealing (CAF's default: can cut in-process latency, but "
+                "idle threads poll)")
     ->capture_default_str()
     ->check(CLI::IsMember({"sharing", "stealing"}));
-  app.add_option("--poll-attempts", poll_attempts,
-                 "Polls of an idle stealing thread before it sleeps (more: "
-                 "lower latency, more CPU while idle)")
+  app
+    .add_option("--poll-attempts", poll_attempts,
+                "Polls of an idle stealing thread before it sleeps (more: "
+                "lower latency, more CPU while idle)")
     ->capture_default_str();
-  app.add_option("--threads", threads,
-                 "Scheduler threads (0: one per hardware thread)")
+  app
+    .add_option("--threads", threads,
+                "Scheduler threads (0: one per hardware thread)")
     ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -148,8 +159,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (auto err = runtime::validate(settings)) {
-    std::fprintf(stderr, "vidnode: --%s\n",
-                 runtime::detail_of(err).c_str());
+    std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
     return 2;
   }
 

@@ -36,8 +36,8 @@ bool parse_devices(const std::string& spec,
   using runtime::device_kind;
   const char* usage = "expected auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
                       "(N from 1 to 64, e.g. sim:4:16GiB)";
-  auto parts = spec == "auto" ? std::vector<std::string>{"cpu", "1"}
-                              : split(spec, ':');
+  auto parts =
+    spec == "auto" ? std::vector<std::string>{"cpu", "1"} : split(spec, ':');
   if (parts.size() < 2 || parts.size() > 3) {
     error = "'" + spec + "': " + usage;
     return false;

@@ -7,7 +7,7 @@ namespace vidnode::gpu {
 namespace {
 
 constexpr double max_simulated_ms = 600000; // ten minutes
-constexpr uint64_t max_mem_mb = 1ull << 24;  // 16 TiB
+constexpr uint64_t max_mem_mb = 1ull << 24; // 16 TiB
 
 bool parse_number(const std::string& text, double& out) {
   if (text.empty())
@@ -41,15 +41,9 @@ class sim_job_run : public job_run {
 public:
   sim_job_run(const runtime::job_spec& spec, sim_options options,
               int32_t attempt)
-    : model_(spec.model),
-      seed_(spec.seed),
-      width_(spec.width),
-      height_(spec.height),
-      frames_(spec.frames),
-      steps_(spec.steps),
-      options_(std::move(options)),
-      attempt_(attempt) {
-  }
+    : model_(spec.model), seed_(spec.seed), width_(spec.width),
+      height_(spec.height), frames_(spec.frames), steps_(spec.steps),
+      options_(std::move(options)), attempt_(attempt) {}
 
   int32_t steps() const override {
     return steps_;
@@ -108,15 +102,14 @@ public:
     return from_ms(options ? options->load_ms : sim_options{}.load_ms);
   }
 
-  std::unique_ptr<job_run> begin(const runtime::job_spec& spec,
-                                 int32_t attempt,
+  std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t attempt,
                                  device_time& busy) override {
     std::string error;
     auto options = parse_sim_options(spec, error);
     if (!options)
       throw job_error(runtime::errc::invalid_request, error);
-    auto run = std::make_unique<sim_job_run>(spec, std::move(*options),
-                                             attempt);
+    auto run =
+      std::make_unique<sim_job_run>(spec, std::move(*options), attempt);
     busy = run->inject(0) ? never_completes : device_time{0};
     return run;
   }
@@ -177,8 +170,10 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
     if (key == "step_ms" || key == "load_ms") {
       double ms = 0;
       if (!parse_number(value, ms) || ms < 0 || ms > max_simulated_ms) {
-        error = "options: " + key + " must be a number of milliseconds from 0 "
-                "to 600000, got '" + value + "'";
+        error = "options: " + key
+                + " must be a number of milliseconds from 0 "
+                  "to 600000, got '"
+                + value + "'";
         return std::nullopt;
       }
       (key == "step_ms" ? result.step_ms : result.load_ms) = ms;
@@ -211,7 +206,8 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
 }
 
 bool sim_model_factory::serves(const std::string& model) const {
-  return model == "sim" || (model.size() > 4 && model.compare(0, 4, "sim-") == 0);
+  return model == "sim"
+         || (model.size() > 4 && model.compare(0, 4, "sim-") == 0);
 }
 
 bool sim_model_factory::runs_on(runtime::device_kind) const {

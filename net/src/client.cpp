@@ -36,8 +36,8 @@ bool parse_endpoint(const std::string& text, std::string& host,
                     uint16_t& port) {
   auto colon = text.rfind(':');
   auto port_text = colon == std::string::npos ? text : text.substr(colon + 1);
-  auto host_text = colon == std::string::npos ? std::string{}
-                                              : text.substr(0, colon);
+  auto host_text =
+    colon == std::string::npos ? std::string{} : text.substr(0, colon);
   if (port_text.empty() || port_text.size() > 5)
     return false;
   for (char c : port_text)
@@ -52,8 +52,7 @@ bool parse_endpoint(const std::string& text, std::string& host,
   return true;
 }
 
-client::client(const options& opts) : opts_(opts), sys_(cfg_) {
-}
+client::client(const options& opts) : opts_(opts), sys_(cfg_) {}
 
 client::~client() {
   admission_ = nullptr;
@@ -74,8 +73,8 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
         [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
             const std::set<std::string>& interface) {
           if (!ptr)
-            failure = make_error(errc::node_lost, "nothing is published at "
-                                                    + where);
+            failure =
+              make_error(errc::node_lost, "nothing is published at " + where);
           else if (interface != sys.message_types<runtime::admission_actor>())
             failure = make_error(errc::invalid_request,
                                  where
@@ -86,14 +85,14 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
         },
         [&](caf::error& err) {
           if (err == caf::sec::request_timeout)
-            failure = make_error(errc::node_lost,
-                                 "no answer from " + where + " within "
-                                   + runtime::format_duration(
-                                     opts.connect_timeout));
+            failure =
+              make_error(errc::node_lost,
+                         "no answer from " + where + " within "
+                           + runtime::format_duration(opts.connect_timeout));
           else
-            failure = make_error(errc::node_lost, "cannot connect to " + where
-                                                    + ": "
-                                                    + runtime::describe(err));
+            failure =
+              make_error(errc::node_lost, "cannot connect to " + where + ": "
+                                            + runtime::describe(err));
         });
   }
   if (failure)
@@ -111,8 +110,8 @@ caf::expected<T> client::call(caf::timespan timeout, Ts... xs) {
   sys_.spawn([=](caf::event_based_actor* self) {
     self->monitor(admission);
     self->set_down_handler([=](caf::down_msg& msg) {
-      result->deliver(make_error(errc::node_lost,
-                                 "lost the connection to " + where));
+      result->deliver(
+        make_error(errc::node_lost, "lost the connection to " + where));
       self->quit();
     });
     self->request(admission, timeout, xs...)
@@ -155,9 +154,8 @@ caf::expected<runtime::job_result> client::wait(runtime::job_id id,
         deadline - std::chrono::steady_clock::now());
       slice = std::max(caf::timespan{1}, std::min(slice, left));
     }
-    auto result = call<runtime::job_result>(opts_.request_timeout + slice,
-                                            runtime::wait_atom::value, id,
-                                            slice);
+    auto result = call<runtime::job_result>(
+      opts_.request_timeout + slice, runtime::wait_atom::value, id, slice);
     if (!result || runtime::is_terminal(result->state))
       return result;
     if (!unbounded && std::chrono::steady_clock::now() >= deadline)
@@ -172,18 +170,16 @@ client::watch(runtime::job_id id,
   // event is passed on before watch returns.
   auto seen_end = std::make_shared<std::promise<void>>();
   auto ended = seen_end->get_future();
-  auto observer = sys_.spawn(
-    [=](runtime::job_observer_actor::pointer)
-      -> runtime::job_observer_actor::behavior_type {
-      return {[=](const runtime::job_event& event) {
-        on_event(event);
-        if (runtime::is_terminal(event.state))
-          seen_end->set_value();
-      }};
-    });
-  auto subscribed = call<runtime::job_result>(opts_.request_timeout,
-                                              runtime::subscribe_atom::value,
-                                              id, observer);
+  auto observer = sys_.spawn([=](runtime::job_observer_actor::pointer)
+                               -> runtime::job_observer_actor::behavior_type {
+    return {[=](const runtime::job_event& event) {
+      on_event(event);
+      if (runtime::is_terminal(event.state))
+        seen_end->set_value();
+    }};
+  });
+  auto subscribed = call<runtime::job_result>(
+    opts_.request_timeout, runtime::subscribe_atom::value, id, observer);
   caf::expected<runtime::job_result> result = subscribed;
   if (subscribed) {
     runtime::job_event first;
@@ -218,8 +214,8 @@ client::list(const runtime::list_query& query) {
 }
 
 caf::expected<std::vector<runtime::device_status>> client::nodes() {
-  return call<std::vector<runtime::device_status>>(
-    opts_.request_timeout, runtime::nodes_atom::value);
+  return call<std::vector<runtime::device_status>>(opts_.request_timeout,
+                                                   runtime::nodes_atom::value);
 }
 
 } // namespace vidnode::net

@@ -31,12 +31,12 @@ nlohmann::json to_json(const runtime::job_result& r) {
     {"id", r.id.value},
     {"state", runtime::to_string(r.state)},
     {"error", to_json(r.error)},
-    {"output", r.output.empty() ? nlohmann::json(nullptr)
-                                : nlohmann::json(r.output)},
+    {"output",
+     r.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.output)},
     {"model", r.model},
     {"priority", r.priority},
-    {"device", r.device.empty() ? nlohmann::json(nullptr)
-                                : nlohmann::json(r.device)},
+    {"device",
+     r.device.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.device)},
     {"node", r.node},
     {"attempts", r.attempts},
     {"step", r.step},
@@ -56,8 +56,8 @@ nlohmann::json to_json(const runtime::job_event& e) {
     {"step", e.step},
     {"steps", e.steps},
     {"attempt", e.attempt},
-    {"device", e.device.empty() ? nlohmann::json(nullptr)
-                                : nlohmann::json(e.device)},
+    {"device",
+     e.device.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.device)},
     {"error", to_json(e.error)},
     {"at", time_or_null(e.at)},
   };

@@ -132,8 +132,7 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
       auto& st = self->state;
       st.stopping = true;
       auto mm = self->system().middleman().actor_handle();
-      self->send(mm, caf::unpublish_atom::value, st.gateway.address(),
-                 st.port);
+      self->send(mm, caf::unpublish_atom::value, st.gateway.address(), st.port);
       self->send_exit(st.gateway, caf::exit_reason::user_shutdown);
       st.gateway = nullptr;
       self->quit();
@@ -143,9 +142,10 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
 
 } // namespace
 
-caf::expected<std::unique_ptr<server>>
-server::start(caf::actor_system& sys, admission_actor admission,
-              const std::string& host, uint16_t port) {
+caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys,
+                                                     admission_actor admission,
+                                                     const std::string& host,
+                                                     uint16_t port) {
   if (!sys.has_middleman())
     return runtime::make_error(runtime::errc::internal,
                                "the actor system has no middleman loaded");
@@ -164,8 +164,7 @@ server::start(caf::actor_system& sys, admission_actor admission,
 }
 
 server::server(caf::actor_system& sys, caf::actor keeper, uint16_t port)
-  : sys_(sys), keeper_(std::move(keeper)), port_(port) {
-}
+  : sys_(sys), keeper_(std::move(keeper)), port_(port) {}
 
 server::~server() {
   stop();

@@ -28,8 +28,7 @@ bool operator==(const job_spec& x, const job_spec& y) noexcept {
   return x.model == y.model && x.prompt == y.prompt && x.width == y.width
          && x.height == y.height && x.frames == y.frames && x.fps == y.fps
          && x.steps == y.steps && x.seed == y.seed && x.priority == y.priority
-         && x.queue_timeout == y.queue_timeout
-         && x.run_timeout == y.run_timeout
+         && x.queue_timeout == y.queue_timeout && x.run_timeout == y.run_timeout
          && x.idempotency_key == y.idempotency_key && x.options == y.options;
 }
 

@@ -30,8 +30,8 @@ caf::error validate(const node_settings& s) {
     return bad("queue-size", "must be between 1 and 10000000, got "
                                + std::to_string(s.queue_size));
   if (!positive(s.queue_timeout))
-    return bad("queue-timeout", "must be positive, got "
-                                  + format_duration(s.queue_timeout));
+    return bad("queue-timeout",
+               "must be positive, got " + format_duration(s.queue_timeout));
   if (!positive(s.run_timeout))
     return bad("run-timeout",
                "must be positive, got " + format_duration(s.run_timeout));

@@ -23,12 +23,11 @@ void add_types(caf::actor_system_config& cfg) {
     "vidnode::model_load_info_list");
   cfg.add_message_type<job_observer_actor>("vidnode::job_observer_actor");
   cfg.add_message_type<admission_actor>("vidnode::admission_actor");
-  cfg.add_error_category(error_category(),
-                         [](uint8_t code, caf::atom_value,
-                            const caf::message& ctx) {
-                           auto err = caf::error{code, error_category(), ctx};
-                           return describe(err);
-                         });
+  cfg.add_error_category(error_category(), [](uint8_t code, caf::atom_value,
+                                              const caf::message& ctx) {
+    auto err = caf::error{code, error_category(), ctx};
+    return describe(err);
+  });
 }
 
 } // namespace vidnode::runtime

@@ -30,7 +30,8 @@ bool split_number(const std::string& text, double& number, std::string& unit) {
   }
   unit.clear();
   for (auto i = pos; i < text.size(); ++i)
-    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
+    unit +=
+      static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
   return true;
 }
 

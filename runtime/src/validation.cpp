@@ -31,10 +31,10 @@ caf::error check_dimension(const char* field, int32_t value) {
   if (value < lim::min_dimension || value > lim::max_dimension
       || value % lim::dimension_multiple != 0)
     return bad(field, "must be a multiple of "
-                        + std::to_string(lim::dimension_multiple)
-                        + " between " + std::to_string(lim::min_dimension)
-                        + " and " + std::to_string(lim::max_dimension)
-                        + ", got " + std::to_string(value));
+                        + std::to_string(lim::dimension_multiple) + " between "
+                        + std::to_string(lim::min_dimension) + " and "
+                        + std::to_string(lim::max_dimension) + ", got "
+                        + std::to_string(value));
   return caf::none;
 }
 
@@ -75,8 +75,8 @@ caf::error validate(const job_spec& spec) {
                "longer than " + std::to_string(lim::max_idempotency_key_bytes)
                  + " bytes");
   if (spec.options.size() > lim::max_options)
-    return bad("options", "more than " + std::to_string(lim::max_options)
-                            + " entries");
+    return bad("options",
+               "more than " + std::to_string(lim::max_options) + " entries");
   for (const auto& [key, value] : spec.options) {
     if (key.empty() || key.size() > lim::max_option_key_bytes)
       return bad("options", "keys must have 1 to "
@@ -85,8 +85,9 @@ caf::error validate(const job_spec& spec) {
     for (char c : key)
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-'
           && c != '.')
-        return bad("options", "key '" + key
-                                + "' may only contain letters, digits and - _ .");
+        return bad("options",
+                   "key '" + key
+                     + "' may only contain letters, digits and - _ .");
     if (value.size() > lim::max_option_value_bytes)
       return bad("options", "value of '" + key + "' longer than "
                               + std::to_string(lim::max_option_value_bytes)

@@ -26,8 +26,9 @@ runtime::node_settings settings_with(int32_t concurrency = 1) {
   return s;
 }
 
-const runtime::device_status& device_named(
-  const std::vector<runtime::device_status>& devices, const std::string& name) {
+const runtime::device_status&
+device_named(const std::vector<runtime::device_status>& devices,
+             const std::string& name) {
   auto i = std::find_if(devices.begin(), devices.end(),
                         [&](auto& d) { return d.device == name; });
   REQUIRE(i != devices.end());
@@ -69,9 +70,8 @@ TEST_CASE("twenty simultaneous jobs on five devices all succeed, one at a "
   for (auto& [device, jobs] : by_device) {
     INFO(device);
     CHECK(jobs.size() == 4);
-    std::sort(jobs.begin(), jobs.end(), [](auto& x, auto& y) {
-      return x.started_at < y.started_at;
-    });
+    std::sort(jobs.begin(), jobs.end(),
+              [](auto& x, auto& y) { return x.started_at < y.started_at; });
     for (size_t i = 1; i < jobs.size(); ++i)
       CHECK(jobs[i].started_at >= jobs[i - 1].finished_at);
   }
@@ -304,7 +304,7 @@ TEST_CASE("exceeding the restart intensity quarantines the device and its "
   auto longer = fx.submit_now(sim_job(10, 1000)); // sim:0, 10 s
   auto spec = sim_job(3, 100);
   spec.options["fault"] = "crash@1x2"; // crashes on attempts 1 and 2
-  auto crashing = fx.submit_now(spec);             // sim:1
+  auto crashing = fx.submit_now(spec); // sim:1
   fx.run_to_quiescence();
   auto devices = fx.nodes_now();
   auto quarantined = device_named(devices, "sim:1");
@@ -418,11 +418,8 @@ TEST_CASE("a subscriber sees the job start, every step and its end",
   for (auto& e : log->events)
     seen.emplace_back(e.state, e.step);
   std::vector<std::pair<job_state, int32_t>> expected = {
-    {job_state::running, 0},
-    {job_state::running, 1},
-    {job_state::running, 2},
-    {job_state::running, 3},
-    {job_state::succeeded, 3},
+    {job_state::running, 0}, {job_state::running, 1},   {job_state::running, 2},
+    {job_state::running, 3}, {job_state::succeeded, 3},
   };
   CHECK(seen == expected);
 }

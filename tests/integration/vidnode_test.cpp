@@ -55,8 +55,8 @@ public:
   }
 
   /// Starts vidctl against this node without waiting for it.
-  std::unique_ptr<child_process> start_vidctl(std::vector<std::string> args)
-    const {
+  std::unique_ptr<child_process>
+  start_vidctl(std::vector<std::string> args) const {
     std::vector<std::string> argv = {VIDCTL_BIN, "--connect", address};
     argv.insert(argv.end(), args.begin(), args.end());
     return std::make_unique<child_process>(argv);
@@ -111,10 +111,10 @@ TEST_CASE("twenty simultaneous vidctl submissions on five sim devices all "
     auto result = json::parse(client->rest_of_stdout());
     CHECK(result["state"] == "succeeded");
     by_device[result["device"]].push_back(result);
-    first_accepted = std::min(first_accepted,
-                              result["accepted_at"].get<std::string>());
-    last_finished = std::max(last_finished,
-                             result["finished_at"].get<std::string>());
+    first_accepted =
+      std::min(first_accepted, result["accepted_at"].get<std::string>());
+    last_finished =
+      std::max(last_finished, result["finished_at"].get<std::string>());
   }
   CHECK(by_device.size() == 5);
   for (auto& [device, jobs] : by_device) {
@@ -142,8 +142,8 @@ TEST_CASE("vidnode stops cleanly on SIGTERM with jobs queued and running, "
   node_process node{{"--devices", "sim:1"}};
   auto running = node.vidctl({"submit", "--steps", "100", "--option",
                               "step_ms=100", "--option", "load_ms=0"});
-  auto queued = node.vidctl({"submit", "--steps", "100", "--option",
-                             "step_ms=100"});
+  auto queued =
+    node.vidctl({"submit", "--steps", "100", "--option", "step_ms=100"});
   REQUIRE(running.status == 0);
   REQUIRE(queued.status == 0);
   auto watch_running = node.start_vidctl({"watch", "1"});
@@ -175,8 +175,8 @@ TEST_CASE("a vidctl waiting on a node that is killed reports node_lost at "
           "once",
           "[integration]") {
   node_process node{{"--devices", "sim:1"}};
-  auto submitted = node.vidctl({"submit", "--steps", "100", "--option",
-                                "step_ms=100"});
+  auto submitted =
+    node.vidctl({"submit", "--steps", "100", "--option", "step_ms=100"});
   REQUIRE(submitted.status == 0);
   auto watcher = node.start_vidctl({"watch", "1"});
   REQUIRE(watcher->read_line(10s));
@@ -212,18 +212,17 @@ TEST_CASE("a raw CAF client gets typed errors for malformed requests, "
                  CHECK_THAT(runtime::describe(err), Catch::Contains("width"));
                });
     // A message the protocol does not have.
-    self->request(remote, 10s, runtime::submit_atom::value,
-                  std::string{"not a job"})
-      .receive([](runtime::job_id) { FAIL("a string was accepted"); },
-               [](caf::error& err) {
-                 CHECK(err == caf::sec::unexpected_message);
-               });
+    self
+      ->request(remote, 10s, runtime::submit_atom::value,
+                std::string{"not a job"})
+      .receive(
+        [](runtime::job_id) { FAIL("a string was accepted"); },
+        [](caf::error& err) { CHECK(err == caf::sec::unexpected_message); });
     // Only the client protocol is published, not the node's own messages.
     self->request(remote, 10s, caf::atom("shutdown"))
-      .receive([](caf::ok_atom) { FAIL("a remote client shut the node down"); },
-               [](caf::error& err) {
-                 CHECK(err == caf::sec::unexpected_message);
-               });
+      .receive(
+        [](caf::ok_atom) { FAIL("a remote client shut the node down"); },
+        [](caf::error& err) { CHECK(err == caf::sec::unexpected_message); });
     self->send(remote, caf::atom("detach"), int32_t{0},
                runtime::make_error(runtime::errc::worker_lost, "spoofed"),
                true);
@@ -251,8 +250,8 @@ TEST_CASE("a raw CAF client gets typed errors for malformed requests, "
 TEST_CASE("a remote client cannot end the node with exit messages",
           "[integration]") {
   node_process node{{"--devices", "sim:1"}};
-  auto submitted = node.vidctl({"submit", "--steps", "50", "--option",
-                                "step_ms=100"});
+  auto submitted =
+    node.vidctl({"submit", "--steps", "50", "--option", "step_ms=100"});
   REQUIRE(submitted.status == 0);
   {
     net::process_config cfg;
@@ -263,8 +262,7 @@ TEST_CASE("a remote client cannot end the node with exit messages",
     caf::scoped_actor self{sys};
     // A trappable exit is ignored by the gateway.
     self->send_exit(*remote, caf::exit_reason::user_shutdown);
-    self->request(*remote, 10s, runtime::status_atom::value,
-                  runtime::job_id{1})
+    self->request(*remote, 10s, runtime::status_atom::value, runtime::job_id{1})
       .receive(
         [](runtime::job_result& r) {
           CHECK(r.state == runtime::job_state::running);
@@ -313,8 +311,8 @@ TEST_CASE("vidctl reports errors on stderr with documented exit statuses",
     auto id = node.vidctl({"submit", "--steps", "2", "--option",
                            "fault=crash-always@1", "--option", "step_ms=1"});
     REQUIRE(id.status == 0);
-    auto r = node.vidctl({"wait", id.out.substr(0, id.out.size() - 1),
-                          "--json"});
+    auto r =
+      node.vidctl({"wait", id.out.substr(0, id.out.size() - 1), "--json"});
     CHECK(r.status == 1);
     CHECK(json::parse(r.out)["state"] == "failed");
   }
@@ -331,9 +329,9 @@ TEST_CASE("an out-of-memory failure through vidnode is retried on a "
           "restarted worker and shown in nodes",
           "[integration]") {
   node_process node{{"--devices", "sim:1"}};
-  auto result = node.vidctl_json({"submit", "--steps", "4", "--option",
-                                  "step_ms=10", "--option", "fault=oom@2",
-                                  "--wait"});
+  auto result =
+    node.vidctl_json({"submit", "--steps", "4", "--option", "step_ms=10",
+                      "--option", "fault=oom@2", "--wait"});
   CHECK(result["state"] == "succeeded");
   CHECK(result["attempts"] == 2);
   auto devices = node.vidctl_json({"nodes"});
@@ -392,9 +390,8 @@ TEST_CASE("vidnode reads its settings from a config file", "[integration]") {
 TEST_CASE("a second vidnode on a port in use fails with a clear error",
           "[integration]") {
   node_process first{{"--devices", "sim:1"}};
-  auto r = run_command({VIDNODE_BIN, "--listen", first.address, "--devices",
-                        "sim:1"},
-                       10s);
+  auto r = run_command(
+    {VIDNODE_BIN, "--listen", first.address, "--devices", "sim:1"}, 10s);
   CHECK(r.status == 1);
   CHECK_THAT(r.err, Catch::Contains("cannot listen on " + first.address));
 }

@@ -15,8 +15,7 @@ deterministic_config::deterministic_config() {
 
 deterministic_fixture::deterministic_fixture()
   : sys(cfg),
-    sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
-}
+    sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {}
 
 deterministic_fixture::~deterministic_fixture() {
   stop_node();
@@ -77,8 +76,9 @@ void deterministic_fixture::stop_node() {
   sys.spawn([=](caf::event_based_actor* self) {
     self->request(nodes.admission, caf::infinite, actors::shutdown_atom::value)
       .then([=](caf::ok_atom) {
-        self->request(nodes.supervisor, caf::infinite,
-                      actors::shutdown_atom::value)
+        self
+          ->request(nodes.supervisor, caf::infinite,
+                    actors::shutdown_atom::value)
           .then([=](caf::ok_atom) {
             self->send_exit(nodes.admission, caf::exit_reason::user_shutdown);
             self->send_exit(nodes.supervisor, caf::exit_reason::user_shutdown);
@@ -139,15 +139,14 @@ deterministic_fixture::nodes() {
   return ask<std::vector<runtime::device_status>>(runtime::nodes_atom::value);
 }
 
-std::shared_ptr<event_log> deterministic_fixture::subscribe(runtime::job_id id) {
+std::shared_ptr<event_log>
+deterministic_fixture::subscribe(runtime::job_id id) {
   auto log = std::make_shared<event_log>();
-  auto observer = sys.spawn(
-    [=](runtime::job_observer_actor::pointer) -> runtime::job_observer_actor::
-                                                 behavior_type {
-      return {[=](const runtime::job_event& event) {
-        log->events.push_back(event);
-      }};
-    });
+  auto observer = sys.spawn([=](runtime::job_observer_actor::pointer)
+                              -> runtime::job_observer_actor::behavior_type {
+    return {
+      [=](const runtime::job_event& event) { log->events.push_back(event); }};
+  });
   ask<runtime::job_result>(runtime::subscribe_atom::value, id, observer);
   run();
   return log;

@@ -81,9 +81,8 @@ public:
   std::shared_ptr<reply<runtime::job_id>> submit(runtime::job_spec spec);
   std::shared_ptr<reply<runtime::job_result>> execute(runtime::job_spec spec);
   std::shared_ptr<reply<runtime::job_result>> status(runtime::job_id id);
-  std::shared_ptr<reply<runtime::job_result>> wait(runtime::job_id id,
-                                                   caf::timespan max_wait
-                                                   = caf::timespan{0});
+  std::shared_ptr<reply<runtime::job_result>>
+  wait(runtime::job_id id, caf::timespan max_wait = caf::timespan{0});
   std::shared_ptr<reply<runtime::job_result>> cancel(runtime::job_id id);
   std::shared_ptr<reply<std::vector<runtime::job_result>>>
   list(runtime::list_query query = {});

@@ -56,8 +56,8 @@ child_process::child_process(const std::vector<std::string>& argv) {
   for (const auto& arg : argv)
     args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  auto rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(),
-                        environ);
+  auto rc =
+    posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(out[1]);
   ::close(err[1]);
@@ -129,8 +129,8 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
     int status = 0;
     auto rc = waitpid(pid_, &status, WNOHANG);
     if (rc == pid_) {
-      status_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                  : 128 + WTERMSIG(status);
+      status_ =
+        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       // Collect what the process wrote before it exited.
       while (out_fd_ >= 0 || err_fd_ >= 0)
         drain(std::chrono::milliseconds{1000});

@@ -66,8 +66,8 @@ struct command_result {
 };
 
 /// Runs `argv` to completion (killing it after `timeout`, status -1).
-command_result run_command(const std::vector<std::string>& argv,
-                           std::chrono::milliseconds timeout
-                           = std::chrono::seconds{30});
+command_result
+run_command(const std::vector<std::string>& argv,
+            std::chrono::milliseconds timeout = std::chrono::seconds{30});
 
 } // namespace vidnode::test

@@ -82,11 +82,11 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
-using device_worker_actor = caf::typed_actor<
-  caf::reacts_to<run_atom, job_ticket>,
-  caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
-  caf::reacts_to<step_atom, uint64_t>,
-  caf::reacts_to<loaded_atom, std::string>>;
+using device_worker_actor =
+  caf::typed_actor<caf::reacts_to<run_atom, job_ticket>,
+                   caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
+                   caf::reacts_to<step_atom, uint64_t>,
+                   caf::reacts_to<loaded_atom, std::string>>;
 
 /// The admission actor with the messages devices and the supervisor send
 /// it. Only `runtime::admission_actor` is published; reports are accepted
@@ -104,9 +104,9 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers.
-using node_supervisor_actor
-  = caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
-                     caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+using node_supervisor_actor =
+  caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
+                   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// Adds the types of this file, and runtime's, to `cfg`.
 void add_types(caf::actor_system_config& cfg);

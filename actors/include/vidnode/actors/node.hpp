@@ -39,8 +39,8 @@ public:
   /// Fails with errc::invalid_request naming the bad setting.
   static caf::expected<std::unique_ptr<local_node>>
   start(caf::actor_system& sys, const runtime::node_settings& settings,
-        std::shared_ptr<const gpu::model_catalog> catalog
-        = gpu::model_catalog::builtin());
+        std::shared_ptr<const gpu::model_catalog> catalog =
+          gpu::model_catalog::builtin());
 
   /// Stops the node (see stop).
   ~local_node();

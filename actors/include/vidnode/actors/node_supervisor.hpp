@@ -22,11 +22,9 @@ namespace vidnode::actors {
 ///
 /// `shutdown` ends every worker and replies once all are gone; no worker is
 /// restarted after it.
-node_supervisor_actor
-spawn_node_supervisor(caf::actor_system& sys,
-                      const runtime::node_settings& settings,
-                      std::vector<runtime::device_info> devices,
-                      admission_control_actor admission,
-                      std::shared_ptr<const gpu::model_catalog> catalog);
+node_supervisor_actor spawn_node_supervisor(
+  caf::actor_system& sys, const runtime::node_settings& settings,
+  std::vector<runtime::device_info> devices, admission_control_actor admission,
+  std::shared_ptr<const gpu::model_catalog> catalog);
 
 } // namespace vidnode::actors

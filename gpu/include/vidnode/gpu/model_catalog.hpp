@@ -29,13 +29,11 @@ public:
   validate(const runtime::job_spec& spec) const = 0;
 
   /// Estimated peak memory of `spec` on a device, in bytes.
-  virtual uint64_t estimate_peak_bytes(const runtime::job_spec& spec) const
-    = 0;
+  virtual uint64_t estimate_peak_bytes(const runtime::job_spec& spec) const = 0;
 
   /// Creates (does not load) the pipeline for `model` on `device`.
   virtual std::unique_ptr<pipeline>
-  make(const std::string& model, const runtime::device_info& device) const
-    = 0;
+  make(const std::string& model, const runtime::device_info& device) const = 0;
 };
 
 /// The models a node serves. Immutable once built; shared by the admission

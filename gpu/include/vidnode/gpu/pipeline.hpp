@@ -27,8 +27,7 @@ class job_error : public std::runtime_error {
 public:
   /// `what` becomes the context of the error the job reports.
   job_error(runtime::errc code, const std::string& what)
-    : std::runtime_error(what), code_(code) {
-  }
+    : std::runtime_error(what), code_(code) {}
 
   /// The code the job fails with.
   runtime::errc code() const noexcept {
@@ -46,8 +45,7 @@ class out_of_memory : public std::runtime_error {
 public:
   /// `requested_bytes` is the allocation that failed (0 if unknown).
   out_of_memory(const std::string& what, uint64_t requested_bytes)
-    : std::runtime_error(what), requested_bytes_(requested_bytes) {
-  }
+    : std::runtime_error(what), requested_bytes_(requested_bytes) {}
 
   /// Size of the allocation that failed, in bytes (0 if unknown).
   uint64_t requested_bytes() const noexcept {
@@ -97,10 +95,8 @@ public:
 
   /// Prepares a job (prompt conditioning, initial latents from the seed);
   /// `attempt` counts from 1. `busy` receives the device time left.
-  virtual std::unique_ptr<job_run> begin(const runtime::job_spec& spec,
-                                         int32_t attempt,
-                                         device_time& busy)
-    = 0;
+  virtual std::unique_ptr<job_run>
+  begin(const runtime::job_spec& spec, int32_t attempt, device_time& busy) = 0;
 };
 
 } // namespace vidnode::gpu

@@ -55,9 +55,8 @@ public:
 
   /// Waits until the job has ended, or at most `max_wait` (zero: no limit),
   /// and returns its result (not terminal if `max_wait` ran out).
-  caf::expected<runtime::job_result> wait(runtime::job_id id,
-                                          caf::timespan max_wait
-                                          = caf::timespan{0});
+  caf::expected<runtime::job_result>
+  wait(runtime::job_id id, caf::timespan max_wait = caf::timespan{0});
 
   /// Like wait, but calls `on_event` with every event of the job until it
   /// has ended: first with the job's state when the watch began, then from
@@ -95,7 +94,6 @@ private:
 
 /// Splits "HOST:PORT" (or ":PORT", or "PORT") into its parts; false if the
 /// port is missing or not 0-65535.
-bool parse_endpoint(const std::string& text, std::string& host,
-                    uint16_t& port);
+bool parse_endpoint(const std::string& text, std::string& host, uint16_t& port);
 
 } // namespace vidnode::net

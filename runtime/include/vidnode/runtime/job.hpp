@@ -131,10 +131,10 @@ struct job_result {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
-  return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state,
-           x.error, x.output, x.model, x.priority, x.device, x.node,
-           x.attempts, x.step, x.steps, x.accepted_at, x.started_at,
-           x.finished_at, x.queue_time, x.run_time);
+  return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state, x.error,
+           x.output, x.model, x.priority, x.device, x.node, x.attempts, x.step,
+           x.steps, x.accepted_at, x.started_at, x.finished_at, x.queue_time,
+           x.run_time);
 }
 
 /// What a subscriber receives: every state change and every step of

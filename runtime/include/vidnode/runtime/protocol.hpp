@@ -73,7 +73,7 @@ using admission_actor = caf::typed_actor<
   caf::replies_to<cancel_atom, job_id>::with<job_result>,
   caf::replies_to<list_atom, list_query>::with<std::vector<job_result>>,
   caf::replies_to<nodes_atom>::with<std::vector<device_status>>,
-  caf::replies_to<subscribe_atom, job_id, job_observer_actor>::with<
-    job_result>>;
+  caf::replies_to<subscribe_atom, job_id,
+                  job_observer_actor>::with<job_result>>;
 
 } // namespace vidnode::runtime
