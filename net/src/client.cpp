@@ -166,16 +166,18 @@ caf::expected<runtime::job_result> client::wait(runtime::job_id id,
 caf::expected<runtime::job_result>
 client::watch(runtime::job_id id,
               std::function<void(const runtime::job_event&)> on_event) {
-  // The observer reports when it has seen the terminal event, so that every
-  // event is passed on before watch returns.
-  auto seen_end = std::make_shared<std::promise<void>>();
+  // The observer reports the terminal event when it has passed it on, so
+  // that every event is out before watch returns; it is also the answer if
+  // the node goes away before the wait returns (the subscription delivered
+  // the end).
+  auto seen_end = std::make_shared<std::promise<runtime::job_event>>();
   auto ended = seen_end->get_future();
   auto observer = sys_.spawn([=](runtime::job_observer_actor::pointer)
                                -> runtime::job_observer_actor::behavior_type {
     return {[=](const runtime::job_event& event) {
       on_event(event);
       if (runtime::is_terminal(event.state))
-        seen_end->set_value();
+        seen_end->set_value(event);
     }};
   });
   auto subscribed = call<runtime::job_result>(
@@ -195,8 +197,22 @@ client::watch(runtime::job_id id,
   }
   if (subscribed && !runtime::is_terminal(subscribed->state)) {
     result = wait(id);
-    if (result && runtime::is_terminal(result->state))
+    if (result && runtime::is_terminal(result->state)) {
       ended.wait_for(std::chrono::seconds{1});
+    } else if (!result
+               && ended.wait_for(std::chrono::seconds{1})
+                    == std::future_status::ready) {
+      auto last = ended.get();
+      auto fallback = *subscribed;
+      fallback.state = last.state;
+      fallback.error = last.error;
+      fallback.step = last.step;
+      fallback.steps = last.steps;
+      fallback.attempts = last.attempt;
+      fallback.device = last.device;
+      fallback.finished_at = last.at;
+      result = std::move(fallback);
+    }
   }
   caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
   return result;

@@ -1,5 +1,7 @@
 #include "vidnode/net/server.hpp"
 
+#include <set>
+
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
@@ -16,21 +18,82 @@ namespace {
 
 using runtime::admission_actor;
 
-using gateway_pointer = admission_actor::pointer;
+/// Asks a gateway to reply once it has answered every request it took.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+
+/// How long a stopping server waits for its clients to take their answers
+/// and disconnect (long-lived clients are cut off after it).
+constexpr auto drain_grace = std::chrono::seconds{2};
+
+/// The gateway: the client protocol, plus draining for the server (it is
+/// published as an admission_actor, so clients see the protocol only).
+using gateway_actor =
+  admission_actor::extend<caf::replies_to<drain_atom>::with<caf::ok_atom>>;
+
+struct gateway_state {
+  static inline const char* name = "vidnode.gateway";
+  admission_actor admission;
+  /// Requests forwarded and not answered yet.
+  size_t in_flight = 0;
+  /// Remote clients served and still connected (monitored): an answer is
+  /// only known to have arrived once its client has gone.
+  std::set<caf::actor_addr> clients;
+  /// Drain requests waiting for in_flight to reach zero and every client to
+  /// disconnect.
+  std::vector<caf::typed_response_promise<caf::ok_atom>> drained;
+
+  /// Answers the drain requests once nothing is left to deliver.
+  void check_drained() {
+    if (in_flight > 0 || !clients.empty())
+      return;
+    for (auto& waiting : drained)
+      waiting.deliver(caf::ok_atom::value);
+    drained.clear();
+  }
+};
+
+using gateway_pointer = gateway_actor::stateful_pointer<gateway_state>;
+
+/// Remembers a remote client (a requester or a subscriber) until it is gone.
+void watch_client(gateway_pointer self, const caf::strong_actor_ptr& client) {
+  if (client != nullptr && client->node() != self->node()
+      && self->state.clients.insert(caf::actor_cast<caf::actor_addr>(client))
+           .second)
+    self->monitor(client);
+}
 
 /// Forwards one request to admission and answers it in the gateway's name.
 template <class T, class... Ts>
-caf::result<T> forward(gateway_pointer self, const admission_actor& admission,
-                       Ts... xs) {
+caf::result<T> forward(gateway_pointer self, Ts... xs) {
   auto promise = self->make_response_promise<T>();
-  self->request(admission, caf::infinite, std::move(xs)...)
-    .then([=](T& value) mutable { promise.deliver(std::move(value)); },
-          [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
+  auto& st = self->state;
+  st.in_flight += 1;
+  watch_client(self, self->current_sender());
+  auto answered = [self] {
+    auto& st = self->state;
+    st.in_flight -= 1;
+    st.check_drained();
+  };
+  self->request(st.admission, caf::infinite, std::move(xs)...)
+    .then(
+      [=](T& value) mutable {
+        promise.deliver(std::move(value));
+        answered();
+      },
+      [=](caf::error& err) mutable {
+        promise.deliver(std::move(err));
+        answered();
+      });
   return promise;
 }
 
-admission_actor::behavior_type gateway(gateway_pointer self,
-                                       admission_actor admission) {
+gateway_actor::behavior_type gateway(gateway_pointer self,
+                                     admission_actor admission) {
+  self->state.admission = std::move(admission);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    self->state.clients.erase(msg.source);
+    self->state.check_drained();
+  });
   // Exit messages from other nodes (or from nobody) are ignored; only the
   // keeper, on this node, ends a gateway.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -40,29 +103,32 @@ admission_actor::behavior_type gateway(gateway_pointer self,
   using namespace runtime;
   return {
     [=](submit_atom x, job_spec& spec) {
-      return forward<job_id>(self, admission, x, std::move(spec));
+      return forward<job_id>(self, x, std::move(spec));
     },
     [=](execute_atom x, job_spec& spec) {
-      return forward<job_result>(self, admission, x, std::move(spec));
+      return forward<job_result>(self, x, std::move(spec));
     },
-    [=](status_atom x, job_id id) {
-      return forward<job_result>(self, admission, x, id);
-    },
+    [=](status_atom x, job_id id) { return forward<job_result>(self, x, id); },
     [=](wait_atom x, job_id id, caf::timespan max_wait) {
-      return forward<job_result>(self, admission, x, id, max_wait);
+      return forward<job_result>(self, x, id, max_wait);
     },
-    [=](cancel_atom x, job_id id) {
-      return forward<job_result>(self, admission, x, id);
-    },
+    [=](cancel_atom x, job_id id) { return forward<job_result>(self, x, id); },
     [=](list_atom x, list_query& query) {
-      return forward<std::vector<job_result>>(self, admission, x,
-                                              std::move(query));
+      return forward<std::vector<job_result>>(self, x, std::move(query));
     },
-    [=](nodes_atom x) {
-      return forward<std::vector<device_status>>(self, admission, x);
-    },
+    [=](nodes_atom x) { return forward<std::vector<device_status>>(self, x); },
     [=](subscribe_atom x, job_id id, job_observer_actor& observer) {
-      return forward<job_result>(self, admission, x, id, std::move(observer));
+      // A subscriber waits for the job's last event: draining waits for it.
+      watch_client(self, caf::actor_cast<caf::strong_actor_ptr>(observer));
+      return forward<job_result>(self, x, id, std::move(observer));
+    },
+    [=](drain_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (st.in_flight == 0 && st.clients.empty())
+        return caf::ok_atom::value;
+      auto promise = self->make_response_promise<caf::ok_atom>();
+      st.drained.push_back(promise);
+      return promise;
     },
   };
 }
@@ -71,7 +137,7 @@ admission_actor::behavior_type gateway(gateway_pointer self,
 struct keeper_state {
   static inline const char* name = "vidnode.gateway_keeper";
   admission_actor admission;
-  admission_actor gateway;
+  gateway_actor gateway;
   std::string host;
   uint16_t port = 0;
   bool stopping = false;
@@ -123,19 +189,25 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
               });
     },
     // The gateway published by server::start, and its port.
-    [=](watch_atom, const admission_actor& published, uint16_t port) {
+    [=](watch_atom, const gateway_actor& published, uint16_t port) {
       self->state.gateway = published;
       self->state.port = port;
       self->monitor(published);
     },
+    // Closes the port, lets the gateway answer what it took (exit messages
+    // would overtake the answers waiting in its mailbox), then ends it.
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;
       auto mm = self->system().middleman().actor_handle();
       self->send(mm, caf::unpublish_atom::value, st.gateway.address(), st.port);
-      self->send_exit(st.gateway, caf::exit_reason::user_shutdown);
-      st.gateway = nullptr;
-      self->quit();
+      auto end = [=] {
+        self->send_exit(self->state.gateway, caf::exit_reason::user_shutdown);
+        self->state.gateway = nullptr;
+        self->quit();
+      };
+      self->request(st.gateway, drain_grace, drain_atom::value)
+        .then([=](caf::ok_atom) { end(); }, [=](caf::error&) { end(); });
     },
   };
 }
@@ -150,7 +222,8 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys,
     return runtime::make_error(runtime::errc::internal,
                                "the actor system has no middleman loaded");
   auto first = sys.spawn(gateway, admission);
-  auto published = sys.middleman().publish(first, port, host.c_str(), true);
+  auto published = sys.middleman().publish(
+    caf::actor_cast<admission_actor>(first), port, host.c_str(), true);
   if (!published) {
     caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
     return runtime::make_error(runtime::errc::internal,

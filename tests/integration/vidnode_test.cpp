@@ -164,6 +164,8 @@ TEST_CASE("vidnode stops cleanly on SIGTERM with jobs queued and running, "
   for (auto* watcher : {watch_running.get(), watch_queued.get()}) {
     auto exit = watcher->wait(10s);
     REQUIRE(exit);
+    INFO("vidctl watch said: " << watcher->stderr_text());
+    INFO("vidnode said: " << node.process->stderr_text());
     CHECK(*exit == 1);
     CHECK_THAT(watcher->rest_of_stdout(), Catch::Contains("cancelled")
                                             && Catch::Contains("shutting "

@@ -60,7 +60,9 @@ public:
 
   /// Like wait, but calls `on_event` with every event of the job until it
   /// has ended: first with the job's state when the watch began, then from
-  /// a CAF thread, one call at a time.
+  /// a CAF thread, one call at a time. If the node goes away after the job's
+  /// last event arrived but before the wait returned, the result is built
+  /// from that event.
   caf::expected<runtime::job_result>
   watch(runtime::job_id id,
         std::function<void(const runtime::job_event&)> on_event);

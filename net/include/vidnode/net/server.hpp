@@ -44,10 +44,10 @@ public:
     return port_;
   }
 
-  /// Closes the port and ends the gateway. Requests the gateway still
-  /// forwards are answered first if admission answers them (stop the node
-  /// before the server so that waiting clients hear how their jobs ended).
-  /// Idempotent.
+  /// Closes the port and ends the gateway once it has answered every
+  /// request it forwarded and every remote client it served has
+  /// disconnected, or after a grace of two seconds. Stop the node first, so
+  /// that waiting clients hear how their jobs ended. Idempotent.
   void stop();
 
 private:
