@@ -32,6 +32,7 @@ start_node() {
   return 1
 }
 
+out_dir=/tmp/vidnode-output  # vidnode's default --output-dir
 echo "== starting vidnode with its defaults"
 if ! start_node; then
   if grep -q "cannot listen" "$log"; then
@@ -59,6 +60,11 @@ echo
 echo "== waiting for the rest (the priority 9 job ran before the others)"
 for id in 2 3 4; do "$vidctl" --connect "$address" wait "$id" >/dev/null; done
 ctl list
+echo
+echo "== a real video: the built-in tiny-t2v model (libtorch) on the cpu device"
+ctl submit --model tiny-t2v --prompt "a red fox running through snow" \
+  --width 256 --height 256 --frames 16 --steps 8 --fps 8 --seed 7 --wait
+ls -l "$out_dir"
 echo
 echo "== a bad request gets a typed error (exit status 4)"
 ctl submit --width 17 || echo "(exit status $?)"

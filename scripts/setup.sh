@@ -8,6 +8,9 @@ packages=(
   libcaf-dev libssl-dev
   libspdlog-dev nlohmann-json3-dev libcli11-dev libcereal-dev
   catch2
+  libtorch-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libcurl4-openssl-dev
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "vidnode/actors/device_worker.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include <caf/actor_system.hpp>
@@ -48,6 +49,7 @@ struct device_worker_state {
   runtime::device_info device;
   admission_control_actor admission;
   std::shared_ptr<const gpu::model_catalog> catalog;
+  std::string output_dir;
   std::map<std::string, cache_entry> cache;
   /// At most max_concurrency entries: a vector beats a hash map here.
   std::vector<std::pair<uint64_t, active_attempt>> attempts;
@@ -214,8 +216,32 @@ struct device_worker_state {
     if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
       return;
     erase_attempt(lease);
+    if (output.video) {
+      auto stored = store_video(id, *output.video);
+      if (!stored) {
+        self->send(admission, failed_atom::value, id, lease, stored.error());
+        return;
+      }
+      output.location = std::move(*stored);
+    }
     self->send(admission, done_atom::value, id, lease,
                finished_job{std::move(output.location), output.peak_bytes});
+  }
+
+  /// Encodes a job's frames to output_dir/job-ID.mp4; the path, or why not.
+  caf::expected<std::string> store_video(runtime::job_id id,
+                                         const gpu::video_frames& video) {
+    std::error_code ec;
+    std::filesystem::create_directories(output_dir, ec);
+    if (ec)
+      return make_error(errc::internal, "cannot create the output directory "
+                                          + output_dir + ": " + ec.message());
+    auto path = (std::filesystem::path{output_dir}
+                 / ("job-" + std::to_string(id.value) + ".mp4"))
+                  .string();
+    if (auto err = gpu::write_mp4(path, video))
+      return make_error(errc::internal, "encoding " + path + ": " + *err);
+    return path;
   }
 
   void abort(runtime::job_id id, uint64_t lease) {
@@ -230,15 +256,15 @@ struct device_worker_state {
   }
 };
 
-device_worker_actor::behavior_type
-device_worker_behavior(device_worker_state::pointer self,
-                       runtime::device_info device,
-                       admission_control_actor admission,
-                       std::shared_ptr<const gpu::model_catalog> catalog) {
+device_worker_actor::behavior_type device_worker_behavior(
+  device_worker_state::pointer self, runtime::device_info device,
+  admission_control_actor admission,
+  std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir) {
   auto& st = self->state;
   st.device = std::move(device);
   st.admission = std::move(admission);
   st.catalog = std::move(catalog);
+  st.output_dir = std::move(output_dir);
   return {
     [=](run_atom, job_ticket& ticket) { self->state.run(std::move(ticket)); },
     [=](abort_atom, runtime::job_id id, uint64_t lease) {
@@ -257,12 +283,13 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    bool detached) {
+                    std::string output_dir, bool detached) {
   if (detached)
     return sys.spawn<caf::detached>(device_worker_behavior, device,
-                                    std::move(admission), std::move(catalog));
+                                    std::move(admission), std::move(catalog),
+                                    std::move(output_dir));
   return sys.spawn(device_worker_behavior, device, std::move(admission),
-                   std::move(catalog));
+                   std::move(catalog), std::move(output_dir));
 }
 
 } // namespace vidnode::actors

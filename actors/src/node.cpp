@@ -31,6 +31,11 @@ local_node::start(caf::actor_system& sys,
   if (!gpu::parse_devices(settings.devices, devices, error))
     return runtime::make_error(runtime::errc::invalid_request,
                                "devices: " + error);
+  if (!catalog) {
+    gpu::catalog_options options;
+    options.tiny_t2v_weights = settings.tiny_t2v_weights;
+    catalog = gpu::model_catalog::builtin(options);
+  }
   auto actors = spawn_node(sys, settings, devices, std::move(catalog));
   return std::unique_ptr<local_node>{
     new local_node(sys, std::move(actors), std::move(devices))};

@@ -43,7 +43,7 @@ struct node_supervisor_state {
     auto detached = device.info.kind != runtime::device_kind::sim
                     || settings.detach_sim_workers;
     device.worker = spawn_device_worker(self->system(), device.info, admission,
-                                        catalog, detached);
+                                        catalog, settings.output_dir, detached);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts);

@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
                 "Devices to serve: auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
                 "(e.g. sim:4:16GiB)")
     ->capture_default_str();
+  app
+    .add_option("--output-dir", settings.output_dir,
+                "Where finished videos are written (job-ID.mp4)")
+    ->capture_default_str();
+  app.add_option("--tiny-t2v-weights", settings.tiny_t2v_weights,
+                 "Weights file of the built-in tiny-t2v model (default: its "
+                 "fixed-seed weights)");
   app.add_option("--node-name", settings.node_name,
                  "Name shown in results and `vidctl nodes` (default: the "
                  "host name)");

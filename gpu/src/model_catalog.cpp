@@ -1,12 +1,19 @@
 #include "vidnode/gpu/model_catalog.hpp"
 
 #include "vidnode/gpu/sim_pipeline.hpp"
+#include "vidnode/gpu/tiny_t2v.hpp"
 
 namespace vidnode::gpu {
 
-std::shared_ptr<const model_catalog> model_catalog::builtin() {
+std::shared_ptr<const model_catalog>
+model_catalog::builtin(const catalog_options& options) {
   auto catalog = std::make_shared<model_catalog>();
   catalog->add(std::make_shared<sim_model_factory>());
+#ifdef VIDNODE_HAVE_TORCH
+  catalog->add(std::make_shared<tiny_t2v_factory>(options.tiny_t2v_weights));
+#else
+  (void)options;
+#endif
   return catalog;
 }
 

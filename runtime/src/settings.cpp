@@ -52,6 +52,8 @@ caf::error validate(const node_settings& s) {
     return bad("result-ttl", "must be positive");
   if (s.max_results < 1)
     return bad("max-results", "must be at least 1");
+  if (s.output_dir.empty())
+    return bad("output-dir", "must not be empty");
   return caf::none;
 }
 

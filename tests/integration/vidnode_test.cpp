@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 
@@ -17,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.hpp"
+#include "vidnode/gpu/tiny_t2v.hpp"
+#include "vidnode/gpu/video.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -396,4 +400,52 @@ TEST_CASE("a second vidnode on a port in use fails with a clear error",
     {VIDNODE_BIN, "--listen", first.address, "--devices", "sim:1"}, 10s);
   CHECK(r.status == 1);
   CHECK_THAT(r.err, Catch::Contains("cannot listen on " + first.address));
+}
+
+TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
+          "requested frames, size and rate, and the same seed gives the same "
+          "video",
+          "[integration][torch]") {
+  if (!gpu::torch_available() || !gpu::video_encoding_available()) {
+    WARN("skipped: this build lacks libtorch or FFmpeg");
+    return;
+  }
+  auto dir = std::filesystem::temp_directory_path()
+             / ("vidnode-e2e-" + std::to_string(getpid()));
+  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  auto submit = [&](const std::string& seed) {
+    return node.vidctl_json({"submit", "--model", "tiny-t2v", "--prompt",
+                             "a red fox in the snow", "--width", "128",
+                             "--height", "96", "--frames", "8", "--steps", "4",
+                             "--fps", "8", "--seed", seed, "--wait"});
+  };
+  auto first = submit("42");
+  REQUIRE(first["state"] == "succeeded");
+  auto path = first["output"].get<std::string>();
+  CHECK(path == (dir / "job-1.mp4").string());
+  std::string error;
+  auto info = gpu::probe_video(path, error);
+  INFO(error);
+  REQUIRE(info);
+  CHECK(info->codec == "h264");
+  CHECK(info->width == 128);
+  CHECK(info->height == 96);
+  CHECK(info->frames == 8);
+  CHECK(info->fps == Approx(8.0));
+  auto bytes = [](const std::string& file) {
+    std::ifstream in{file, std::ios::binary};
+    return std::string{std::istreambuf_iterator<char>{in}, {}};
+  };
+  auto again = submit("42");
+  REQUIRE(again["state"] == "succeeded");
+  CHECK(bytes(again["output"]) == bytes(path));
+  auto other = submit("43");
+  REQUIRE(other["state"] == "succeeded");
+  CHECK(bytes(other["output"]) != bytes(path));
+  // The model was loaded once on the device.
+  auto devices = node.vidctl_json({"nodes"});
+  REQUIRE(devices.size() == 1);
+  REQUIRE(devices[0]["models"].size() == 1);
+  CHECK(devices[0]["models"][0]["loads"] == 1);
+  std::filesystem::remove_all(dir);
 }

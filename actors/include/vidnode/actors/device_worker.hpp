@@ -21,6 +21,9 @@ namespace vidnode::actors {
 /// that reason; on any other unexpected exception it exits with
 /// `worker_lost`. Its supervisor restarts it.
 ///
+/// Frames a pipeline produces are encoded to `output_dir`/job-ID.mp4 (the
+/// directory is created if missing); the job's output is that path.
+///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
 /// the test coordinator).
@@ -28,6 +31,6 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    bool detached);
+                    std::string output_dir, bool detached);
 
 } // namespace vidnode::actors

@@ -37,10 +37,10 @@ class local_node {
 public:
   /// Validates `settings`, discovers the devices it names, spawns the node.
   /// Fails with errc::invalid_request naming the bad setting.
+  /// `catalog` null: the built-in models, set up from `settings`.
   static caf::expected<std::unique_ptr<local_node>>
   start(caf::actor_system& sys, const runtime::node_settings& settings,
-        std::shared_ptr<const gpu::model_catalog> catalog =
-          gpu::model_catalog::builtin());
+        std::shared_ptr<const gpu::model_catalog> catalog = nullptr);
 
   /// Stops the node (see stop).
   ~local_node();

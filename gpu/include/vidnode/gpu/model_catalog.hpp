@@ -36,12 +36,20 @@ public:
   make(const std::string& model, const runtime::device_info& device) const = 0;
 };
 
+/// How the built-in models are set up.
+struct catalog_options {
+  /// Weights file of tiny-t2v; empty: its fixed-seed weights.
+  std::string tiny_t2v_weights;
+};
+
 /// The models a node serves. Immutable once built; shared by the admission
 /// actor (validation, estimates) and the device workers (pipelines).
 class model_catalog {
 public:
-  /// A catalog of the built-in models (`sim`, `sim-*`).
-  static std::shared_ptr<const model_catalog> builtin();
+  /// A catalog of the built-in models: `sim` and `sim-*` always, and
+  /// `tiny-t2v` when this build has libtorch.
+  static std::shared_ptr<const model_catalog>
+  builtin(const catalog_options& options = {});
 
   /// Adds a factory; earlier factories win when several serve a name.
   void add(std::shared_ptr<const model_factory> factory);

@@ -3,9 +3,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "vidnode/gpu/video.hpp"
 #include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/job.hpp"
@@ -56,10 +58,13 @@ private:
   uint64_t requested_bytes_;
 };
 
-/// What a finished job produced.
+/// What a finished job produced: a location (sim jobs), or frames that the
+/// device worker encodes and stores.
 struct job_output {
-  /// Path or URL of the output.
+  /// Path or URL of the output, if the pipeline stored it itself.
   std::string location;
+  /// The decoded video, if the pipeline produced frames.
+  std::optional<video_frames> video;
   /// Peak memory the job used on the device, in bytes (0 if unknown).
   uint64_t peak_bytes = 0;
 };

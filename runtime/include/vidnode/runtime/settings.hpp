@@ -56,6 +56,11 @@ struct node_settings {
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
+  /// Where finished videos are written (created if missing), as
+  /// `job-ID.mp4`.
+  std::string output_dir = "/tmp/vidnode-output";
+  /// Weights file of the built-in tiny-t2v model; empty: fixed-seed weights.
+  std::string tiny_t2v_weights;
 };
 
 /// Checks every value of `settings`; returns errc::invalid_request naming

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vidnode::gpu {
+
+/// Decoded frames of one video: `frames` RGB images of `width` x `height`,
+/// 8 bits per channel, row-major, frame after frame (size frames * height *
+/// width * 3).
+struct video_frames {
+  int32_t frames = 0;
+  int32_t width = 0;
+  int32_t height = 0;
+  int32_t fps = 0;
+  std::vector<uint8_t> rgb;
+};
+
+/// Whether this build can encode MP4 files (FFmpeg's libraries were found).
+bool video_encoding_available() noexcept;
+
+/// Writes `video` to `path` as MP4 (H.264, yuv420p, `fps` frames per
+/// second). Blocking; safe to call from several threads at once. Returns
+/// nothing on success, else what went wrong.
+std::optional<std::string> write_mp4(const std::string& path,
+                                     const video_frames& video);
+
+/// What a video file holds, as read back by FFmpeg.
+struct video_file_info {
+  std::string codec;
+  int32_t width = 0;
+  int32_t height = 0;
+  int32_t frames = 0;
+  double fps = 0;
+  bool has_audio = false;
+};
+
+/// Reads `path`: its streams, and the number of packets of its video stream
+/// (one per frame for H.264). Nothing if the file cannot be read; `error`
+/// says why.
+std::optional<video_file_info> probe_video(const std::string& path,
+                                           std::string& error);
+
+} // namespace vidnode::gpu

@@ -1,0 +1,151 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "vidnode/gpu/tiny_t2v.hpp"
+#include "vidnode/gpu/video.hpp"
+
+using namespace vidnode;
+
+namespace {
+
+runtime::device_info cpu_device() {
+  runtime::device_info device;
+  device.kind = runtime::device_kind::cpu;
+  device.memory_bytes = 8ull << 30;
+  return device;
+}
+
+runtime::job_spec small_job(uint64_t seed) {
+  runtime::job_spec spec;
+  spec.model = "tiny-t2v";
+  spec.prompt = "a lighthouse at dusk";
+  spec.width = 64;
+  spec.height = 48;
+  spec.frames = 3;
+  spec.steps = 2;
+  spec.fps = 6;
+  spec.seed = seed;
+  return spec;
+}
+
+/// Runs a job to the end on a freshly loaded pipeline.
+gpu::video_frames generate(const gpu::model_factory& factory,
+                           const runtime::job_spec& spec) {
+  auto pipeline = factory.make(spec.model, cpu_device());
+  pipeline->load(spec);
+  gpu::device_time busy{0};
+  auto run = pipeline->begin(spec, 1, busy);
+  for (int32_t i = 0; i < run->steps(); ++i)
+    run->step(i);
+  auto out = run->finish(busy);
+  REQUIRE(out.video);
+  return *out.video;
+}
+
+std::string temp_path(const char* name) {
+  return (std::filesystem::temp_directory_path()
+          / (std::string{"vidnode-test-"} + std::to_string(getpid()) + "-"
+             + name))
+    .string();
+}
+
+} // namespace
+
+TEST_CASE("tiny-t2v makes frames of the requested shape, the same for the "
+          "same seed and different for another",
+          "[torch]") {
+  if (!gpu::torch_available()) {
+    WARN("skipped: this build has no libtorch");
+    return;
+  }
+  gpu::tiny_t2v_factory factory;
+  auto first = generate(factory, small_job(7));
+  CHECK(first.frames == 3);
+  CHECK(first.width == 64);
+  CHECK(first.height == 48);
+  CHECK(first.fps == 6);
+  CHECK(first.rgb.size() == size_t{3} * 48 * 64 * 3);
+  CHECK(generate(factory, small_job(7)).rgb == first.rgb);
+  CHECK(generate(factory, small_job(8)).rgb != first.rgb);
+  // Not a constant picture.
+  auto [lo, hi] = std::minmax_element(first.rgb.begin(), first.rgb.end());
+  CHECK(*hi - *lo > 16);
+}
+
+TEST_CASE("tiny-t2v weights saved to a file load back to the same model",
+          "[torch]") {
+  if (!gpu::torch_available()) {
+    WARN("skipped: this build has no libtorch");
+    return;
+  }
+  auto path = temp_path("weights.pt");
+  REQUIRE_FALSE(gpu::save_tiny_t2v_weights(path));
+  gpu::tiny_t2v_factory builtin;
+  gpu::tiny_t2v_factory from_file{path};
+  CHECK(generate(from_file, small_job(3)).rgb
+        == generate(builtin, small_job(3)).rgb);
+  std::filesystem::remove(path);
+  gpu::tiny_t2v_factory missing{path};
+  auto pipeline = missing.make("tiny-t2v", cpu_device());
+  CHECK_THROWS_AS(pipeline->load(small_job(3)), gpu::job_error);
+}
+
+TEST_CASE("tiny-t2v refuses options and its memory estimate grows with the "
+          "video's size",
+          "[torch]") {
+  gpu::tiny_t2v_factory factory;
+  auto spec = small_job(1);
+  CHECK_FALSE(factory.validate(spec));
+  spec.options["step_ms"] = "5";
+  REQUIRE(factory.validate(spec));
+  CHECK_THAT(*factory.validate(spec), Catch::Contains("step_ms"));
+  auto base = small_job(1);
+  auto bigger = [&](auto mutate) {
+    auto s = base;
+    mutate(s);
+    return factory.estimate_peak_bytes(s) > factory.estimate_peak_bytes(base);
+  };
+  CHECK(bigger([](auto& s) { s.width *= 4; }));
+  CHECK(bigger([](auto& s) { s.height *= 4; }));
+  CHECK(bigger([](auto& s) { s.frames *= 4; }));
+  CHECK_FALSE(factory.runs_on(runtime::device_kind::sim));
+  CHECK(factory.runs_on(runtime::device_kind::cpu));
+}
+
+TEST_CASE("frames are written as an H.264 MP4 that reads back with the same "
+          "frame count, size and rate",
+          "[media]") {
+  if (!gpu::video_encoding_available()) {
+    WARN("skipped: this build has no FFmpeg");
+    return;
+  }
+  gpu::video_frames video;
+  video.frames = 10;
+  video.width = 64;
+  video.height = 32;
+  video.fps = 12;
+  video.rgb.resize(size_t{10} * 64 * 32 * 3);
+  for (size_t i = 0; i < video.rgb.size(); ++i)
+    video.rgb[i] = static_cast<uint8_t>(i * 7 % 251);
+  auto path = temp_path("video.mp4");
+  REQUIRE_FALSE(gpu::write_mp4(path, video));
+  std::string error;
+  auto info = gpu::probe_video(path, error);
+  INFO(error);
+  REQUIRE(info);
+  CHECK(info->codec == "h264");
+  CHECK(info->width == 64);
+  CHECK(info->height == 32);
+  CHECK(info->frames == 10);
+  CHECK(info->fps == Approx(12.0));
+  CHECK_FALSE(info->has_audio);
+  std::filesystem::remove(path);
+  video.rgb.pop_back();
+  CHECK(gpu::write_mp4(path, video));
+  CHECK(gpu::write_mp4("/nonexistent-dir/x.mp4", video));
+}
