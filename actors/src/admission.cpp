@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "vidnode/actors/job_queue.hpp"
+#include "vidnode/actors/memory_estimates.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -49,8 +50,9 @@ struct job_record {
   int32_t device = -1;
   /// Memory reserved on `device` while running.
   uint64_t reserved_bytes = 0;
-  /// The model's estimate of the job's peak memory, made once at accept.
-  uint64_t estimate_bytes = 0;
+  /// What the job's model declares as its peak memory (made once at
+  /// accept); the learned figure for its shape takes precedence.
+  uint64_t declared_bytes = 0;
   /// The job's model (the catalog outlives every record).
   const gpu::model_factory* factory = nullptr;
   /// Failures charged to the job itself (its own OOMs, crashes of its
@@ -112,6 +114,7 @@ struct admission_state {
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::string node_name;
   std::unique_ptr<job_queue> queue;
+  std::unique_ptr<memory_estimates> estimates;
   std::unordered_map<job_id, job_record> jobs;
   std::unordered_map<std::string, job_id> idempotency_keys;
   std::vector<device_slot> devices;
@@ -253,10 +256,10 @@ struct admission_state {
 
   // -- admission -----------------------------------------------------------
 
-  /// Checks a request; none if it may be queued, and then `factory` and
-  /// `bytes` say which model runs it and how much memory it needs.
+  /// Checks a request; none if it may be queued, and then `factory` says
+  /// which model runs it and `declared` what memory the model declares.
   caf::error check(const job_spec& spec, const gpu::model_factory*& factory,
-                   uint64_t& bytes) const {
+                   uint64_t& declared) const {
     if (shutting_down)
       return make_error(errc::shutting_down,
                         "node " + node_name + " is shutting down");
@@ -281,7 +284,8 @@ struct admission_state {
                           + runtime::format_duration(spec.run_timeout)
                           + " exceeds the node's limit of "
                           + runtime::format_duration(settings.run_timeout));
-    bytes = factory->estimate_peak_bytes(spec);
+    declared = factory->estimate_peak_bytes(spec);
+    auto bytes = estimates->estimate(memory_estimates::key_of(spec), declared);
     uint64_t largest = 0;
     bool any_runs_model = false;
     for (const auto& device : devices) {
@@ -295,9 +299,7 @@ struct admission_state {
                                                + node_name + " can run '"
                                                + spec.model + "'");
     if (bytes > largest)
-      return make_error(errc::too_large, "needs " + runtime::format_bytes(bytes)
-                                           + " but the largest device has "
-                                           + runtime::format_bytes(largest));
+      return make_error(errc::too_large, too_large_reason(bytes));
     if (queue->size() >= settings.queue_size)
       return make_error(errc::queue_full,
                         std::to_string(queue->size())
@@ -321,13 +323,13 @@ struct admission_state {
       }
     }
     const gpu::model_factory* factory = nullptr;
-    uint64_t bytes = 0;
-    if (auto err = check(spec, factory, bytes))
+    uint64_t declared = 0;
+    if (auto err = check(spec, factory, declared))
       return err;
     auto id = job_id{++next_id};
     auto& rec = jobs[id];
     rec.factory = factory;
-    rec.estimate_bytes = bytes;
+    rec.declared_bytes = declared;
     auto t = now();
     rec.result.id = id;
     rec.result.state = job_state::queued;
@@ -358,6 +360,32 @@ struct admission_state {
     // The queue deadline is set by dispatch() if the job is still queued
     // then: most jobs leave the queue at once and never need one.
     undated.push_back(rec.result.id);
+  }
+
+  // -- memory --------------------------------------------------------------
+
+  /// The bytes `rec`'s next attempt reserves: its shape's learned figure,
+  /// else what its model declares.
+  uint64_t estimate_of(const job_record& rec) const {
+    return estimates->estimate(memory_estimates::key_of(rec.spec),
+                               rec.declared_bytes);
+  }
+
+  /// The memory of the largest device that can run `factory`'s model.
+  uint64_t largest_device_for(const gpu::model_factory* factory) const {
+    uint64_t largest = 0;
+    for (const auto& device : devices)
+      if (factory->runs_on(device.info.kind))
+        largest = std::max(largest, device.info.memory_bytes);
+    return largest;
+  }
+
+  std::string too_large_reason(uint64_t bytes) const {
+    uint64_t largest = 0;
+    for (const auto& device : devices)
+      largest = std::max(largest, device.info.memory_bytes);
+    return "needs " + runtime::format_bytes(bytes)
+           + " but the largest device has " + runtime::format_bytes(largest);
   }
 
   // -- dispatch ------------------------------------------------------------
@@ -415,16 +443,16 @@ struct admission_state {
         c.has_model = model != nullptr && model->loaded;
         candidates.push_back(c);
       }
-      auto index = choose_device(candidates, rec.estimate_bytes);
+      auto bytes = estimate_of(rec);
+      auto index = choose_device(candidates, bytes);
       if (index < 0)
         return;
       queue->pop(*next);
-      start_attempt(rec, devices[static_cast<size_t>(index)]);
+      start_attempt(rec, devices[static_cast<size_t>(index)], bytes);
     }
   }
 
-  void start_attempt(job_record& rec, device_slot& device) {
-    auto bytes = rec.estimate_bytes;
+  void start_attempt(job_record& rec, device_slot& device, uint64_t bytes) {
     auto t = now();
     auto& r = rec.result;
     r.state = job_state::running;
@@ -439,6 +467,7 @@ struct admission_state {
     rec.lease = ++next_lease;
     rec.device = device.info.index;
     rec.reserved_bytes = bytes;
+    r.reserved_bytes = bytes;
     device.running.push_back(r.id);
     device.reserved += bytes;
     // Marked as loading at once: the next job of the model waits for this
@@ -750,6 +779,10 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   }
   st.node_name = settings.node_name.empty() ? host_name() : settings.node_name;
   st.queue = std::make_unique<job_queue>(settings.aging_interval);
+  memory_estimates::policy memory_policy;
+  memory_policy.headroom = settings.memory_headroom;
+  memory_policy.oom_growth = settings.oom_estimate_growth;
+  st.estimates = std::make_unique<memory_estimates>(memory_policy);
   st.settings = std::move(settings);
   st.catalog = std::move(catalog);
   st.mono_epoch = self->clock().now();
@@ -872,6 +905,8 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
+        st.estimates->observed_peak(memory_estimates::key_of(rec->spec),
+                                    out.peak_bytes);
         // The device's next job goes out before anyone is told of this one;
         // this one ended before that.
         auto ended = st.now();
@@ -891,7 +926,19 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
           auto& device = st.devices[static_cast<size_t>(rec->device)];
           device.worker = nullptr;
           device.state = device_slot::health::restarting;
-          st.retry_or_fail(*rec, std::move(reason), true);
+          // The retry reserves more; if no device has that much, it fails.
+          auto raised = st.estimates->out_of_memory(
+            memory_estimates::key_of(rec->spec), rec->reserved_bytes);
+          if (raised > st.largest_device_for(rec->factory)) {
+            st.finalize(*rec, job_state::failed,
+                        make_error(errc::out_of_memory,
+                                   runtime::detail_of(reason)
+                                     + "; a retry would need "
+                                     + runtime::format_bytes(raised)
+                                     + ", more than any device has"));
+          } else {
+            st.retry_or_fail(*rec, std::move(reason), true);
+          }
         } else
           st.finalize(*rec, job_state::failed, std::move(reason));
         st.dispatch();

@@ -58,6 +58,9 @@ void print_result(const runtime::job_result& r) {
     std::cout << "  device    " << r.device << " on " << r.node << ", attempt "
               << r.attempts << "\n";
   std::cout << "  progress  " << r.step << "/" << r.steps << " steps\n";
+  if (r.reserved_bytes > 0)
+    std::cout << "  memory    " << runtime::format_bytes(r.reserved_bytes)
+              << " reserved\n";
   if (!r.output.empty())
     std::cout << "  output    " << r.output << "\n";
   std::cout << "  queued    " << runtime::format_duration(r.queue_time)

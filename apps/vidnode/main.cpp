@@ -116,6 +116,16 @@ int main(int argc, char** argv) {
   apps::add_duration(app, "--restart-backoff-max",
                      settings.restarts.backoff_max,
                      "Longest delay before a restart");
+  app
+    .add_option("--memory-headroom", settings.memory_headroom,
+                "Added to a job shape's measured peak memory for its next "
+                "estimate (0.1 = 10%)")
+    ->capture_default_str();
+  app
+    .add_option("--oom-estimate-growth", settings.oom_estimate_growth,
+                "After an out-of-memory failure the job's reservation is "
+                "multiplied by this for the retry")
+    ->capture_default_str();
   apps::add_duration(app, "--aging-interval", settings.aging_interval,
                      "A queued job gains one priority level per interval "
                      "waited");

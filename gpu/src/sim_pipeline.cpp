@@ -79,7 +79,7 @@ public:
     out.location = "sim://" + model_ + "/" + std::to_string(seed_) + "-"
                    + std::to_string(width_) + "x" + std::to_string(height_)
                    + "x" + std::to_string(frames_);
-    out.peak_bytes = options_.mem_mb << 20;
+    out.peak_bytes = options_.peak_mb.value_or(options_.mem_mb) << 20;
     return out;
   }
 
@@ -177,15 +177,18 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
         return std::nullopt;
       }
       (key == "step_ms" ? result.step_ms : result.load_ms) = ms;
-    } else if (key == "mem_mb") {
+    } else if (key == "mem_mb" || key == "peak_mb") {
       double mb = 0;
       if (!parse_number(value, mb) || mb < 0 || mb > max_mem_mb
           || mb != std::floor(mb)) {
-        error = "options: mem_mb must be a whole number of MiB from 0 to "
+        error = "options: " + key + " must be a whole number of MiB from 0 to "
                 + std::to_string(max_mem_mb) + ", got '" + value + "'";
         return std::nullopt;
       }
-      result.mem_mb = static_cast<uint64_t>(mb);
+      if (key == "mem_mb")
+        result.mem_mb = static_cast<uint64_t>(mb);
+      else
+        result.peak_mb = static_cast<uint64_t>(mb);
     } else if (key == "fault") {
       result.fault = parse_sim_fault(value, error);
       if (!result.fault)
@@ -198,7 +201,7 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
       }
     } else {
       error = "options: '" + key + "' is not an option of model " + spec.model
-              + " (known: step_ms, load_ms, mem_mb, fault)";
+              + " (known: step_ms, load_ms, mem_mb, peak_mb, fault)";
       return std::nullopt;
     }
   }

@@ -41,6 +41,7 @@ nlohmann::json to_json(const runtime::job_result& r) {
     {"attempts", r.attempts},
     {"step", r.step},
     {"steps", r.steps},
+    {"reserved_bytes", r.reserved_bytes},
     {"accepted_at", time_or_null(r.accepted_at)},
     {"started_at", time_or_null(r.started_at)},
     {"finished_at", time_or_null(r.finished_at)},

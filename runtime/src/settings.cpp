@@ -54,6 +54,10 @@ caf::error validate(const node_settings& s) {
     return bad("max-results", "must be at least 1");
   if (s.output_dir.empty())
     return bad("output-dir", "must not be empty");
+  if (!(s.memory_headroom >= 0 && s.memory_headroom <= 10))
+    return bad("memory-headroom", "must be between 0 and 10");
+  if (!(s.oom_estimate_growth > 1 && s.oom_estimate_growth <= 100))
+    return bad("oom-estimate-growth", "must be above 1 and at most 100");
   return caf::none;
 }
 

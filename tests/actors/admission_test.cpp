@@ -526,3 +526,64 @@ TEST_CASE("beyond max_results the oldest finished results are dropped first",
   CHECK(fx.status_now(ids[1]).state == job_state::succeeded);
   CHECK(fx.status_now(ids[2]).state == job_state::succeeded);
 }
+
+TEST_CASE("after an out-of-memory failure the retry reserves more memory",
+          "[admission][memory]") {
+  auto settings = settings_with(1);
+  settings.oom_estimate_growth = 1.5;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1:8GiB");
+  auto spec = sim_job(3, 100);
+  spec.options["mem_mb"] = "2048";
+  spec.options["fault"] = "oom@1";
+  auto r = fx.execute(spec);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->attempts == 2);
+  CHECK(r->value->reserved_bytes == 3072ull << 20);
+}
+
+TEST_CASE("a job reserves the measured peak of its shape plus the headroom",
+          "[admission][memory]") {
+  auto settings = settings_with(1);
+  settings.memory_headroom = 0.25;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1:8GiB");
+  auto spec = sim_job(1, 10);
+  spec.options["mem_mb"] = "1024";
+  spec.options["peak_mb"] = "2048";
+  auto first = fx.execute(spec);
+  fx.run_to_quiescence();
+  REQUIRE(first->value);
+  CHECK(first->value->reserved_bytes == 1024ull << 20);
+  spec.seed = 2; // same shape, another job
+  auto second = fx.execute(spec);
+  fx.run_to_quiescence();
+  REQUIRE(second->value);
+  CHECK(second->value->reserved_bytes == 2560ull << 20);
+}
+
+TEST_CASE("a job whose raised estimate fits no device fails, and its shape is "
+          "then refused as too large",
+          "[admission][memory]") {
+  auto settings = settings_with(1);
+  settings.oom_estimate_growth = 1.5;
+  settings.max_attempts = 5;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1:4GiB");
+  auto spec = sim_job(2, 10);
+  spec.options["mem_mb"] = "3072";
+  spec.options["fault"] = "oom-always@1";
+  auto r = fx.execute(spec);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::failed);
+  CHECK(runtime::is(r->value->error, errc::out_of_memory));
+  CHECK_THAT(runtime::describe(r->value->error),
+             Catch::Contains("more than any device has"));
+  CHECK(r->value->attempts == 1);
+  auto again = fx.submit(spec);
+  fx.run();
+  CHECK(runtime::is(again->error, errc::too_large));
+}

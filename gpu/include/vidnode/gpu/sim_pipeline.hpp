@@ -37,6 +37,9 @@ struct sim_options {
   double load_ms = 500;
   /// Memory the job claims, in MiB (option `mem_mb`, default 1024).
   uint64_t mem_mb = 1024;
+  /// The peak the job reports when it ends, in MiB (option `peak_mb`,
+  /// default: mem_mb), to exercise learned estimates.
+  std::optional<uint64_t> peak_mb;
   /// Injected fault (option `fault`), if any.
   std::optional<sim_fault> fault;
 };

@@ -120,6 +120,8 @@ struct job_result {
   /// Progress of the current or last attempt: step of steps.
   int32_t step = 0;
   int32_t steps = 0;
+  /// Device memory reserved for the current or last attempt, in bytes.
+  uint64_t reserved_bytes = 0;
   /// Wall-clock times; the epoch (zero) when not reached yet.
   caf::timestamp accepted_at;
   caf::timestamp started_at;
@@ -133,8 +135,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state, x.error,
            x.output, x.model, x.priority, x.device, x.node, x.attempts, x.step,
-           x.steps, x.accepted_at, x.started_at, x.finished_at, x.queue_time,
-           x.run_time);
+           x.steps, x.reserved_bytes, x.accepted_at, x.started_at,
+           x.finished_at, x.queue_time, x.run_time);
 }
 
 /// What a subscriber receives: every state change and every step of

@@ -56,6 +56,12 @@ struct node_settings {
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
+  /// Added to a job shape's measured peak memory to make its next estimate
+  /// (0.1 = 10%).
+  double memory_headroom = 0.10;
+  /// After an out-of-memory failure, the job's reservation is multiplied by
+  /// this for its retry (and for later jobs of its shape).
+  double oom_estimate_growth = 1.5;
   /// Where finished videos are written (created if missing), as
   /// `job-ID.mp4`.
   std::string output_dir = "/tmp/vidnode-output";
