@@ -83,6 +83,9 @@ struct device_slot {
   int32_t restarts = 0;
   std::string last_error;
   std::vector<job_id> running;
+  /// Jobs whose compute is done on this device and whose output is being
+  /// written by the worker (no slot, no memory): lost if the worker dies.
+  std::vector<job_id> finishing;
   uint64_t reserved = 0;
   /// Models the worker loaded (or is loading) and the count of loads.
   std::vector<runtime::model_load_info> models;
@@ -484,17 +487,32 @@ struct admission_state {
     emit(rec);
   }
 
-  /// Frees the job's slot and memory on its device.
-  void release(job_record& rec) {
+  /// Frees the slot and memory of the job's attempt but keeps the attempt:
+  /// its compute is done and the worker is writing its output.
+  void free_slot(job_record& rec) {
     if (rec.device < 0)
       return;
     auto& device = devices[static_cast<size_t>(rec.device)];
     auto& running = device.running;
-    running.erase(std::remove(running.begin(), running.end(), rec.result.id),
-                  running.end());
+    auto i = std::find(running.begin(), running.end(), rec.result.id);
+    if (i == running.end())
+      return;
+    running.erase(i);
     device.reserved -= std::min(device.reserved, rec.reserved_bytes);
-    rec.device = -1;
     rec.reserved_bytes = 0;
+    device.finishing.push_back(rec.result.id);
+  }
+
+  /// Ends the job's attempt on its device: frees its slot and memory.
+  void release(job_record& rec) {
+    if (rec.device < 0)
+      return;
+    free_slot(rec);
+    auto& finishing = devices[static_cast<size_t>(rec.device)].finishing;
+    finishing.erase(
+      std::remove(finishing.begin(), finishing.end(), rec.result.id),
+      finishing.end());
+    rec.device = -1;
     rec.lease = 0;
   }
 
@@ -667,6 +685,7 @@ struct admission_state {
     // which job caused it, so each is charged.
     bool charge = !runtime::is(reason, errc::out_of_memory);
     auto lost = device.running;
+    lost.insert(lost.end(), device.finishing.begin(), device.finishing.end());
     for (auto id : lost) {
       auto i = jobs.find(id);
       if (i != jobs.end() && i->second.result.state == job_state::running) {
@@ -680,6 +699,7 @@ struct admission_state {
       }
     }
     device.running.clear();
+    device.finishing.clear();
     device.reserved = 0;
     dispatch();
   }
@@ -892,6 +912,13 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       } else {
         entry->loads += 1;
         entry->loaded = true;
+      }
+    },
+    [=](computed_atom, job_id id, uint64_t lease) {
+      auto& st = self->state;
+      if (auto rec = st.attempt_of(id, lease)) {
+        st.free_slot(*rec);
+        st.dispatch();
       }
     },
     [=](progress_atom, job_id id, uint64_t lease, int32_t step, int32_t steps) {

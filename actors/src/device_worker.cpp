@@ -5,6 +5,7 @@
 #include <map>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -18,6 +19,23 @@ namespace {
 
 using runtime::errc;
 using runtime::make_error;
+
+/// Writes one job's video on its own thread, reports to `worker`, and ends.
+void encoder(caf::event_based_actor* self, device_worker_actor worker,
+             uint64_t lease, std::string path, std::string output_dir,
+             gpu::video_frames video) {
+  caf::error err;
+  std::error_code ec;
+  std::filesystem::create_directories(output_dir, ec);
+  if (ec)
+    err = make_error(errc::internal, "cannot create the output directory "
+                                       + output_dir + ": " + ec.message());
+  else if (auto failure = gpu::write_mp4(path, video))
+    err = make_error(errc::internal, "encoding " + path + ": " + *failure);
+  self->send(worker, encoded_atom::value, lease,
+             err ? std::string{} : std::move(path), std::move(err));
+  self->quit();
+}
 
 struct device_worker_state {
   using pointer = device_worker_actor::stateful_pointer<device_worker_state>;
@@ -68,6 +86,14 @@ struct device_worker_state {
   }
   /// Set once the worker decided to exit; nothing further is started.
   bool exiting = false;
+
+  /// An attempt whose video an encoder is writing.
+  struct encoding_attempt {
+    uint64_t lease;
+    runtime::job_id id;
+    uint64_t peak_bytes;
+  };
+  std::vector<encoding_attempt> encoding;
 
   std::string where() const {
     return "device " + device.name();
@@ -216,36 +242,44 @@ struct device_worker_state {
     if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
       return;
     erase_attempt(lease);
-    if (output.video) {
-      auto stored = store_video(id, *output.video);
-      if (!stored) {
-        self->send(admission, failed_atom::value, id, lease, stored.error());
-        return;
-      }
-      output.location = std::move(*stored);
+    if (!output.video) {
+      self->send(admission, done_atom::value, id, lease,
+                 finished_job{std::move(output.location), output.peak_bytes});
+      return;
     }
-    self->send(admission, done_atom::value, id, lease,
-               finished_job{std::move(output.location), output.peak_bytes});
-  }
-
-  /// Encodes a job's frames to output_dir/job-ID.mp4; the path, or why not.
-  caf::expected<std::string> store_video(runtime::job_id id,
-                                         const gpu::video_frames& video) {
-    std::error_code ec;
-    std::filesystem::create_directories(output_dir, ec);
-    if (ec)
-      return make_error(errc::internal, "cannot create the output directory "
-                                          + output_dir + ": " + ec.message());
+    // The device is free for the next job while an encoder of its own
+    // writes the video; its answer comes back as `encoded`.
+    self->send(admission, computed_atom::value, id, lease);
+    encoding.push_back({lease, id, output.peak_bytes});
     auto path = (std::filesystem::path{output_dir}
                  / ("job-" + std::to_string(id.value) + ".mp4"))
                   .string();
-    if (auto err = gpu::write_mp4(path, video))
-      return make_error(errc::internal, "encoding " + path + ": " + *err);
-    return path;
+    self->system().spawn<caf::detached>(encoder, device_worker_actor{self},
+                                        lease, std::move(path), output_dir,
+                                        std::move(*output.video));
+  }
+
+  /// An encoder reported: the job's video is at `path`, or `err` says why
+  /// not. Nothing happens if the job was aborted meanwhile.
+  void encoded(uint64_t lease, std::string path, caf::error err) {
+    auto i = std::find_if(encoding.begin(), encoding.end(),
+                          [&](const auto& x) { return x.lease == lease; });
+    if (i == encoding.end())
+      return;
+    auto job = *i;
+    encoding.erase(i);
+    if (err)
+      self->send(admission, failed_atom::value, job.id, lease, std::move(err));
+    else
+      self->send(admission, done_atom::value, job.id, lease,
+                 finished_job{std::move(path), job.peak_bytes});
   }
 
   void abort(runtime::job_id id, uint64_t lease) {
     erase_attempt(lease);
+    encoding.erase(std::remove_if(encoding.begin(), encoding.end(),
+                                  [&](auto& x) { return x.lease == lease; }),
+                   encoding.end());
     for (auto& [model, entry] : cache) {
       auto& waiting = entry.waiting;
       waiting.erase(
@@ -273,6 +307,9 @@ device_worker_actor::behavior_type device_worker_behavior(
     [=](step_atom, uint64_t lease) { self->state.step(lease); },
     [=](loaded_atom, const std::string& model) {
       self->state.load_finished(model);
+    },
+    [=](encoded_atom, uint64_t lease, std::string& path, caf::error& err) {
+      self->state.encoded(lease, std::move(path), std::move(err));
     },
   };
 }

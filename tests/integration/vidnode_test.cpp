@@ -442,6 +442,21 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   auto other = submit("43");
   REQUIRE(other["state"] == "succeeded");
   CHECK(bytes(other["output"]) != bytes(path));
+  // A device's next job starts while the previous job's video is written.
+  std::vector<std::string> ids;
+  for (auto seed : {"1", "2"}) {
+    auto submitted = node.vidctl({"submit", "--model", "tiny-t2v", "--width",
+                                  "128", "--height", "96", "--frames", "8",
+                                  "--steps", "2", "--seed", seed});
+    REQUIRE(submitted.status == 0);
+    ids.push_back(submitted.out.substr(0, submitted.out.size() - 1));
+  }
+  auto earlier = node.vidctl_json({"wait", ids[0]});
+  auto later = node.vidctl_json({"wait", ids[1]});
+  REQUIRE(earlier["state"] == "succeeded");
+  REQUIRE(later["state"] == "succeeded");
+  CHECK(later["started_at"].get<std::string>()
+        < earlier["finished_at"].get<std::string>());
   // The model was loaded once on the device.
   auto devices = node.vidctl_json({"nodes"});
   REQUIRE(devices.size() == 1);

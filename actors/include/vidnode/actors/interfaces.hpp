@@ -62,6 +62,11 @@ using step_atom = caf::atom_constant<caf::atom("step")>;
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 /// Worker -> admission: an attempt made progress.
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
+/// Worker -> admission: an attempt's compute is done; its output is being
+/// written off the device (its slot and memory are free).
+using computed_atom = caf::atom_constant<caf::atom("computed")>;
+/// Encoder -> worker: an attempt's video is written (a path, or an error).
+using encoded_atom = caf::atom_constant<caf::atom("encoded")>;
 /// Worker -> admission: an attempt succeeded.
 using done_atom = caf::atom_constant<caf::atom("done")>;
 /// Worker -> admission: an attempt failed (the worker may exit after it).
@@ -82,11 +87,11 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
-using device_worker_actor =
-  caf::typed_actor<caf::reacts_to<run_atom, job_ticket>,
-                   caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
-                   caf::reacts_to<step_atom, uint64_t>,
-                   caf::reacts_to<loaded_atom, std::string>>;
+using device_worker_actor = caf::typed_actor<
+  caf::reacts_to<run_atom, job_ticket>,
+  caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
+  caf::reacts_to<step_atom, uint64_t>, caf::reacts_to<loaded_atom, std::string>,
+  caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>>;
 
 /// The admission actor with the messages devices and the supervisor send
 /// it. Only `runtime::admission_actor` is published; reports are accepted
@@ -96,6 +101,7 @@ using admission_control_actor = runtime::admission_actor::extend<
                  int32_t>,
   caf::reacts_to<detach_atom, int32_t, caf::error, bool>,
   caf::reacts_to<loaded_atom, int32_t, std::string>,
+  caf::reacts_to<computed_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
   caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error>,
