@@ -34,7 +34,11 @@ local_node::start(caf::actor_system& sys,
   if (!catalog) {
     gpu::catalog_options options;
     options.tiny_t2v_weights = settings.tiny_t2v_weights;
-    catalog = gpu::model_catalog::builtin(options);
+    options.torchscript_models = settings.torchscript_models;
+    std::string reason;
+    catalog = gpu::model_catalog::make(options, reason);
+    if (!catalog)
+      return runtime::make_error(runtime::errc::invalid_request, reason);
   }
   auto actors = spawn_node(sys, settings, devices, std::move(catalog));
   return std::unique_ptr<local_node>{

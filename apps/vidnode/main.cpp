@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--tiny-t2v-weights", settings.tiny_t2v_weights,
                  "Weights file of the built-in tiny-t2v model (default: its "
                  "fixed-seed weights)");
+  std::vector<std::string> torchscript;
+  app.add_option("--torchscript", torchscript,
+                 "Serve a TorchScript model: NAME=PATH (repeatable; the file "
+                 "must follow the contract in the README)");
   app.add_option("--node-name", settings.node_name,
                  "Name shown in results and `vidctl nodes` (default: the "
                  "host name)");
@@ -174,6 +178,16 @@ int main(int argc, char** argv) {
                  "127.0.0.1:7447)\n",
                  listen.c_str());
     return 2;
+  }
+  for (const auto& entry : torchscript) {
+    auto eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+      std::fprintf(stderr, "vidnode: --torchscript: '%s' is not NAME=PATH\n",
+                   entry.c_str());
+      return 2;
+    }
+    settings.torchscript_models.emplace_back(entry.substr(0, eq),
+                                             entry.substr(eq + 1));
   }
   if (auto err = runtime::validate(settings)) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());

@@ -2,6 +2,7 @@
 
 #include "vidnode/gpu/sim_pipeline.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
+#include "vidnode/gpu/torchscript_model.hpp"
 
 namespace vidnode::gpu {
 
@@ -14,6 +15,31 @@ model_catalog::builtin(const catalog_options& options) {
 #else
   (void)options;
 #endif
+  return catalog;
+}
+
+std::shared_ptr<const model_catalog>
+model_catalog::make(const catalog_options& options, std::string& error) {
+  auto builtins = builtin(options);
+  auto catalog = std::make_shared<model_catalog>(*builtins);
+  for (const auto& [name, path] : options.torchscript_models) {
+    if (catalog->find(name) != nullptr) {
+      error = "torchscript: the model name '" + name + "' is already taken";
+      return nullptr;
+    }
+#ifdef VIDNODE_HAVE_TORCH
+    auto factory = torchscript_factory::open(name, path, error);
+    if (!factory) {
+      error = "torchscript: " + error;
+      return nullptr;
+    }
+    catalog->add(std::move(factory));
+#else
+    (void)path;
+    error = "torchscript: this vidnode was built without libtorch";
+    return nullptr;
+#endif
+  }
   return catalog;
 }
 

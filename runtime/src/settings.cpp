@@ -1,5 +1,7 @@
 #include "vidnode/runtime/settings.hpp"
 
+#include <cctype>
+
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -54,6 +56,18 @@ caf::error validate(const node_settings& s) {
     return bad("max-results", "must be at least 1");
   if (s.output_dir.empty())
     return bad("output-dir", "must not be empty");
+  for (const auto& [name, path] : s.torchscript_models) {
+    if (name.empty() || name.size() > 64)
+      return bad("torchscript", "model names must have 1 to 64 characters");
+    for (char c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_'
+          && c != '.')
+        return bad("torchscript", "model name '" + name
+                                    + "' may only contain letters, digits "
+                                      "and - _ .");
+    if (path.empty())
+      return bad("torchscript", "model " + name + " has no file");
+  }
   if (!(s.memory_headroom >= 0 && s.memory_headroom <= 10))
     return bad("memory-headroom", "must be between 0 and 10");
   if (!(s.oom_estimate_growth > 1 && s.oom_estimate_growth <= 100))

@@ -464,3 +464,41 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   CHECK(devices[0]["models"][0]["loads"] == 1);
   std::filesystem::remove_all(dir);
 }
+
+#ifdef TOY_TORCHSCRIPT_BIN
+TEST_CASE("vidnode serves a user's TorchScript model by name and refuses to "
+          "start with one that breaks the contract",
+          "[integration][torch]") {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("vidnode-ts-e2e-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto good = (dir / "toy.pt").string();
+  auto broken = (dir / "broken.pt").string();
+  REQUIRE(run_command({TOY_TORCHSCRIPT_BIN, good}).status == 0);
+  REQUIRE(run_command({TOY_TORCHSCRIPT_BIN, broken, "--broken"}).status == 0);
+  {
+    node_process node{{"--devices", "cpu:1", "--torchscript", "toy=" + good,
+                       "--output-dir", dir.string()}};
+    auto result = node.vidctl_json({"submit", "--model", "toy", "--width", "64",
+                                    "--height", "32", "--frames", "6",
+                                    "--steps", "3", "--fps", "6", "--wait"});
+    REQUIRE(result["state"] == "succeeded");
+    std::string error;
+    auto info = gpu::probe_video(result["output"], error);
+    INFO(error);
+    REQUIRE(info);
+    CHECK(info->frames == 6);
+    CHECK(info->width == 64);
+    CHECK(info->height == 32);
+    // Its estimate_bytes: 6 * 32 * 64 * 64 + 64 MiB.
+    CHECK(result["reserved_bytes"] == 6 * 32 * 64 * 64 + (64 << 20));
+  }
+  auto refused =
+    run_command({VIDNODE_BIN, "--listen", "127.0.0.1:0", "--devices", "cpu:1",
+                 "--torchscript", "bad=" + broken},
+                10s);
+  CHECK(refused.status == 2);
+  CHECK_THAT(refused.err, Catch::Contains("lacks the method decode"));
+  std::filesystem::remove_all(dir);
+}
+#endif

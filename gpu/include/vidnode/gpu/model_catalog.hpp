@@ -36,10 +36,12 @@ public:
   make(const std::string& model, const runtime::device_info& device) const = 0;
 };
 
-/// How the built-in models are set up.
+/// Which models a node serves, and how they are set up.
 struct catalog_options {
   /// Weights file of tiny-t2v; empty: its fixed-seed weights.
   std::string tiny_t2v_weights;
+  /// Users' TorchScript models: (name, path) (see torchscript_model.hpp).
+  std::vector<std::pair<std::string, std::string>> torchscript_models;
 };
 
 /// The models a node serves. Immutable once built; shared by the admission
@@ -50,6 +52,13 @@ public:
   /// `tiny-t2v` when this build has libtorch.
   static std::shared_ptr<const model_catalog>
   builtin(const catalog_options& options = {});
+
+  /// The built-in models plus `options.torchscript_models`, each loaded and
+  /// checked against the TorchScript contract. Null, and `error` says why,
+  /// if a file breaks the contract, a name is taken, or this build has no
+  /// libtorch.
+  static std::shared_ptr<const model_catalog>
+  make(const catalog_options& options, std::string& error);
 
   /// Adds a factory; earlier factories win when several serve a name.
   void add(std::shared_ptr<const model_factory> factory);

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <caf/timestamp.hpp>
@@ -67,6 +69,9 @@ struct node_settings {
   std::string output_dir = "/tmp/vidnode-output";
   /// Weights file of the built-in tiny-t2v model; empty: fixed-seed weights.
   std::string tiny_t2v_weights;
+  /// Users' TorchScript models served by name: (name, path). Checked
+  /// against the contract when the node starts.
+  std::vector<std::pair<std::string, std::string>> torchscript_models;
 };
 
 /// Checks every value of `settings`; returns errc::invalid_request naming

@@ -1,0 +1,254 @@
+#include "vidnode/gpu/torchscript_model.hpp"
+
+#include <mutex>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/script.h>
+
+#include "torch_boundary.hpp"
+
+namespace vidnode::gpu {
+
+namespace {
+
+/// A method the contract names, and its number of arguments (with self).
+struct contract_method {
+  const char* name;
+  size_t arguments;
+  bool required;
+};
+
+constexpr contract_method contract[] = {
+  {"encode_prompt", 2, true},   {"latent_shape", 4, true},
+  {"denoise", 5, true},         {"decode", 2, true},
+  {"estimate_bytes", 4, false},
+};
+
+constexpr uint64_t default_estimate = 1ull << 30;
+
+/// Checks `module` against the contract; the first violation, or nothing.
+std::optional<std::string> check_contract(torch::jit::Module& module) {
+  for (const auto& m : contract) {
+    auto method = module.find_method(m.name);
+    if (!method) {
+      if (m.required)
+        return std::string{"lacks the method "} + m.name
+               + " (see the TorchScript contract in the README)";
+      continue;
+    }
+    auto count = method->function().getSchema().arguments().size();
+    if (count != m.arguments)
+      return std::string{"method "} + m.name + " takes "
+             + std::to_string(count - 1) + " arguments, the contract says "
+             + std::to_string(m.arguments - 1);
+  }
+  return std::nullopt;
+}
+
+torch::Device torch_device(const runtime::device_info& device) {
+  if (device.kind == runtime::device_kind::cuda)
+    return torch::Device(torch::kCUDA,
+                         static_cast<c10::DeviceIndex>(device.ordinal));
+  return torch::Device(torch::kCPU);
+}
+
+class torchscript_run : public job_run {
+public:
+  torchscript_run(torch::jit::Module& module, torch::Device device,
+                  const runtime::job_spec& spec)
+    : module_(module), device_(device), steps_(spec.steps), fps_(spec.fps),
+      frames_(spec.frames), width_(spec.width), height_(spec.height) {
+    torch::NoGradGuard no_grad;
+    cond_ = module_.get_method("encode_prompt")({spec.prompt}).toTensor();
+    auto shape =
+      module_
+        .get_method("latent_shape")(
+          {int64_t{spec.frames}, int64_t{spec.height}, int64_t{spec.width}})
+        .toIntVector();
+    // The noise comes from the job's seed on the CPU: the same seed starts
+    // from the same latent on every device.
+    auto gen = at::detail::createCPUGenerator(spec.seed);
+    latent_ = at::randn(shape, gen, torch::kFloat32).to(device_);
+  }
+
+  int32_t steps() const override {
+    return steps_;
+  }
+
+  device_time step(int32_t index) override {
+    with_torch([&] {
+      torch::NoGradGuard no_grad;
+      latent_ = module_
+                  .get_method("denoise")(
+                    {latent_, int64_t{index}, int64_t{steps_}, cond_})
+                  .toTensor();
+    });
+    return device_time{0};
+  }
+
+  job_output finish(device_time& busy) override {
+    busy = device_time{0};
+    job_output out;
+    with_torch([&] {
+      torch::NoGradGuard no_grad;
+      auto frames = module_.get_method("decode")({latent_}).toTensor();
+      if (frames.dim() != 4 || frames.size(0) != frames_
+          || frames.size(1) != height_ || frames.size(2) != width_
+          || frames.size(3) != 3) {
+        std::string got = "[";
+        for (int64_t i = 0; i < frames.dim(); ++i)
+          got += (i > 0 ? ", " : "") + std::to_string(frames.size(i));
+        throw job_error(runtime::errc::internal,
+                        "decode returned a tensor of shape " + got
+                          + "], the contract says [" + std::to_string(frames_)
+                          + ", " + std::to_string(height_) + ", "
+                          + std::to_string(width_) + ", 3]");
+      }
+      if (frames.scalar_type() != torch::kUInt8)
+        frames = (frames.to(torch::kFloat32) * 255.0)
+                   .clamp(0.0, 255.0)
+                   .to(torch::kUInt8);
+      frames = frames.contiguous().to(torch::kCPU);
+      video_frames video;
+      video.frames = frames_;
+      video.height = height_;
+      video.width = width_;
+      video.fps = fps_;
+      auto data = frames.data_ptr<uint8_t>();
+      video.rgb.assign(data, data + frames.numel());
+      out.video = std::move(video);
+    });
+    return out;
+  }
+
+private:
+  torch::jit::Module& module_;
+  torch::Device device_;
+  int32_t steps_;
+  int32_t fps_;
+  int32_t frames_;
+  int32_t width_;
+  int32_t height_;
+  torch::Tensor cond_;
+  torch::Tensor latent_;
+};
+
+class torchscript_pipeline : public pipeline {
+public:
+  torchscript_pipeline(std::string name, std::string path, torch::Device device)
+    : name_(std::move(name)), path_(std::move(path)), device_(device) {}
+
+  device_time load(const runtime::job_spec&) override {
+    with_torch([&] {
+      try {
+        module_ = torch::jit::load(path_, device_);
+      } catch (const c10::OutOfMemoryError&) {
+        throw;
+      } catch (const c10::Error& e) {
+        throw job_error(runtime::errc::unknown_model,
+                        "model " + name_ + ": cannot load " + path_ + ": "
+                          + e.what_without_backtrace());
+      }
+      if (auto broken = check_contract(module_))
+        throw job_error(runtime::errc::unknown_model,
+                        "model " + name_ + " (" + path_ + ") " + *broken);
+      module_.eval();
+    });
+    return device_time{0};
+  }
+
+  std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t,
+                                 device_time& busy) override {
+    busy = device_time{0};
+    std::unique_ptr<job_run> run;
+    with_torch(
+      [&] { run = std::make_unique<torchscript_run>(module_, device_, spec); });
+    return run;
+  }
+
+private:
+  std::string name_;
+  std::string path_;
+  torch::Device device_;
+  torch::jit::Module module_;
+};
+
+} // namespace
+
+/// The CPU copy that answers estimate_bytes (calls are serialized: the
+/// admission actor and tests may call from different threads).
+struct torchscript_factory::cpu_copy {
+  torch::jit::Module module;
+  bool has_estimate = false;
+  std::mutex mutex;
+};
+
+torchscript_factory::torchscript_factory(std::string name, std::string path,
+                                         std::unique_ptr<cpu_copy> estimator)
+  : name_(std::move(name)), path_(std::move(path)),
+    estimator_(std::move(estimator)) {}
+
+torchscript_factory::~torchscript_factory() = default;
+
+std::shared_ptr<torchscript_factory>
+torchscript_factory::open(const std::string& name, const std::string& path,
+                          std::string& error) {
+  auto copy = std::make_unique<cpu_copy>();
+  try {
+    copy->module = torch::jit::load(path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    error = "model " + name + ": cannot load " + path + ": "
+            + e.what_without_backtrace();
+    return nullptr;
+  }
+  if (auto broken = check_contract(copy->module)) {
+    error = "model " + name + " (" + path + ") " + *broken;
+    return nullptr;
+  }
+  copy->module.eval();
+  copy->has_estimate = copy->module.find_method("estimate_bytes").has_value();
+  return std::make_shared<torchscript_factory>(name, path, std::move(copy));
+}
+
+bool torchscript_factory::serves(const std::string& model) const {
+  return model == name_;
+}
+
+bool torchscript_factory::runs_on(runtime::device_kind kind) const {
+  return kind == runtime::device_kind::cpu
+         || kind == runtime::device_kind::cuda;
+}
+
+std::optional<std::string>
+torchscript_factory::validate(const runtime::job_spec& spec) const {
+  if (!spec.options.empty())
+    return "options: model " + name_ + " takes no options, got '"
+           + spec.options.begin()->first + "'";
+  return std::nullopt;
+}
+
+uint64_t
+torchscript_factory::estimate_peak_bytes(const runtime::job_spec& spec) const {
+  if (!estimator_->has_estimate)
+    return default_estimate;
+  std::lock_guard<std::mutex> guard{estimator_->mutex};
+  try {
+    auto bytes =
+      estimator_->module
+        .get_method("estimate_bytes")(
+          {int64_t{spec.frames}, int64_t{spec.height}, int64_t{spec.width}})
+        .toInt();
+    return bytes > 0 ? static_cast<uint64_t>(bytes) : default_estimate;
+  } catch (const c10::Error&) {
+    return default_estimate;
+  }
+}
+
+std::unique_ptr<pipeline>
+torchscript_factory::make(const std::string&,
+                          const runtime::device_info& device) const {
+  return std::make_unique<torchscript_pipeline>(name_, path_,
+                                                torch_device(device));
+}
+
+} // namespace vidnode::gpu
