@@ -41,6 +41,9 @@ enum class errc : uint8_t {
   unknown_job,
   /// The node is shutting down and accepts no new work.
   shutting_down,
+  /// Fetching an input or uploading an output failed: the context names the
+  /// URL and the cause.
+  transfer_failed,
 };
 
 /// The name of a code as users see it ("queue_full").

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "vidnode/actors/transfers.hpp"
+
+namespace vidnode::net {
+
+/// actors::transfers with libcurl: http, https (and file:// for fetches),
+/// connect and total timeouts, a size limit on downloads, and retries with
+/// exponential backoff on connection failures, timeouts and 5xx answers
+/// (a 4xx answer is final).
+class curl_transfers : public actors::transfers {
+public:
+  /// Limits and retries, with their defaults.
+  struct options {
+    std::chrono::milliseconds connect_timeout{5000};
+    /// Longest time one try may take.
+    std::chrono::milliseconds total_timeout{60000};
+    /// Largest download accepted.
+    uint64_t max_download_bytes = 1ull << 30;
+    /// Tries in all (1: no retry).
+    int attempts = 4;
+    /// Wait before the second try; doubles for each further one.
+    std::chrono::milliseconds backoff{200};
+  };
+
+  explicit curl_transfers(options opts);
+  ~curl_transfers() override;
+
+  caf::expected<uint64_t> fetch(const std::string& url,
+                                const std::string& path) override;
+  caf::error upload(const std::string& path, const std::string& url) override;
+  caf::error notify(const std::string& url,
+                    const runtime::job_result& result) override;
+
+private:
+  options opts_;
+};
+
+} // namespace vidnode::net

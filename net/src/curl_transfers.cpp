@@ -1,0 +1,229 @@
+#include "vidnode/net/curl_transfers.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <curl/curl.h>
+
+#include "vidnode/net/json.hpp"
+#include "vidnode/runtime/errc.hpp"
+
+namespace vidnode::net {
+
+namespace {
+
+using runtime::errc;
+using runtime::make_error;
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct easy_deleter {
+  void operator()(CURL* x) const {
+    curl_easy_cleanup(x);
+  }
+};
+
+struct file_closer {
+  void operator()(FILE* x) const {
+    std::fclose(x);
+  }
+};
+
+using easy_handle = std::unique_ptr<CURL, easy_deleter>;
+
+/// How one try ended.
+struct outcome {
+  CURLcode code = CURLE_OK;
+  long status = 0;
+  /// Worth trying again: no connection, a timeout, a 5xx answer.
+  bool retry = false;
+  std::string cause;
+};
+
+/// Where a download goes, and how much it may grow.
+struct sink {
+  FILE* file = nullptr;
+  uint64_t written = 0;
+  uint64_t limit = 0;
+  bool too_large = false;
+};
+
+size_t write_to_sink(char* data, size_t size, size_t count, void* user) {
+  auto out = static_cast<sink*>(user);
+  auto bytes = size * count;
+  if (out->written + bytes > out->limit) {
+    out->too_large = true;
+    return 0; // aborts the transfer
+  }
+  out->written += bytes;
+  return std::fwrite(data, 1, bytes, out->file);
+}
+
+size_t discard(char*, size_t size, size_t count, void*) {
+  return size * count;
+}
+
+void common_options(CURL* easy, const curl_transfers::options& opts) {
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(opts.connect_timeout.count()));
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(opts.total_timeout.count()));
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "vidnode/0.1");
+}
+
+/// Runs a prepared transfer and judges it.
+outcome perform(CURL* easy) {
+  outcome out;
+  out.code = curl_easy_perform(easy);
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &out.status);
+  if (out.code != CURLE_OK) {
+    out.cause = curl_easy_strerror(out.code);
+    out.retry =
+      out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_OPERATION_TIMEDOUT
+      || out.code == CURLE_RECV_ERROR || out.code == CURLE_SEND_ERROR
+      || out.code == CURLE_GOT_NOTHING || out.code == CURLE_PARTIAL_FILE;
+    return out;
+  }
+  if (out.status >= 400) {
+    out.cause = "HTTP " + std::to_string(out.status);
+    out.retry = out.status >= 500;
+  }
+  return out;
+}
+
+bool succeeded(const outcome& x) {
+  return x.code == CURLE_OK && x.status < 400;
+}
+
+/// Tries `attempt` up to opts.attempts times with exponential backoff.
+template <class Attempt>
+outcome with_retries(const curl_transfers::options& opts, Attempt attempt) {
+  auto delay = opts.backoff;
+  outcome last;
+  for (int i = 1; i <= opts.attempts; ++i) {
+    last = attempt();
+    if (succeeded(last) || !last.retry)
+      return last;
+    if (i < opts.attempts) {
+      std::this_thread::sleep_for(delay);
+      delay *= 2;
+    }
+  }
+  if (opts.attempts > 1)
+    last.cause += " (after " + std::to_string(opts.attempts) + " tries)";
+  return last;
+}
+
+caf::error failure(const std::string& what, const std::string& url,
+                   const std::string& cause) {
+  return make_error(errc::transfer_failed, what + " " + url + ": " + cause);
+}
+
+} // namespace
+
+curl_transfers::curl_transfers(options opts) : opts_(opts) {
+  global_init();
+}
+
+curl_transfers::~curl_transfers() = default;
+
+caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
+                                              const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
+                                      ec);
+  uint64_t size = 0;
+  auto result = with_retries(opts_, [&] {
+    outcome out;
+    std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "wb")};
+    if (!file) {
+      out.code = CURLE_WRITE_ERROR;
+      out.cause = "cannot write " + path;
+      return out;
+    }
+    easy_handle easy{curl_easy_init()};
+    sink to{file.get(), 0, opts_.max_download_bytes, false};
+    common_options(easy.get(), opts_);
+    curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
+    curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
+    out = perform(easy.get());
+    if (to.too_large) {
+      out.retry = false;
+      out.cause = "larger than the limit of "
+                  + std::to_string(opts_.max_download_bytes) + " bytes";
+    }
+    size = to.written;
+    return out;
+  });
+  if (!succeeded(result)) {
+    std::filesystem::remove(path, ec);
+    return failure("fetching", url, result.cause);
+  }
+  return size;
+}
+
+caf::error curl_transfers::upload(const std::string& path,
+                                  const std::string& url) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec)
+    return failure("uploading to", url, "cannot read " + path);
+  auto result = with_retries(opts_, [&] {
+    outcome out;
+    std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "rb")};
+    if (!file) {
+      out.code = CURLE_READ_ERROR;
+      out.cause = "cannot read " + path;
+      return out;
+    }
+    easy_handle easy{curl_easy_init()};
+    common_options(easy.get(), opts_);
+    curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy.get(), CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(easy.get(), CURLOPT_READDATA, file.get());
+    curl_easy_setopt(easy.get(), CURLOPT_INFILESIZE_LARGE,
+                     static_cast<curl_off_t>(size));
+    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
+    return perform(easy.get());
+  });
+  if (!succeeded(result))
+    return failure("uploading to", url, result.cause);
+  return caf::none;
+}
+
+caf::error curl_transfers::notify(const std::string& url,
+                                  const runtime::job_result& job) {
+  auto body = to_json(job).dump();
+  auto result = with_retries(opts_, [&] {
+    easy_handle easy{curl_easy_init()};
+    common_options(easy.get(), opts_);
+    curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDSIZE,
+                     static_cast<long>(body.size()));
+    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
+    auto out = perform(easy.get());
+    curl_slist_free_all(headers);
+    return out;
+  });
+  if (!succeeded(result))
+    return failure("notifying", url, result.cause);
+  return caf::none;
+}
+
+} // namespace vidnode::net

@@ -1,0 +1,157 @@
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/http_server.hpp"
+#include "vidnode/net/curl_transfers.hpp"
+#include "vidnode/runtime/errc.hpp"
+
+using namespace std::chrono_literals;
+using namespace vidnode;
+using runtime::errc;
+
+namespace {
+
+net::curl_transfers::options quick() {
+  net::curl_transfers::options opts;
+  opts.connect_timeout = 1000ms;
+  opts.total_timeout = 1000ms;
+  opts.attempts = 3;
+  opts.backoff = 10ms;
+  opts.max_download_bytes = 1 << 20;
+  return opts;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path()
+          / ("vidnode-net-" + std::to_string(getpid()) + "-" + name))
+    .string();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+int requests_for(const test::http_server& server, const std::string& path) {
+  auto log = server.read("requests.log");
+  int n = 0;
+  for (size_t at = log.find(path + "\n"); at != std::string::npos;
+       at = log.find(path + "\n", at + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("a download over http arrives whole", "[transfers]") {
+  test::http_server server;
+  server.serve("voice.wav", std::string(5000, 'x'));
+  net::curl_transfers transfers{quick()};
+  auto path = temp_path("voice.wav");
+  auto size = transfers.fetch(server.url("/files/voice.wav"), path);
+  REQUIRE(size);
+  CHECK(*size == 5000);
+  CHECK(read_file(path) == std::string(5000, 'x'));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a download from a file URL works too", "[transfers]") {
+  auto source = temp_path("source.bin");
+  std::ofstream{source} << "local bytes";
+  net::curl_transfers transfers{quick()};
+  auto path = temp_path("copy.bin");
+  REQUIRE(transfers.fetch("file://" + source, path));
+  CHECK(read_file(path) == "local bytes");
+  std::filesystem::remove(source);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a 404 fails at once with a typed error naming the URL",
+          "[transfers]") {
+  test::http_server server;
+  net::curl_transfers transfers{quick()};
+  auto url = server.url("/files/missing.wav");
+  auto path = temp_path("missing.wav");
+  auto result = transfers.fetch(url, path);
+  REQUIRE_FALSE(result);
+  CHECK(runtime::is(result.error(), errc::transfer_failed));
+  CHECK_THAT(runtime::describe(result.error()),
+             Catch::Contains(url) && Catch::Contains("HTTP 404"));
+  CHECK(requests_for(server, "/files/missing.wav") == 1);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("a server that fails with 500 and then answers is retried until "
+          "it does",
+          "[transfers]") {
+  test::http_server server;
+  server.serve("a.wav", "audio");
+  net::curl_transfers transfers{quick()};
+  auto path = temp_path("a.wav");
+  REQUIRE(transfers.fetch(server.url("/flaky/2/files/a.wav"), path));
+  CHECK(read_file(path) == "audio");
+  CHECK(requests_for(server, "/flaky/2/files/a.wav") == 3);
+  auto never = transfers.fetch(server.url("/flaky/9/files/a.wav"), path);
+  REQUIRE_FALSE(never);
+  CHECK_THAT(runtime::describe(never.error()),
+             Catch::Contains("HTTP 500") && Catch::Contains("after 3 tries"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a server that stalls is given up on after the timeout",
+          "[transfers]") {
+  test::http_server server;
+  auto opts = quick();
+  opts.total_timeout = 300ms;
+  opts.attempts = 1;
+  net::curl_transfers transfers{opts};
+  auto started = std::chrono::steady_clock::now();
+  auto result = transfers.fetch(server.url("/stall/x"), temp_path("stall"));
+  REQUIRE_FALSE(result);
+  CHECK(std::chrono::steady_clock::now() - started < 5s);
+  CHECK_THAT(runtime::describe(result.error()), Catch::Contains("imeout"));
+}
+
+TEST_CASE("a download larger than the limit is refused", "[transfers]") {
+  test::http_server server;
+  server.serve("huge.bin", std::string(2 << 20, 'h'));
+  net::curl_transfers transfers{quick()};
+  auto path = temp_path("huge.bin");
+  auto result = transfers.fetch(server.url("/files/huge.bin"), path);
+  REQUIRE_FALSE(result);
+  CHECK_THAT(runtime::describe(result.error()), Catch::Contains("limit"));
+  CHECK(requests_for(server, "/files/huge.bin") == 1);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("an upload PUTs the file, retrying after a 500", "[transfers]") {
+  test::http_server server;
+  auto file = temp_path("out.mp4");
+  std::ofstream{file} << "video bytes";
+  net::curl_transfers transfers{quick()};
+  CHECK_FALSE(transfers.upload(file, server.url("/flaky/1/uploads/out.mp4")));
+  CHECK(server.read("uploads/out.mp4") == "video bytes");
+  auto refused = transfers.upload(file, server.url("/status/403/x"));
+  REQUIRE(refused);
+  CHECK_THAT(runtime::describe(refused), Catch::Contains("HTTP 403"));
+  std::filesystem::remove(file);
+}
+
+TEST_CASE("a webhook POSTs the job's result as JSON", "[transfers]") {
+  test::http_server server;
+  net::curl_transfers transfers{quick()};
+  runtime::job_result result;
+  result.id = runtime::job_id{7};
+  result.state = runtime::job_state::succeeded;
+  result.output = "/tmp/job-7.mp4";
+  REQUIRE_FALSE(transfers.notify(server.url("/hooks/done"), result));
+  auto posted = nlohmann::json::parse(server.read("hooks/done"));
+  CHECK(posted["id"] == 7);
+  CHECK(posted["state"] == "succeeded");
+  CHECK(posted["output"] == "/tmp/job-7.mp4");
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""An HTTP server for vidnode's tests, on 127.0.0.1 only.
+
+    http_test_server.py ROOT     prints "listening on PORT", then serves:
+
+GET  /files/NAME               ROOT/files/NAME
+PUT  /uploads/NAME             stores the body as ROOT/uploads/NAME
+POST /hooks/NAME               appends the body as a line to ROOT/hooks/NAME
+any  /status/CODE/...          answers CODE
+any  /flaky/N/REST             answers 500 to the first N requests for the
+                               path, then acts as /REST
+any  /stall/...                answers nothing for 30 s
+Every request is logged as "METHOD PATH" to ROOT/requests.log.
+"""
+import http.server
+import os
+import sys
+import threading
+import time
+
+ROOT = sys.argv[1]
+counts = {}
+lock = threading.Lock()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, code, body=b""):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length)
+
+    def handle_any(self, method):
+        with open(os.path.join(ROOT, "requests.log"), "a") as log:
+            log.write(f"{method} {self.path}\n")
+        path = self.path
+        if path.startswith("/flaky/"):
+            _, _, n, rest = path.split("/", 3)
+            with lock:
+                counts[path] = counts.get(path, 0) + 1
+                seen = counts[path]
+            if seen <= int(n):
+                self.body()
+                return self.answer(500, b"not yet")
+            path = "/" + rest
+        parts = path.strip("/").split("/")
+        if parts[0] == "status":
+            self.body()
+            return self.answer(int(parts[1]))
+        if parts[0] == "stall":
+            time.sleep(30)
+            return self.answer(200)
+        if method == "GET" and parts[0] == "files":
+            try:
+                with open(os.path.join(ROOT, "files", parts[1]), "rb") as f:
+                    return self.answer(200, f.read())
+            except OSError:
+                return self.answer(404)
+        if method == "PUT" and parts[0] == "uploads":
+            os.makedirs(os.path.join(ROOT, "uploads"), exist_ok=True)
+            with open(os.path.join(ROOT, "uploads", parts[1]), "wb") as f:
+                f.write(self.body())
+            return self.answer(200)
+        if method == "POST" and parts[0] == "hooks":
+            os.makedirs(os.path.join(ROOT, "hooks"), exist_ok=True)
+            with open(os.path.join(ROOT, "hooks", parts[1]), "ab") as f:
+                f.write(self.body() + b"\n")
+            return self.answer(200)
+        self.body()
+        return self.answer(404)
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(f"listening on {server.server_address[1]}", flush=True)
+server.serve_forever()
