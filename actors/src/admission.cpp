@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <unordered_map>
 #include <utility>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -63,6 +65,15 @@ struct job_record {
   time_point started;
   /// The pending queue or run deadline (time_point::max() if none).
   time_point deadline = time_point::max();
+  /// The job's audio is being fetched: it is queued (for clients) but not
+  /// yet in the queue.
+  bool awaiting_inputs = false;
+  /// The job's video is being uploaded: it is running, on no device.
+  bool uploading = false;
+  /// The fetched audio track (a local path), if any.
+  std::string audio_path;
+  /// The written video while it is uploaded.
+  std::string video_path;
   /// Bounded and unbounded waiters (wait, execute).
   std::vector<std::pair<uint64_t, result_promise>> waiters;
   std::vector<runtime::job_observer_actor> observers;
@@ -105,6 +116,36 @@ std::string host_name() {
   return buf;
 }
 
+// -- transfer tasks: each runs on a detached actor of its own and ends ------
+
+void fetch_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
+                admission_control_actor admission, job_id id, std::string url,
+                std::string path) {
+  auto fetched = mover->fetch(url, path);
+  if (fetched)
+    self->send(admission, fetched_atom::value, id, std::move(path),
+               caf::error{});
+  else
+    self->send(admission, fetched_atom::value, id, std::string{},
+               std::move(fetched.error()));
+  self->quit();
+}
+
+void upload_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
+                 admission_control_actor admission, job_id id, std::string path,
+                 std::string url) {
+  self->send(admission, uploaded_atom::value, id, mover->upload(path, url));
+  self->quit();
+}
+
+void notify_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
+                 std::string url, job_result result) {
+  if (auto err = mover->notify(url, result))
+    spdlog::warn("job {}: webhook not delivered: {}", result.id.value,
+                 runtime::describe(err));
+  self->quit();
+}
+
 struct admission_state {
   using pointer = admission_control_actor::stateful_pointer<admission_state>;
 
@@ -115,6 +156,9 @@ struct admission_state {
   pointer self;
   runtime::node_settings settings;
   std::shared_ptr<const gpu::model_catalog> catalog;
+  std::shared_ptr<transfers> mover;
+  /// Jobs whose inputs are being fetched (they count as queued).
+  size_t awaiting_inputs = 0;
   std::string node_name;
   std::unique_ptr<job_queue> queue;
   std::unique_ptr<memory_estimates> estimates;
@@ -223,7 +267,7 @@ struct admission_state {
       auto& rec = i->second;
       rec.deadline = time_point::max();
       if (rec.result.state == job_state::queued) {
-        queue->forget();
+        leave_queue(rec);
         auto limit = effective_queue_timeout(rec.spec);
         finalize(rec, job_state::timed_out,
                  make_error(errc::queue_timeout,
@@ -303,10 +347,17 @@ struct admission_state {
                                                + spec.model + "'");
     if (bytes > largest)
       return make_error(errc::too_large, too_large_reason(bytes));
-    if (queue->size() >= settings.queue_size)
+    if (!mover
+        && (!spec.audio_url.empty() || !spec.output_url.empty()
+            || !spec.webhook_url.empty()))
+      return make_error(errc::invalid_request,
+                        "node " + node_name
+                          + " cannot fetch or send files: audio_url, "
+                            "output_url and webhook_url are not available");
+    auto queued = queue->size() + awaiting_inputs;
+    if (queued >= settings.queue_size)
       return make_error(errc::queue_full,
-                        std::to_string(queue->size())
-                          + " jobs are queued (queue-size "
+                        std::to_string(queued) + " jobs are queued (queue-size "
                           + std::to_string(settings.queue_size) + ")");
     return caf::none;
   }
@@ -345,8 +396,88 @@ struct admission_state {
     rec.spec = std::move(spec);
     if (!rec.spec.idempotency_key.empty())
       idempotency_keys.emplace(rec.spec.idempotency_key, id);
-    enqueue(rec, false);
+    if (rec.spec.audio_url.empty())
+      enqueue(rec, false);
+    else
+      start_fetch(rec);
     return &rec;
+  }
+
+  // -- transfers -----------------------------------------------------------
+
+  /// Fetches the job's audio on a detached actor; the job enters the queue
+  /// when it arrives. Its queue timeout runs meanwhile.
+  void start_fetch(job_record& rec) {
+    auto t = now();
+    rec.result.state = job_state::queued;
+    rec.queued_since = t;
+    rec.awaiting_inputs = true;
+    ++awaiting_inputs;
+    set_deadline(rec, t + effective_queue_timeout(rec.spec));
+    auto path = (std::filesystem::path{settings.output_dir} / "inputs"
+                 / ("job-" + runtime::to_string(rec.result.id) + "-audio"))
+                  .string();
+    self->spawn<caf::detached>(
+      fetch_task, mover, caf::actor_cast<admission_control_actor>(self),
+      rec.result.id, rec.spec.audio_url, std::move(path));
+  }
+
+  /// Takes a queued job out of the queue (or stops waiting for its inputs).
+  void leave_queue(job_record& rec) {
+    if (rec.awaiting_inputs) {
+      rec.awaiting_inputs = false;
+      --awaiting_inputs;
+    } else {
+      queue->forget();
+    }
+  }
+
+  void fetched(job_id id, std::string path, caf::error err) {
+    auto i = jobs.find(id);
+    if (i == jobs.end() || !i->second.awaiting_inputs) {
+      std::error_code ec;
+      if (!path.empty())
+        std::filesystem::remove(path, ec);
+      return;
+    }
+    auto& rec = i->second;
+    rec.awaiting_inputs = false;
+    --awaiting_inputs;
+    if (err) {
+      finalize(rec, job_state::failed, std::move(err));
+      return;
+    }
+    rec.audio_path = std::move(path);
+    rec.result.queue_time +=
+      std::chrono::duration_cast<caf::timespan>(now() - rec.queued_since);
+    enqueue(rec, false);
+    dispatch();
+  }
+
+  /// Uploads a finished job's video on a detached actor; the job ends when
+  /// the upload does.
+  void start_upload(job_record& rec, std::string video) {
+    rec.uploading = true;
+    rec.video_path = std::move(video);
+    self->spawn<caf::detached>(
+      upload_task, mover, caf::actor_cast<admission_control_actor>(self),
+      rec.result.id, rec.video_path, rec.spec.output_url);
+  }
+
+  void uploaded(job_id id, caf::error err) {
+    auto i = jobs.find(id);
+    if (i == jobs.end() || !i->second.uploading
+        || i->second.result.state != job_state::running)
+      return;
+    auto& rec = i->second;
+    rec.uploading = false;
+    if (err)
+      finalize(rec, job_state::failed,
+               make_error(errc::transfer_failed, runtime::detail_of(err)
+                                                   + "; the video is kept at "
+                                                   + rec.video_path));
+    else
+      finalize(rec, job_state::succeeded, caf::none, rec.spec.output_url);
   }
 
   void enqueue(job_record& rec, bool at_front) {
@@ -482,8 +613,9 @@ struct admission_state {
       model->loaded = true;
     }
     set_deadline(rec, t + effective_run_timeout(rec.spec));
-    self->send(device.worker, run_atom::value,
-               job_ticket{r.id, rec.lease, rec.spec, r.attempts});
+    self->send(
+      device.worker, run_atom::value,
+      job_ticket{r.id, rec.lease, rec.spec, r.attempts, rec.audio_path});
     emit(rec);
   }
 
@@ -577,6 +709,14 @@ struct admission_state {
     if (state != job_state::succeeded)
       spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
                    runtime::describe(r.error));
+    if (!rec.audio_path.empty()) {
+      std::error_code ec;
+      std::filesystem::remove(rec.audio_path, ec);
+      rec.audio_path.clear();
+    }
+    if (mover && !rec.spec.webhook_url.empty())
+      self->spawn<caf::detached>(notify_task, mover, rec.spec.webhook_url,
+                                 snapshot(rec));
     finished.emplace_back(t, r.id);
     if (finished.size() == 1)
       arm_tick(t + settings.result_ttl);
@@ -768,7 +908,7 @@ struct admission_state {
       if (runtime::is_terminal(rec.result.state))
         continue;
       if (rec.result.state == job_state::queued)
-        queue->forget();
+        leave_queue(rec);
       else
         stop_attempt(rec);
       finalize(
@@ -789,7 +929,8 @@ caf::result<job_result> unknown_job(job_id id) {
 admission_control_actor::behavior_type
 admission_behavior(admission_pointer self, runtime::node_settings settings,
                    std::vector<runtime::device_info> devices,
-                   std::shared_ptr<const gpu::model_catalog> catalog) {
+                   std::shared_ptr<const gpu::model_catalog> catalog,
+                   std::shared_ptr<transfers> mover) {
   auto& st = self->state;
   for (auto& info : devices) {
     device_slot slot;
@@ -805,6 +946,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   st.estimates = std::make_unique<memory_estimates>(memory_policy);
   st.settings = std::move(settings);
   st.catalog = std::move(catalog);
+  st.mover = std::move(mover);
   st.mono_epoch = self->clock().now();
   st.wall_epoch = caf::make_timestamp();
   return {
@@ -866,7 +1008,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       if (runtime::is_terminal(rec.result.state))
         return st.snapshot(rec);
       if (rec.result.state == job_state::queued)
-        st.queue->forget();
+        st.leave_queue(rec);
       else
         st.stop_attempt(rec);
       st.finalize(rec, job_state::cancelled,
@@ -940,9 +1082,21 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         st.release(*rec);
         st.dispatch();
         rec->result.step = rec->result.steps;
-        st.finalize(*rec, job_state::succeeded, caf::none,
-                    std::move(out.output), ended);
+        if (!rec->spec.output_url.empty() && st.mover)
+          st.start_upload(*rec, std::move(out.output));
+        else
+          st.finalize(*rec, job_state::succeeded, caf::none,
+                      std::move(out.output), ended);
       }
+    },
+    // -- transfer tasks ----------------------------------------------------
+    [=](fetched_atom, job_id id, std::string& path, caf::error& err) {
+      if (self->state.from_this_node())
+        self->state.fetched(id, std::move(path), std::move(err));
+    },
+    [=](uploaded_atom, job_id id, caf::error& err) {
+      if (self->state.from_this_node())
+        self->state.uploaded(id, std::move(err));
     },
     [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {
       auto& st = self->state;
@@ -1007,9 +1161,10 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
-                std::shared_ptr<const gpu::model_catalog> catalog) {
+                std::shared_ptr<const gpu::model_catalog> catalog,
+                std::shared_ptr<transfers> mover) {
   return sys.spawn(admission_behavior, settings, std::move(devices),
-                   std::move(catalog));
+                   std::move(catalog), std::move(mover));
 }
 
 } // namespace vidnode::actors

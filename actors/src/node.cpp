@@ -12,9 +12,11 @@ namespace vidnode::actors {
 node_actors spawn_node(caf::actor_system& sys,
                        const runtime::node_settings& settings,
                        std::vector<runtime::device_info> devices,
-                       std::shared_ptr<const gpu::model_catalog> catalog) {
+                       std::shared_ptr<const gpu::model_catalog> catalog,
+                       std::shared_ptr<transfers> transfers) {
   node_actors result;
-  result.admission = spawn_admission(sys, settings, devices, catalog);
+  result.admission =
+    spawn_admission(sys, settings, devices, catalog, std::move(transfers));
   result.supervisor = spawn_node_supervisor(
     sys, settings, std::move(devices), result.admission, std::move(catalog));
   return result;
@@ -23,7 +25,8 @@ node_actors spawn_node(caf::actor_system& sys,
 caf::expected<std::unique_ptr<local_node>>
 local_node::start(caf::actor_system& sys,
                   const runtime::node_settings& settings,
-                  std::shared_ptr<const gpu::model_catalog> catalog) {
+                  std::shared_ptr<const gpu::model_catalog> catalog,
+                  std::shared_ptr<transfers> transfers) {
   if (auto err = runtime::validate(settings))
     return err;
   std::vector<runtime::device_info> devices;
@@ -40,7 +43,8 @@ local_node::start(caf::actor_system& sys,
     if (!catalog)
       return runtime::make_error(runtime::errc::invalid_request, reason);
   }
-  auto actors = spawn_node(sys, settings, devices, std::move(catalog));
+  auto actors = spawn_node(sys, settings, devices, std::move(catalog),
+                           std::move(transfers));
   return std::unique_ptr<local_node>{
     new local_node(sys, std::move(actors), std::move(devices))};
 }

@@ -175,6 +175,13 @@ int main(int argc, char** argv) {
   submit->add_option("--option", spec_options,
                      "Pipeline option KEY=VALUE (repeatable), e.g. "
                      "step_ms=100");
+  submit->add_option("--audio-url", spec.audio_url,
+                     "Audio track to mux in (http, https or file URL)");
+  submit->add_option("--output-url", spec.output_url,
+                     "PUT the video here (e.g. a presigned URL); the result's "
+                     "output is then this URL");
+  submit->add_option("--webhook-url", spec.webhook_url,
+                     "POST the job's result as JSON here when it ends");
   submit->add_flag("--wait", submit_wait,
                    "Wait for the job to end and print its result");
 

@@ -15,6 +15,7 @@
 #include "common/cli_options.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
+#include "vidnode/net/curl_transfers.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -207,7 +208,9 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
-  auto node = actors::local_node::start(sys, settings);
+  auto mover =
+    std::make_shared<net::curl_transfers>(net::curl_transfers::options{});
+  auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {
     std::fprintf(stderr, "vidnode: %s\n",
                  runtime::describe(node.error()).c_str());

@@ -1,6 +1,7 @@
 #include "vidnode/runtime/validation.hpp"
 
 #include <cctype>
+#include <initializer_list>
 
 #include "vidnode/runtime/errc.hpp"
 
@@ -24,6 +25,25 @@ caf::error check_range(const char* field, int64_t value, int64_t lo,
                         + std::to_string(hi) + ", got "
                         + std::to_string(value));
   return caf::none;
+}
+
+/// An empty URL, or one with one of `schemes` ("http", "https", "file").
+caf::error check_url(const char* field, const std::string& url,
+                     std::initializer_list<const char*> schemes) {
+  if (url.empty())
+    return caf::none;
+  if (url.size() > job_limits::max_url_bytes)
+    return bad(field, "longer than " + std::to_string(job_limits::max_url_bytes)
+                        + " bytes");
+  std::string allowed;
+  for (auto scheme : schemes) {
+    auto prefix = std::string{scheme} + "://";
+    if (url.size() > prefix.size()
+        && url.compare(0, prefix.size(), prefix) == 0)
+      return caf::none;
+    allowed += (allowed.empty() ? "" : ", ") + prefix;
+  }
+  return bad(field, "'" + url + "' must start with " + allowed);
 }
 
 caf::error check_dimension(const char* field, int32_t value) {
@@ -93,6 +113,13 @@ caf::error validate(const job_spec& spec) {
                               + std::to_string(lim::max_option_value_bytes)
                               + " bytes");
   }
+  if (auto err =
+        check_url("audio_url", spec.audio_url, {"http", "https", "file"}))
+    return err;
+  if (auto err = check_url("output_url", spec.output_url, {"http", "https"}))
+    return err;
+  if (auto err = check_url("webhook_url", spec.webhook_url, {"http", "https"}))
+    return err;
   return caf::none;
 }
 

@@ -18,9 +18,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "support/http_server.hpp"
 #include "support/process.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/video.hpp"
+#include "vidnode/actors/node.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -502,3 +504,112 @@ TEST_CASE("vidnode serves a user's TorchScript model by name and refuses to "
   std::filesystem::remove_all(dir);
 }
 #endif
+
+TEST_CASE("a job's video is uploaded to its output URL and its webhook "
+          "receives the result",
+          "[integration][transfers][torch]") {
+  if (!gpu::torch_available() || !gpu::video_encoding_available()) {
+    WARN("skipped: this build lacks libtorch or FFmpeg");
+    return;
+  }
+  test::http_server web;
+  auto dir = web.root() / "node-output";
+  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  auto result = node.vidctl_json(
+    {"submit", "--model", "tiny-t2v", "--width", "64", "--height", "32",
+     "--frames", "4", "--steps", "1", "--output-url",
+     web.url("/flaky/1/uploads/clip.mp4"), "--webhook-url",
+     web.url("/hooks/ended"), "--wait"});
+  CHECK(result["state"] == "succeeded");
+  CHECK(result["output"] == web.url("/flaky/1/uploads/clip.mp4"));
+  auto uploaded = web.read("uploads/clip.mp4");
+  std::ifstream local{dir / "job-1.mp4", std::ios::binary};
+  CHECK(uploaded.size() > 100);
+  CHECK(uploaded
+        == std::string{std::istreambuf_iterator<char>{local}, {}});
+  // The webhook is posted after the job ended; wait for it briefly.
+  std::string posted;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((posted = web.read("hooks/ended")).empty()
+         && std::chrono::steady_clock::now() < deadline)
+    node.vidctl({"status", "1"});
+  REQUIRE_FALSE(posted.empty());
+  auto hook = json::parse(posted);
+  CHECK(hook["id"] == 1);
+  CHECK(hook["state"] == "succeeded");
+  CHECK(hook["output"] == result["output"]);
+}
+
+TEST_CASE("an audio URL that cannot be fetched fails the job with a typed "
+          "error naming the URL, before any device time is spent",
+          "[integration][transfers]") {
+  test::http_server web;
+  node_process node{{"--devices", "sim:1"}};
+  auto url = web.url("/files/missing.wav");
+  auto r = node.vidctl({"submit", "--steps", "2", "--audio-url", url,
+                        "--webhook-url", web.url("/hooks/failed"), "--wait",
+                        "--json"});
+  CHECK(r.status == 1);
+  auto result = json::parse(r.out);
+  CHECK(result["state"] == "failed");
+  CHECK(result["attempts"] == 0);
+  CHECK(result["error"]["code"] == "transfer_failed");
+  CHECK_THAT(result["error"]["message"].get<std::string>(),
+             Catch::Contains(url) && Catch::Contains("HTTP 404"));
+}
+
+TEST_CASE("a job whose audio download stalls times out in the queue",
+          "[integration][transfers]") {
+  test::http_server web;
+  node_process node{{"--devices", "sim:1"}};
+  auto r = node.vidctl({"submit", "--audio-url", web.url("/stall/a.wav"),
+                        "--queue-timeout", "1s", "--wait", "--json"});
+  CHECK(r.status == 1);
+  auto result = json::parse(r.out);
+  CHECK(result["state"] == "timed_out");
+  CHECK(result["error"]["code"] == "queue_timeout");
+}
+
+TEST_CASE("a failed upload fails the job and says where the video is kept",
+          "[integration][transfers][torch]") {
+  if (!gpu::torch_available() || !gpu::video_encoding_available()) {
+    WARN("skipped: this build lacks libtorch or FFmpeg");
+    return;
+  }
+  test::http_server web;
+  auto dir = web.root() / "node-output";
+  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  auto r = node.vidctl({"submit", "--model", "tiny-t2v", "--width", "64",
+                        "--height", "32", "--frames", "2", "--steps", "1",
+                        "--output-url", web.url("/status/403/clip.mp4"),
+                        "--wait", "--json"});
+  CHECK(r.status == 1);
+  auto result = json::parse(r.out);
+  CHECK(result["state"] == "failed");
+  CHECK(result["error"]["code"] == "transfer_failed");
+  CHECK_THAT(result["error"]["message"].get<std::string>(),
+             Catch::Contains("HTTP 403")
+               && Catch::Contains((dir / "job-1.mp4").string()));
+}
+
+TEST_CASE("a node without transfers refuses jobs that name URLs",
+          "[transfers]") {
+  // Embedded nodes get no transfers unless the application passes some.
+  net::process_config cfg;
+  caf::actor_system sys{cfg};
+  runtime::node_settings settings;
+  settings.devices = "sim:1";
+  auto node = actors::local_node::start(sys, settings);
+  REQUIRE(node);
+  caf::scoped_actor self{sys};
+  runtime::job_spec spec;
+  spec.webhook_url = "http://127.0.0.1:1/hook";
+  self->request((*node)->admission(), 10s, runtime::submit_atom::value, spec)
+    .receive([](runtime::job_id) { FAIL("accepted"); },
+             [](caf::error& err) {
+               CHECK(runtime::is(err, runtime::errc::invalid_request));
+               CHECK_THAT(runtime::describe(err),
+                          Catch::Contains("cannot fetch or send files"));
+             });
+  (*node)->stop();
+}

@@ -6,6 +6,7 @@
 #include <caf/fwd.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
 
@@ -25,9 +26,16 @@ namespace vidnode::actors {
 /// `devices` are the node's devices: jobs are admitted against them from the
 /// start and queue until their workers attach. `settings` must have passed
 /// runtime::validate.
+///
+/// `transfers` moves inputs and outputs (audio_url, output_url,
+/// webhook_url), each transfer on a detached actor of its own; without it,
+/// jobs that name URLs are refused (invalid_request). A job's audio is
+/// fetched before it may queue for a device (its queue timeout runs
+/// meanwhile); its video is uploaded after its device was released.
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
-                std::shared_ptr<const gpu::model_catalog> catalog);
+                std::shared_ptr<const gpu::model_catalog> catalog,
+                std::shared_ptr<transfers> transfers = nullptr);
 
 } // namespace vidnode::actors

@@ -29,12 +29,14 @@ struct job_ticket {
   runtime::job_spec spec;
   /// 1 for the first attempt.
   int32_t attempt = 1;
+  /// The fetched audio track to mux into the video, if any (a local path).
+  std::string audio_path;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
   return f(caf::meta::type_name("vidnode::job_ticket"), x.id, x.lease, x.spec,
-           x.attempt);
+           x.attempt, x.audio_path);
 }
 
 /// What a device worker reports when a job succeeded.
@@ -69,6 +71,10 @@ using computed_atom = caf::atom_constant<caf::atom("computed")>;
 using encoded_atom = caf::atom_constant<caf::atom("encoded")>;
 /// Worker -> admission: an attempt succeeded.
 using done_atom = caf::atom_constant<caf::atom("done")>;
+/// Transfer task -> admission: a job's input was fetched (or not).
+using fetched_atom = caf::atom_constant<caf::atom("fetched")>;
+/// Transfer task -> admission: a job's output was uploaded (or not).
+using uploaded_atom = caf::atom_constant<caf::atom("uploaded")>;
 /// Worker -> admission: an attempt failed (the worker may exit after it).
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 /// Supervisor -> admission: a device's worker is up.
@@ -102,6 +108,8 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<detach_atom, int32_t, caf::error, bool>,
   caf::reacts_to<loaded_atom, int32_t, std::string>,
   caf::reacts_to<computed_atom, runtime::job_id, uint64_t>,
+  caf::reacts_to<fetched_atom, runtime::job_id, std::string, caf::error>,
+  caf::reacts_to<uploaded_atom, runtime::job_id, caf::error>,
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
   caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error>,

@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
 
@@ -25,7 +26,8 @@ struct node_actors {
 node_actors spawn_node(caf::actor_system& sys,
                        const runtime::node_settings& settings,
                        std::vector<runtime::device_info> devices,
-                       std::shared_ptr<const gpu::model_catalog> catalog);
+                       std::shared_ptr<const gpu::model_catalog> catalog,
+                       std::shared_ptr<transfers> transfers = nullptr);
 
 /// A running node inside an actor_system that the caller owns: the entry
 /// point for applications that embed vidnode. The system's config must have
@@ -38,9 +40,11 @@ public:
   /// Validates `settings`, discovers the devices it names, spawns the node.
   /// Fails with errc::invalid_request naming the bad setting.
   /// `catalog` null: the built-in models, set up from `settings`.
+  /// `transfers` null: jobs that name URLs are refused.
   static caf::expected<std::unique_ptr<local_node>>
   start(caf::actor_system& sys, const runtime::node_settings& settings,
-        std::shared_ptr<const gpu::model_catalog> catalog = nullptr);
+        std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
+        std::shared_ptr<transfers> transfers = nullptr);
 
   /// Stops the node (see stop).
   ~local_node();

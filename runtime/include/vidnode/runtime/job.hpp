@@ -86,6 +86,14 @@ struct job_spec {
   std::string idempotency_key;
   /// Pipeline options, validated by the pipeline (see model_catalog.hpp).
   std::map<std::string, std::string> options;
+  /// An audio track to mux into the video (http, https or file URL); it is
+  /// fetched while the job waits, never on a device.
+  std::string audio_url;
+  /// Where to PUT the finished video (a presigned object-store URL); the
+  /// result's output is then this URL.
+  std::string output_url;
+  /// Where to POST the job's result as JSON when it ends (any end).
+  std::string webhook_url;
 
   friend bool operator==(const job_spec& x, const job_spec& y) noexcept;
   friend bool operator!=(const job_spec& x, const job_spec& y) noexcept {
@@ -97,7 +105,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("vidnode::job_spec"), x.model, x.prompt,
            x.width, x.height, x.frames, x.fps, x.steps, x.seed, x.priority,
-           x.queue_timeout, x.run_timeout, x.idempotency_key, x.options);
+           x.queue_timeout, x.run_timeout, x.idempotency_key, x.options,
+           x.audio_url, x.output_url, x.webhook_url);
 }
 
 /// Where a job stands, or how it ended. Returned by submit-and-wait, status,

@@ -26,6 +26,7 @@ struct job_limits {
   static constexpr size_t max_options = 64;
   static constexpr size_t max_option_key_bytes = 64;
   static constexpr size_t max_option_value_bytes = 4096;
+  static constexpr size_t max_url_bytes = 2048;
 };
 
 /// Checks every field of `spec` against job_limits. Returns none, or
