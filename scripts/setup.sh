@@ -9,7 +9,7 @@ packages=(
   libspdlog-dev nlohmann-json3-dev libcli11-dev libcereal-dev
   catch2
   libtorch-dev
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libcurl4-openssl-dev
   python3
 )

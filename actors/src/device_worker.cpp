@@ -23,14 +23,14 @@ using runtime::make_error;
 /// Writes one job's video on its own thread, reports to `worker`, and ends.
 void encoder(caf::event_based_actor* self, device_worker_actor worker,
              uint64_t lease, std::string path, std::string output_dir,
-             gpu::video_frames video) {
+             gpu::video_frames video, std::string audio_path) {
   caf::error err;
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
   if (ec)
     err = make_error(errc::internal, "cannot create the output directory "
                                        + output_dir + ": " + ec.message());
-  else if (auto failure = gpu::write_mp4(path, video))
+  else if (auto failure = gpu::write_mp4(path, video, audio_path))
     err = make_error(errc::internal, "encoding " + path + ": " + *failure);
   self->send(worker, encoded_atom::value, lease,
              err ? std::string{} : std::move(path), std::move(err));
@@ -57,6 +57,8 @@ struct device_worker_state {
   struct active_attempt {
     runtime::job_id id;
     std::unique_ptr<gpu::job_run> run;
+    /// The audio track to mux into the video, if any.
+    std::string audio_path;
     int32_t next_step = 0;
     /// Steps reported to admission; a step is reported once its device
     /// time has passed, i.e. when the next step message arrives.
@@ -205,6 +207,7 @@ struct device_worker_state {
     auto& attempt = attempts.back().second;
     attempt.id = ticket.id;
     attempt.run = std::move(run);
+    attempt.audio_path = std::move(ticket.audio_path);
     if (busy.count() == 0 && attempt.run->steps() == 0)
       finish(lease);
     else
@@ -241,6 +244,7 @@ struct device_worker_state {
     auto id = attempt.id;
     if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
       return;
+    auto audio_path = std::move(attempt.audio_path);
     erase_attempt(lease);
     if (!output.video) {
       self->send(admission, done_atom::value, id, lease,
@@ -254,9 +258,9 @@ struct device_worker_state {
     auto path = (std::filesystem::path{output_dir}
                  / ("job-" + std::to_string(id.value) + ".mp4"))
                   .string();
-    self->system().spawn<caf::detached>(encoder, device_worker_actor{self},
-                                        lease, std::move(path), output_dir,
-                                        std::move(*output.video));
+    self->system().spawn<caf::detached>(
+      encoder, device_worker_actor{self}, lease, std::move(path), output_dir,
+      std::move(*output.video), std::move(audio_path));
   }
 
   /// An encoder reported: the job's video is at `path`, or `err` says why

@@ -3,7 +3,9 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
 #include <libavutil/opt.h>
+#include <libswresample/swresample.h>
 #include <libswscale/swscale.h>
 }
 
@@ -96,6 +98,157 @@ std::optional<std::string> encode(AVCodecContext* codec, AVStream* stream,
   }
 }
 
+struct swr_deleter {
+  void operator()(SwrContext* x) const {
+    swr_free(&x);
+  }
+};
+
+struct fifo_deleter {
+  void operator()(AVAudioFifo* x) const {
+    av_audio_fifo_free(x);
+  }
+};
+
+/// An audio file decoded, resampled and encoded as AAC into an output
+/// file, cut or padded to a given number of samples.
+class audio_track {
+public:
+  static constexpr int sample_rate = 48000;
+
+  /// Opens `path` and adds an AAC stream to `out` (before its header).
+  std::optional<std::string> open(const std::string& path, AVFormatContext* out,
+                                  int64_t samples) {
+    wanted_ = samples;
+    auto rc = avformat_open_input(&in_.format, path.c_str(), nullptr, nullptr);
+    if (rc < 0)
+      return "audio: cannot open it: " + av_error(rc);
+    rc = avformat_find_stream_info(in_.format, nullptr);
+    if (rc < 0)
+      return "audio: cannot read it: " + av_error(rc);
+    const AVCodec* decoder_def = nullptr;
+    index_ = av_find_best_stream(in_.format, AVMEDIA_TYPE_AUDIO, -1, -1,
+                                 &decoder_def, 0);
+    if (index_ < 0 || decoder_def == nullptr)
+      return "audio: the file has no audio stream FFmpeg can decode";
+    decoder_.reset(avcodec_alloc_context3(decoder_def));
+    avcodec_parameters_to_context(decoder_.get(),
+                                  in_.format->streams[index_]->codecpar);
+    rc = avcodec_open2(decoder_.get(), decoder_def, nullptr);
+    if (rc < 0)
+      return "audio: cannot open its decoder: " + av_error(rc);
+    auto encoder_def = avcodec_find_encoder(AV_CODEC_ID_AAC);
+    if (encoder_def == nullptr)
+      return "this FFmpeg has no AAC encoder";
+    encoder_.reset(avcodec_alloc_context3(encoder_def));
+    encoder_->sample_fmt = AV_SAMPLE_FMT_FLTP;
+    encoder_->sample_rate = sample_rate;
+    av_channel_layout_default(&encoder_->ch_layout, 2);
+    encoder_->bit_rate = 128000;
+    encoder_->time_base = AVRational{1, sample_rate};
+    if (out->oformat->flags & AVFMT_GLOBALHEADER)
+      encoder_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    rc = avcodec_open2(encoder_.get(), encoder_def, nullptr);
+    if (rc < 0)
+      return "opening the AAC encoder: " + av_error(rc);
+    stream_ = avformat_new_stream(out, nullptr);
+    if (stream_ == nullptr)
+      return "creating the audio stream";
+    avcodec_parameters_from_context(stream_->codecpar, encoder_.get());
+    stream_->time_base = encoder_->time_base;
+    SwrContext* swr = nullptr;
+    rc = swr_alloc_set_opts2(&swr, &encoder_->ch_layout, AV_SAMPLE_FMT_FLTP,
+                             sample_rate, &decoder_->ch_layout,
+                             decoder_->sample_fmt, decoder_->sample_rate, 0,
+                             nullptr);
+    resampler_.reset(swr);
+    if (rc < 0 || swr_init(swr) < 0)
+      return "audio: cannot convert its samples";
+    fifo_.reset(av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, 2, 1));
+    return std::nullopt;
+  }
+
+  /// Decodes, resamples and encodes the track (after the output's header).
+  std::optional<std::string> write(AVFormatContext* out, AVPacket* packet) {
+    std::unique_ptr<AVFrame, frame_deleter> decoded{av_frame_alloc()};
+    std::unique_ptr<AVPacket, packet_deleter> input{av_packet_alloc()};
+    while (av_audio_fifo_size(fifo_.get()) < wanted_
+           && av_read_frame(in_.format, input.get()) >= 0) {
+      if (input->stream_index == index_
+          && avcodec_send_packet(decoder_.get(), input.get()) >= 0) {
+        while (avcodec_receive_frame(decoder_.get(), decoded.get()) >= 0) {
+          if (auto err = resample(decoded.get()))
+            return err;
+        }
+      }
+      av_packet_unref(input.get());
+    }
+    if (auto err = resample(nullptr))
+      return err;
+    // Silence makes up for a track shorter than the video.
+    auto missing = wanted_ - av_audio_fifo_size(fifo_.get());
+    if (missing > 0) {
+      std::vector<float> silence(static_cast<size_t>(missing), 0.0f);
+      void* planes[2] = {silence.data(), silence.data()};
+      av_audio_fifo_write(fifo_.get(), planes, static_cast<int>(missing));
+    }
+    std::unique_ptr<AVFrame, frame_deleter> frame{av_frame_alloc()};
+    int64_t written = 0;
+    while (written < wanted_) {
+      auto n = static_cast<int>(
+        std::min<int64_t>(encoder_->frame_size, wanted_ - written));
+      av_frame_unref(frame.get());
+      frame->nb_samples = n;
+      frame->format = AV_SAMPLE_FMT_FLTP;
+      frame->sample_rate = sample_rate;
+      av_channel_layout_copy(&frame->ch_layout, &encoder_->ch_layout);
+      if (av_frame_get_buffer(frame.get(), 0) < 0)
+        return "allocating an audio frame";
+      av_audio_fifo_read(fifo_.get(), reinterpret_cast<void**>(frame->data), n);
+      frame->pts = written;
+      written += n;
+      if (auto err = encode(encoder_.get(), stream_, out, frame.get(), packet))
+        return err;
+    }
+    return encode(encoder_.get(), stream_, out, nullptr, packet);
+  }
+
+private:
+  /// Converts `frame` (null: what the resampler still holds) into the FIFO.
+  std::optional<std::string> resample(const AVFrame* frame) {
+    auto in_samples = frame ? frame->nb_samples : 0;
+    auto capacity = swr_get_out_samples(resampler_.get(), in_samples);
+    if (capacity <= 0)
+      return std::nullopt;
+    uint8_t** planes = nullptr;
+    if (av_samples_alloc_array_and_samples(&planes, nullptr, 2, capacity,
+                                           AV_SAMPLE_FMT_FLTP, 0)
+        < 0)
+      return "allocating audio samples";
+    auto converted = swr_convert(
+      resampler_.get(), planes, capacity,
+      frame ? const_cast<const uint8_t**>(frame->extended_data) : nullptr,
+      in_samples);
+    if (converted > 0)
+      av_audio_fifo_write(fifo_.get(), reinterpret_cast<void**>(planes),
+                          converted);
+    av_freep(&planes[0]);
+    av_freep(&planes);
+    if (converted < 0)
+      return "audio: converting samples: " + av_error(converted);
+    return std::nullopt;
+  }
+
+  input_file in_;
+  int index_ = -1;
+  int64_t wanted_ = 0;
+  std::unique_ptr<AVCodecContext, codec_context_deleter> decoder_;
+  std::unique_ptr<AVCodecContext, codec_context_deleter> encoder_;
+  std::unique_ptr<SwrContext, swr_deleter> resampler_;
+  std::unique_ptr<AVAudioFifo, fifo_deleter> fifo_;
+  AVStream* stream_ = nullptr;
+};
+
 } // namespace
 
 bool video_encoding_available() noexcept {
@@ -103,7 +256,8 @@ bool video_encoding_available() noexcept {
 }
 
 std::optional<std::string> write_mp4(const std::string& path,
-                                     const video_frames& video) {
+                                     const video_frames& video,
+                                     const std::string& audio_path) {
   if (video.frames <= 0 || video.width <= 0 || video.height <= 0
       || video.fps <= 0 || video.width % 2 != 0 || video.height % 2 != 0)
     return "invalid video shape";
@@ -142,6 +296,14 @@ std::optional<std::string> write_mp4(const std::string& path,
   avcodec_parameters_from_context(stream->codecpar, codec.get());
   stream->time_base = codec->time_base;
   stream->avg_frame_rate = codec->framerate;
+  std::optional<audio_track> audio;
+  if (!audio_path.empty()) {
+    audio.emplace();
+    auto samples =
+      static_cast<int64_t>(video.frames) * audio_track::sample_rate / video.fps;
+    if (auto err = audio->open(audio_path, out.format, samples))
+      return err;
+  }
   rc = avio_open(&out.format->pb, path.c_str(), AVIO_FLAG_WRITE);
   if (rc < 0)
     return "opening " + path + ": " + av_error(rc);
@@ -177,6 +339,9 @@ std::optional<std::string> write_mp4(const std::string& path,
   }
   if (auto err = encode(codec.get(), stream, out.format, nullptr, packet.get()))
     return err;
+  if (audio)
+    if (auto err = audio->write(out.format, packet.get()))
+      return err;
   rc = av_write_trailer(out.format);
   if (rc < 0)
     return "writing the MP4 trailer: " + av_error(rc);
@@ -201,8 +366,13 @@ std::optional<video_file_info> probe_video(const std::string& path,
   int video_index = -1;
   for (unsigned i = 0; i < in.format->nb_streams; ++i) {
     auto par = in.format->streams[i]->codecpar;
-    if (par->codec_type == AVMEDIA_TYPE_AUDIO)
+    if (par->codec_type == AVMEDIA_TYPE_AUDIO && !info.has_audio) {
       info.has_audio = true;
+      auto audio = in.format->streams[i];
+      if (audio->duration != AV_NOPTS_VALUE)
+        info.audio_seconds =
+          static_cast<double>(audio->duration) * av_q2d(audio->time_base);
+    }
     if (par->codec_type == AVMEDIA_TYPE_VIDEO && video_index < 0)
       video_index = static_cast<int>(i);
   }

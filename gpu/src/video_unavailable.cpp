@@ -9,7 +9,8 @@ bool video_encoding_available() noexcept {
   return false;
 }
 
-std::optional<std::string> write_mp4(const std::string&, const video_frames&) {
+std::optional<std::string> write_mp4(const std::string&, const video_frames&,
+                                     const std::string&) {
   return "this vidnode was built without FFmpeg: it cannot write MP4 files";
 }
 

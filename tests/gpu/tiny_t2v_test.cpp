@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 
 #include "vidnode/gpu/tiny_t2v.hpp"
@@ -148,4 +150,73 @@ TEST_CASE("frames are written as an H.264 MP4 that reads back with the same "
   video.rgb.pop_back();
   CHECK(gpu::write_mp4(path, video));
   CHECK(gpu::write_mp4("/nonexistent-dir/x.mp4", video));
+}
+
+namespace {
+
+/// Writes a mono 16-bit PCM WAV of a 440 Hz tone.
+void write_wav(const std::string& path, double seconds, int rate = 22050) {
+  auto samples = static_cast<uint32_t>(seconds * rate);
+  std::ofstream out{path, std::ios::binary};
+  auto u32 = [&](uint32_t x) { out.write(reinterpret_cast<char*>(&x), 4); };
+  auto u16 = [&](uint16_t x) { out.write(reinterpret_cast<char*>(&x), 2); };
+  out << "RIFF";
+  u32(36 + samples * 2);
+  out << "WAVEfmt ";
+  u32(16);
+  u16(1); // PCM
+  u16(1); // mono
+  u32(static_cast<uint32_t>(rate));
+  u32(static_cast<uint32_t>(rate) * 2);
+  u16(2);
+  u16(16);
+  out << "data";
+  u32(samples * 2);
+  for (uint32_t i = 0; i < samples; ++i)
+    u16(static_cast<uint16_t>(
+      static_cast<int16_t>(8000 * std::sin(2 * 3.14159265 * 440 * i / rate))));
+}
+
+gpu::video_frames grey_video(int32_t frames, int32_t fps) {
+  gpu::video_frames video;
+  video.frames = frames;
+  video.width = 32;
+  video.height = 32;
+  video.fps = fps;
+  video.rgb.assign(size_t(frames) * 32 * 32 * 3, 128);
+  return video;
+}
+
+} // namespace
+
+TEST_CASE("an audio track is muxed as AAC, cut or padded to the video's "
+          "length",
+          "[media]") {
+  if (!gpu::video_encoding_available()) {
+    WARN("skipped: this build has no FFmpeg");
+    return;
+  }
+  auto video = grey_video(12, 12); // one second
+  auto out = temp_path("with-audio.mp4");
+  for (double seconds : {3.0, 0.2}) {
+    auto wav = temp_path("tone.wav");
+    write_wav(wav, seconds);
+    INFO(seconds << " s of audio");
+    REQUIRE_FALSE(gpu::write_mp4(out, video, wav));
+    std::string error;
+    auto info = gpu::probe_video(out, error);
+    INFO(error);
+    REQUIRE(info);
+    CHECK(info->has_audio);
+    CHECK(info->frames == 12);
+    CHECK(info->audio_seconds == Approx(1.0).margin(0.05));
+    std::filesystem::remove(wav);
+  }
+  auto garbage = temp_path("noise.wav");
+  std::ofstream{garbage} << "this is not audio";
+  auto err = gpu::write_mp4(out, video, garbage);
+  REQUIRE(err);
+  CHECK_THAT(*err, Catch::Contains("audio"));
+  std::filesystem::remove(garbage);
+  std::filesystem::remove(out);
 }

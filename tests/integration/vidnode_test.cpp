@@ -515,18 +515,17 @@ TEST_CASE("a job's video is uploaded to its output URL and its webhook "
   test::http_server web;
   auto dir = web.root() / "node-output";
   node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
-  auto result = node.vidctl_json(
-    {"submit", "--model", "tiny-t2v", "--width", "64", "--height", "32",
-     "--frames", "4", "--steps", "1", "--output-url",
-     web.url("/flaky/1/uploads/clip.mp4"), "--webhook-url",
-     web.url("/hooks/ended"), "--wait"});
+  auto result =
+    node.vidctl_json({"submit", "--model", "tiny-t2v", "--width", "64",
+                      "--height", "32", "--frames", "4", "--steps", "1",
+                      "--output-url", web.url("/flaky/1/uploads/clip.mp4"),
+                      "--webhook-url", web.url("/hooks/ended"), "--wait"});
   CHECK(result["state"] == "succeeded");
   CHECK(result["output"] == web.url("/flaky/1/uploads/clip.mp4"));
   auto uploaded = web.read("uploads/clip.mp4");
   std::ifstream local{dir / "job-1.mp4", std::ios::binary};
   CHECK(uploaded.size() > 100);
-  CHECK(uploaded
-        == std::string{std::istreambuf_iterator<char>{local}, {}});
+  CHECK(uploaded == std::string{std::istreambuf_iterator<char>{local}, {}});
   // The webhook is posted after the job ended; wait for it briefly.
   std::string posted;
   auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -540,15 +539,57 @@ TEST_CASE("a job's video is uploaded to its output URL and its webhook "
   CHECK(hook["output"] == result["output"]);
 }
 
+TEST_CASE("an audio track fetched from a URL is muxed into the video",
+          "[integration][transfers][torch]") {
+  if (!gpu::torch_available() || !gpu::video_encoding_available()) {
+    WARN("skipped: this build lacks libtorch or FFmpeg");
+    return;
+  }
+  test::http_server web;
+  // One second of silence as 8 kHz mono 8-bit PCM WAV.
+  std::string wav = "RIFF";
+  auto u32 = [&](uint32_t x) { wav.append(reinterpret_cast<char*>(&x), 4); };
+  auto u16 = [&](uint16_t x) { wav.append(reinterpret_cast<char*>(&x), 2); };
+  u32(36 + 8000);
+  wav += "WAVEfmt ";
+  u32(16);
+  u16(1);
+  u16(1);
+  u32(8000);
+  u32(8000);
+  u16(1);
+  u16(8);
+  wav += "data";
+  u32(8000);
+  wav.append(8000, char(128));
+  web.serve("voice.wav", wav);
+  auto dir = web.root() / "node-output";
+  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  auto result = node.vidctl_json({"submit", "--model", "tiny-t2v", "--width",
+                                  "64", "--height", "32", "--frames", "16",
+                                  "--fps", "8", "--steps", "1", "--audio-url",
+                                  web.url("/files/voice.wav"), "--wait"});
+  REQUIRE(result["state"] == "succeeded");
+  std::string error;
+  auto info = gpu::probe_video(result["output"], error);
+  INFO(error);
+  REQUIRE(info);
+  CHECK(info->has_audio);
+  CHECK(info->frames == 16);
+  CHECK(info->audio_seconds == Approx(2.0).margin(0.05)); // 16 frames at 8
+  // The fetched input is removed when the job ends.
+  CHECK_FALSE(std::filesystem::exists(dir / "inputs" / "job-1-audio"));
+}
+
 TEST_CASE("an audio URL that cannot be fetched fails the job with a typed "
           "error naming the URL, before any device time is spent",
           "[integration][transfers]") {
   test::http_server web;
   node_process node{{"--devices", "sim:1"}};
   auto url = web.url("/files/missing.wav");
-  auto r = node.vidctl({"submit", "--steps", "2", "--audio-url", url,
-                        "--webhook-url", web.url("/hooks/failed"), "--wait",
-                        "--json"});
+  auto r =
+    node.vidctl({"submit", "--steps", "2", "--audio-url", url, "--webhook-url",
+                 web.url("/hooks/failed"), "--wait", "--json"});
   CHECK(r.status == 1);
   auto result = json::parse(r.out);
   CHECK(result["state"] == "failed");
@@ -579,10 +620,10 @@ TEST_CASE("a failed upload fails the job and says where the video is kept",
   test::http_server web;
   auto dir = web.root() / "node-output";
   node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
-  auto r = node.vidctl({"submit", "--model", "tiny-t2v", "--width", "64",
-                        "--height", "32", "--frames", "2", "--steps", "1",
-                        "--output-url", web.url("/status/403/clip.mp4"),
-                        "--wait", "--json"});
+  auto r =
+    node.vidctl({"submit", "--model", "tiny-t2v", "--width", "64", "--height",
+                 "32", "--frames", "2", "--steps", "1", "--output-url",
+                 web.url("/status/403/clip.mp4"), "--wait", "--json"});
   CHECK(r.status == 1);
   auto result = json::parse(r.out);
   CHECK(result["state"] == "failed");

@@ -22,10 +22,13 @@ struct video_frames {
 bool video_encoding_available() noexcept;
 
 /// Writes `video` to `path` as MP4 (H.264, yuv420p, `fps` frames per
-/// second). Blocking; safe to call from several threads at once. Returns
-/// nothing on success, else what went wrong.
+/// second). With `audio_path` (any file FFmpeg can decode), its first audio
+/// stream is added as AAC (48 kHz stereo), cut or padded with silence to the
+/// video's length. Blocking; safe to call from several threads at once.
+/// Returns nothing on success, else what went wrong.
 std::optional<std::string> write_mp4(const std::string& path,
-                                     const video_frames& video);
+                                     const video_frames& video,
+                                     const std::string& audio_path = {});
 
 /// What a video file holds, as read back by FFmpeg.
 struct video_file_info {
@@ -35,6 +38,8 @@ struct video_file_info {
   int32_t frames = 0;
   double fps = 0;
   bool has_audio = false;
+  /// Length of the audio stream in seconds (0 without audio).
+  double audio_seconds = 0;
 };
 
 /// Reads `path`: its streams, and the number of packets of its video stream
