@@ -595,6 +595,7 @@ struct admission_state {
     r.step = 0;
     r.steps = rec.spec.steps;
     r.started_at = wall(t);
+    r.computed_at = caf::timestamp{};
     r.queue_time +=
       std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
     rec.started = t;
@@ -1059,6 +1060,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](computed_atom, job_id id, uint64_t lease) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
+        rec->result.computed_at = st.wall(st.now());
         st.free_slot(*rec);
         st.dispatch();
       }
@@ -1079,6 +1081,8 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         // The device's next job goes out before anyone is told of this one;
         // this one ended before that.
         auto ended = st.now();
+        if (rec->result.computed_at.time_since_epoch().count() == 0)
+          rec->result.computed_at = st.wall(ended);
         st.release(*rec);
         st.dispatch();
         rec->result.step = rec->result.steps;

@@ -44,6 +44,7 @@ nlohmann::json to_json(const runtime::job_result& r) {
     {"reserved_bytes", r.reserved_bytes},
     {"accepted_at", time_or_null(r.accepted_at)},
     {"started_at", time_or_null(r.started_at)},
+    {"computed_at", time_or_null(r.computed_at)},
     {"finished_at", time_or_null(r.finished_at)},
     {"queue_time_s", seconds(r.queue_time)},
     {"run_time_s", seconds(r.run_time)},

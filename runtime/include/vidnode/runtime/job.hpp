@@ -134,6 +134,9 @@ struct job_result {
   /// Wall-clock times; the epoch (zero) when not reached yet.
   caf::timestamp accepted_at;
   caf::timestamp started_at;
+  /// When the device was done with the job (its output may still have been
+  /// encoding or uploading until finished_at).
+  caf::timestamp computed_at;
   caf::timestamp finished_at;
   /// Total time spent queued (over all attempts) and running (last attempt).
   caf::timespan queue_time{0};
@@ -145,7 +148,7 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state, x.error,
            x.output, x.model, x.priority, x.device, x.node, x.attempts, x.step,
            x.steps, x.reserved_bytes, x.accepted_at, x.started_at,
-           x.finished_at, x.queue_time, x.run_time);
+           x.computed_at, x.finished_at, x.queue_time, x.run_time);
 }
 
 /// What a subscriber receives: every state change and every step of
