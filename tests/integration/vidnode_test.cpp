@@ -445,11 +445,13 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   REQUIRE(other["state"] == "succeeded");
   CHECK(bytes(other["output"]) != bytes(path));
   // A device's next job starts while the previous job's video is written.
+  // The first job computes long enough (20 steps) for the second to be
+  // queued behind it, even under sanitizers.
   std::vector<std::string> ids;
-  for (auto seed : {"1", "2"}) {
+  for (auto steps : {"20", "2"}) {
     auto submitted = node.vidctl({"submit", "--model", "tiny-t2v", "--width",
                                   "128", "--height", "96", "--frames", "8",
-                                  "--steps", "2", "--seed", seed});
+                                  "--steps", steps});
     REQUIRE(submitted.status == 0);
     ids.push_back(submitted.out.substr(0, submitted.out.size() - 1));
   }
@@ -457,6 +459,10 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   auto later = node.vidctl_json({"wait", ids[1]});
   REQUIRE(earlier["state"] == "succeeded");
   REQUIRE(later["state"] == "succeeded");
+  REQUIRE(later["accepted_at"].get<std::string>()
+          < earlier["computed_at"].get<std::string>());
+  CHECK(later["started_at"].get<std::string>()
+        >= earlier["computed_at"].get<std::string>());
   CHECK(later["started_at"].get<std::string>()
         < earlier["finished_at"].get<std::string>());
   // The model was loaded once on the device.
