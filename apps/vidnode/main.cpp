@@ -239,8 +239,9 @@ int main(int argc, char** argv) {
   start_exit_watchdog(signals);
   spdlog::info("{}: stopping; queued and running jobs are cancelled",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
-  // The node first answers every waiting client (through the gateway), then
-  // the port closes.
+  // Transfers in flight end at once; the node then answers every waiting
+  // client (through the gateway); then the port closes.
+  mover->abort_all();
   if (auto err = (*node)->stop(std::chrono::seconds{5}))
     spdlog::error("stopping: {}", runtime::describe(err));
   (*server)->stop();

@@ -1,9 +1,9 @@
 #include "vidnode/net/curl_transfers.hpp"
 
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 
 #include <curl/curl.h>
 
@@ -12,7 +12,32 @@
 
 namespace vidnode::net {
 
+/// Set once by abort_all; wakes transfers waiting to retry.
+struct curl_transfers::abort_flag {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool set = false;
+
+  bool is_set() {
+    std::lock_guard<std::mutex> guard{mutex};
+    return set;
+  }
+
+  /// Waits `delay` unless aborted meanwhile; true if aborted.
+  bool wait(std::chrono::milliseconds delay) {
+    std::unique_lock<std::mutex> guard{mutex};
+    return changed.wait_for(guard, delay, [this] { return set; });
+  }
+};
+
 namespace {
+
+using abort_flag = curl_transfers::abort_flag;
+
+/// libcurl's progress callback: a non-zero answer aborts the transfer.
+int check_abort(void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<abort_flag*>(flag)->is_set() ? 1 : 0;
+}
 
 using runtime::errc;
 using runtime::make_error;
@@ -68,7 +93,11 @@ size_t discard(char*, size_t size, size_t count, void*) {
   return size * count;
 }
 
-void common_options(CURL* easy, const curl_transfers::options& opts) {
+void common_options(CURL* easy, const curl_transfers::options& opts,
+                    abort_flag* aborted) {
+  curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, check_abort);
+  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, aborted);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(opts.connect_timeout.count()));
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
@@ -103,17 +132,31 @@ bool succeeded(const outcome& x) {
   return x.code == CURLE_OK && x.status < 400;
 }
 
-/// Tries `attempt` up to opts.attempts times with exponential backoff.
+/// Tries `attempt` up to opts.attempts times with exponential backoff,
+/// unless aborted.
 template <class Attempt>
-outcome with_retries(const curl_transfers::options& opts, Attempt attempt) {
+outcome with_retries(const curl_transfers::options& opts, abort_flag& aborted,
+                     Attempt attempt) {
   auto delay = opts.backoff;
   outcome last;
   for (int i = 1; i <= opts.attempts; ++i) {
-    last = attempt();
+    if (aborted.is_set()) {
+      last.code = CURLE_ABORTED_BY_CALLBACK;
+      last.retry = false;
+    } else {
+      last = attempt();
+    }
+    if (last.code == CURLE_ABORTED_BY_CALLBACK) {
+      last.cause = "aborted: the node is stopping";
+      return last;
+    }
     if (succeeded(last) || !last.retry)
       return last;
     if (i < opts.attempts) {
-      std::this_thread::sleep_for(delay);
+      if (aborted.wait(delay)) {
+        last.cause = "aborted: the node is stopping";
+        return last;
+      }
       delay *= 2;
     }
   }
@@ -129,8 +172,17 @@ caf::error failure(const std::string& what, const std::string& url,
 
 } // namespace
 
-curl_transfers::curl_transfers(options opts) : opts_(opts) {
+curl_transfers::curl_transfers(options opts)
+  : opts_(opts), aborted_(std::make_shared<abort_flag>()) {
   global_init();
+}
+
+void curl_transfers::abort_all() {
+  {
+    std::lock_guard<std::mutex> guard{aborted_->mutex};
+    aborted_->set = true;
+  }
+  aborted_->changed.notify_all();
 }
 
 curl_transfers::~curl_transfers() = default;
@@ -141,7 +193,7 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
   std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
                                       ec);
   uint64_t size = 0;
-  auto result = with_retries(opts_, [&] {
+  auto result = with_retries(opts_, *aborted_, [&] {
     outcome out;
     std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "wb")};
     if (!file) {
@@ -151,7 +203,7 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     }
     easy_handle easy{curl_easy_init()};
     sink to{file.get(), 0, opts_.max_download_bytes, false};
-    common_options(easy.get(), opts_);
+    common_options(easy.get(), opts_, aborted_.get());
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
@@ -178,7 +230,7 @@ caf::error curl_transfers::upload(const std::string& path,
   auto size = std::filesystem::file_size(path, ec);
   if (ec)
     return failure("uploading to", url, "cannot read " + path);
-  auto result = with_retries(opts_, [&] {
+  auto result = with_retries(opts_, *aborted_, [&] {
     outcome out;
     std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "rb")};
     if (!file) {
@@ -187,7 +239,7 @@ caf::error curl_transfers::upload(const std::string& path,
       return out;
     }
     easy_handle easy{curl_easy_init()};
-    common_options(easy.get(), opts_);
+    common_options(easy.get(), opts_, aborted_.get());
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy.get(), CURLOPT_UPLOAD, 1L);
@@ -205,9 +257,9 @@ caf::error curl_transfers::upload(const std::string& path,
 caf::error curl_transfers::notify(const std::string& url,
                                   const runtime::job_result& job) {
   auto body = to_json(job).dump();
-  auto result = with_retries(opts_, [&] {
+  auto result = with_retries(opts_, *aborted_, [&] {
     easy_handle easy{curl_easy_init()};
-    common_options(easy.get(), opts_);
+    common_options(easy.get(), opts_, aborted_.get());
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());

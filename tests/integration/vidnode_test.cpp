@@ -449,9 +449,9 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   // queued behind it, even under sanitizers.
   std::vector<std::string> ids;
   for (auto steps : {"20", "2"}) {
-    auto submitted = node.vidctl({"submit", "--model", "tiny-t2v", "--width",
-                                  "128", "--height", "96", "--frames", "8",
-                                  "--steps", steps});
+    auto submitted =
+      node.vidctl({"submit", "--model", "tiny-t2v", "--width", "128",
+                   "--height", "96", "--frames", "8", "--steps", steps});
     REQUIRE(submitted.status == 0);
     ids.push_back(submitted.out.substr(0, submitted.out.size() - 1));
   }
@@ -615,6 +615,30 @@ TEST_CASE("a job whose audio download stalls times out in the queue",
   auto result = json::parse(r.out);
   CHECK(result["state"] == "timed_out");
   CHECK(result["error"]["code"] == "queue_timeout");
+}
+
+TEST_CASE("vidnode stops within seconds even while a download stalls",
+          "[integration][transfers]") {
+  test::http_server web;
+  node_process node{{"--devices", "sim:1"}};
+  auto watcher = node.start_vidctl(
+    {"submit", "--audio-url", web.url("/stall/a.wav"), "--wait", "--json"});
+  // The job is accepted (its download under way) once it is listed.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (node.vidctl({"status", "1"}).status != 0
+         && std::chrono::steady_clock::now() < deadline)
+    ;
+  REQUIRE(node.vidctl({"status", "1"}).status == 0);
+  auto stopping = std::chrono::steady_clock::now();
+  node.process->signal(SIGTERM);
+  auto status = node.process->wait(10s);
+  REQUIRE(status);
+  CHECK(*status == 0);
+  CHECK(std::chrono::steady_clock::now() - stopping < 5s);
+  auto exit = watcher->wait(10s);
+  REQUIRE(exit);
+  CHECK(*exit == 1);
+  CHECK(json::parse(watcher->rest_of_stdout())["state"] == "cancelled");
 }
 
 TEST_CASE("a failed upload fails the job and says where the video is kept",

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -154,4 +155,28 @@ TEST_CASE("a webhook POSTs the job's result as JSON", "[transfers]") {
   CHECK(posted["id"] == 7);
   CHECK(posted["state"] == "succeeded");
   CHECK(posted["output"] == "/tmp/job-7.mp4");
+}
+
+TEST_CASE("aborting makes a stalled transfer and every later one fail at "
+          "once",
+          "[transfers]") {
+  test::http_server server;
+  auto opts = quick();
+  opts.total_timeout = 30000ms;
+  net::curl_transfers transfers{opts};
+  auto started = std::chrono::steady_clock::now();
+  std::thread aborter{[&] {
+    // Abort once the stalled request has reached the server.
+    while (requests_for(server, "/stall/x") == 0)
+      std::this_thread::yield();
+    transfers.abort_all();
+  }};
+  auto result = transfers.fetch(server.url("/stall/x"), temp_path("stalled"));
+  aborter.join();
+  REQUIRE_FALSE(result);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  CHECK_THAT(runtime::describe(result.error()), Catch::Contains("aborted"));
+  auto later = transfers.fetch(server.url("/files/x"), temp_path("later"));
+  REQUIRE_FALSE(later);
+  CHECK_THAT(runtime::describe(later.error()), Catch::Contains("aborted"));
 }

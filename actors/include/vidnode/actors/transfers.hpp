@@ -34,6 +34,11 @@ public:
   /// POSTs `result` as JSON to `url`.
   virtual caf::error notify(const std::string& url,
                             const runtime::job_result& result) = 0;
+
+  /// Makes every transfer in progress, and every later one, fail at once
+  /// (errc::transfer_failed, "aborted"): called when the node stops, so no
+  /// detached transfer keeps the process alive.
+  virtual void abort_all() = 0;
 };
 
 } // namespace vidnode::actors

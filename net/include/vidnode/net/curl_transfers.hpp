@@ -35,9 +35,15 @@ public:
   caf::error upload(const std::string& path, const std::string& url) override;
   caf::error notify(const std::string& url,
                     const runtime::job_result& result) override;
+  void abort_all() override;
+
+  /// Implementation detail: what abort_all sets, shared with every
+  /// transfer's progress callback and backoff wait.
+  struct abort_flag;
 
 private:
   options opts_;
+  std::shared_ptr<abort_flag> aborted_;
 };
 
 } // namespace vidnode::net
