@@ -98,8 +98,15 @@ struct device_slot {
   /// written by the worker (no slot, no memory): lost if the worker dies.
   std::vector<job_id> finishing;
   uint64_t reserved = 0;
+  /// Device memory the loaded models hold (out of jobs' reach).
+  uint64_t resident = 0;
   /// Models the worker loaded (or is loading) and the count of loads.
   std::vector<runtime::model_load_info> models;
+
+  /// Memory jobs may reserve: the device's, less its loaded models'.
+  uint64_t budget() const {
+    return info.memory_bytes > resident ? info.memory_bytes - resident : 0;
+  }
 
   runtime::model_load_info* find_model(const std::string& model) {
     for (auto& x : models)
@@ -339,7 +346,7 @@ struct admission_state {
       if (!factory->runs_on(device.info.kind))
         continue;
       any_runs_model = true;
-      largest = std::max(largest, device.info.memory_bytes);
+      largest = std::max(largest, device.budget());
     }
     if (!any_runs_model)
       return make_error(errc::unknown_model, "model: no device of node "
@@ -510,14 +517,14 @@ struct admission_state {
     uint64_t largest = 0;
     for (const auto& device : devices)
       if (factory->runs_on(device.info.kind))
-        largest = std::max(largest, device.info.memory_bytes);
+        largest = std::max(largest, device.budget());
     return largest;
   }
 
   std::string too_large_reason(uint64_t bytes) const {
     uint64_t largest = 0;
     for (const auto& device : devices)
-      largest = std::max(largest, device.info.memory_bytes);
+      largest = std::max(largest, device.budget());
     return "needs " + runtime::format_bytes(bytes)
            + " but the largest device has " + runtime::format_bytes(largest);
   }
@@ -571,7 +578,7 @@ struct admission_state {
                       && rec.factory->runs_on(device.info.kind);
         c.running = static_cast<int32_t>(device.running.size());
         c.slots = settings.max_concurrency;
-        c.memory_bytes = device.info.memory_bytes;
+        c.memory_bytes = device.budget();
         c.memory_reserved = device.reserved;
         auto model = device.find_model(rec.spec.model);
         c.has_model = model != nullptr && model->loaded;
@@ -786,7 +793,8 @@ struct admission_state {
   // -- devices -------------------------------------------------------------
 
   void attach(runtime::device_info info, device_worker_actor worker,
-              int32_t restarts) {
+              int32_t restarts, const std::vector<std::string>& kept_models,
+              uint64_t kept_resident) {
     auto index = static_cast<size_t>(info.index);
     if (devices.size() <= index) {
       spdlog::error("attach for unknown device {}", info.name());
@@ -805,6 +813,13 @@ struct admission_state {
     device.restarts = restarts;
     for (auto& model : device.models)
       model.loaded = false;
+    for (const auto& name : kept_models) {
+      if (auto model = device.find_model(name))
+        model->loaded = true;
+      else
+        device.models.push_back({name, 1, true});
+    }
+    device.resident = kept_resident;
     dispatch();
   }
 
@@ -842,6 +857,7 @@ struct admission_state {
     device.running.clear();
     device.finishing.clear();
     device.reserved = 0;
+    device.resident = 0;
     dispatch();
   }
 
@@ -870,7 +886,7 @@ struct admission_state {
       status.slots_in_use = static_cast<int32_t>(device.running.size());
       status.slots = settings.max_concurrency;
       status.memory_bytes = device.info.memory_bytes;
-      status.memory_reserved = device.reserved;
+      status.memory_reserved = device.reserved + device.resident;
       status.models = device.models;
       status.running = device.running;
       status.restarts = device.restarts;
@@ -1036,19 +1052,23 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     },
     // -- supervisor --------------------------------------------------------
     [=](attach_atom, runtime::device_info info, device_worker_actor worker,
-        int32_t restarts) {
+        int32_t restarts, const std::vector<std::string>& kept_models,
+        uint64_t kept_resident) {
       if (self->state.from_this_node())
-        self->state.attach(std::move(info), std::move(worker), restarts);
+        self->state.attach(std::move(info), std::move(worker), restarts,
+                           kept_models, kept_resident);
     },
     [=](detach_atom, int32_t index, caf::error reason, bool quarantined) {
       if (self->state.from_this_node())
         self->state.detach(index, std::move(reason), quarantined);
     },
     // -- device workers ----------------------------------------------------
-    [=](loaded_atom, int32_t index, const std::string& model) {
+    [=](loaded_atom, int32_t index, const std::string& model,
+        uint64_t resident) {
       auto device = self->state.device_of_sender(index);
       if (device == nullptr)
         return;
+      device->resident += resident;
       auto entry = device->find_model(model);
       if (entry == nullptr) {
         device->models.push_back({model, 1, true});
@@ -1102,7 +1122,8 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       if (self->state.from_this_node())
         self->state.uploaded(id, std::move(err));
     },
-    [=](failed_atom, job_id id, uint64_t lease, caf::error& reason) {
+    [=](failed_atom, job_id id, uint64_t lease, caf::error& reason,
+        uint64_t needed_bytes) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
         if (runtime::is(reason, errc::out_of_memory)) {
@@ -1112,8 +1133,9 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
           device.worker = nullptr;
           device.state = device_slot::health::restarting;
           // The retry reserves more; if no device has that much, it fails.
-          auto raised = st.estimates->out_of_memory(
-            memory_estimates::key_of(rec->spec), rec->reserved_bytes);
+          auto raised =
+            st.estimates->out_of_memory(memory_estimates::key_of(rec->spec),
+                                        rec->reserved_bytes, needed_bytes);
           if (raised > st.largest_device_for(rec->factory)) {
             st.finalize(*rec, job_state::failed,
                         make_error(errc::out_of_memory,

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
 
 namespace vidnode::actors {
 
@@ -30,7 +31,7 @@ void encoder(caf::event_based_actor* self, device_worker_actor worker,
   if (ec)
     err = make_error(errc::internal, "cannot create the output directory "
                                        + output_dir + ": " + ec.message());
-  else if (auto failure = gpu::write_mp4(path, video, audio_path))
+  else if (auto failure = gpu::write_video(path, video, audio_path))
     err = make_error(errc::internal, "encoding " + path + ": " + *failure);
   self->send(worker, encoded_atom::value, lease,
              err ? std::string{} : std::move(path), std::move(err));
@@ -46,7 +47,7 @@ struct device_worker_state {
 
   /// One model in the cache.
   struct cache_entry {
-    std::unique_ptr<gpu::pipeline> pipeline;
+    std::shared_ptr<gpu::pipeline> pipeline;
     /// False while a simulated load is still in progress.
     bool ready = false;
     /// Attempts waiting for the load to finish.
@@ -71,6 +72,7 @@ struct device_worker_state {
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::string output_dir;
   std::map<std::string, cache_entry> cache;
+  std::shared_ptr<device_models> kept;
   /// At most max_concurrency entries: a vector beats a hash map here.
   std::vector<std::pair<uint64_t, active_attempt>> attempts;
 
@@ -112,12 +114,15 @@ struct device_worker_state {
     } catch (const gpu::job_error& e) {
       erase_attempt(lease);
       self->send(admission, failed_atom::value, id, lease,
-                 make_error(e.code(), e.what()));
+                 make_error(e.code(), e.what()), uint64_t{0});
     } catch (const gpu::out_of_memory& e) {
       auto reason = make_error(errc::out_of_memory, where() + ": " + e.what());
-      spdlog::warn("{}: job {} ran out of memory; the worker restarts", where(),
-                   id.value);
-      self->send(admission, failed_atom::value, id, lease, reason);
+      spdlog::warn("{}: job {} ran out of memory (it needs at least {}); the "
+                   "worker restarts, keeping its loaded models",
+                   where(), id.value,
+                   runtime::format_bytes(e.requested_bytes()));
+      self->send(admission, failed_atom::value, id, lease, reason,
+                 e.requested_bytes());
       exiting = true;
       self->quit(std::move(reason));
     } catch (const std::exception& e) {
@@ -153,7 +158,8 @@ struct device_worker_state {
         self->send(
           admission, failed_atom::value, ticket.id, ticket.lease,
           make_error(errc::unknown_model, "model: '" + ticket.spec.model
-                                            + "' is not served by " + where()));
+                                            + "' is not served by " + where()),
+          uint64_t{0});
         return;
       }
       cache_entry entry;
@@ -172,8 +178,7 @@ struct device_worker_state {
           self->delayed_send(self, busy, loaded_atom::value, model);
         return;
       }
-      i->second.ready = true;
-      self->send(admission, loaded_atom::value, device.index, model);
+      mark_ready(i);
     } else if (!i->second.ready) {
       i->second.waiting.push_back(std::move(ticket));
       return;
@@ -181,12 +186,20 @@ struct device_worker_state {
     begin(*i->second.pipeline, std::move(ticket));
   }
 
+  /// The model of `entry` is loaded: admission hears of it and later
+  /// workers of this device keep it.
+  void mark_ready(std::map<std::string, cache_entry>::iterator entry) {
+    entry->second.ready = true;
+    kept->ready[entry->first] = entry->second.pipeline;
+    self->send(admission, loaded_atom::value, device.index, entry->first,
+               entry->second.pipeline->resident_bytes());
+  }
+
   void load_finished(const std::string& model) {
     auto i = cache.find(model);
     if (i == cache.end() || i->second.ready)
       return;
-    i->second.ready = true;
-    self->send(admission, loaded_atom::value, device.index, model);
+    mark_ready(i);
     auto waiting = std::move(i->second.waiting);
     i->second.waiting.clear();
     for (auto& ticket : waiting)
@@ -256,7 +269,8 @@ struct device_worker_state {
     self->send(admission, computed_atom::value, id, lease);
     encoding.push_back({lease, id, output.peak_bytes});
     auto path = (std::filesystem::path{output_dir}
-                 / ("job-" + std::to_string(id.value) + ".mp4"))
+                 / ("job-" + std::to_string(id.value) + "."
+                    + gpu::video_file_extension()))
                   .string();
     self->system().spawn<caf::detached>(
       encoder, device_worker_actor{self}, lease, std::move(path), output_dir,
@@ -273,7 +287,8 @@ struct device_worker_state {
     auto job = *i;
     encoding.erase(i);
     if (err)
-      self->send(admission, failed_atom::value, job.id, lease, std::move(err));
+      self->send(admission, failed_atom::value, job.id, lease, std::move(err),
+                 uint64_t{0});
     else
       self->send(admission, done_atom::value, job.id, lease,
                  finished_job{std::move(path), job.peak_bytes});
@@ -297,12 +312,20 @@ struct device_worker_state {
 device_worker_actor::behavior_type device_worker_behavior(
   device_worker_state::pointer self, runtime::device_info device,
   admission_control_actor admission,
-  std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir) {
+  std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
+  std::shared_ptr<device_models> kept) {
   auto& st = self->state;
   st.device = std::move(device);
   st.admission = std::move(admission);
   st.catalog = std::move(catalog);
   st.output_dir = std::move(output_dir);
+  st.kept = kept ? std::move(kept) : std::make_shared<device_models>();
+  for (auto& [model, pipeline] : st.kept->ready) {
+    device_worker_state::cache_entry entry;
+    entry.pipeline = pipeline;
+    entry.ready = true;
+    st.cache.emplace(model, std::move(entry));
+  }
   return {
     [=](run_atom, job_ticket& ticket) { self->state.run(std::move(ticket)); },
     [=](abort_atom, runtime::job_id id, uint64_t lease) {
@@ -324,13 +347,28 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    std::string output_dir, bool detached) {
+                    std::string output_dir, bool detached,
+                    std::shared_ptr<device_models> kept) {
   if (detached)
     return sys.spawn<caf::detached>(device_worker_behavior, device,
                                     std::move(admission), std::move(catalog),
-                                    std::move(output_dir));
+                                    std::move(output_dir), std::move(kept));
   return sys.spawn(device_worker_behavior, device, std::move(admission),
-                   std::move(catalog), std::move(output_dir));
+                   std::move(catalog), std::move(output_dir), std::move(kept));
+}
+
+uint64_t device_models::resident_bytes() const {
+  uint64_t total = 0;
+  for (const auto& [model, pipeline] : ready)
+    total += pipeline->resident_bytes();
+  return total;
+}
+
+std::vector<std::string> device_models::names() const {
+  std::vector<std::string> result;
+  for (const auto& [model, pipeline] : ready)
+    result.push_back(model);
+  return result;
 }
 
 } // namespace vidnode::actors

@@ -42,8 +42,10 @@ void memory_estimates::observed_peak(const std::string& key, uint64_t bytes) {
 }
 
 uint64_t memory_estimates::out_of_memory(const std::string& key,
-                                         uint64_t reserved) {
-  auto raised = std::max<uint64_t>(scaled(reserved, policy_.oom_growth), 1);
+                                         uint64_t reserved, uint64_t needed) {
+  auto raised =
+    std::max<uint64_t>({scaled(reserved, policy_.oom_growth),
+                        scaled(needed, 1.0 + policy_.headroom), uint64_t{1}});
   learn(key, raised);
   return raised;
 }

@@ -31,7 +31,8 @@ local_node::start(caf::actor_system& sys,
     return err;
   std::vector<runtime::device_info> devices;
   std::string error;
-  if (!gpu::parse_devices(settings.devices, devices, error))
+  if (!gpu::parse_devices(settings.devices, devices, error,
+                          settings.cuda_reserve_bytes))
     return runtime::make_error(runtime::errc::invalid_request,
                                "devices: " + error);
   if (!catalog) {

@@ -29,6 +29,8 @@ struct node_supervisor_state {
     std::unique_ptr<restart_intensity> intensity;
     int32_t restarts = 0;
     bool quarantined = false;
+    /// Loaded models, kept for the next worker after an out-of-memory exit.
+    std::shared_ptr<device_models> models = std::make_shared<device_models>();
   };
 
   pointer self;
@@ -42,11 +44,13 @@ struct node_supervisor_state {
   void start_worker(supervised_device& device) {
     auto detached = device.info.kind != runtime::device_kind::sim
                     || settings.detach_sim_workers;
-    device.worker = spawn_device_worker(self->system(), device.info, admission,
-                                        catalog, settings.output_dir, detached);
+    device.worker =
+      spawn_device_worker(self->system(), device.info, admission, catalog,
+                          settings.output_dir, detached, device.models);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
-               device.restarts);
+               device.restarts, device.models->names(),
+               device.models->resident_bytes());
   }
 
   size_t live_workers() const {
@@ -72,6 +76,10 @@ struct node_supervisor_state {
                       : runtime::make_error(runtime::errc::worker_lost,
                                             "device " + device.info.name()
                                               + ": worker exited");
+      // Out of memory ends a job's attempt; the loaded weights are intact.
+      // After anything else nothing on the device is trusted.
+      if (!runtime::is(reason, runtime::errc::out_of_memory))
+        device.models = std::make_shared<device_models>();
       auto delay = device.intensity->on_death(self->clock().now());
       device.quarantined = !delay;
       self->send(admission, detach_atom::value, device.info.index, reason,

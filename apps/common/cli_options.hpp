@@ -36,6 +36,25 @@ inline CLI::Option* add_duration(CLI::App& app, const std::string& name,
   return option;
 }
 
+/// Adds `--name SIZE` (e.g. 2GiB, 512MiB) that sets `target` in bytes.
+inline CLI::Option* add_size(CLI::App& app, const std::string& name,
+                             uint64_t& target, const std::string& description) {
+  auto option = app.add_option_function<std::string>(
+    name,
+    [&target, name](const std::string& text) {
+      auto parsed = runtime::parse_bytes(text);
+      if (!parsed)
+        throw CLI::ValidationError(name, "'" + text
+                                           + "' is not a size (e.g. 2GiB, "
+                                             "512MiB)");
+      target = *parsed;
+    },
+    description);
+  option->type_name("SIZE");
+  option->default_str(runtime::format_bytes(target));
+  return option;
+}
+
 /// Parses the exit status a CLI11 error asks for: 0 for --help and
 /// --version, 2 for usage errors.
 inline int usage_exit(CLI::App& app, const CLI::ParseError& e) {

@@ -73,9 +73,13 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app
     .add_option("--devices", settings.devices,
-                "Devices to serve: auto, cpu:N[:MEMORY] or sim:N[:MEMORY] "
-                "(e.g. sim:4:16GiB)")
+                "Devices to serve: auto (every CUDA device, else one cpu "
+                "device), cuda[:0,1][:MEMORY], cpu:N[:MEMORY] or "
+                "sim:N[:MEMORY] (e.g. sim:4:16GiB)")
     ->capture_default_str();
+  apps::add_size(app, "--cuda-reserve", settings.cuda_reserve_bytes,
+                 "Memory kept out of each CUDA device's budget (its free "
+                 "memory at start, less this, less its loaded models)");
   app
     .add_option("--output-dir", settings.output_dir,
                 "Where finished videos are written (job-ID.mp4)")
@@ -224,11 +228,13 @@ int main(int argc, char** argv) {
     (*node)->stop();
     return 1;
   }
-  const auto& devices = (*node)->devices();
-  spdlog::info("serving {} device(s): {} ({} each); max-concurrency {}, "
-               "queue-size {}",
-               devices.size(), settings.devices,
-               runtime::format_bytes(devices.front().memory_bytes),
+  std::string served;
+  for (const auto& device : (*node)->devices())
+    served += (served.empty() ? "" : ", ") + device.name() + " ("
+              + runtime::format_bytes(device.memory_bytes) + ")";
+  spdlog::info("serving {} device(s) for --devices {}: {}; max-concurrency "
+               "{}, queue-size {}",
+               (*node)->devices().size(), settings.devices, served,
                settings.max_concurrency, settings.queue_size);
   std::printf("vidnode listening on %s:%u\n", settings.listen_host.c_str(),
               static_cast<unsigned>((*server)->port()));

@@ -186,18 +186,26 @@ public:
   tiny_t2v_run(tiny_t2v_model& model, torch::Device device,
                const runtime::job_spec& spec,
                const std::vector<double>& alphas_cumprod)
-    : model_(model), device_(device), spec_steps_(spec.steps), fps_(spec.fps),
-      alphas_cumprod_(alphas_cumprod) {
-    torch::NoGradGuard no_grad;
-    auto ids = torch::tensor(tokenize(spec.prompt), torch::kInt64).to(device_);
-    cond_ = model_->net->condition(ids);
-    // The initial noise comes from the job's seed, drawn on the CPU so the
-    // same seed starts from the same latent on every device.
-    auto gen = at::detail::createCPUGenerator(spec.seed);
-    latent_ = at::randn({1, latent_channels, spec.frames,
-                         spec.height / downscale, spec.width / downscale},
-                        gen, torch::kFloat32)
-                .to(device_);
+    : model_(model), device_(device), meter_(device), spec_steps_(spec.steps),
+      fps_(spec.fps), alphas_cumprod_(alphas_cumprod) {}
+
+  /// Conditions on the prompt and draws the initial latent.
+  void prepare(const runtime::job_spec& spec) {
+    meter_.measure([&] {
+      with_torch([&] {
+        torch::NoGradGuard no_grad;
+        auto ids =
+          torch::tensor(tokenize(spec.prompt), torch::kInt64).to(device_);
+        cond_ = model_->net->condition(ids);
+        // The initial noise comes from the job's seed, drawn on the CPU so
+        // the same seed starts from the same latent on every device.
+        auto gen = at::detail::createCPUGenerator(spec.seed);
+        latent_ = at::randn({1, latent_channels, spec.frames,
+                             spec.height / downscale, spec.width / downscale},
+                            gen, torch::kFloat32)
+                    .to(device_);
+      });
+    });
   }
 
   int32_t steps() const override {
@@ -205,50 +213,53 @@ public:
   }
 
   device_time step(int32_t index) override {
-    with_torch([&] {
-      torch::NoGradGuard no_grad;
-      auto t = timestep(index);
-      auto a_t = alphas_cumprod_[static_cast<size_t>(t)];
-      auto a_prev =
-        index + 1 < spec_steps_
-          ? alphas_cumprod_[static_cast<size_t>(timestep(index + 1))]
-          : 1.0;
-      auto eps =
-        model_->net->forward(latent_, time_embedding(t, device_), cond_);
-      auto x0 = ((latent_ - std::sqrt(1.0 - a_t) * eps) / std::sqrt(a_t))
-                  .clamp(-3.0, 3.0);
-      latent_ = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
-    });
+    meter_.measure([&] { with_torch([&] { denoise(index); }); });
     return device_time{0};
   }
 
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    with_torch([&] {
-      torch::NoGradGuard no_grad;
-      // [1, C, F, h, w] -> [F, C, h, w] -> RGB [F, 3, H, W] -> [F, H, W, 3]
-      auto z = latent_.squeeze(0).permute({1, 0, 2, 3}).contiguous();
-      auto rgb = model_->dec->forward(z);
-      auto pixels = ((rgb + 1.0) * 127.5)
-                      .clamp(0.0, 255.0)
-                      .to(torch::kUInt8)
-                      .permute({0, 2, 3, 1})
-                      .contiguous()
-                      .to(torch::kCPU);
-      video_frames video;
-      video.frames = static_cast<int32_t>(pixels.size(0));
-      video.height = static_cast<int32_t>(pixels.size(1));
-      video.width = static_cast<int32_t>(pixels.size(2));
-      video.fps = fps_;
-      auto data = pixels.data_ptr<uint8_t>();
-      video.rgb.assign(data, data + pixels.numel());
-      out.video = std::move(video);
-    });
+    meter_.measure([&] { with_torch([&] { out.video = decode(); }); });
+    out.peak_bytes = meter_.peak_bytes();
     return out;
   }
 
 private:
+  void denoise(int32_t index) {
+    torch::NoGradGuard no_grad;
+    auto t = timestep(index);
+    auto a_t = alphas_cumprod_[static_cast<size_t>(t)];
+    auto a_prev = index + 1 < spec_steps_
+                    ? alphas_cumprod_[static_cast<size_t>(timestep(index + 1))]
+                    : 1.0;
+    auto eps = model_->net->forward(latent_, time_embedding(t, device_), cond_);
+    auto x0 = ((latent_ - std::sqrt(1.0 - a_t) * eps) / std::sqrt(a_t))
+                .clamp(-3.0, 3.0);
+    latent_ = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
+  }
+
+  video_frames decode() {
+    torch::NoGradGuard no_grad;
+    // [1, C, F, h, w] -> [F, C, h, w] -> RGB [F, 3, H, W] -> [F, H, W, 3]
+    auto z = latent_.squeeze(0).permute({1, 0, 2, 3}).contiguous();
+    auto rgb = model_->dec->forward(z);
+    auto pixels = ((rgb + 1.0) * 127.5)
+                    .clamp(0.0, 255.0)
+                    .to(torch::kUInt8)
+                    .permute({0, 2, 3, 1})
+                    .contiguous()
+                    .to(torch::kCPU);
+    video_frames video;
+    video.frames = static_cast<int32_t>(pixels.size(0));
+    video.height = static_cast<int32_t>(pixels.size(1));
+    video.width = static_cast<int32_t>(pixels.size(2));
+    video.fps = fps_;
+    auto data = pixels.data_ptr<uint8_t>();
+    video.rgb.assign(data, data + pixels.numel());
+    return video;
+  }
+
   /// The training timestep of DDIM step `index`: evenly spaced, high first.
   int64_t timestep(int32_t index) const {
     auto stride = train_steps / std::max<int64_t>(spec_steps_, 1);
@@ -257,6 +268,7 @@ private:
 
   tiny_t2v_model& model_;
   torch::Device device_;
+  device_memory_meter meter_;
   int32_t spec_steps_;
   int32_t fps_;
   const std::vector<double>& alphas_cumprod_;
@@ -280,41 +292,48 @@ public:
   }
 
   device_time load(const runtime::job_spec&) override {
-    with_torch([&] {
-      model_ = tiny_t2v_model();
-      if (weights_path_.empty()) {
-        init_fixed_weights(model_);
-      } else {
-        try {
-          torch::load(model_, weights_path_);
-        } catch (const c10::OutOfMemoryError&) {
-          throw;
-        } catch (const c10::Error& e) {
-          throw job_error(runtime::errc::internal,
-                          "tiny-t2v: cannot load weights from " + weights_path_
-                            + ": " + e.what_without_backtrace());
-        }
-      }
-      model_->eval();
-      model_->to(device_);
-    });
+    device_memory_meter meter{device_};
+    meter.measure([&] { with_torch([&] { load_weights(); }); });
+    resident_bytes_ = meter.held_bytes();
     return device_time{0};
+  }
+
+  uint64_t resident_bytes() const override {
+    return resident_bytes_;
   }
 
   std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t,
                                  device_time& busy) override {
     busy = device_time{0};
-    std::unique_ptr<job_run> run;
-    with_torch([&] {
-      run =
-        std::make_unique<tiny_t2v_run>(model_, device_, spec, alphas_cumprod_);
-    });
+    auto run =
+      std::make_unique<tiny_t2v_run>(model_, device_, spec, alphas_cumprod_);
+    run->prepare(spec);
     return run;
   }
 
 private:
+  void load_weights() {
+    model_ = tiny_t2v_model();
+    if (weights_path_.empty()) {
+      init_fixed_weights(model_);
+    } else {
+      try {
+        torch::load(model_, weights_path_);
+      } catch (const c10::OutOfMemoryError&) {
+        throw;
+      } catch (const c10::Error& e) {
+        throw job_error(runtime::errc::internal,
+                        "tiny-t2v: cannot load weights from " + weights_path_
+                          + ": " + e.what_without_backtrace());
+      }
+    }
+    model_->eval();
+    model_->to(device_);
+  }
+
   std::string weights_path_;
   torch::Device device_;
+  uint64_t resident_bytes_ = 0;
   tiny_t2v_model model_{nullptr};
   std::vector<double> alphas_cumprod_;
 };

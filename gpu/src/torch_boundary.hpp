@@ -1,9 +1,16 @@
 #pragma once
 
 /// @file
-/// The one place where libtorch's exceptions become vidnode's (private to
-/// gpu/: nothing outside gpu/ includes libtorch or knows its errors).
+/// The one place where libtorch's exceptions become vidnode's, and where
+/// device memory is measured (private to gpu/: nothing outside gpu/ includes
+/// libtorch or knows its errors).
 
+#include <algorithm>
+#include <cstdlib>
+#include <regex>
+#include <string>
+
+#include <c10/core/Device.h>
 #include <c10/util/Exception.h>
 
 #ifdef VIDNODE_TORCH_CUDA
@@ -14,12 +21,57 @@
 
 namespace vidnode::gpu {
 
-/// Runs `call`, which uses libtorch. A c10::OutOfMemoryError empties the
-/// CUDA cache and becomes gpu::out_of_memory (the worker then restarts);
-/// any other c10::Error becomes a job_error (internal) for this job only.
-/// vidnode's own exceptions pass through.
+/// The size of the allocation that failed, read from libtorch's message
+/// ("Tried to allocate 20.00 GiB"); 0 if the message does not say.
+inline uint64_t failed_allocation_bytes(const std::string& message) {
+  static const std::regex pattern{
+    R"(Tried to allocate ([0-9]+(?:\.[0-9]+)?) ?(B|KiB|MiB|GiB|TiB|bytes))"};
+  std::smatch match;
+  if (!std::regex_search(message, match, pattern))
+    return 0;
+  auto value = std::strtod(match[1].str().c_str(), nullptr);
+  auto unit = match[2].str();
+  double scale = unit == "KiB"   ? 1024.0
+                 : unit == "MiB" ? 1024.0 * 1024
+                 : unit == "GiB" ? 1024.0 * 1024 * 1024
+                 : unit == "TiB" ? 1024.0 * 1024 * 1024 * 1024
+                                 : 1.0;
+  return static_cast<uint64_t>(value * scale);
+}
+
+/// Whether libtorch's message reports a device out of memory. The
+/// TorchScript interpreter rethrows c10::OutOfMemoryError as a plain
+/// std::runtime_error that keeps only the message.
+inline bool reports_out_of_memory(const std::string& message) {
+  return message.find("out of memory") != std::string::npos
+         && (message.find("Tried to allocate") != std::string::npos
+             || message.find("CUDA") != std::string::npos);
+}
+
+/// Whether libtorch's message reports a CUDA error other than out of
+/// memory (an illegal address, a launch failure): the device's context is
+/// not trusted afterwards.
+inline bool reports_cuda_error(const std::string& message) {
+  return message.find("CUDA error") != std::string::npos
+         || message.find("CUBLAS_STATUS") != std::string::npos
+         || message.find("CUDNN_STATUS") != std::string::npos;
+}
+
+/// Runs `call`, which uses libtorch. An out-of-memory error empties the
+/// CUDA cache and becomes gpu::out_of_memory with the size of the
+/// allocation that failed (the worker then restarts, keeping its models); a
+/// CUDA error becomes a crash (std::runtime_error: the worker restarts and
+/// loads its models again); any other libtorch error, including one raised
+/// inside a TorchScript model, becomes a job_error (internal) for this job
+/// only. vidnode's own exceptions pass through.
 template <class F>
 void with_torch(F&& call) {
+  auto ran_out = [](const std::string& message) {
+#ifdef VIDNODE_TORCH_CUDA
+    c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+    return out_of_memory(message, failed_allocation_bytes(message));
+  };
   try {
     call();
   } catch (const job_error&) {
@@ -27,14 +79,84 @@ void with_torch(F&& call) {
   } catch (const out_of_memory&) {
     throw;
   } catch (const c10::OutOfMemoryError& e) {
-#ifdef VIDNODE_TORCH_CUDA
-    c10::cuda::CUDACachingAllocator::emptyCache();
-#endif
-    throw out_of_memory(e.what_without_backtrace(), 0);
+    throw ran_out(e.what_without_backtrace());
   } catch (const c10::Error& e) {
-    throw job_error(runtime::errc::internal,
-                    std::string{"libtorch: "} + e.what_without_backtrace());
+    std::string message = e.what_without_backtrace();
+    if (reports_out_of_memory(message))
+      throw ran_out(message);
+    if (reports_cuda_error(message))
+      throw std::runtime_error("libtorch: " + message);
+    throw job_error(runtime::errc::internal, "libtorch: " + message);
+  } catch (const std::runtime_error& e) {
+    std::string message = e.what();
+    if (reports_out_of_memory(message))
+      throw ran_out(message);
+    if (reports_cuda_error(message))
+      throw;
+    throw job_error(runtime::errc::internal, "libtorch: " + message);
   }
 }
+
+/// Measures what one job (or one model load) holds and peaks at on a CUDA
+/// device, from the caching allocator's statistics. A device's calls run
+/// one at a time on its worker's thread, so what a call allocates belongs
+/// to the job that made it, even while other jobs' steps interleave. On
+/// other devices it measures nothing (0).
+class device_memory_meter {
+public:
+  explicit device_memory_meter(c10::Device device) : device_(device) {}
+
+  /// Runs `call` (with_torch inside it or not) and accounts its memory.
+  /// An out_of_memory from it is rethrown with the bytes this job held
+  /// added to the failed allocation: the least the job needs.
+  template <class F>
+  void measure(F&& call) {
+#ifdef VIDNODE_TORCH_CUDA
+    if (!device_.is_cuda()) {
+      call();
+      return;
+    }
+    auto index = device_.index();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+    auto before = allocated(index);
+    try {
+      call();
+    } catch (const out_of_memory& e) {
+      throw out_of_memory(
+        e.what(), e.requested_bytes()
+                    + static_cast<uint64_t>(std::max<int64_t>(held_, 0)));
+    }
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    auto peak = static_cast<int64_t>(stats.allocated_bytes[0].peak);
+    auto after = static_cast<int64_t>(stats.allocated_bytes[0].current);
+    peak_ = std::max(peak_, held_ + (peak - before));
+    held_ += after - before;
+#else
+    call();
+#endif
+  }
+
+  /// The most this job held at once, in bytes.
+  uint64_t peak_bytes() const noexcept {
+    return static_cast<uint64_t>(std::max<int64_t>(peak_, 0));
+  }
+
+  /// What this job holds now (what its calls allocated and kept), in bytes.
+  uint64_t held_bytes() const noexcept {
+    return static_cast<uint64_t>(std::max<int64_t>(held_, 0));
+  }
+
+private:
+#ifdef VIDNODE_TORCH_CUDA
+  static int64_t allocated(c10::DeviceIndex index) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    return static_cast<int64_t>(stats.allocated_bytes[0].current);
+  }
+#endif
+
+  c10::Device device_;
+  int64_t held_ = 0;
+  int64_t peak_ = 0;
+};
 
 } // namespace vidnode::gpu

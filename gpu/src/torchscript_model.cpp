@@ -56,19 +56,27 @@ class torchscript_run : public job_run {
 public:
   torchscript_run(torch::jit::Module& module, torch::Device device,
                   const runtime::job_spec& spec)
-    : module_(module), device_(device), steps_(spec.steps), fps_(spec.fps),
-      frames_(spec.frames), width_(spec.width), height_(spec.height) {
-    torch::NoGradGuard no_grad;
-    cond_ = module_.get_method("encode_prompt")({spec.prompt}).toTensor();
-    auto shape =
-      module_
-        .get_method("latent_shape")(
-          {int64_t{spec.frames}, int64_t{spec.height}, int64_t{spec.width}})
-        .toIntVector();
-    // The noise comes from the job's seed on the CPU: the same seed starts
-    // from the same latent on every device.
-    auto gen = at::detail::createCPUGenerator(spec.seed);
-    latent_ = at::randn(shape, gen, torch::kFloat32).to(device_);
+    : module_(module), device_(device), meter_(device), steps_(spec.steps),
+      fps_(spec.fps), frames_(spec.frames), width_(spec.width),
+      height_(spec.height) {}
+
+  /// Encodes the prompt and draws the initial latent.
+  void prepare(const runtime::job_spec& spec) {
+    meter_.measure([&] {
+      with_torch([&] {
+        torch::NoGradGuard no_grad;
+        cond_ = module_.get_method("encode_prompt")({spec.prompt}).toTensor();
+        auto shape =
+          module_
+            .get_method("latent_shape")(
+              {int64_t{spec.frames}, int64_t{spec.height}, int64_t{spec.width}})
+            .toIntVector();
+        // The noise comes from the job's seed on the CPU: the same seed
+        // starts from the same latent on every device.
+        auto gen = at::detail::createCPUGenerator(spec.seed);
+        latent_ = at::randn(shape, gen, torch::kFloat32).to(device_);
+      });
+    });
   }
 
   int32_t steps() const override {
@@ -76,12 +84,14 @@ public:
   }
 
   device_time step(int32_t index) override {
-    with_torch([&] {
-      torch::NoGradGuard no_grad;
-      latent_ = module_
-                  .get_method("denoise")(
-                    {latent_, int64_t{index}, int64_t{steps_}, cond_})
-                  .toTensor();
+    meter_.measure([&] {
+      with_torch([&] {
+        torch::NoGradGuard no_grad;
+        latent_ = module_
+                    .get_method("denoise")(
+                      {latent_, int64_t{index}, int64_t{steps_}, cond_})
+                    .toTensor();
+      });
     });
     return device_time{0};
   }
@@ -89,7 +99,15 @@ public:
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    with_torch([&] {
+    meter_.measure([&] { with_torch([&] { out.video = decode(); }); });
+    out.peak_bytes = meter_.peak_bytes();
+    return out;
+  }
+
+private:
+  video_frames decode() {
+    video_frames video;
+    {
       torch::NoGradGuard no_grad;
       auto frames = module_.get_method("decode")({latent_}).toTensor();
       if (frames.dim() != 4 || frames.size(0) != frames_
@@ -109,21 +127,19 @@ public:
                    .clamp(0.0, 255.0)
                    .to(torch::kUInt8);
       frames = frames.contiguous().to(torch::kCPU);
-      video_frames video;
       video.frames = frames_;
       video.height = height_;
       video.width = width_;
       video.fps = fps_;
       auto data = frames.data_ptr<uint8_t>();
       video.rgb.assign(data, data + frames.numel());
-      out.video = std::move(video);
-    });
-    return out;
+    }
+    return video;
   }
 
-private:
   torch::jit::Module& module_;
   torch::Device device_;
+  device_memory_meter meter_;
   int32_t steps_;
   int32_t fps_;
   int32_t frames_;
@@ -139,38 +155,46 @@ public:
     : name_(std::move(name)), path_(std::move(path)), device_(device) {}
 
   device_time load(const runtime::job_spec&) override {
-    with_torch([&] {
-      try {
-        module_ = torch::jit::load(path_, device_);
-      } catch (const c10::OutOfMemoryError&) {
-        throw;
-      } catch (const c10::Error& e) {
-        throw job_error(runtime::errc::unknown_model,
-                        "model " + name_ + ": cannot load " + path_ + ": "
-                          + e.what_without_backtrace());
-      }
-      if (auto broken = check_contract(module_))
-        throw job_error(runtime::errc::unknown_model,
-                        "model " + name_ + " (" + path_ + ") " + *broken);
-      module_.eval();
-    });
+    device_memory_meter meter{device_};
+    meter.measure([&] { with_torch([&] { load_module(); }); });
+    resident_bytes_ = meter.held_bytes();
     return device_time{0};
+  }
+
+  uint64_t resident_bytes() const override {
+    return resident_bytes_;
   }
 
   std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t,
                                  device_time& busy) override {
     busy = device_time{0};
-    std::unique_ptr<job_run> run;
-    with_torch(
-      [&] { run = std::make_unique<torchscript_run>(module_, device_, spec); });
+    auto run = std::make_unique<torchscript_run>(module_, device_, spec);
+    run->prepare(spec);
     return run;
   }
 
 private:
+  void load_module() {
+    try {
+      module_ = torch::jit::load(path_, device_);
+    } catch (const c10::OutOfMemoryError&) {
+      throw;
+    } catch (const c10::Error& e) {
+      throw job_error(runtime::errc::unknown_model,
+                      "model " + name_ + ": cannot load " + path_ + ": "
+                        + e.what_without_backtrace());
+    }
+    if (auto broken = check_contract(module_))
+      throw job_error(runtime::errc::unknown_model,
+                      "model " + name_ + " (" + path_ + ") " + *broken);
+    module_.eval();
+  }
+
   std::string name_;
   std::string path_;
   torch::Device device_;
   torch::jit::Module module_;
+  uint64_t resident_bytes_ = 0;
 };
 
 } // namespace

@@ -348,6 +348,16 @@ std::optional<std::string> write_mp4(const std::string& path,
   return std::nullopt;
 }
 
+const char* video_file_extension() noexcept {
+  return "mp4";
+}
+
+std::optional<std::string> write_video(const std::string& path,
+                                       const video_frames& video,
+                                       const std::string& audio_path) {
+  return write_mp4(path, video, audio_path);
+}
+
 std::optional<video_file_info> probe_video(const std::string& path,
                                            std::string& error) {
   quiet_ffmpeg_logs();

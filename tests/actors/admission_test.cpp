@@ -234,7 +234,25 @@ TEST_CASE("a job that runs out of memory once is retried on the restarted "
   CHECK(device.restarts == 1);
   CHECK(device.state == "idle");
   CHECK_THAT(device.last_error, Catch::Contains("out_of_memory"));
-  // The restarted worker started with an empty cache.
+  // Out of memory ends an attempt, not the loaded weights: the restarted
+  // worker kept the model and did not load it again.
+  CHECK(loads_of(device, "sim") == 1);
+}
+
+TEST_CASE("a worker that crashed loads its models again after the restart",
+          "[admission][supervision]") {
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(1), "sim:1");
+  auto spec = sim_job(5, 100);
+  spec.options["fault"] = "crash@3";
+  auto r = fx.execute(spec);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->attempts == 2);
+  auto device = device_named(fx.nodes_now(), "sim:0");
+  CHECK(device.restarts == 1);
+  // After a crash nothing the old worker held is trusted.
   CHECK(loads_of(device, "sim") == 2);
 }
 

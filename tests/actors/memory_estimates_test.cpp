@@ -44,6 +44,17 @@ TEST_CASE("an out-of-memory failure multiplies what the job had reserved",
   CHECK(estimates.out_of_memory("k", 6000) == 12000);
 }
 
+TEST_CASE("an out-of-memory failure that shows what the job needs raises "
+          "the figure to that plus headroom",
+          "[memory_estimates]") {
+  memory_estimates estimates{policy()};
+  // Reserved 1000, needed 20000: growth alone (2000) would fail again.
+  CHECK(estimates.out_of_memory("k", 1000, 20000) == 25000);
+  CHECK(estimates.estimate("k", 1000) == 25000);
+  // Needed less than growth gives: growth wins.
+  CHECK(estimates.out_of_memory("k", 25000, 100) == 50000);
+}
+
 TEST_CASE("the oldest learned shape is forgotten beyond the capacity",
           "[memory_estimates]") {
   memory_estimates estimates{policy(2)};

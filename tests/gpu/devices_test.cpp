@@ -83,7 +83,6 @@ TEST_CASE("a malformed device spec is refused with the reason", "[devices]") {
     {"sim", "expected auto"},
     {"sim:1:2GiB:3", "expected auto"},
     {"gpu:1", "unknown device kind 'gpu'"},
-    {"cuda:0", "not supported"},
     {"sim:0", "from 1 to 64"},
     {"sim:65", "from 1 to 64"},
     {"sim:x", "from 1 to 64"},
@@ -102,4 +101,97 @@ TEST_CASE("a malformed device spec is refused with the reason", "[devices]") {
     CHECK(error.rfind("'" + c.spec + "': ", 0) == 0);
     CHECK(error.find(c.reason) != std::string::npos);
   }
+}
+
+namespace {
+
+using vidnode::gpu::cuda_device;
+
+std::vector<cuda_device> two_gpus() {
+  cuda_device a;
+  a.ordinal = 0;
+  a.free_bytes = 78ull << 30;
+  a.total_bytes = 80ull << 30;
+  cuda_device b = a;
+  b.ordinal = 1;
+  b.free_bytes = 40ull << 30;
+  return {a, b};
+}
+
+constexpr uint64_t reserve = 2ull << 30;
+
+} // namespace
+
+TEST_CASE("cuda devices get their free memory less the reserve",
+          "[devices][cuda]") {
+  for (auto spec : {"cuda", "cuda:all", "auto"}) {
+    INFO(spec);
+    std::vector<device_info> devices;
+    std::string error;
+    REQUIRE(parse_devices(spec, two_gpus(), reserve, devices, error));
+    REQUIRE(devices.size() == 2);
+    CHECK(devices[0].kind == device_kind::cuda);
+    CHECK(devices[0].name() == "cuda:0");
+    CHECK(devices[0].memory_bytes == 76ull << 30);
+    CHECK(devices[1].name() == "cuda:1");
+    CHECK(devices[1].index == 1);
+    CHECK(devices[1].memory_bytes == 38ull << 30);
+  }
+}
+
+TEST_CASE("cuda:ORDINALS picks devices in the order given; MEMORY caps them",
+          "[devices][cuda]") {
+  std::vector<device_info> devices;
+  std::string error;
+  REQUIRE(parse_devices("cuda:1,0:20GiB", two_gpus(), reserve, devices, error));
+  REQUIRE(devices.size() == 2);
+  CHECK(devices[0].index == 0);
+  CHECK(devices[0].ordinal == 1);
+  CHECK(devices[0].name() == "cuda:1");
+  CHECK(devices[0].memory_bytes == 20ull << 30);
+  CHECK(devices[1].name() == "cuda:0");
+}
+
+TEST_CASE("bad cuda specs are refused with the reason", "[devices][cuda]") {
+  struct bad_spec {
+    std::string spec;
+    std::string reason;
+  };
+  std::vector<bad_spec> cases = {
+    {"cuda:2", "there is no cuda:2 (2 CUDA devices visible)"},
+    {"cuda:0,0", "cuda:0 is listed twice"},
+    {"cuda:x", "'x' is not a device ordinal"},
+    {"cuda:-1", "'-1' is not a device ordinal"},
+    {"cuda:1:39GiB", "cuda:1 has 38GiB to give"},
+    {"cuda:0:lots", "'lots' is not a memory size"},
+    {"cuda:0:1GiB:x", "expected cuda"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.spec);
+    std::vector<device_info> devices;
+    std::string error;
+    CHECK_FALSE(parse_devices(c.spec, two_gpus(), reserve, devices, error));
+    CHECK_THAT(error, Catch::Contains(c.reason));
+  }
+  auto tight = two_gpus();
+  tight[1].free_bytes = 1ull << 30;
+  std::vector<device_info> devices;
+  std::string error;
+  CHECK_FALSE(parse_devices("cuda", tight, reserve, devices, error));
+  CHECK_THAT(error, Catch::Contains("cuda:1 has only 1GiB free, no more "
+                                    "than the reserve of 2GiB"));
+}
+
+TEST_CASE("without a visible CUDA device, auto is one cpu device and cuda is "
+          "refused",
+          "[devices][cuda]") {
+  std::vector<device_info> devices;
+  std::string error;
+  REQUIRE(parse_devices("auto", {}, reserve, devices, error));
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].kind == device_kind::cpu);
+  CHECK_FALSE(parse_devices("cuda:0", {}, reserve, devices, error));
+  CHECK_THAT(error, Catch::Contains(vidnode::gpu::cuda_supported()
+                                      ? "no CUDA device is visible"
+                                      : "built without CUDA"));
 }

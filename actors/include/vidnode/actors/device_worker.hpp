@@ -1,13 +1,33 @@
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/gpu/pipeline.hpp"
 
 namespace vidnode::actors {
+
+/// The models loaded on one device, kept across restarts of its worker
+/// after an out-of-memory error (the error ends a job's attempt, not the
+/// loaded weights), so the next worker does not load them again. Its
+/// supervisor drops them after any other death. Used by one worker at a
+/// time: a worker starts only after its predecessor is down.
+struct device_models {
+  /// Ready models by name.
+  std::map<std::string, std::shared_ptr<gpu::pipeline>> ready;
+
+  /// Device memory the ready models hold, in bytes.
+  uint64_t resident_bytes() const;
+
+  /// The ready models' names.
+  std::vector<std::string> names() const;
+};
 
 /// Spawns the worker of one device. It owns the device's pipeline cache:
 /// only it touches the cache, so a model is loaded at most once per device
@@ -15,14 +35,18 @@ namespace vidnode::actors {
 /// wait for that load). A job advances one step per message, so aborts are
 /// served between steps; up to `max_concurrency` jobs interleave their steps.
 ///
+/// Models already in `kept` are served without loading; models the worker
+/// loads are added to it.
+///
 /// Reports go to `admission`: `loaded` when a model is in the cache,
 /// `progress` after each step, `done` or `failed` when an attempt ends. On
 /// an out-of-memory error it reports `failed(out_of_memory)` and exits with
 /// that reason; on any other unexpected exception it exits with
 /// `worker_lost`. Its supervisor restarts it.
 ///
-/// Frames a pipeline produces are encoded to `output_dir`/job-ID.mp4 (the
-/// directory is created if missing); the job's output is that path.
+/// Frames a pipeline produces are encoded to `output_dir`/job-ID.mp4 (or
+/// .y4m in builds without FFmpeg; the directory is created if missing); the
+/// job's output is that path.
 ///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
@@ -31,6 +55,7 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    std::string output_dir, bool detached);
+                    std::string output_dir, bool detached,
+                    std::shared_ptr<device_models> kept);
 
 } // namespace vidnode::actors

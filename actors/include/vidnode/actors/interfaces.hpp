@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
@@ -60,7 +61,7 @@ using abort_atom = caf::atom_constant<caf::atom("abort")>;
 /// Worker -> itself: advance an attempt by one step.
 using step_atom = caf::atom_constant<caf::atom("step")>;
 /// Worker -> itself: a simulated load finished. Worker -> admission: a model
-/// is in the device's cache now.
+/// is in the device's cache now, holding so many bytes of device memory.
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 /// Worker -> admission: an attempt made progress.
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
@@ -75,9 +76,11 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using fetched_atom = caf::atom_constant<caf::atom("fetched")>;
 /// Transfer task -> admission: a job's output was uploaded (or not).
 using uploaded_atom = caf::atom_constant<caf::atom("uploaded")>;
-/// Worker -> admission: an attempt failed (the worker may exit after it).
+/// Worker -> admission: an attempt failed (the worker may exit after it);
+/// after out_of_memory, with the least the job needs in bytes (else 0).
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
-/// Supervisor -> admission: a device's worker is up.
+/// Supervisor -> admission: a device's worker is up, with the models it
+/// kept from its predecessor and the device memory they hold.
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 /// Supervisor -> admission: a device's worker died.
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
@@ -104,15 +107,15 @@ using device_worker_actor = caf::typed_actor<
 /// only from the worker currently registered for the device.
 using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
-                 int32_t>,
+                 int32_t, std::vector<std::string>, uint64_t>,
   caf::reacts_to<detach_atom, int32_t, caf::error, bool>,
-  caf::reacts_to<loaded_atom, int32_t, std::string>,
+  caf::reacts_to<loaded_atom, int32_t, std::string, uint64_t>,
   caf::reacts_to<computed_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<fetched_atom, runtime::job_id, std::string, caf::error>,
   caf::reacts_to<uploaded_atom, runtime::job_id, caf::error>,
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
-  caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error>,
+  caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error, uint64_t>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;

@@ -16,7 +16,8 @@ namespace vidnode::actors {
 /// A job reserves its shape's learned figure if there is one, else what its
 /// model declares. A measured peak replaces the figure with the peak plus
 /// `headroom`; an out-of-memory failure multiplies what the job had
-/// reserved by `oom_growth` (so the retry reserves more). At most
+/// reserved by `oom_growth`, or takes what the failure showed the job needs
+/// plus `headroom` if that is more (so the retry reserves more). At most
 /// `capacity` shapes are remembered (the oldest learned is forgotten).
 class memory_estimates {
 public:
@@ -43,9 +44,12 @@ public:
   /// nothing is learned).
   void observed_peak(const std::string& key, uint64_t bytes);
 
-  /// A job of `key` ran out of memory with `reserved` bytes reserved.
-  /// Returns the raised figure.
-  uint64_t out_of_memory(const std::string& key, uint64_t reserved);
+  /// A job of `key` ran out of memory with `reserved` bytes reserved,
+  /// needing at least `needed` (what it held plus the allocation that
+  /// failed; 0 if unknown). The figure becomes the larger of `reserved`
+  /// times `oom_growth` and `needed` plus `headroom`. Returns it.
+  uint64_t out_of_memory(const std::string& key, uint64_t reserved,
+                         uint64_t needed = 0);
 
   /// Shapes remembered now.
   size_t size() const noexcept {

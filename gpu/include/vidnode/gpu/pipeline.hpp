@@ -40,16 +40,18 @@ private:
   runtime::errc code_;
 };
 
-/// Thrown when the device ran out of memory. The device's state is not
-/// trusted afterwards: the worker reports out_of_memory for the job and
-/// exits, its supervisor restarts it, admission retries the job.
+/// Thrown when the device ran out of memory. The job's attempt is over: the
+/// worker reports out_of_memory for it and exits, its supervisor restarts
+/// it (keeping the loaded models), admission retries the job with a larger
+/// reservation.
 class out_of_memory : public std::runtime_error {
 public:
-  /// `requested_bytes` is the allocation that failed (0 if unknown).
+  /// `requested_bytes`: the least the job needs, i.e. what it held plus the
+  /// allocation that failed, as far as known (0 if unknown).
   out_of_memory(const std::string& what, uint64_t requested_bytes)
     : std::runtime_error(what), requested_bytes_(requested_bytes) {}
 
-  /// Size of the allocation that failed, in bytes (0 if unknown).
+  /// The least the job needs, in bytes (0 if unknown).
   uint64_t requested_bytes() const noexcept {
     return requested_bytes_;
   }
@@ -97,6 +99,13 @@ public:
   /// `first_job` is the job that needs it; the sim pipeline reads its
   /// simulated load time from it, real models ignore it.
   virtual device_time load(const runtime::job_spec& first_job) = 0;
+
+  /// Device memory the loaded model holds, in bytes, as measured when it
+  /// loaded (0 if unknown, e.g. on cpu devices). Admission leaves it out of
+  /// the device's budget for jobs.
+  virtual uint64_t resident_bytes() const {
+    return 0;
+  }
 
   /// Prepares a job (prompt conditioning, initial latents from the seed);
   /// `attempt` counts from 1. `busy` receives the device time left.

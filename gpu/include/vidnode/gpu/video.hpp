@@ -30,6 +30,27 @@ std::optional<std::string> write_mp4(const std::string& path,
                                      const video_frames& video,
                                      const std::string& audio_path = {});
 
+/// Writes `video` to `path` as uncompressed YUV4MPEG2 (4:2:0, full-range
+/// BT.601 "C420jpeg", each chroma sample the mean of the up to 2x2 pixels it
+/// covers; any width and height). Needs no FFmpeg; ffmpeg, mpv and VLC play
+/// the file. It is written beside `path` and renamed into place, so `path`
+/// never holds half a video. Blocking; safe to call from several threads at
+/// once. Returns nothing on success, else what went wrong.
+std::optional<std::string> write_y4m(const std::string& path,
+                                     const video_frames& video);
+
+/// The extension (without the dot) of the files write_video writes: "mp4"
+/// with FFmpeg, else "y4m".
+const char* video_file_extension() noexcept;
+
+/// Writes `video` to `path` in the best format this build has: write_mp4
+/// with FFmpeg, else write_y4m, which cannot add audio (a non-empty
+/// `audio_path` is then an error, and nothing is written). Name the file
+/// with video_file_extension().
+std::optional<std::string> write_video(const std::string& path,
+                                       const video_frames& video,
+                                       const std::string& audio_path = {});
+
 /// What a video file holds, as read back by FFmpeg.
 struct video_file_info {
   std::string codec;

@@ -178,7 +178,8 @@ typename Inspector::result_type inspect(Inspector& f, job_event& x) {
 /// One model in a device's pipeline cache.
 struct model_load_info {
   std::string model;
-  /// How many times this device loaded it (a restart empties the cache).
+  /// How many times this device loaded it (a restart after a crash empties
+  /// the cache; one after an out-of-memory error keeps it).
   int32_t loads = 0;
   /// Whether it is in the cache now.
   bool loaded = false;

@@ -64,6 +64,9 @@ struct node_settings {
   /// After an out-of-memory failure, the job's reservation is multiplied by
   /// this for its retry (and for later jobs of its shape).
   double oom_estimate_growth = 1.5;
+  /// Memory kept out of each CUDA device's budget (a device may take jobs
+  /// up to its free memory at start, less this, less its loaded models).
+  uint64_t cuda_reserve_bytes = 2ull << 30;
   /// Where finished videos are written (created if missing), as
   /// `job-ID.mp4`.
   std::string output_dir = "/tmp/vidnode-output";

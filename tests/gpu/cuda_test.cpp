@@ -1,0 +1,228 @@
+// [gpu] tests: they need a CUDA device and a build of libtorch with CUDA.
+// Without one, the executable says why and exits 77, which ctest reports as
+// skipped. scripts/gpu-check.sh runs them on a GPU machine.
+
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "support/process.hpp"
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/node.hpp"
+#include "vidnode/gpu/cuda.hpp"
+#include "vidnode/gpu/tiny_t2v.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+using namespace vidnode;
+using runtime::job_result;
+using runtime::job_spec;
+using runtime::job_state;
+
+namespace {
+
+struct test_config : caf::actor_system_config {
+  test_config() {
+    actors::add_types(*this);
+  }
+};
+
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("vidnode-cuda-test-" + std::to_string(::getpid()) + "-" + name);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+/// Runs `specs` at once through `node` and returns their results in order.
+std::vector<job_result> execute_all(caf::actor_system& sys,
+                                    const runtime::admission_actor& admission,
+                                    const std::vector<job_spec>& specs) {
+  caf::scoped_actor self{sys};
+  std::vector<job_result> results(specs.size());
+  // Every request is sent before the first answer is awaited.
+  using handle =
+    decltype(self->request(admission, std::chrono::minutes{5},
+                           runtime::execute_atom::value, specs.front()));
+  std::vector<handle> pending;
+  for (const auto& spec : specs)
+    pending.push_back(self->request(admission, std::chrono::minutes{5},
+                                    runtime::execute_atom::value, spec));
+  for (size_t i = 0; i < pending.size(); ++i)
+    pending[i].receive([&](const job_result& r) { results[i] = r; },
+                       [&](const caf::error& err) {
+                         results[i].state = job_state::failed;
+                         results[i].error = err;
+                       });
+  return results;
+}
+
+runtime::device_status device_status_of(caf::actor_system& sys,
+                                        const runtime::admission_actor& a) {
+  caf::scoped_actor self{sys};
+  runtime::device_status found;
+  self->request(a, std::chrono::seconds{10}, runtime::nodes_atom::value)
+    .receive(
+      [&](const std::vector<runtime::device_status>& all) {
+        REQUIRE_FALSE(all.empty());
+        found = all.front();
+      },
+      [&](const caf::error& err) { FAIL(runtime::describe(err)); });
+  return found;
+}
+
+int32_t loads_of(const runtime::device_status& device,
+                 const std::string& model) {
+  for (const auto& m : device.models)
+    if (m.model == model)
+      return m.loads;
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("tiny-t2v runs on cuda:0; its measured peak becomes the next "
+          "job's reservation",
+          "[gpu]") {
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  runtime::node_settings settings;
+  settings.devices = "cuda:0";
+  settings.output_dir = temp_dir("tiny");
+  auto node = actors::local_node::start(sys, settings);
+  REQUIRE(node);
+  job_spec spec;
+  spec.model = "tiny-t2v";
+  spec.prompt = "a red kite over the sea";
+  spec.width = 256;
+  spec.height = 256;
+  spec.frames = 16;
+  spec.steps = 8;
+  spec.seed = 7;
+  auto first = execute_all(sys, (*node)->admission(), {spec}).front();
+  INFO(runtime::describe(first.error));
+  REQUIRE(first.state == job_state::succeeded);
+  CHECK(first.device == "cuda:0");
+  CHECK(std::filesystem::exists(first.output));
+  auto second = execute_all(sys, (*node)->admission(), {spec}).front();
+  REQUIRE(second.state == job_state::succeeded);
+  // The first reserved the model's formula; the second what the first
+  // measured on the device plus headroom.
+  CHECK(second.reserved_bytes != first.reserved_bytes);
+  CHECK(second.reserved_bytes > 0);
+  auto device = device_status_of(sys, (*node)->admission());
+  CHECK(loads_of(device, "tiny-t2v") == 1);
+  // The loaded weights are out of jobs' budget.
+  CHECK(device.memory_reserved > 0);
+  std::printf("[gpu] tiny-t2v 256x256x16, 8 steps on cuda:0: declared %s, "
+              "measured and reserved next %s, weights resident %s\n",
+              runtime::format_bytes(first.reserved_bytes).c_str(),
+              runtime::format_bytes(second.reserved_bytes).c_str(),
+              runtime::format_bytes(device.memory_reserved).c_str());
+  (*node)->stop();
+  std::filesystem::remove_all(settings.output_dir);
+}
+
+TEST_CASE("a real CUDA out-of-memory error is survived: the job is retried "
+          "with a raised estimate and succeeds, nothing else fails, the "
+          "model loads once",
+          "[gpu]") {
+  auto present = gpu::cuda_devices();
+  REQUIRE_FALSE(present.empty());
+  // Four jobs of a third of the free memory each cannot all fit; the model
+  // declares 1 GiB per job, so admission lets four in at once.
+  auto working_set_gib = static_cast<double>(present.front().free_bytes) / 3.2
+                         / static_cast<double>(1ull << 30);
+  auto dir = temp_dir("oom");
+  auto model = dir + "/heavy.pt";
+  char working_set[32];
+  std::snprintf(working_set, sizeof(working_set), "%.2f", working_set_gib);
+  auto made = test::run_command({TOY_TORCHSCRIPT_BIN, model, "--working-set",
+                                 working_set, "--declare", "1"});
+  INFO(made.err);
+  REQUIRE(made.status == 0);
+
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  runtime::node_settings settings;
+  settings.devices = "cuda:0";
+  settings.max_concurrency = 4;
+  settings.max_attempts = 3;
+  settings.output_dir = dir + "/out";
+  settings.torchscript_models = {{"heavy", model}};
+  auto node = actors::local_node::start(sys, settings);
+  INFO((node ? std::string{} : runtime::describe(node.error())));
+  REQUIRE(node);
+  std::vector<job_spec> specs;
+  for (uint64_t i = 0; i < 6; ++i) {
+    job_spec spec;
+    spec.model = "heavy";
+    spec.prompt = "job " + std::to_string(i);
+    spec.width = 256;
+    spec.height = 256;
+    spec.frames = 16;
+    spec.steps = 4;
+    spec.seed = i;
+    specs.push_back(spec);
+  }
+  auto results = execute_all(sys, (*node)->admission(), specs);
+  int32_t attempts = 0;
+  for (const auto& r : results) {
+    INFO("job " << r.id.value << ": " << runtime::to_string(r.state) << " "
+                << runtime::describe(r.error));
+    CHECK(r.state == job_state::succeeded);
+    attempts += r.attempts;
+  }
+  auto device = device_status_of(sys, (*node)->admission());
+  INFO("last error: " << device.last_error);
+  CHECK(attempts > 6);
+  CHECK(device.restarts >= 1);
+  CHECK_THAT(device.last_error, Catch::Contains("out_of_memory"));
+  CHECK(loads_of(device, "heavy") == 1);
+  std::printf("[gpu] OOM survival: 6 jobs of %s GiB working set each, 1 GiB "
+              "declared, concurrency 4: %d attempts, %d worker restart(s), "
+              "model loads %d, all succeeded: %s\n",
+              working_set, attempts, device.restarts, loads_of(device, "heavy"),
+              std::all_of(results.begin(), results.end(),
+                          [](const job_result& r) {
+                            return r.state == job_state::succeeded;
+                          })
+                ? "yes"
+                : "no");
+  (*node)->stop();
+  std::filesystem::remove_all(dir);
+}
+
+int main(int argc, char** argv) {
+  spdlog::set_level(std::getenv("VIDNODE_TEST_LOG")
+                      ? spdlog::level::from_str(std::getenv("VIDNODE_TEST_LOG"))
+                      : spdlog::level::warn);
+  bool listing = false;
+  for (int i = 1; i < argc; ++i)
+    if (std::string{argv[i]}.rfind("--list", 0) == 0)
+      listing = true;
+  if (!listing) {
+    if (!gpu::cuda_supported()) {
+      std::printf("SKIPPED: this build has no CUDA (libtorch without CUDA); "
+                  "scripts/gpu-check.sh runs these on a GPU machine\n");
+      return 77;
+    }
+    if (gpu::cuda_devices().empty()) {
+      std::printf("SKIPPED: no CUDA device is visible to this process\n");
+      return 77;
+    }
+  }
+  return Catch::Session().run(argc, argv);
+}
