@@ -82,20 +82,20 @@ step build 600 cmake --build "${build}" --parallel "${jobs}" --target "${targets
 if [ -x "${build}/tests/cuda_test" ]; then
   grep -E "vidnode: libtorch" "${outdir}/configure.log" | sed 's/^-- /- /' >>"${summary}" || true
   # cuda_test exits 77 when there is no CUDA device: skipped, not failed.
-  step gpu_tests 300 bash -c "'${build}/tests/cuda_test' --durations yes; rc=\$?; [ \$rc -eq 77 ] && exit 0; exit \$rc"
+  step gpu_tests 150 bash -c "'${build}/tests/cuda_test' --durations yes; rc=\$?; [ \$rc -eq 77 ] && exit 0; exit \$rc"
   if [ "$(tail -n 5 "${outdir}/gpu_tests.log" | grep -c SKIPPED)" -gt 0 ] \
     || grep -q "^SKIPPED" "${outdir}/gpu_tests.log"; then
     note "| gpu_tests | (skipped: $(grep -m1 '^SKIPPED' "${outdir}/gpu_tests.log")) | |"
   fi
-  step bench_gpu_burst 300 "${build}/bench/bench_gpu_burst"
+  step bench_gpu_burst 180 "${build}/bench/bench_gpu_burst"
   if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-    step baseline_handler 300 python3 "${root}/bench/serverless_handler_baseline.py"
+    step baseline_handler 120 python3 "${root}/bench/serverless_handler_baseline.py"
   else
     note "| baseline_handler | (skipped: python3 has no torch with CUDA) | |"
   fi
-  step bench_tiny_t2v_cuda 240 "${build}/bench/bench_tiny_t2v" 1 cuda
+  step bench_tiny_t2v_cuda 120 "${build}/bench/bench_tiny_t2v" 1 cuda
   # The end-to-end path a user takes: vidnode on `auto`, vidctl submits.
-  step vidnode_vidctl 180 bash -c "
+  step vidnode_vidctl 90 bash -c "
     set -euo pipefail
     log=\$(mktemp); outdir=\$(mktemp -d)
     '${build}/apps/vidnode' --listen 127.0.0.1:0 --devices auto --output-dir \"\${outdir}\" >\"\${log}\" 2>&1 &
@@ -107,7 +107,7 @@ if [ -x "${build}/tests/cuda_test" ]; then
     '${build}/apps/vidctl' --connect 127.0.0.1:\${port} --json submit --model tiny-t2v --prompt 'a kite' --width 256 --height 256 --frames 16 --steps 8 --wait
     '${build}/apps/vidctl' --connect 127.0.0.1:\${port} nodes
     ls -la \"\${outdir}\""
-  step unit_tests 300 bash -c "'${build}/tests/gpu_test' && '${build}/tests/torchscript_test'"
+  step unit_tests 120 bash -c "'${build}/tests/gpu_test' && '${build}/tests/torchscript_test'"
 fi
 
 note ""

@@ -292,6 +292,9 @@ public:
   }
 
   device_time load(const runtime::job_spec&) override {
+    // Initializes CUDA and its allocator's statistics on this device.
+    with_torch(
+      [&] { torch::empty({1}, torch::TensorOptions().device(device_)); });
     device_memory_meter meter{device_};
     meter.measure([&] { with_torch([&] { load_weights(); }); });
     resident_bytes_ = meter.held_bytes();

@@ -116,9 +116,17 @@ public:
       call();
       return;
     }
+    // The statistics exist once CUDA is initialized (the pipelines do that
+    // before loading); a call they cannot measure still runs.
     auto index = device_.index();
-    c10::cuda::CUDACachingAllocator::resetPeakStats(index);
-    auto before = allocated(index);
+    int64_t before = 0;
+    bool measured = true;
+    try {
+      c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+      before = allocated(index);
+    } catch (const c10::Error&) {
+      measured = false;
+    }
     try {
       call();
     } catch (const out_of_memory& e) {
@@ -126,11 +134,16 @@ public:
         e.what(), e.requested_bytes()
                     + static_cast<uint64_t>(std::max<int64_t>(held_, 0)));
     }
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-    auto peak = static_cast<int64_t>(stats.allocated_bytes[0].peak);
-    auto after = static_cast<int64_t>(stats.allocated_bytes[0].current);
-    peak_ = std::max(peak_, held_ + (peak - before));
-    held_ += after - before;
+    if (!measured)
+      return;
+    try {
+      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+      auto peak = static_cast<int64_t>(stats.allocated_bytes[0].peak);
+      auto after = static_cast<int64_t>(stats.allocated_bytes[0].current);
+      peak_ = std::max(peak_, held_ + (peak - before));
+      held_ += after - before;
+    } catch (const c10::Error&) {
+    }
 #else
     call();
 #endif

@@ -155,6 +155,9 @@ public:
     : name_(std::move(name)), path_(std::move(path)), device_(device) {}
 
   device_time load(const runtime::job_spec&) override {
+    // Initializes CUDA and its allocator's statistics on this device.
+    with_torch(
+      [&] { torch::empty({1}, torch::TensorOptions().device(device_)); });
     device_memory_meter meter{device_};
     meter.measure([&] { with_torch([&] { load_module(); }); });
     resident_bytes_ = meter.held_bytes();

@@ -23,11 +23,19 @@ std::vector<device_info> parsed(const std::string& spec) {
 
 } // namespace
 
-TEST_CASE("auto gives one cpu device with memory", "[devices]") {
+TEST_CASE("auto gives every CUDA device present, else one cpu device",
+          "[devices]") {
   auto devices = parsed("auto");
-  REQUIRE(devices.size() == 1);
-  CHECK(devices[0].kind == device_kind::cpu);
-  CHECK(devices[0].name() == "cpu:0");
+  auto gpus = vidnode::gpu::cuda_devices();
+  if (gpus.empty()) {
+    REQUIRE(devices.size() == 1);
+    CHECK(devices[0].kind == device_kind::cpu);
+    CHECK(devices[0].name() == "cpu:0");
+  } else {
+    REQUIRE(devices.size() == gpus.size());
+    CHECK(devices[0].kind == device_kind::cuda);
+    CHECK(devices[0].name() == "cuda:0");
+  }
   CHECK(devices[0].memory_bytes > 0);
 }
 
