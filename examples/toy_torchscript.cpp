@@ -48,7 +48,7 @@ def denoise(self, latent, step: int, steps: int, cond):
     if step == 0:
         copies = max(1, WORKING_SET // (latent.numel() * 4))
         latent = latent.repeat([copies, 1, 1, 1, 1])
-    latent.mul_(0.8)
+    latent[0].mul_(0.8)
 )JIT";
 
 /// MATMULS is replaced before it is defined.
@@ -57,7 +57,7 @@ constexpr const char* heavy_matmuls = R"JIT(
     b = self.weights.narrow(0, 0, 4096).t()
     for i in range(MATMULS):
         a = torch.tanh(a @ b)
-    latent.add_(a.float().mean() * 0.0)
+    latent[0].add_(a.float().mean() * 0.0)
 )JIT";
 
 constexpr const char* heavy_return = "    return latent\n";
