@@ -352,6 +352,9 @@ struct admission_state {
       return make_error(errc::unknown_model, "model: no device of node "
                                                + node_name + " can run '"
                                                + spec.model + "'");
+    if (auto why = no_device_left_for(factory))
+      return make_error(errc::worker_lost,
+                        "model '" + spec.model + "': " + *why);
     if (bytes > largest)
       return make_error(errc::too_large, too_large_reason(bytes));
     if (!mover
@@ -510,6 +513,44 @@ struct admission_state {
   uint64_t estimate_of(const job_record& rec) const {
     return estimates->estimate(memory_estimates::key_of(rec.spec),
                                rec.declared_bytes);
+  }
+
+  /// Why no device can take `factory`'s jobs any more (every device that
+  /// runs its model is quarantined), or nothing if one can.
+  std::optional<std::string>
+  no_device_left_for(const gpu::model_factory* factory) const {
+    std::string quarantined;
+    for (const auto& device : devices) {
+      if (!factory->runs_on(device.info.kind))
+        continue;
+      if (device.state != device_slot::health::quarantined)
+        return std::nullopt;
+      quarantined += (quarantined.empty() ? "" : "; ") + device.info.name()
+                     + ": " + device.last_error;
+    }
+    if (quarantined.empty())
+      return std::nullopt;
+    return "every device that can run this model is quarantined (" + quarantined
+           + ")";
+  }
+
+  /// Fails every queued job that no device can take any more.
+  void fail_stranded_jobs() {
+    // Collected first: finalizing may drop old results from `jobs`.
+    std::vector<job_id> stranded;
+    for (auto& [id, rec] : jobs)
+      if (rec.result.state == job_state::queued
+          && no_device_left_for(rec.factory))
+        stranded.push_back(id);
+    for (auto id : stranded) {
+      auto i = jobs.find(id);
+      if (i == jobs.end())
+        continue;
+      auto why = no_device_left_for(i->second.factory);
+      leave_queue(i->second);
+      finalize(i->second, job_state::failed,
+               make_error(errc::worker_lost, *why));
+    }
   }
 
   /// The memory of the largest device that can run `factory`'s model.
@@ -858,6 +899,8 @@ struct admission_state {
     device.finishing.clear();
     device.reserved = 0;
     device.resident = 0;
+    if (quarantined)
+      fail_stranded_jobs();
     dispatch();
   }
 

@@ -340,6 +340,38 @@ TEST_CASE("exceeding the restart intensity quarantines the device and its "
   CHECK(later->value->device == "sim:0");
 }
 
+TEST_CASE("when the last device that can run a model is quarantined, its "
+          "queued jobs fail at once and new ones are refused",
+          "[admission][supervision]") {
+  auto settings = settings_with(1);
+  settings.max_attempts = 5;
+  settings.restarts.max_restarts = 1;
+  settings.restarts.window = 60s;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1");
+  auto spec = sim_job(3, 100);
+  spec.options["fault"] = "crash-always@1";
+  auto crashing = fx.submit_now(spec);
+  auto waiting = fx.submit_now(sim_job(3, 100));
+  // Time runs for at most 30 s, far less than the queue timeout (10 min):
+  // the queued job must end as soon as the device is quarantined.
+  fx.run_to_quiescence(30s);
+  auto device = device_named(fx.nodes_now(), "sim:0");
+  REQUIRE(device.state == "quarantined");
+  for (auto id : {crashing, waiting}) {
+    auto result = fx.status_now(id);
+    CHECK(result.state == job_state::failed);
+    CHECK(runtime::is(result.error, errc::worker_lost));
+  }
+  CHECK_THAT(runtime::describe(fx.status_now(waiting).error),
+             Catch::Contains("every device that can run this model is "
+                             "quarantined (sim:0: "));
+  auto refused = fx.submit(sim_job(1, 10));
+  fx.run_to_quiescence();
+  REQUIRE(refused->error);
+  CHECK(runtime::is(refused->error, errc::worker_lost));
+}
+
 TEST_CASE("malformed requests get typed errors that name the field and "
           "change nothing",
           "[admission][validation]") {
