@@ -11,13 +11,14 @@ vidctl="$build/apps/vidctl"
 
 log="$(mktemp -t vidnode-demo.XXXXXX)"
 out="$(mktemp -t vidnode-demo-out.XXXXXX)"
+audio="$(mktemp -t vidnode-demo-tone.XXXXXX.wav)"
 node_pid=""
 cleanup() {
   if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
     kill -TERM "$node_pid" 2>/dev/null || true
     wait "$node_pid" 2>/dev/null || true
   fi
-  rm -f "$log" "$out"
+  rm -f "$log" "$out" "$audio"
 }
 trap cleanup EXIT
 
@@ -64,6 +65,18 @@ echo
 echo "== a real video: the built-in tiny-t2v model (libtorch) on the cpu device"
 ctl submit --model tiny-t2v --prompt "a red fox running through snow" \
   --width 256 --height 256 --frames 16 --steps 8 --fps 8 --seed 7 --wait
+echo
+echo "== the same with an audio track: a 3 s tone, fetched from a file URL and"
+echo "   muxed as AAC, cut to the video's 2 s"
+python3 - "$audio" <<'PY'
+import math, struct, sys, wave
+with wave.open(sys.argv[1], "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+    w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000))) for i in range(48000)))
+PY
+ctl submit --model tiny-t2v --prompt "a red fox running through snow" \
+  --width 256 --height 256 --frames 16 --steps 8 --fps 8 --seed 7 \
+  --audio-url "file://$audio" --wait
 ls -l "$out_dir"
 echo
 echo "== a bad request gets a typed error (exit status 4)"
