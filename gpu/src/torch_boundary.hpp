@@ -48,6 +48,19 @@ inline bool reports_out_of_memory(const std::string& message) {
              || message.find("CUDA") != std::string::npos);
 }
 
+/// The line of libtorch's message that reports the device out of memory,
+/// without the TorchScript traceback around it.
+inline std::string out_of_memory_line(const std::string& message) {
+  auto at = message.find("out of memory");
+  if (at == std::string::npos)
+    return message;
+  auto begin = message.rfind('\n', at);
+  begin = begin == std::string::npos ? 0 : begin + 1;
+  auto end = message.find('\n', at);
+  return message.substr(begin, end == std::string::npos ? std::string::npos
+                                                        : end - begin);
+}
+
 /// Whether libtorch's message reports a CUDA error other than out of
 /// memory (an illegal address, a launch failure): the device's context is
 /// not trusted afterwards.
@@ -70,7 +83,8 @@ void with_torch(F&& call) {
 #ifdef VIDNODE_TORCH_CUDA
     c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
-    return out_of_memory(message, failed_allocation_bytes(message));
+    return out_of_memory(out_of_memory_line(message),
+                         failed_allocation_bytes(message));
   };
   try {
     call();
