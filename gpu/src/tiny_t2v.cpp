@@ -6,7 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#include "torch_boundary.hpp"
+#include "torch_load.hpp"
 
 namespace vidnode::gpu {
 
@@ -173,13 +173,6 @@ torch::Tensor time_embedding(int64_t t, const torch::Device& device) {
     .to(device);
 }
 
-torch::Device torch_device(const runtime::device_info& device) {
-  if (device.kind == runtime::device_kind::cuda)
-    return torch::Device(torch::kCUDA,
-                         static_cast<c10::DeviceIndex>(device.ordinal));
-  return torch::Device(torch::kCPU);
-}
-
 /// One tiny-t2v job on a device: DDIM over the latent, then decoding.
 class tiny_t2v_run : public job_run {
 public:
@@ -292,12 +285,7 @@ public:
   }
 
   device_time load(const runtime::job_spec&) override {
-    // Initializes CUDA and its allocator's statistics on this device.
-    with_torch(
-      [&] { torch::empty({1}, torch::TensorOptions().device(device_)); });
-    device_memory_meter meter{device_};
-    meter.measure([&] { with_torch([&] { load_weights(); }); });
-    resident_bytes_ = meter.held_bytes();
+    resident_bytes_ = load_on_device(device_, [&] { load_weights(); });
     return device_time{0};
   }
 

@@ -18,6 +18,7 @@
 #endif
 
 #include "vidnode/gpu/pipeline.hpp"
+#include "vidnode/runtime/device.hpp"
 
 namespace vidnode::gpu {
 
@@ -185,5 +186,13 @@ private:
   int64_t held_ = 0;
   int64_t peak_ = 0;
 };
+
+/// The libtorch device of a cpu or cuda device.
+inline c10::Device torch_device(const runtime::device_info& device) {
+  if (device.kind == runtime::device_kind::cuda)
+    return c10::Device(c10::DeviceType::CUDA,
+                       static_cast<c10::DeviceIndex>(device.ordinal));
+  return c10::Device(c10::DeviceType::CPU);
+}
 
 } // namespace vidnode::gpu

@@ -5,7 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/script.h>
 
-#include "torch_boundary.hpp"
+#include "torch_load.hpp"
 
 namespace vidnode::gpu {
 
@@ -43,13 +43,6 @@ std::optional<std::string> check_contract(torch::jit::Module& module) {
              + std::to_string(m.arguments - 1);
   }
   return std::nullopt;
-}
-
-torch::Device torch_device(const runtime::device_info& device) {
-  if (device.kind == runtime::device_kind::cuda)
-    return torch::Device(torch::kCUDA,
-                         static_cast<c10::DeviceIndex>(device.ordinal));
-  return torch::Device(torch::kCPU);
 }
 
 class torchscript_run : public job_run {
@@ -155,12 +148,7 @@ public:
     : name_(std::move(name)), path_(std::move(path)), device_(device) {}
 
   device_time load(const runtime::job_spec&) override {
-    // Initializes CUDA and its allocator's statistics on this device.
-    with_torch(
-      [&] { torch::empty({1}, torch::TensorOptions().device(device_)); });
-    device_memory_meter meter{device_};
-    meter.measure([&] { with_torch([&] { load_module(); }); });
-    resident_bytes_ = meter.held_bytes();
+    resident_bytes_ = load_on_device(device_, [&] { load_module(); });
     return device_time{0};
   }
 

@@ -1,12 +1,14 @@
 // gpu/'s one boundary for libtorch's exceptions (a private header of gpu/,
 // tested directly: the messages below are libtorch's own wording).
 
-#include <catch2/catch.hpp>
+// Before Catch: if a libtorch header defines its own CHECK macro, Catch's
+// definition must be the one that stands.
+#include "../../gpu/src/torch_boundary.hpp"
 
 #include <stdexcept>
 #include <string>
 
-#include "../../gpu/src/torch_boundary.hpp"
+#include <catch2/catch.hpp>
 
 using vidnode::gpu::failed_allocation_bytes;
 using vidnode::gpu::job_error;
