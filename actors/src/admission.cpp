@@ -48,6 +48,8 @@ struct job_record {
   uint64_t queue_ticket = 0;
   /// Identifies the running attempt (job_ticket::lease).
   uint64_t lease = 0;
+  /// Jobs behind this one that started first while it waited for memory.
+  int32_t bypassed = 0;
   /// Device of the running attempt, or -1.
   int32_t device = -1;
   /// Memory reserved on `device` while running.
@@ -180,6 +182,10 @@ struct admission_state {
   std::deque<std::pair<time_point, job_id>> finished;
   /// Scratch space of dispatch, kept to avoid an allocation per job.
   std::vector<placement_candidate> candidates;
+  /// Jobs behind a head that waits for memory (scratch space for backfill).
+  std::vector<job_id> behind;
+  /// Queued jobs looked at behind a head that waits for memory.
+  static constexpr size_t backfill_scan_limit = 64;
   /// Jobs queued since the last dispatch(), which sets their deadlines.
   std::vector<job_id> undated;
   uint64_t next_id = 0;
@@ -612,25 +618,72 @@ struct admission_state {
       if (!next)
         return;
       auto& rec = jobs.at(next->id);
-      candidates.clear();
-      for (auto& device : devices) {
-        placement_candidate c;
-        c.available = device.state == device_slot::health::up
-                      && rec.factory->runs_on(device.info.kind);
-        c.running = static_cast<int32_t>(device.running.size());
-        c.slots = settings.max_concurrency;
-        c.memory_bytes = device.budget();
-        c.memory_reserved = device.reserved;
-        auto model = device.find_model(rec.spec.model);
-        c.has_model = model != nullptr && model->loaded;
-        candidates.push_back(c);
+      fill_candidates(rec);
+      auto bytes = estimate_of(rec);
+      auto index = choose_device(candidates, bytes);
+      if (index < 0) {
+        if (waits_for_memory_only())
+          backfill(rec, t, is_live);
+        return;
       }
+      queue->pop(*next);
+      start_attempt(rec, devices[static_cast<size_t>(index)], bytes);
+    }
+  }
+
+  /// Fills `candidates` with every device as seen by `rec`.
+  void fill_candidates(const job_record& rec) {
+    candidates.clear();
+    for (auto& device : devices) {
+      placement_candidate c;
+      c.available = device.state == device_slot::health::up
+                    && rec.factory->runs_on(device.info.kind);
+      c.running = static_cast<int32_t>(device.running.size());
+      c.slots = settings.max_concurrency;
+      c.memory_bytes = device.budget();
+      c.memory_reserved = device.reserved;
+      auto model = device.find_model(rec.spec.model);
+      c.has_model = model != nullptr && model->loaded;
+      candidates.push_back(c);
+    }
+  }
+
+  /// Whether the job `candidates` were filled for has a free slot on a
+  /// device that can run it, and lacks only memory there.
+  bool waits_for_memory_only() const {
+    for (const auto& c : candidates)
+      if (c.available && c.running < c.slots)
+        return true;
+    return false;
+  }
+
+  /// The job at the head of the queue, `head`, waits for memory: jobs
+  /// behind it that fit now start first, at most `max_bypass` of them over
+  /// its whole wait, so it cannot be starved.
+  template <class IsLive>
+  void backfill(job_record& head, time_point t, IsLive& is_live) {
+    if (head.bypassed >= settings.max_bypass)
+      return;
+    behind.clear();
+    queue->visit_in_order(t, is_live, backfill_scan_limit,
+                          [&](const job_queue::entry& x) {
+                            if (x.id != head.result.id)
+                              behind.push_back(x.id);
+                            return true;
+                          });
+    for (auto id : behind) {
+      if (head.bypassed >= settings.max_bypass || !any_free_slot())
+        return;
+      auto& rec = jobs.at(id);
+      fill_candidates(rec);
       auto bytes = estimate_of(rec);
       auto index = choose_device(candidates, bytes);
       if (index < 0)
-        return;
-      queue->pop(*next);
+        continue;
+      // Its entry turns stale once it runs; the queue drops it later.
+      queue->forget();
       start_attempt(rec, devices[static_cast<size_t>(index)], bytes);
+      head.bypassed += 1;
     }
   }
 

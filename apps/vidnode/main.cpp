@@ -126,6 +126,11 @@ int main(int argc, char** argv) {
                      settings.restarts.backoff_max,
                      "Longest delay before a restart");
   app
+    .add_option("--max-bypass", settings.max_bypass,
+                "While the next job waits for memory, at most this many jobs "
+                "behind it that fit may start first (0: strictly in order)")
+    ->capture_default_str();
+  app
     .add_option("--memory-headroom", settings.memory_headroom,
                 "Added to a job shape's measured peak memory for its next "
                 "estimate (0.1 = 10%)")

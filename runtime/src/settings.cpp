@@ -70,6 +70,8 @@ caf::error validate(const node_settings& s) {
   }
   if (!(s.memory_headroom >= 0 && s.memory_headroom <= 10))
     return bad("memory-headroom", "must be between 0 and 10");
+  if (s.max_bypass < 0 || s.max_bypass > 100000)
+    return bad("max-bypass", "must be from 0 to 100000");
   if (s.cuda_reserve_bytes > (1ull << 40))
     return bad("cuda-reserve", "must be at most 1TiB");
   if (!(s.oom_estimate_growth > 1 && s.oom_estimate_growth <= 100))

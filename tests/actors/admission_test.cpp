@@ -506,6 +506,58 @@ TEST_CASE("jobs that would exceed a device's memory wait instead of running",
   CHECK(fx.status_now(second).started_at >= fx.status_now(first).finished_at);
 }
 
+TEST_CASE("jobs behind one that waits for memory start first if they fit, "
+          "at most max_bypass of them",
+          "[admission][backfill]") {
+  auto settings = settings_with(4);
+  settings.max_bypass = 2;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1:16GiB");
+  auto sized = [](int mb, int steps) {
+    auto spec = sim_job(steps, 1000);
+    spec.options["mem_mb"] = std::to_string(mb);
+    return spec;
+  };
+  auto running = fx.submit_now(sized(10240, 10)); // 10 GiB for 10 s
+  auto big = fx.submit_now(sized(8192, 1));       // needs 8 GiB: waits
+  std::vector<job_id> small;
+  for (int i = 0; i < 3; ++i)
+    small.push_back(fx.submit_now(sized(1024, 1))); // 1 GiB each
+  fx.advance(10ms);
+  CHECK(fx.status_now(running).state == job_state::running);
+  CHECK(fx.status_now(big).state == job_state::queued);
+  // Two small jobs go around the big one; the third waits its turn.
+  CHECK(fx.status_now(small[0]).state == job_state::running);
+  CHECK(fx.status_now(small[1]).state == job_state::running);
+  CHECK(fx.status_now(small[2]).state == job_state::queued);
+  fx.run_to_quiescence();
+  auto big_result = fx.status_now(big);
+  auto last_small = fx.status_now(small[2]);
+  CHECK(big_result.state == job_state::succeeded);
+  CHECK(big_result.started_at >= fx.status_now(running).finished_at);
+  CHECK(last_small.started_at >= big_result.started_at);
+}
+
+TEST_CASE("with max_bypass 0 jobs start strictly in queue order",
+          "[admission][backfill]") {
+  auto settings = settings_with(4);
+  settings.max_bypass = 0;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:1:16GiB");
+  auto running = sim_job(10, 1000);
+  running.options["mem_mb"] = "10240";
+  fx.submit_now(running);
+  auto big_spec = sim_job(1, 1000);
+  big_spec.options["mem_mb"] = "8192";
+  auto big = fx.submit_now(big_spec);
+  auto small_spec = sim_job(1, 1000);
+  small_spec.options["mem_mb"] = "1024";
+  auto small = fx.submit_now(small_spec);
+  fx.advance(10ms);
+  CHECK(fx.status_now(big).state == job_state::queued);
+  CHECK(fx.status_now(small).state == job_state::queued);
+}
+
 TEST_CASE("at concurrency two a device runs two jobs at once", "[admission]") {
   test::deterministic_fixture fx;
   fx.start_node(settings_with(2), "sim:1");

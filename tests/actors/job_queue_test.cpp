@@ -131,3 +131,41 @@ TEST_CASE("pop removes nothing for an entry that is no longer at the front",
   CHECK(q.size() == 1);
   CHECK(q.peek(t0, all_live)->id.value == 1);
 }
+
+TEST_CASE("visit_in_order walks the queue in the order peek and pop would, "
+          "skipping stale entries and changing nothing",
+          "[job_queue]") {
+  job_queue q{10s};
+  q.push_back(job(1, 2));
+  q.push_back(job(2, 5, 1s));
+  q.push_back(job(3, 2, 2s));
+  q.push_back(job(4, 9, 3s));
+  q.push_back(job(5, 5, 4s));
+  q.push_front(job(6, 2)); // a retry, back at the front of level 2
+  auto now = t0 + 30s;     // jobs 1 and 6 have aged three levels
+  auto stale = [](const entry& x) { return x.id.value != 3; };
+  std::vector<uint64_t> visited;
+  q.visit_in_order(now, stale, 100, [&](const entry& x) {
+    visited.push_back(x.id.value);
+    return true;
+  });
+  CHECK(q.size() == 6);
+  CHECK(visited == drain(q, now, stale));
+  CHECK(visited.size() == 5);
+
+  job_queue again{10s};
+  for (uint64_t i = 1; i <= 5; ++i)
+    again.push_back(job(i, 4));
+  visited.clear();
+  again.visit_in_order(now, all_live, 3, [&](const entry& x) {
+    visited.push_back(x.id.value);
+    return true;
+  });
+  CHECK(visited == std::vector<uint64_t>{1, 2, 3});
+  visited.clear();
+  again.visit_in_order(now, all_live, 10, [&](const entry& x) {
+    visited.push_back(x.id.value);
+    return x.id.value < 2;
+  });
+  CHECK(visited == std::vector<uint64_t>{1, 2});
+}

@@ -43,6 +43,10 @@ TEST_CASE("every bound of the settings is itself accepted", "[settings]") {
     [](node_settings& s) { s.restarts.backoff = s.restarts.backoff_max = 0s; },
     [](node_settings& s) { s.restarts.backoff = s.restarts.backoff_max; },
     [](node_settings& s) { s.max_results = 1; },
+    [](node_settings& s) { s.max_bypass = 0; },
+    [](node_settings& s) { s.max_bypass = 100000; },
+    [](node_settings& s) { s.cuda_reserve_bytes = 0; },
+    [](node_settings& s) { s.cuda_reserve_bytes = 1ull << 40; },
   };
   for (size_t i = 0; i < edges.size(); ++i) {
     INFO("bound #" << i);
@@ -72,6 +76,10 @@ TEST_CASE("a bad setting is refused as an invalid request naming that "
     {"aging-interval", [](node_settings& s) { s.aging_interval = 0s; }},
     {"result-ttl", [](node_settings& s) { s.result_ttl = -1h; }},
     {"max-results", [](node_settings& s) { s.max_results = 0; }},
+    {"max-bypass", [](node_settings& s) { s.max_bypass = -1; }},
+    {"max-bypass", [](node_settings& s) { s.max_bypass = 100001; }},
+    {"cuda-reserve",
+     [](node_settings& s) { s.cuda_reserve_bytes = (1ull << 40) + 1; }},
   };
   for (auto& [setting, change] : cases) {
     auto err = validate(with(change));

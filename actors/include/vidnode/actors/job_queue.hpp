@@ -89,6 +89,40 @@ public:
     return *best;
   }
 
+  /// Calls `visit` with the live entries in the order `peek` would return
+  /// them, at most `limit`, until it returns false. Changes nothing.
+  template <class IsLive, class Visit>
+  void visit_in_order(time_point now, IsLive&& is_live, size_t limit,
+                      Visit&& visit) const {
+    // Within a level, entries are in acceptance order, so their effective
+    // priorities never rise along it: merging the levels' fronts is enough.
+    std::array<size_t, levels> next{};
+    for (size_t visited = 0; visited < limit; ++visited) {
+      const entry* best = nullptr;
+      size_t best_level = 0;
+      int64_t best_priority = 0;
+      for (size_t level = 0; level < fifo_.size(); ++level) {
+        const auto& fifo = fifo_[level];
+        auto& i = next[level];
+        while (i < fifo.size() && !is_live(fifo[i]))
+          ++i;
+        if (i == fifo.size())
+          continue;
+        const auto& x = fifo[i];
+        auto priority = effective_priority(x, now);
+        if (best == nullptr || priority > best_priority
+            || (priority == best_priority && x.seq < best->seq)) {
+          best = &x;
+          best_level = level;
+          best_priority = priority;
+        }
+      }
+      if (best == nullptr || !visit(*best))
+        return;
+      ++next[best_level];
+    }
+  }
+
   /// Removes the entry `peek` returned last.
   void pop(const entry& x);
 

@@ -58,6 +58,10 @@ struct node_settings {
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
+  /// While the next job waits for memory on a device with a free slot, jobs
+  /// behind it that fit now may start first: at most this many over its
+  /// whole wait (0: strictly in order).
+  int32_t max_bypass = 16;
   /// Added to a job shape's measured peak memory to make its next estimate
   /// (0.1 = 10%).
   double memory_headroom = 0.10;
