@@ -57,6 +57,8 @@ struct job_record {
   /// What the job's model declares as its peak memory (made once at
   /// accept); the learned figure for its shape takes precedence.
   uint64_t declared_bytes = 0;
+  /// The key of the job's learned memory estimate (model and shape).
+  std::string shape_key;
   /// The job's model (the catalog outlives every record).
   const gpu::model_factory* factory = nullptr;
   /// Failures charged to the job itself (its own OOMs, crashes of its
@@ -317,9 +319,10 @@ struct admission_state {
   // -- admission -----------------------------------------------------------
 
   /// Checks a request; none if it may be queued, and then `factory` says
-  /// which model runs it and `declared` what memory the model declares.
+  /// which model runs it, `declared` what memory the model declares and
+  /// `shape_key` the key of its learned memory estimate.
   caf::error check(const job_spec& spec, const gpu::model_factory*& factory,
-                   uint64_t& declared) const {
+                   uint64_t& declared, std::string& shape_key) const {
     if (shutting_down)
       return make_error(errc::shutting_down,
                         "node " + node_name + " is shutting down");
@@ -345,7 +348,8 @@ struct admission_state {
                           + " exceeds the node's limit of "
                           + runtime::format_duration(settings.run_timeout));
     declared = factory->estimate_peak_bytes(spec);
-    auto bytes = estimates->estimate(memory_estimates::key_of(spec), declared);
+    shape_key = memory_estimates::key_of(spec);
+    auto bytes = estimates->estimate(shape_key, declared);
     uint64_t largest = 0;
     bool any_runs_model = false;
     for (const auto& device : devices) {
@@ -394,12 +398,14 @@ struct admission_state {
     }
     const gpu::model_factory* factory = nullptr;
     uint64_t declared = 0;
-    if (auto err = check(spec, factory, declared))
+    std::string shape_key;
+    if (auto err = check(spec, factory, declared, shape_key))
       return err;
     auto id = job_id{++next_id};
     auto& rec = jobs[id];
     rec.factory = factory;
     rec.declared_bytes = declared;
+    rec.shape_key = std::move(shape_key);
     auto t = now();
     rec.result.id = id;
     rec.result.state = job_state::queued;
@@ -517,8 +523,7 @@ struct admission_state {
   /// The bytes `rec`'s next attempt reserves: its shape's learned figure,
   /// else what its model declares.
   uint64_t estimate_of(const job_record& rec) const {
-    return estimates->estimate(memory_estimates::key_of(rec.spec),
-                               rec.declared_bytes);
+    return estimates->estimate(rec.shape_key, rec.declared_bytes);
   }
 
   /// Why no device can take `factory`'s jobs any more (every device that
@@ -1192,8 +1197,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
     [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
       auto& st = self->state;
       if (auto rec = st.attempt_of(id, lease)) {
-        st.estimates->observed_peak(memory_estimates::key_of(rec->spec),
-                                    out.peak_bytes);
+        st.estimates->observed_peak(rec->shape_key, out.peak_bytes);
         // The device's next job goes out before anyone is told of this one;
         // this one ended before that.
         auto ended = st.now();
@@ -1229,9 +1233,8 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
           device.worker = nullptr;
           device.state = device_slot::health::restarting;
           // The retry reserves more; if no device has that much, it fails.
-          auto raised =
-            st.estimates->out_of_memory(memory_estimates::key_of(rec->spec),
-                                        rec->reserved_bytes, needed_bytes);
+          auto raised = st.estimates->out_of_memory(
+            rec->shape_key, rec->reserved_bytes, needed_bytes);
           if (raised > st.largest_device_for(rec->factory)) {
             st.finalize(*rec, job_state::failed,
                         make_error(errc::out_of_memory,
