@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
                  "memory at start, less this, less its loaded models)");
   app
     .add_option("--output-dir", settings.output_dir,
-                "Where finished videos are written (job-ID.mp4)")
+                "Where finished videos are written (job-ID.mp4; job-ID.y4m "
+                "from a build without FFmpeg)")
     ->capture_default_str();
   app.add_option("--tiny-t2v-weights", settings.tiny_t2v_weights,
                  "Weights file of the built-in tiny-t2v model (default: its "
