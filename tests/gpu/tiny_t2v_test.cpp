@@ -8,6 +8,7 @@
 #include <fstream>
 #include <filesystem>
 
+#include "support/pipelines.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/video.hpp"
 
@@ -35,20 +36,6 @@ runtime::job_spec small_job(uint64_t seed) {
   return spec;
 }
 
-/// Runs a job to the end on a freshly loaded pipeline.
-gpu::video_frames generate(const gpu::model_factory& factory,
-                           const runtime::job_spec& spec) {
-  auto pipeline = factory.make(spec.model, cpu_device());
-  pipeline->load(spec);
-  gpu::device_time busy{0};
-  auto run = pipeline->begin(spec, 1, busy);
-  for (int32_t i = 0; i < run->steps(); ++i)
-    run->step(i);
-  auto out = run->finish(busy);
-  REQUIRE(out.video);
-  return *out.video;
-}
-
 std::string temp_path(const char* name) {
   return (std::filesystem::temp_directory_path()
           / (std::string{"vidnode-test-"} + std::to_string(getpid()) + "-"
@@ -66,14 +53,14 @@ TEST_CASE("tiny-t2v makes frames of the requested shape, the same for the "
     return;
   }
   gpu::tiny_t2v_factory factory;
-  auto first = generate(factory, small_job(7));
+  auto first = test::generate_on_cpu(factory, small_job(7));
   CHECK(first.frames == 3);
   CHECK(first.width == 64);
   CHECK(first.height == 48);
   CHECK(first.fps == 6);
   CHECK(first.rgb.size() == size_t{3} * 48 * 64 * 3);
-  CHECK(generate(factory, small_job(7)).rgb == first.rgb);
-  CHECK(generate(factory, small_job(8)).rgb != first.rgb);
+  CHECK(test::generate_on_cpu(factory, small_job(7)).rgb == first.rgb);
+  CHECK(test::generate_on_cpu(factory, small_job(8)).rgb != first.rgb);
   // Not a constant picture.
   auto [lo, hi] = std::minmax_element(first.rgb.begin(), first.rgb.end());
   CHECK(*hi - *lo > 16);
@@ -89,8 +76,8 @@ TEST_CASE("tiny-t2v weights saved to a file load back to the same model",
   REQUIRE_FALSE(gpu::save_tiny_t2v_weights(path));
   gpu::tiny_t2v_factory builtin;
   gpu::tiny_t2v_factory from_file{path};
-  CHECK(generate(from_file, small_job(3)).rgb
-        == generate(builtin, small_job(3)).rgb);
+  CHECK(test::generate_on_cpu(from_file, small_job(3)).rgb
+        == test::generate_on_cpu(builtin, small_job(3)).rgb);
   std::filesystem::remove(path);
   gpu::tiny_t2v_factory missing{path};
   auto pipeline = missing.make("tiny-t2v", cpu_device());

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/process.hpp"
+#include "support/pipelines.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/torchscript_model.hpp"
 
@@ -44,21 +45,6 @@ runtime::job_spec toy_job(uint64_t seed) {
   return spec;
 }
 
-gpu::video_frames generate(const gpu::model_factory& factory,
-                           const runtime::job_spec& spec) {
-  runtime::device_info cpu;
-  cpu.kind = runtime::device_kind::cpu;
-  auto pipeline = factory.make(spec.model, cpu);
-  pipeline->load(spec);
-  gpu::device_time busy{0};
-  auto run = pipeline->begin(spec, 1, busy);
-  for (int32_t i = 0; i < run->steps(); ++i)
-    run->step(i);
-  auto out = run->finish(busy);
-  REQUIRE(out.video);
-  return *out.video;
-}
-
 } // namespace
 
 TEST_CASE("a TorchScript model that follows the contract makes frames of the "
@@ -71,14 +57,14 @@ TEST_CASE("a TorchScript model that follows the contract makes frames of the "
   REQUIRE(factory);
   CHECK(factory->serves("toy"));
   CHECK_FALSE(factory->serves("tiny-t2v"));
-  auto frames = generate(*factory, toy_job(1));
+  auto frames = test::generate_on_cpu(*factory, toy_job(1));
   CHECK(frames.frames == 5);
   CHECK(frames.width == 64);
   CHECK(frames.height == 32);
   CHECK(frames.fps == 10);
   CHECK(frames.rgb.size() == size_t{5} * 32 * 64 * 3);
-  CHECK(generate(*factory, toy_job(1)).rgb == frames.rgb);
-  CHECK(generate(*factory, toy_job(2)).rgb != frames.rgb);
+  CHECK(test::generate_on_cpu(*factory, toy_job(1)).rgb == frames.rgb);
+  CHECK(test::generate_on_cpu(*factory, toy_job(2)).rgb != frames.rgb);
   // The file's estimate_bytes: frames * height * width * 64 + 64 MiB.
   CHECK(factory->estimate_peak_bytes(toy_job(1))
         == uint64_t{5} * 32 * 64 * 64 + (64ull << 20));
