@@ -171,7 +171,9 @@ int main(int argc, char** argv) {
   apps::add_duration(*submit, "--run-timeout", spec.run_timeout,
                      "Longest run per attempt (default: the node's)", false);
   submit->add_option("--idempotency-key", spec.idempotency_key,
-                     "Submitting the same key again returns the first job");
+                     "Submitting the same key again returns the first job "
+                     "(default: a random key of vidctl's, so that its own "
+                     "retries after a lost connection make one job)");
   submit->add_option("--option", spec_options,
                      "Pipeline option KEY=VALUE (repeatable), e.g. "
                      "step_ms=100");
@@ -241,27 +243,43 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto connected = net::client::connect(options);
-  if (!connected)
-    return fail(connected.error());
-  auto& node = **connected;
-
   if (*submit) {
-    auto submitted = node.submit(spec);
+    // Retried after a lost connection under one idempotency key (ours unless
+    // one was given), so a retry never makes a second job.
+    // Each try waits a third of --timeout (at least 1 s) for the reply.
+    auto deadline = std::chrono::steady_clock::now() + options.request_timeout;
+    auto attempt = options;
+    attempt.request_timeout = std::max<caf::timespan>(
+      options.request_timeout / 3, std::chrono::seconds{1});
+    auto submitted =
+      net::submit_with_retries(attempt, spec, deadline,
+                               [](const caf::error& err) {
+                                 std::cerr << "vidctl: " << runtime::describe(err)
+                                           << "; submitting again under the "
+                                              "same idempotency key\n";
+                               });
     if (!submitted)
       return fail(submitted.error());
     if (!submit_wait) {
       if (json_output)
-        std::cout << nlohmann::json{{"id", submitted->value}}.dump() << "\n";
+        std::cout << nlohmann::json{{"id", submitted->id.value},
+                                    {"idempotency_key", spec.idempotency_key}}
+                       .dump()
+                  << "\n";
       else
-        std::cout << submitted->value << "\n";
+        std::cout << submitted->id.value << "\n";
       return 0;
     }
-    auto result = node.wait(*submitted);
+    auto result = submitted->connection->wait(submitted->id);
     if (!result)
       return fail(result.error());
     return finish_with(*result);
   }
+
+  auto connected = net::client::connect(options);
+  if (!connected)
+    return fail(connected.error());
+  auto& node = **connected;
   if (*status) {
     auto result = node.status(*id);
     if (!result)

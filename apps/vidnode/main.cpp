@@ -1,6 +1,8 @@
 /// vidnode: runs a node that serves generation jobs on this machine's
 /// devices and publishes its admission actor for vidctl and CAF clients.
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/curl_transfers.hpp"
+#include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -45,6 +48,17 @@ void start_exit_watchdog(sigset_t signals) {
   }).detach();
 }
 
+/// Raises the soft limit on open descriptors to the hard limit: a node holds
+/// one per client connection and transfer, and the network backend rotates
+/// connections through the whole range (net::hardened_multiplexer).
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -55,6 +69,7 @@ int main(int argc, char** argv) {
   std::string scheduler = net::process_config::default_scheduler_policy;
   size_t threads = 0;
   size_t poll_attempts = 100;
+  uint64_t max_message_size = net::hardened_multiplexer::default_max_message_size;
 
   CLI::App app{"vidnode: serves video-generation jobs on this machine's "
                "devices.\nClients submit with vidctl or over CAF remote "
@@ -150,6 +165,10 @@ int main(int argc, char** argv) {
     .add_option("--max-results", settings.max_results,
                 "Most finished results kept")
     ->capture_default_str();
+  apps::add_size(app, "--max-message-size", max_message_size,
+                 "Longest message a client or node may send; a connection "
+                 "that announces a longer one is closed before anything is "
+                 "read (64KiB to 4095MiB)");
   app
     .add_option("--log-level", log_level,
                 "trace, debug, info, warn, error or off (logs go to stderr)")
@@ -200,6 +219,13 @@ int main(int argc, char** argv) {
     settings.torchscript_models.emplace_back(entry.substr(0, eq),
                                              entry.substr(eq + 1));
   }
+  if (max_message_size < (64u << 10) || max_message_size >= (4ull << 30)) {
+    std::fprintf(stderr,
+                 "vidnode: --max-message-size: must be from 64KiB to "
+                 "4095MiB, got %s\n",
+                 runtime::format_bytes(max_message_size).c_str());
+    return 2;
+  }
   if (auto err = runtime::validate(settings)) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
     return 2;
@@ -213,7 +239,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  raise_descriptor_limit();
   net::process_config cfg;
+  cfg.max_message_size(max_message_size);
   cfg.scheduler_policy(scheduler);
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <future>
+#include <random>
+#include <thread>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
@@ -52,7 +54,13 @@ bool parse_endpoint(const std::string& text, std::string& host,
   return true;
 }
 
-client::client(const options& opts) : opts_(opts), sys_(cfg_) {}
+client::client(const options& opts)
+  : opts_(opts), sys_(limit_messages(cfg_, opts.max_message_size)) {}
+
+process_config& client::limit_messages(process_config& cfg, size_t bytes) {
+  cfg.max_message_size(bytes);
+  return cfg;
+}
 
 client::~client() {
   admission_ = nullptr;
@@ -232,6 +240,59 @@ client::list(const runtime::list_query& query) {
 caf::expected<std::vector<runtime::device_status>> client::nodes() {
   return call<std::vector<runtime::device_status>>(opts_.request_timeout,
                                                    runtime::nodes_atom::value);
+}
+
+std::string make_idempotency_key() {
+  std::random_device source;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string key = "auto-";
+  for (int i = 0; i < 4; ++i) {
+    auto bits = static_cast<uint32_t>(source());
+    for (int j = 0; j < 8; ++j, bits >>= 4)
+      key += digits[bits & 0xf];
+  }
+  return key;
+}
+
+caf::expected<submission>
+submit_with_retries(client::options opts, runtime::job_spec& spec,
+                    std::chrono::steady_clock::time_point deadline,
+                    const std::function<void(const caf::error&)>& on_retry) {
+  using clock = std::chrono::steady_clock;
+  if (spec.idempotency_key.empty())
+    spec.idempotency_key = make_idempotency_key();
+  auto pause = std::chrono::milliseconds{50};
+  // A node that cannot be reached at all is reported at once; one that was
+  // reached is tried again (it may be restarting).
+  auto was_connected = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<caf::timespan>(deadline
+                                                          - clock::now());
+    if (left.count() <= 0)
+      left = caf::timespan{1};
+    opts.connect_timeout = std::min(opts.connect_timeout, left);
+    opts.request_timeout = std::min(opts.request_timeout, left);
+    caf::error failure;
+    auto connected = client::connect(opts);
+    if (!connected && !was_connected)
+      return std::move(connected.error());
+    if (connected) {
+      was_connected = true;
+      auto id = (*connected)->submit(spec);
+      if (id)
+        return submission{std::move(*connected), *id};
+      failure = std::move(id.error());
+    } else {
+      failure = std::move(connected.error());
+    }
+    if (!runtime::is(failure, errc::node_lost)
+        || clock::now() + pause >= deadline)
+      return failure;
+    if (on_retry)
+      on_retry(failure);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds{1000});
+  }
 }
 
 } // namespace vidnode::net

@@ -4,8 +4,10 @@
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/settings.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/runtime/protocol.hpp"
 
 namespace vidnode::net {
@@ -26,7 +28,7 @@ void process_config::apply_default_scheduler(caf::actor_system_config& cfg) {
 
 process_config::process_config() {
   actors::add_types(*this);
-  load<caf::io::middleman>();
+  load_middleman(*this);
   set("middleman.app-identifiers",
       std::vector<std::string>{runtime::protocol_version});
   apply_default_scheduler(*this);
@@ -41,6 +43,10 @@ bool process_config::scheduler_policy(const std::string& policy) {
 
 void process_config::poll_attempts(size_t attempts) {
   set("work-stealing.aggressive-poll-attempts", attempts);
+}
+
+void process_config::max_message_size(size_t bytes) {
+  caf::put(content, hardened_multiplexer::max_message_size_key, bytes);
 }
 
 void process_config::scheduler_threads(size_t threads) {

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/http_server.hpp"
+#include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/video.hpp"
@@ -31,56 +32,11 @@ using namespace std::chrono_literals;
 using namespace vidnode;
 using nlohmann::json;
 using test::child_process;
+using test::node_process;
 using test::command_result;
 using test::run_command;
 
 namespace {
-
-/// A vidnode process listening on a free loopback port.
-class node_process {
-public:
-  explicit node_process(std::vector<std::string> args) {
-    std::vector<std::string> argv = {VIDNODE_BIN, "--listen", "127.0.0.1:0",
-                                     "--log-level", "warn"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    process = std::make_unique<child_process>(argv);
-    auto line = process->read_line(10s);
-    INFO(process->stderr_text());
-    REQUIRE(line);
-    auto prefix = std::string{"vidnode listening on 127.0.0.1:"};
-    REQUIRE(line->rfind(prefix, 0) == 0);
-    port = static_cast<uint16_t>(std::stoi(line->substr(prefix.size())));
-    address = "127.0.0.1:" + std::to_string(port);
-  }
-
-  /// Runs vidctl against this node.
-  command_result vidctl(std::vector<std::string> args) const {
-    std::vector<std::string> argv = {VIDCTL_BIN, "--connect", address};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_command(argv);
-  }
-
-  /// Starts vidctl against this node without waiting for it.
-  std::unique_ptr<child_process>
-  start_vidctl(std::vector<std::string> args) const {
-    std::vector<std::string> argv = {VIDCTL_BIN, "--connect", address};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return std::make_unique<child_process>(argv);
-  }
-
-  /// Runs vidctl with --json and parses its stdout; requires exit 0.
-  json vidctl_json(std::vector<std::string> args) const {
-    args.push_back("--json");
-    auto result = vidctl(args);
-    INFO(result.err);
-    REQUIRE(result.status == 0);
-    return json::parse(result.out);
-  }
-
-  std::unique_ptr<child_process> process;
-  uint16_t port = 0;
-  std::string address;
-};
 
 /// Milliseconds between two ISO 8601 timestamps vidctl printed.
 double ms_between(const std::string& from, const std::string& to) {

@@ -35,6 +35,10 @@ public:
     caf::timespan request_timeout = std::chrono::seconds{30};
     /// Longest single wait the node is asked for; longer waits repeat it.
     caf::timespan poll_interval = std::chrono::seconds{5};
+    /// Longest message accepted from the node, in bytes (a `list` of many
+    /// jobs with long prompts can be large); a longer one closes the
+    /// connection.
+    size_t max_message_size = size_t{1} << 30;
   };
 
   /// Connects to the node at `opts.host:opts.port` and checks that it speaks
@@ -85,6 +89,9 @@ public:
 private:
   explicit client(const options& opts);
 
+  /// Sets the message limit in `cfg` before the actor system reads it.
+  static process_config& limit_messages(process_config& cfg, size_t bytes);
+
   template <class T, class... Ts>
   caf::expected<T> call(caf::timespan timeout, Ts... xs);
 
@@ -93,6 +100,35 @@ private:
   caf::actor_system sys_;
   runtime::admission_actor admission_;
 };
+
+/// A submission's outcome: the job's id and the connection it was made on.
+struct submission {
+  std::unique_ptr<client> connection;
+  runtime::job_id id;
+};
+
+/// Connects to the node and submits `spec`; when the connection drops or the
+/// reply does not come, connects again and submits again (after 50 ms,
+/// doubling up to 1 s) until `deadline`. A node that cannot be reached at
+/// the first try is reported at once. Safe to retry: if
+/// `spec.idempotency_key` is empty it is set to a fresh random key
+/// ("auto-" and 32 hex digits) first, so every attempt names the same job
+/// and the node makes at most one. Each attempt connects within
+/// `opts.connect_timeout` and waits `opts.request_timeout` for the reply,
+/// both cut to what is left before `deadline`. Returns the id, or
+/// the last error (node_lost once the deadline has passed; a refusal at
+/// once).
+/// `on_retry`, if set, is called with the error of each attempt that is
+/// retried.
+caf::expected<submission>
+submit_with_retries(client::options opts, runtime::job_spec& spec,
+                    std::chrono::steady_clock::time_point deadline,
+                    const std::function<void(const caf::error&)>& on_retry
+                    = nullptr);
+
+/// A fresh random idempotency key: "auto-" and 32 hex digits (128 bits from
+/// std::random_device).
+std::string make_idempotency_key();
 
 /// Splits "HOST:PORT" (or ":PORT", or "PORT") into its parts; false if the
 /// port is missing or not 0-65535.

@@ -7,11 +7,12 @@
 namespace vidnode::net {
 
 /// The CAF configuration of a process that runs or talks to vidnode:
-/// vidnode's types and error category, the middleman, the protocol version
+/// vidnode's types and error category, the middleman with vidnode's
+/// hardened network backend (hardened_multiplexer), the protocol version
 /// in the handshake (`middleman.app-identifiers`), and the scheduler vidnode
 /// is measured with. Applications that embed vidnode in their own
-/// actor_system_config call actors::add_types instead and load the
-/// middleman themselves.
+/// actor_system_config call actors::add_types and net::load_middleman
+/// instead.
 class process_config : public caf::actor_system_config {
 public:
   /// The scheduler policy vidnode uses unless told otherwise: work sharing,
@@ -30,6 +31,10 @@ public:
 
   /// Sets `scheduler.policy` ("sharing" or "stealing"); false if unknown.
   bool scheduler_policy(const std::string& policy);
+
+  /// Sets the longest message (bytes) a peer may send before its connection
+  /// is closed (hardened_multiplexer; default 16 MiB).
+  void max_message_size(size_t bytes);
 
   /// Sets `scheduler.max-threads`; 0 means one per hardware thread.
   void scheduler_threads(size_t threads);
