@@ -78,6 +78,9 @@ struct job_record {
   std::string audio_path;
   /// The written video while it is uploaded.
   std::string video_path;
+  /// Devices whose worker died under this job, charged to the job: if the
+  /// job then succeeds on another device, they were at fault instead.
+  std::vector<int32_t> crashed_on;
   /// Bounded and unbounded waiters (wait, execute).
   std::vector<std::pair<uint64_t, result_promise>> waiters;
   std::vector<runtime::job_observer_actor> observers;
@@ -106,6 +109,14 @@ struct device_slot {
   uint64_t resident = 0;
   /// Models the worker loaded (or is loading) and the count of loads.
   std::vector<runtime::model_load_info> models;
+  /// The supervisor that attached the worker; told when a job proves the
+  /// device at fault.
+  node_supervisor_actor supervisor;
+  /// The job whose own failure (out of memory, a crash) ends the current
+  /// worker, reported by the worker before it exits; 0 if none.
+  job_id culprit;
+  /// The worker reported that the device itself failed (it exits next).
+  bool failed_itself = false;
 
   /// Memory jobs may reserve: the device's, less its loaded models'.
   uint64_t budget() const {
@@ -636,13 +647,31 @@ struct admission_state {
     }
   }
 
+  /// Whether `rec` may run on `index`: not on a device whose worker died
+  /// under it while another device that can run it is in service.
+  bool may_retry_on(const job_record& rec, int32_t index) const {
+    auto failed_on = [&](int32_t i) {
+      return std::find(rec.crashed_on.begin(), rec.crashed_on.end(), i)
+             != rec.crashed_on.end();
+    };
+    if (rec.crashed_on.empty() || !failed_on(index))
+      return true;
+    for (const auto& other : devices)
+      if (other.state != device_slot::health::quarantined
+          && rec.factory->runs_on(other.info.kind)
+          && !failed_on(other.info.index))
+        return false;
+    return true;
+  }
+
   /// Fills `candidates` with every device as seen by `rec`.
   void fill_candidates(const job_record& rec) {
     candidates.clear();
     for (auto& device : devices) {
       placement_candidate c;
       c.available = device.state == device_slot::health::up
-                    && rec.factory->runs_on(device.info.kind);
+                    && rec.factory->runs_on(device.info.kind)
+                    && may_retry_on(rec, device.info.index);
       c.running = static_cast<int32_t>(device.running.size());
       c.slots = settings.max_concurrency;
       c.memory_bytes = device.budget();
@@ -903,8 +932,11 @@ struct admission_state {
     // A new worker for a device whose old one still had jobs: the old worker
     // is gone, its jobs must not wait for reports that never come.
     if (!device.running.empty())
-      detach(info.index, make_error(errc::worker_lost, "worker replaced"),
-             false);
+      detach(info.index, make_error(errc::worker_lost, "worker replaced"));
+    device.supervisor =
+      caf::actor_cast<node_supervisor_actor>(self->current_sender());
+    device.culprit = job_id{};
+    device.failed_itself = false;
     device.info = info;
     device.name = info.name();
     device.worker = std::move(worker);
@@ -922,44 +954,111 @@ struct admission_state {
     dispatch();
   }
 
-  void detach(int32_t index, caf::error reason, bool quarantined) {
+  /// A device's worker died: its jobs are queued again, and the death is
+  /// charged to the job whose own failure explains it (reported by the
+  /// worker, or the only job on the device), else to the device. Returns
+  /// whether the device is to blame.
+  bool detach(int32_t index, caf::error reason) {
     if (index < 0 || static_cast<size_t>(index) >= devices.size())
-      return;
+      return false;
     auto& device = devices[static_cast<size_t>(index)];
     device.worker = nullptr;
-    device.state = quarantined ? device_slot::health::quarantined
-                               : device_slot::health::restarting;
+    if (device.state != device_slot::health::quarantined)
+      device.state = device_slot::health::restarting;
     device.last_error = runtime::describe(reason);
     for (auto& model : device.models)
       model.loaded = false;
-    if (quarantined)
-      spdlog::warn("device {} is quarantined: its worker died too often ({})",
-                   device.info.name(), device.last_error);
-    // After an out-of-memory exit the job that ran out was already charged;
-    // the others on the device were innocent. After a crash nobody knows
-    // which job caused it, so each is charged.
-    bool charge = !runtime::is(reason, errc::out_of_memory);
-    auto lost = device.running;
-    lost.insert(lost.end(), device.finishing.begin(), device.finishing.end());
-    for (auto id : lost) {
-      auto i = jobs.find(id);
-      if (i != jobs.end() && i->second.result.state == job_state::running) {
-        auto why = runtime::is(reason, errc::out_of_memory)
-                     ? make_error(errc::worker_lost,
-                                  "device " + device.info.name()
-                                    + " restarted after another job ran out "
-                                      "of memory")
-                     : reason;
-        retry_or_fail(i->second, why, charge);
+    auto culprit = device.culprit;
+    auto failed_itself = device.failed_itself;
+    device.culprit = job_id{};
+    device.failed_itself = false;
+    std::vector<job_id> lost;
+    for (auto& ids : {device.running, device.finishing})
+      for (auto id : ids) {
+        auto i = jobs.find(id);
+        if (i != jobs.end() && i->second.result.state == job_state::running)
+          lost.push_back(id);
       }
+    auto explained =
+      culprit.value != 0 || runtime::is(reason, errc::out_of_memory);
+    // Alone on the device, a job is the cause of the death it died in,
+    // unless the worker said the device itself failed.
+    auto charged = !explained && !failed_itself && lost.size() == 1
+                     ? lost.front()
+                     : job_id{};
+    auto blame_device = !explained && charged.value == 0;
+    for (auto id : lost) {
+      auto& rec = jobs.at(id);
+      if (id == charged) {
+        rec.crashed_on.push_back(index);
+        retry_or_fail(rec, reason, true);
+        continue;
+      }
+      auto why =
+        explained
+          ? make_error(errc::worker_lost,
+                       "device " + device.name + " restarted after job "
+                         + runtime::to_string(culprit)
+                         + " failed; retried at no charge")
+          : reason;
+      retry_or_fail(rec, std::move(why), false);
     }
     device.running.clear();
     device.finishing.clear();
     device.reserved = 0;
     device.resident = 0;
-    if (quarantined)
-      fail_stranded_jobs();
     dispatch();
+    return blame_device;
+  }
+
+  /// Takes a device out of service until it is probed after `cooldown`.
+  /// Jobs running there carry on; queued jobs that no device is left for
+  /// fail at once.
+  void quarantine(int32_t index, caf::error reason, caf::timespan cooldown) {
+    if (index < 0 || static_cast<size_t>(index) >= devices.size())
+      return;
+    auto& device = devices[static_cast<size_t>(index)];
+    device.state = device_slot::health::quarantined;
+    device.last_error = runtime::describe(reason) + "; probed again in "
+                        + runtime::format_duration(cooldown);
+    spdlog::warn("device {} is quarantined: {}", device.name,
+                 device.last_error);
+    fail_stranded_jobs();
+    dispatch();
+  }
+
+  /// A quarantined device whose worker still lives takes jobs again.
+  void probe(int32_t index) {
+    if (index < 0 || static_cast<size_t>(index) >= devices.size())
+      return;
+    auto& device = devices[static_cast<size_t>(index)];
+    if (device.state != device_slot::health::quarantined || !device.worker)
+      return;
+    device.state = device_slot::health::up;
+    spdlog::info("device {} is probed: it takes jobs again", device.name);
+    dispatch();
+  }
+
+  /// `rec` succeeded on `where`: every other device whose worker died under
+  /// it was at fault, and its supervisor hears so.
+  void exonerate(job_record& rec, int32_t where) {
+    std::sort(rec.crashed_on.begin(), rec.crashed_on.end());
+    rec.crashed_on.erase(
+      std::unique(rec.crashed_on.begin(), rec.crashed_on.end()),
+      rec.crashed_on.end());
+    for (auto index : rec.crashed_on) {
+      if (index == where)
+        continue;
+      auto& device = devices[static_cast<size_t>(index)];
+      if (device.supervisor)
+        self->send(device.supervisor, fault_atom::value, index,
+                   make_error(errc::worker_lost,
+                              "job " + runtime::to_string(rec.result.id)
+                                + " failed on " + device.name
+                                + " and then succeeded on "
+                                + devices[static_cast<size_t>(where)].name));
+    }
+    rec.crashed_on.clear();
   }
 
   // -- queries -------------------------------------------------------------
@@ -1159,9 +1258,19 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         self->state.attach(std::move(info), std::move(worker), restarts,
                            kept_models, kept_resident);
     },
-    [=](detach_atom, int32_t index, caf::error reason, bool quarantined) {
+    [=](detach_atom, int32_t index, caf::error reason) -> caf::result<bool> {
+      if (!self->state.from_this_node())
+        return make_error(errc::unauthorized, "only the node may detach");
+      return self->state.detach(index, std::move(reason));
+    },
+    [=](quarantine_atom, int32_t index, caf::error reason,
+        caf::timespan cooldown) {
       if (self->state.from_this_node())
-        self->state.detach(index, std::move(reason), quarantined);
+        self->state.quarantine(index, std::move(reason), cooldown);
+    },
+    [=](probe_atom, int32_t index) {
+      if (self->state.from_this_node())
+        self->state.probe(index);
     },
     // -- device workers ----------------------------------------------------
     [=](loaded_atom, int32_t index, const std::string& model,
@@ -1203,6 +1312,8 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         auto ended = st.now();
         if (rec->result.computed_at.time_since_epoch().count() == 0)
           rec->result.computed_at = st.wall(ended);
+        if (!rec->crashed_on.empty())
+          st.exonerate(*rec, rec->device);
         st.release(*rec);
         st.dispatch();
         rec->result.step = rec->result.steps;
@@ -1231,7 +1342,9 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
           // be sent to it until the supervisor attached its successor.
           auto& device = st.devices[static_cast<size_t>(rec->device)];
           device.worker = nullptr;
-          device.state = device_slot::health::restarting;
+          if (device.state != device_slot::health::quarantined)
+            device.state = device_slot::health::restarting;
+          device.culprit = id;
           // The retry reserves more; if no device has that much, it fails.
           auto raised = st.estimates->out_of_memory(
             rec->shape_key, rec->reserved_bytes, needed_bytes);
@@ -1247,6 +1360,27 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
           }
         } else
           st.finalize(*rec, job_state::failed, std::move(reason));
+        st.dispatch();
+      }
+    },
+    [=](crashed_atom, job_id id, uint64_t lease, caf::error& reason,
+        bool device_failed) {
+      // The worker exits next. Its death is charged to this job, unless the
+      // device itself failed: then to the device (detach), and every job it
+      // ran is retried at no charge.
+      auto& st = self->state;
+      if (auto rec = st.attempt_of(id, lease)) {
+        auto& device = st.devices[static_cast<size_t>(rec->device)];
+        device.worker = nullptr;
+        if (device.state != device_slot::health::quarantined)
+          device.state = device_slot::health::restarting;
+        if (device_failed) {
+          device.failed_itself = true;
+          return;
+        }
+        device.culprit = id;
+        rec->crashed_on.push_back(rec->device);
+        st.retry_or_fail(*rec, std::move(reason), true);
         st.dispatch();
       }
     },

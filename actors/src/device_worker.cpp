@@ -125,18 +125,31 @@ struct device_worker_state {
                  e.requested_bytes());
       exiting = true;
       self->quit(std::move(reason));
+    } catch (const gpu::device_failure& e) {
+      spdlog::error("{}: the device failed running job {}: {}", where(),
+                    id.value, e.what());
+      crash(id, lease, where() + ": device failed: " + e.what(), true);
     } catch (const std::exception& e) {
       spdlog::error("{}: worker crashed running job {}: {}", where(), id.value,
                     e.what());
-      exiting = true;
-      self->quit(make_error(errc::worker_lost,
-                            where() + ": worker crashed: " + e.what()));
+      crash(id, lease, where() + ": worker crashed: " + e.what(), false);
     } catch (...) {
-      exiting = true;
-      self->quit(make_error(errc::worker_lost,
-                            where() + ": worker crashed (unknown exception)"));
+      crash(id, lease, where() + ": worker crashed (unknown exception)",
+            false);
     }
     return false;
+  }
+
+  /// Ends the worker after job `id`'s pipeline call threw: admission hears
+  /// which job it was, and whether the device itself failed, before the
+  /// supervisor reports the worker's death.
+  void crash(runtime::job_id id, uint64_t lease, std::string what,
+             bool device_failed) {
+    auto reason = make_error(errc::worker_lost, std::move(what));
+    self->send(admission, crashed_atom::value, id, lease, reason,
+               device_failed);
+    exiting = true;
+    self->quit(std::move(reason));
   }
 
   void schedule_step(uint64_t lease, gpu::device_time busy) {

@@ -80,30 +80,107 @@ struct node_supervisor_state {
       // After anything else nothing on the device is trusted.
       if (!runtime::is(reason, runtime::errc::out_of_memory))
         device.models = std::make_shared<device_models>();
-      auto delay = device.intensity->on_death(self->clock().now());
-      device.quarantined = !delay;
-      self->send(admission, detach_atom::value, device.info.index, reason,
-                 device.quarantined);
-      if (delay) {
-        spdlog::warn("device {}: worker died ({}); restart in {}",
-                     device.info.name(), runtime::describe(reason),
-                     runtime::format_duration(*delay));
-        self->delayed_send(self, *delay, restart_atom::value,
-                           device.info.index);
-      }
+      // Admission knows which jobs ran there, so it decides who is to blame.
+      auto index = device.info.index;
+      self
+        ->request(admission, caf::infinite, detach_atom::value, index, reason)
+        .then(
+          [=](bool device_at_fault) {
+            self->state.after_death(index, reason, device_at_fault);
+          },
+          [](caf::error&) {
+            // Admission is gone: the node is stopping.
+          });
       return;
     }
   }
 
+  supervised_device* device_at(int32_t index) {
+    if (index < 0 || static_cast<size_t>(index) >= devices.size())
+      return nullptr;
+    return &devices[static_cast<size_t>(index)];
+  }
+
+  /// A device's worker died and admission said who is to blame: a job's own
+  /// failure restarts the worker after the base backoff; a failure of the
+  /// device counts towards its restart intensity.
+  void after_death(int32_t index, const caf::error& reason,
+                   bool device_at_fault) {
+    auto device = device_at(index);
+    if (shutting_down || device == nullptr || device->worker
+        || device->quarantined)
+      return;
+    if (!device_at_fault) {
+      spdlog::info("device {}: worker died under a job that is charged for "
+                   "it ({}); restart in {}",
+                   device->info.name(), runtime::describe(reason),
+                   runtime::format_duration(settings.restarts.backoff));
+      self->delayed_send(self, settings.restarts.backoff, restart_atom::value,
+                         index);
+      return;
+    }
+    auto delay = device->intensity->on_death(self->clock().now());
+    if (!delay) {
+      quarantine(*device, reason);
+      return;
+    }
+    spdlog::warn("device {}: worker died ({}); restart in {}",
+                 device->info.name(), runtime::describe(reason),
+                 runtime::format_duration(*delay));
+    self->delayed_send(self, *delay, restart_atom::value, index);
+  }
+
+  /// A job that failed on the device succeeded elsewhere: the failure was
+  /// the device's.
+  void on_fault(int32_t index, const caf::error& evidence) {
+    auto device = device_at(index);
+    if (shutting_down || device == nullptr || device->quarantined)
+      return;
+    spdlog::warn("device {} is blamed: {}", device->info.name(),
+                 runtime::describe(evidence));
+    if (!device->intensity->on_death(self->clock().now()))
+      quarantine(*device, evidence);
+  }
+
+  void quarantine(supervised_device& device, const caf::error& reason) {
+    auto cooldown = settings.restarts.quarantine_cooldown;
+    device.quarantined = true;
+    auto why = runtime::make_error(
+      runtime::errc::worker_lost,
+      "failed more than " + std::to_string(settings.restarts.max_restarts)
+        + " times within "
+        + runtime::format_duration(settings.restarts.window)
+        + " whatever ran on it; last: " + runtime::describe(reason));
+    self->send(admission, quarantine_atom::value, device.info.index, why,
+               cooldown);
+    self->delayed_send(self, cooldown, probe_atom::value, device.info.index);
+  }
+
+  /// The cool-down of a quarantined device has passed: it takes jobs again
+  /// on probation (its next failure within the window quarantines it again).
+  void probe(int32_t index) {
+    auto device = device_at(index);
+    if (shutting_down || device == nullptr || !device->quarantined)
+      return;
+    device->quarantined = false;
+    device->intensity->on_probe(self->clock().now());
+    spdlog::info("device {}: probing after the quarantine cool-down",
+                 device->info.name());
+    if (device->worker) {
+      self->send(admission, probe_atom::value, index);
+      return;
+    }
+    device->restarts += 1;
+    start_worker(*device);
+  }
+
   void restart(int32_t index) {
-    if (shutting_down || index < 0
-        || static_cast<size_t>(index) >= devices.size())
+    auto device = device_at(index);
+    if (shutting_down || device == nullptr || device->worker
+        || device->quarantined)
       return;
-    auto& device = devices[static_cast<size_t>(index)];
-    if (device.worker || device.quarantined)
-      return;
-    device.restarts += 1;
-    start_worker(device);
+    device->restarts += 1;
+    start_worker(*device);
   }
 
   void finish_shutdown() {
@@ -133,6 +210,16 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
   self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
   return {
     [=](restart_atom, int32_t index) { self->state.restart(index); },
+    [=](probe_atom, int32_t index) {
+      if (self->current_sender() == nullptr
+          || self->current_sender()->node() == self->node())
+        self->state.probe(index);
+    },
+    [=](fault_atom, int32_t index, const caf::error& evidence) {
+      if (self->current_sender() != nullptr
+          && self->current_sender()->node() == self->node())
+        self->state.on_fault(index, evidence);
+    },
     [=](shutdown_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       st.shutting_down = true;

@@ -1,5 +1,7 @@
 #include "vidnode/actors/restart_intensity.hpp"
 
+#include <algorithm>
+
 namespace vidnode::actors {
 
 restart_intensity::restart_intensity(runtime::restart_policy policy)
@@ -15,6 +17,10 @@ std::optional<caf::timespan> restart_intensity::on_death(time_point now) {
   for (size_t i = 1; i < recent_.size() && delay < policy_.backoff_max; ++i)
     delay *= 2;
   return delay < policy_.backoff_max ? delay : policy_.backoff_max;
+}
+
+void restart_intensity::on_probe(time_point now) {
+  recent_.assign(static_cast<size_t>(std::max(policy_.max_restarts, 0)), now);
 }
 
 } // namespace vidnode::actors

@@ -130,8 +130,9 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app
     .add_option("--max-restarts", settings.restarts.max_restarts,
-                "Worker restarts allowed per device within --restart-window "
-                "before it is quarantined")
+                "Failures of a device (worker deaths that no job's own "
+                "failure explains) allowed within --restart-window before "
+                "it is quarantined")
     ->capture_default_str();
   apps::add_duration(app, "--restart-window", settings.restarts.window,
                      "Window in which restarts are counted");
@@ -141,6 +142,11 @@ int main(int argc, char** argv) {
   apps::add_duration(app, "--restart-backoff-max",
                      settings.restarts.backoff_max,
                      "Longest delay before a restart");
+  apps::add_duration(app, "--quarantine-cooldown",
+                     settings.restarts.quarantine_cooldown,
+                     "How long a quarantined device stays out before it is "
+                     "probed again (on probation: one more failure within "
+                     "--restart-window quarantines it again)");
   app
     .add_option("--max-bypass", settings.max_bypass,
                 "While the next job waits for memory, at most this many jobs "

@@ -40,10 +40,11 @@ device_time from_ms(double ms) {
 class sim_job_run : public job_run {
 public:
   sim_job_run(const runtime::job_spec& spec, sim_options options,
-              int32_t attempt)
+              int32_t attempt, std::string device)
     : model_(spec.model), seed_(spec.seed), width_(spec.width),
       height_(spec.height), frames_(spec.frames), steps_(spec.steps),
-      options_(std::move(options)), attempt_(attempt) {}
+      options_(std::move(options)), attempt_(attempt),
+      device_(std::move(device)) {}
 
   int32_t steps() const override {
     return steps_;
@@ -51,7 +52,7 @@ public:
 
   /// Applies the injected fault at `at_step`, if it fires; true for a hang.
   bool inject(int32_t at_step) {
-    if (!options_.fault || !options_.fault->fires(at_step, attempt_))
+    if (!options_.fault || !options_.fault->fires(at_step, attempt_, device_))
       return false;
     auto where = at_step == 0 ? std::string{"while preparing the job"}
                               : "at step " + std::to_string(at_step);
@@ -63,6 +64,8 @@ public:
         throw std::logic_error("simulated crash " + where);
       case sim_fault::kind_type::hang:
         return true;
+      case sim_fault::kind_type::lost:
+        throw device_failure("simulated device failure " + where);
     }
     return false;
   }
@@ -92,10 +95,13 @@ private:
   int32_t steps_;
   sim_options options_;
   int32_t attempt_;
+  std::string device_;
 };
 
 class sim_pipeline : public pipeline {
 public:
+  explicit sim_pipeline(std::string device) : device_(std::move(device)) {}
+
   device_time load(const runtime::job_spec& first_job) override {
     std::string error;
     auto options = parse_sim_options(first_job, error);
@@ -108,11 +114,14 @@ public:
     auto options = parse_sim_options(spec, error);
     if (!options)
       throw job_error(runtime::errc::invalid_request, error);
-    auto run =
-      std::make_unique<sim_job_run>(spec, std::move(*options), attempt);
+    auto run = std::make_unique<sim_job_run>(spec, std::move(*options),
+                                             attempt, device_);
     busy = run->inject(0) ? never_completes : device_time{0};
     return run;
   }
+
+private:
+  std::string device_;
 };
 
 } // namespace
@@ -120,8 +129,8 @@ public:
 std::optional<sim_fault> parse_sim_fault(const std::string& text,
                                          std::string& error) {
   auto usage = "fault: '" + text
-               + "' is not KIND@STEP, KIND@STEPxN or KIND-always@STEP "
-                 "(KIND: oom, crash, hang)";
+               + "' is not KIND@STEP, KIND@STEPxN, KIND-always@STEP or "
+                 "KIND-on-DEVICE@STEP (KIND: oom, crash, hang, lost)";
   auto at = text.find('@');
   if (at == std::string::npos) {
     error = usage;
@@ -131,7 +140,15 @@ std::optional<sim_fault> parse_sim_fault(const std::string& text,
   auto rest = text.substr(at + 1);
   sim_fault fault;
   const std::string always = "-always";
-  if (kind.size() > always.size()
+  if (auto on = kind.find("-on-"); on != std::string::npos) {
+    fault.device = kind.substr(on + 4);
+    fault.attempts = 0;
+    kind.resize(on);
+    if (fault.device.empty() || rest.find('x') != std::string::npos) {
+      error = usage;
+      return std::nullopt;
+    }
+  } else if (kind.size() > always.size()
       && kind.compare(kind.size() - always.size(), always.size(), always)
            == 0) {
     fault.attempts = 0;
@@ -143,6 +160,8 @@ std::optional<sim_fault> parse_sim_fault(const std::string& text,
     fault.kind = sim_fault::kind_type::crash;
   else if (kind == "hang")
     fault.kind = sim_fault::kind_type::hang;
+  else if (kind == "lost")
+    fault.kind = sim_fault::kind_type::lost;
   else {
     error = usage;
     return std::nullopt;
@@ -237,8 +256,9 @@ sim_model_factory::estimate_peak_bytes(const runtime::job_spec& spec) const {
 }
 
 std::unique_ptr<pipeline>
-sim_model_factory::make(const std::string&, const runtime::device_info&) const {
-  return std::make_unique<sim_pipeline>();
+sim_model_factory::make(const std::string&,
+                        const runtime::device_info& device) const {
+  return std::make_unique<sim_pipeline>(device.name());
 }
 
 } // namespace vidnode::gpu

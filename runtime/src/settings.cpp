@@ -48,6 +48,8 @@ caf::error validate(const node_settings& s) {
     return bad("restart-backoff", "must not be negative");
   if (s.restarts.backoff_max < s.restarts.backoff)
     return bad("restart-backoff-max", "must not be below restart-backoff");
+  if (!positive(s.restarts.quarantine_cooldown))
+    return bad("quarantine-cooldown", "must be positive");
   if (!positive(s.aging_interval))
     return bad("aging-interval", "must be positive");
   if (!positive(s.result_ttl))

@@ -12,35 +12,15 @@ using runtime::errc;
 using runtime::job_id;
 using runtime::job_result;
 using runtime::job_state;
+using test::device_named;
+using test::loads_of;
+using test::settings_with;
 using test::sim_job;
 
 namespace {
 
 caf::timespan between(caf::timestamp from, caf::timestamp to) {
   return std::chrono::duration_cast<caf::timespan>(to - from);
-}
-
-runtime::node_settings settings_with(int32_t concurrency = 1) {
-  runtime::node_settings s;
-  s.max_concurrency = concurrency;
-  return s;
-}
-
-const runtime::device_status&
-device_named(const std::vector<runtime::device_status>& devices,
-             const std::string& name) {
-  auto i = std::find_if(devices.begin(), devices.end(),
-                        [&](auto& d) { return d.device == name; });
-  REQUIRE(i != devices.end());
-  return *i;
-}
-
-int32_t loads_of(const runtime::device_status& device,
-                 const std::string& model) {
-  for (auto& m : device.models)
-    if (m.model == model)
-      return m.loads;
-  return 0;
 }
 
 } // namespace
@@ -216,160 +196,6 @@ TEST_CASE("cancelling a running job frees its device at once", "[admission]") {
   CHECK(fx.status_now(next).state == job_state::succeeded);
   // The cancelled job's later steps never report back.
   CHECK(fx.status_now(running).state == job_state::cancelled);
-}
-
-TEST_CASE("a job that runs out of memory once is retried on the restarted "
-          "worker and succeeds",
-          "[admission][supervision]") {
-  test::deterministic_fixture fx;
-  fx.start_node(settings_with(1), "sim:1");
-  auto spec = sim_job(5, 100);
-  spec.options["fault"] = "oom@3";
-  auto r = fx.execute(spec);
-  fx.run_to_quiescence();
-  REQUIRE(r->value);
-  CHECK(r->value->state == job_state::succeeded);
-  CHECK(r->value->attempts == 2);
-  auto device = device_named(fx.nodes_now(), "sim:0");
-  CHECK(device.restarts == 1);
-  CHECK(device.state == "idle");
-  CHECK_THAT(device.last_error, Catch::Contains("out_of_memory"));
-  // Out of memory ends an attempt, not the loaded weights: the restarted
-  // worker kept the model and did not load it again.
-  CHECK(loads_of(device, "sim") == 1);
-}
-
-TEST_CASE("a worker that crashed loads its models again after the restart",
-          "[admission][supervision]") {
-  test::deterministic_fixture fx;
-  fx.start_node(settings_with(1), "sim:1");
-  auto spec = sim_job(5, 100);
-  spec.options["fault"] = "crash@3";
-  auto r = fx.execute(spec);
-  fx.run_to_quiescence();
-  REQUIRE(r->value);
-  CHECK(r->value->state == job_state::succeeded);
-  CHECK(r->value->attempts == 2);
-  auto device = device_named(fx.nodes_now(), "sim:0");
-  CHECK(device.restarts == 1);
-  // After a crash nothing the old worker held is trusted.
-  CHECK(loads_of(device, "sim") == 2);
-}
-
-TEST_CASE("a job that always runs out of memory fails after max_attempts "
-          "and no other job fails",
-          "[admission][supervision]") {
-  auto settings = settings_with(1);
-  settings.max_attempts = 2;
-  test::deterministic_fixture fx;
-  fx.start_node(settings, "sim:2");
-  auto spec = sim_job(5, 100);
-  spec.options["fault"] = "oom-always@2";
-  auto bad = fx.execute(spec);
-  std::vector<std::shared_ptr<test::reply<job_result>>> good;
-  for (int i = 0; i < 6; ++i)
-    good.push_back(fx.execute(sim_job(5, 100)));
-  fx.run_to_quiescence();
-  REQUIRE(bad->value);
-  CHECK(bad->value->state == job_state::failed);
-  CHECK(runtime::is(bad->value->error, errc::out_of_memory));
-  CHECK(bad->value->attempts == 2);
-  for (auto& r : good) {
-    REQUIRE(r->value);
-    CHECK(r->value->state == job_state::succeeded);
-  }
-}
-
-TEST_CASE("a crashed worker is restarted and its job retried",
-          "[admission][supervision]") {
-  test::deterministic_fixture fx;
-  fx.start_node(settings_with(1), "sim:1");
-  auto spec = sim_job(3, 100);
-  spec.options["fault"] = "crash@2";
-  auto r = fx.execute(spec);
-  fx.run_to_quiescence();
-  REQUIRE(r->value);
-  CHECK(r->value->state == job_state::succeeded);
-  CHECK(r->value->attempts == 2);
-  CHECK(device_named(fx.nodes_now(), "sim:0").restarts == 1);
-}
-
-TEST_CASE("a job whose worker keeps crashing fails with the worker's reason",
-          "[admission][supervision]") {
-  test::deterministic_fixture fx;
-  fx.start_node(settings_with(1), "sim:1");
-  auto spec = sim_job(3, 100);
-  spec.options["fault"] = "crash-always@1";
-  auto r = fx.execute(spec);
-  fx.run_to_quiescence();
-  REQUIRE(r->value);
-  CHECK(r->value->state == job_state::failed);
-  CHECK(runtime::is(r->value->error, errc::worker_lost));
-  CHECK_THAT(runtime::describe(r->value->error),
-             Catch::Contains("simulated crash at step 1"));
-  CHECK(r->value->attempts == 2);
-}
-
-TEST_CASE("exceeding the restart intensity quarantines the device and its "
-          "work goes elsewhere",
-          "[admission][supervision]") {
-  auto settings = settings_with(1);
-  settings.max_attempts = 3;
-  settings.restarts.max_restarts = 1;
-  settings.restarts.window = 60s;
-  test::deterministic_fixture fx;
-  fx.start_node(settings, "sim:2");
-  auto longer = fx.submit_now(sim_job(10, 1000)); // sim:0, 10 s
-  auto spec = sim_job(3, 100);
-  spec.options["fault"] = "crash@1x2"; // crashes on attempts 1 and 2
-  auto crashing = fx.submit_now(spec); // sim:1
-  fx.run_to_quiescence();
-  auto devices = fx.nodes_now();
-  auto quarantined = device_named(devices, "sim:1");
-  CHECK(quarantined.state == "quarantined");
-  CHECK(quarantined.restarts == 1);
-  auto result = fx.status_now(crashing);
-  CHECK(result.state == job_state::succeeded);
-  CHECK(result.attempts == 3);
-  CHECK(result.device == "sim:0");
-  CHECK(fx.status_now(longer).state == job_state::succeeded);
-  // Later work only goes to the healthy device.
-  auto later = fx.execute(sim_job(1, 10));
-  fx.run_to_quiescence();
-  REQUIRE(later->value);
-  CHECK(later->value->device == "sim:0");
-}
-
-TEST_CASE("when the last device that can run a model is quarantined, its "
-          "queued jobs fail at once and new ones are refused",
-          "[admission][supervision]") {
-  auto settings = settings_with(1);
-  settings.max_attempts = 5;
-  settings.restarts.max_restarts = 1;
-  settings.restarts.window = 60s;
-  test::deterministic_fixture fx;
-  fx.start_node(settings, "sim:1");
-  auto spec = sim_job(3, 100);
-  spec.options["fault"] = "crash-always@1";
-  auto crashing = fx.submit_now(spec);
-  auto waiting = fx.submit_now(sim_job(3, 100));
-  // Time runs for at most 30 s, far less than the queue timeout (10 min):
-  // the queued job must end as soon as the device is quarantined.
-  fx.run_to_quiescence(30s);
-  auto device = device_named(fx.nodes_now(), "sim:0");
-  REQUIRE(device.state == "quarantined");
-  for (auto id : {crashing, waiting}) {
-    auto result = fx.status_now(id);
-    CHECK(result.state == job_state::failed);
-    CHECK(runtime::is(result.error, errc::worker_lost));
-  }
-  CHECK_THAT(runtime::describe(fx.status_now(waiting).error),
-             Catch::Contains("every device that can run this model is "
-                             "quarantined (sim:0: "));
-  auto refused = fx.submit(sim_job(1, 10));
-  fx.run_to_quiescence();
-  REQUIRE(refused->error);
-  CHECK(runtime::is(refused->error, errc::worker_lost));
 }
 
 TEST_CASE("malformed requests get typed errors that name the field and "

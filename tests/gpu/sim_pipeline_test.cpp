@@ -65,17 +65,31 @@ TEST_CASE("a fault names its kind, its step and the attempts it hits",
 
 TEST_CASE("a fault fires only at its step and on its attempts", "[sim]") {
   auto twice = fault_of("oom@2x2");
-  CHECK(twice.fires(2, 1));
-  CHECK(twice.fires(2, 2));
-  CHECK_FALSE(twice.fires(2, 3));
-  CHECK_FALSE(twice.fires(1, 1));
-  CHECK(fault_of("oom-always@2").fires(2, 1000));
+  CHECK(twice.fires(2, 1, "sim:0"));
+  CHECK(twice.fires(2, 2, "sim:0"));
+  CHECK_FALSE(twice.fires(2, 3, "sim:0"));
+  CHECK_FALSE(twice.fires(1, 1, "sim:0"));
+  CHECK(fault_of("oom-always@2").fires(2, 1000, "sim:0"));
+}
+
+TEST_CASE("a fault on one device fires on every attempt there and nowhere "
+          "else",
+          "[sim]") {
+  auto broken = fault_of("crash-on-sim:1@3");
+  CHECK(broken.kind == kind::crash);
+  CHECK(broken.step == 3);
+  CHECK(broken.device == "sim:1");
+  CHECK(broken.fires(3, 1, "sim:1"));
+  CHECK(broken.fires(3, 7, "sim:1"));
+  CHECK_FALSE(broken.fires(3, 1, "sim:0"));
+  CHECK_FALSE(broken.fires(2, 1, "sim:1"));
 }
 
 TEST_CASE("a malformed fault is refused with the usage", "[sim]") {
   for (auto text : {"", "oom", "oom@", "boom@3", "OOM@3", "oom@-1", "oom@3.5",
                     "oom@ 3", "oom@3x0", "oom@3x", "oom@x2", "oom@3x2x2",
-                    "oom-always@3x2", "-always@3", "oom@1234567"}) {
+                    "oom-always@3x2", "-always@3", "oom@1234567",
+                    "crash-on-@3", "crash-on-sim:1@3x2", "-on-sim:0@1"}) {
     std::string error;
     auto fault = parse_sim_fault(text, error);
     INFO("'" << text << "'");

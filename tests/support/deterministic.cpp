@@ -1,5 +1,7 @@
 #include "support/deterministic.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
@@ -184,6 +186,29 @@ runtime::job_spec sim_job(int32_t steps, int step_ms, int load_ms,
   spec.options["step_ms"] = std::to_string(step_ms);
   spec.options["load_ms"] = std::to_string(load_ms);
   return spec;
+}
+
+runtime::node_settings settings_with(int32_t concurrency) {
+  runtime::node_settings s;
+  s.max_concurrency = concurrency;
+  return s;
+}
+
+const runtime::device_status&
+device_named(const std::vector<runtime::device_status>& devices,
+             const std::string& name) {
+  auto i = std::find_if(devices.begin(), devices.end(),
+                        [&](auto& d) { return d.device == name; });
+  REQUIRE(i != devices.end());
+  return *i;
+}
+
+int32_t loads_of(const runtime::device_status& device,
+                 const std::string& model) {
+  for (auto& m : device.models)
+    if (m.model == model)
+      return m.loads;
+  return 0;
 }
 
 } // namespace vidnode::test

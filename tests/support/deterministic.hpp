@@ -103,6 +103,18 @@ private:
   std::shared_ptr<reply<T>> ask(Ts... xs);
 };
 
+/// Node settings with `concurrency` jobs per device, the rest defaults.
+runtime::node_settings settings_with(int32_t concurrency = 1);
+
+/// The device called `name` in `devices`; fails the test if there is none.
+const runtime::device_status&
+device_named(const std::vector<runtime::device_status>& devices,
+             const std::string& name);
+
+/// How often `device` loaded `model`.
+int32_t loads_of(const runtime::device_status& device,
+                 const std::string& model);
+
 /// A sim job of `steps` steps of `step_ms` each, loading in `load_ms`.
 runtime::job_spec sim_job(int32_t steps, int step_ms, int load_ms = 0,
                           int32_t priority = 5);

@@ -79,11 +79,28 @@ using uploaded_atom = caf::atom_constant<caf::atom("uploaded")>;
 /// Worker -> admission: an attempt failed (the worker may exit after it);
 /// after out_of_memory, with the least the job needs in bytes (else 0).
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
+/// Worker -> admission: an attempt's pipeline call crashed the worker, which
+/// exits next. The flag says whether the device itself failed
+/// (gpu::device_failure: nothing is charged to the job) or the job did (the
+/// crash is charged to it, not to the device).
+using crashed_atom = caf::atom_constant<caf::atom("crashed")>;
 /// Supervisor -> admission: a device's worker is up, with the models it
 /// kept from its predecessor and the device memory they hold.
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
-/// Supervisor -> admission: a device's worker died.
+/// Supervisor -> admission: a device's worker died. The reply says whether
+/// the device is to blame (true) or a job it ran (false: the death was
+/// charged to that job).
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
+/// Supervisor -> admission: a device is out of service (its worker died too
+/// often for reasons no job explains) until it is probed after a cool-down.
+using quarantine_atom = caf::atom_constant<caf::atom("quarantine")>;
+/// Supervisor -> itself: a quarantined device's cool-down has passed.
+/// Supervisor -> admission: a quarantined device whose worker still lives
+/// takes jobs again, on probation.
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+/// Admission -> supervisor: a device failed a job that then succeeded on
+/// another device: evidence that the device, not the job, was at fault.
+using fault_atom = caf::atom_constant<caf::atom("fault")>;
 /// Admission -> itself: deadlines may have passed.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// Admission -> itself: a bounded wait ran out.
@@ -108,7 +125,9 @@ using device_worker_actor = caf::typed_actor<
 using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
                  int32_t, std::vector<std::string>, uint64_t>,
-  caf::reacts_to<detach_atom, int32_t, caf::error, bool>,
+  caf::replies_to<detach_atom, int32_t, caf::error>::with<bool>,
+  caf::reacts_to<quarantine_atom, int32_t, caf::error, caf::timespan>,
+  caf::reacts_to<probe_atom, int32_t>,
   caf::reacts_to<loaded_atom, int32_t, std::string, uint64_t>,
   caf::reacts_to<computed_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<fetched_atom, runtime::job_id, std::string, caf::error>,
@@ -116,13 +135,18 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
   caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error, uint64_t>,
+  caf::reacts_to<crashed_atom, runtime::job_id, uint64_t, caf::error, bool>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
-/// The node supervisor: spawns, monitors and restarts device workers.
+/// The node supervisor: spawns, monitors and restarts device workers,
+/// quarantines devices that fail whatever runs on them and probes them again
+/// after a cool-down.
 using node_supervisor_actor =
   caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
+                   caf::reacts_to<probe_atom, int32_t>,
+                   caf::reacts_to<fault_atom, int32_t, caf::error>,
                    caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// Adds the types of this file, and runtime's, to `cfg`.

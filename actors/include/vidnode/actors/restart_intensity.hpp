@@ -9,9 +9,10 @@
 
 namespace vidnode::actors {
 
-/// Decides, for one device, whether a dead worker is restarted and after
-/// how long (OTP-style intensity with exponential backoff). Not an actor;
-/// owned by the node supervisor.
+/// Decides, for one device, whether a failure of the device leaves it in
+/// service and after how long its worker restarts (OTP-style intensity with
+/// exponential backoff). Counts only failures the device is blamed for. Not
+/// an actor; owned by the node supervisor.
 class restart_intensity {
 public:
   using time_point = caf::actor_clock::time_point;
@@ -24,6 +25,10 @@ public:
   /// restart in the window and doubles for each further one, up to
   /// `backoff_max`.
   std::optional<caf::timespan> on_death(time_point now);
+
+  /// Puts the device on probation at `now` (it was quarantined and is
+  /// probed): its next failure within the window quarantines it again.
+  void on_probe(time_point now);
 
   /// Restarts counted in the current window.
   size_t recent() const noexcept {

@@ -60,6 +60,15 @@ private:
   uint64_t requested_bytes_;
 };
 
+/// Thrown when the device itself failed, whatever job ran (a GPU that fell
+/// off the bus, an uncorrectable memory error; the sim pipeline's `lost`
+/// fault). The worker exits; nothing is charged to the jobs it ran, which
+/// are retried; the failure counts towards the device's quarantine.
+class device_failure : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 /// What a finished job produced: a location (sim jobs), or frames that the
 /// device worker encodes and stores.
 struct job_output {
@@ -73,8 +82,8 @@ struct job_output {
 
 /// One job in progress on a device: created by pipeline::begin, advanced one
 /// denoising step per call, then finished. Owned and called only by the
-/// device worker's thread. Any call may throw job_error or out_of_memory;
-/// any other exception means the device worker crashed.
+/// device worker's thread. Any call may throw job_error, out_of_memory or
+/// device_failure; any other exception means the job crashed the worker.
 class job_run {
 public:
   virtual ~job_run() = default;

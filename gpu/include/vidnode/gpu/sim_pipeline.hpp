@@ -9,19 +9,27 @@
 namespace vidnode::gpu {
 
 /// A fault the sim pipeline injects, parsed from the `fault` option:
-/// `KIND@STEP` (first attempt only), `KIND@STEPxN` (first N attempts) or
-/// `KIND-always@STEP` (every attempt), KIND one of oom, crash, hang. STEP
-/// counts from 1; 0 means while the job is prepared, before its first step.
+/// `KIND@STEP` (first attempt only), `KIND@STEPxN` (first N attempts),
+/// `KIND-always@STEP` (every attempt) or `KIND-on-DEVICE@STEP` (every
+/// attempt that runs on the device named DEVICE, e.g. `crash-on-sim:1@2`:
+/// a broken device), KIND one of oom, crash, hang, lost (the device itself
+/// fails: gpu::device_failure). STEP counts from 1; 0
+/// means while the job is prepared, before its first step.
 struct sim_fault {
-  enum class kind_type { oom, crash, hang };
+  enum class kind_type { oom, crash, hang, lost };
   kind_type kind = kind_type::oom;
   int32_t step = 0;
   /// Attempts it applies to (1 to this); 0 means every attempt.
   int32_t attempts = 1;
+  /// The only device it fires on (runtime::device_info::name()); empty:
+  /// any device.
+  std::string device;
 
-  /// True if the fault fires at `step` of attempt `attempt`.
-  bool fires(int32_t at_step, int32_t attempt) const noexcept {
-    return at_step == step && (attempts == 0 || attempt <= attempts);
+  /// True if the fault fires at `step` of attempt `attempt` on `on_device`.
+  bool fires(int32_t at_step, int32_t attempt,
+             const std::string& on_device) const noexcept {
+    return at_step == step && (attempts == 0 || attempt <= attempts)
+           && (device.empty() || device == on_device);
   }
 };
 

@@ -11,10 +11,14 @@
 namespace vidnode::runtime {
 
 /// When a device worker dies: how fast it is restarted and when its device
-/// is given up (OTP-style intensity: more than `max_restarts` restarts within
-/// `window` quarantines the device).
+/// is taken out of service (OTP-style intensity: more than `max_restarts`
+/// failures of the device within `window` quarantine it). A death that a
+/// job's own failure explains (its out-of-memory error, its crash) is
+/// charged to that job and restarts the worker after `backoff`, without
+/// counting against the device.
 struct restart_policy {
-  /// Restarts allowed within `window` before the device is quarantined.
+  /// Device failures allowed within `window` before the device is
+  /// quarantined.
   int32_t max_restarts = 5;
   /// The sliding window the restarts are counted in.
   caf::timespan window = std::chrono::seconds{60};
@@ -22,6 +26,10 @@ struct restart_policy {
   /// restart in the window, up to `backoff_max`.
   caf::timespan backoff = std::chrono::milliseconds{100};
   caf::timespan backoff_max = std::chrono::seconds{10};
+  /// How long a quarantined device stays out before it is probed: its worker
+  /// is started again (if it had died) and it takes jobs on probation, where
+  /// its first failure within `window` quarantines it again.
+  caf::timespan quarantine_cooldown = std::chrono::minutes{5};
 };
 
 /// Everything a node is configured with. Defaults are the documented ones
