@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "vidnode/runtime/validation.hpp"
 
 namespace {
 
@@ -125,6 +127,7 @@ caf::expected<runtime::job_id> parse_id(const std::string& text) {
 } // namespace
 
 int main(int argc, char** argv) {
+  using lim = runtime::job_limits;
   std::string endpoint = "127.0.0.1:7447";
   if (auto env = std::getenv("VIDNODE_ADDRESS"))
     endpoint = env;
@@ -152,20 +155,31 @@ int main(int argc, char** argv) {
   submit->add_option("--model", spec.model, "Model to run")
     ->capture_default_str();
   submit->add_option("--prompt", spec.prompt, "Text prompt");
-  submit->add_option("--width", spec.width, "Frame width in pixels")
-    ->capture_default_str();
-  submit->add_option("--height", spec.height, "Frame height in pixels")
-    ->capture_default_str();
-  submit->add_option("--frames", spec.frames, "Number of frames")
-    ->capture_default_str();
-  submit->add_option("--fps", spec.fps, "Frames per second")
-    ->capture_default_str();
-  submit->add_option("--steps", spec.steps, "Denoising steps")
-    ->capture_default_str();
-  submit->add_option("--seed", spec.seed, "Seed of the initial noise")
-    ->capture_default_str();
-  submit->add_option("--priority", spec.priority, "0 (lowest) to 9 (highest)")
-    ->capture_default_str();
+  auto dimensions = std::to_string(lim::min_dimension) + " to "
+                    + std::to_string(lim::max_dimension) + ", a multiple of "
+                    + std::to_string(lim::dimension_multiple);
+  apps::add_number(*submit, "--width", spec.width, lim::min_dimension,
+                   lim::max_dimension,
+                   "Frame width in pixels (" + dimensions + ")");
+  apps::add_number(*submit, "--height", spec.height, lim::min_dimension,
+                   lim::max_dimension,
+                   "Frame height in pixels (" + dimensions + ")");
+  apps::add_number(*submit, "--frames", spec.frames, 1, lim::max_frames,
+                   "Number of frames (1 to " + std::to_string(lim::max_frames)
+                     + ")");
+  apps::add_number(*submit, "--fps", spec.fps, 1, lim::max_fps,
+                   "Frames per second (1 to " + std::to_string(lim::max_fps)
+                     + ")");
+  apps::add_number(*submit, "--steps", spec.steps, 0, lim::max_steps,
+                   "Denoising steps (0 to " + std::to_string(lim::max_steps)
+                     + ")");
+  apps::add_number(*submit, "--seed", spec.seed, 0,
+                   std::numeric_limits<uint64_t>::max(),
+                   "Seed of the initial noise (any 64-bit unsigned number)");
+  apps::add_number(*submit, "--priority", spec.priority, lim::min_priority,
+                   lim::max_priority,
+                   std::to_string(lim::min_priority) + " (lowest) to "
+                     + std::to_string(lim::max_priority) + " (highest)");
   apps::add_duration(*submit, "--queue-timeout", spec.queue_timeout,
                      "Longest wait in the queue (default: the node's)", false);
   apps::add_duration(*submit, "--run-timeout", spec.run_timeout,
@@ -209,8 +223,9 @@ int main(int argc, char** argv) {
   bool active_only = false;
   auto list = app.add_subcommand(
     "list", "List queued and running jobs, then finished ones");
-  list->add_option("--limit", query.limit, "Most jobs shown (0: all)")
-    ->capture_default_str();
+  apps::add_number(*list, "--limit", query.limit, 0,
+                   std::numeric_limits<uint32_t>::max(),
+                   "Most jobs shown (0: all)");
   list->add_flag("--active", active_only, "Only queued and running jobs");
   auto nodes = app.add_subcommand(
     "nodes", "Show each device: state, slots, models loaded, restarts");
@@ -221,6 +236,11 @@ int main(int argc, char** argv) {
     return apps::usage_exit(app, e);
   }
 
+  if (options.request_timeout.count() <= 0) {
+    std::cerr << "vidctl: --timeout: must be positive, got "
+              << runtime::format_duration(options.request_timeout) << "\n";
+    return exit_usage;
+  }
   if (!net::parse_endpoint(endpoint, options.host, options.port)) {
     std::cerr << "vidctl: --connect: '" << endpoint
               << "' is not HOST:PORT (e.g. 127.0.0.1:7447)\n";
@@ -232,7 +252,11 @@ int main(int argc, char** argv) {
       std::cerr << "vidctl: --option: '" << kv << "' is not KEY=VALUE\n";
       return exit_usage;
     }
-    spec.options[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (!spec.options.emplace(kv.substr(0, eq), kv.substr(eq + 1)).second) {
+      std::cerr << "vidctl: --option: " << kv.substr(0, eq)
+                << " is given twice\n";
+      return exit_usage;
+    }
   }
   caf::expected<runtime::job_id> id = runtime::job_id{};
   if (!id_text.empty()) {

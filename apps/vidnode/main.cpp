@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <thread>
 
 #include <caf/actor_system.hpp>
@@ -22,11 +23,18 @@
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/settings.hpp"
 #include "vidnode/runtime/units.hpp"
 
 namespace {
 
 using namespace vidnode;
+
+/// Most scheduler threads --threads may ask for.
+constexpr size_t max_threads = 1024;
+
+/// Most polls --poll-attempts may ask for (the benchmarks measured 100000).
+constexpr size_t max_poll_attempts = 1000000;
 
 /// How long stopping may take before the process exits anyway.
 constexpr auto stop_grace = std::chrono::seconds{10};
@@ -62,6 +70,7 @@ void raise_descriptor_limit() {
 } // namespace
 
 int main(int argc, char** argv) {
+  using lim = runtime::settings_limits;
   runtime::node_settings settings;
   std::string listen =
     settings.listen_host + ":" + std::to_string(settings.listen_port);
@@ -110,30 +119,29 @@ int main(int argc, char** argv) {
   app.add_option("--node-name", settings.node_name,
                  "Name shown in results and `vidctl nodes` (default: the "
                  "host name)");
-  app
-    .add_option("--max-concurrency", settings.max_concurrency,
-                "Jobs running at once per device")
-    ->capture_default_str();
-  app
-    .add_option("--queue-size", settings.queue_size,
-                "Jobs that may wait in the queue; more are refused with "
-                "queue_full")
-    ->capture_default_str();
+  apps::add_number(app, "--max-concurrency", settings.max_concurrency, 1,
+                   lim::max_concurrency,
+                   "Jobs running at once per device (1 to "
+                     + std::to_string(lim::max_concurrency) + ")");
+  apps::add_number(app, "--queue-size", settings.queue_size, 1,
+                   lim::max_queue_size,
+                   "Jobs that may wait in the queue; more are refused with "
+                   "queue_full (1 to "
+                     + std::to_string(lim::max_queue_size) + ")");
   apps::add_duration(app, "--queue-timeout", settings.queue_timeout,
                      "Longest (and default) time a job waits in the queue");
   apps::add_duration(app, "--run-timeout", settings.run_timeout,
                      "Longest (and default) time one attempt of a job runs");
-  app
-    .add_option("--max-attempts", settings.max_attempts,
-                "Attempts a job gets when its device fails under it (OOM, "
-                "crash)")
-    ->capture_default_str();
-  app
-    .add_option("--max-restarts", settings.restarts.max_restarts,
-                "Failures of a device (worker deaths that no job's own "
-                "failure explains) allowed within --restart-window before "
-                "it is quarantined")
-    ->capture_default_str();
+  apps::add_number(app, "--max-attempts", settings.max_attempts, 1,
+                   lim::max_attempts,
+                   "Attempts a job gets when its device fails under it (OOM, "
+                   "crash; 1 to "
+                     + std::to_string(lim::max_attempts) + ")");
+  apps::add_number(app, "--max-restarts", settings.restarts.max_restarts, 0,
+                   std::numeric_limits<int32_t>::max(),
+                   "Failures of a device (worker deaths that no job's own "
+                   "failure explains) allowed within --restart-window before "
+                   "it is quarantined");
   apps::add_duration(app, "--restart-window", settings.restarts.window,
                      "Window in which restarts are counted");
   apps::add_duration(app, "--restart-backoff", settings.restarts.backoff,
@@ -147,30 +155,25 @@ int main(int argc, char** argv) {
                      "How long a quarantined device stays out before it is "
                      "probed again (on probation: one more failure within "
                      "--restart-window quarantines it again)");
-  app
-    .add_option("--max-bypass", settings.max_bypass,
-                "While the next job waits for memory, at most this many jobs "
-                "behind it that fit may start first (0: strictly in order)")
-    ->capture_default_str();
-  app
-    .add_option("--memory-headroom", settings.memory_headroom,
-                "Added to a job shape's measured peak memory for its next "
-                "estimate (0.1 = 10%)")
-    ->capture_default_str();
-  app
-    .add_option("--oom-estimate-growth", settings.oom_estimate_growth,
-                "After an out-of-memory failure the job's reservation is "
-                "multiplied by this for the retry")
-    ->capture_default_str();
+  apps::add_number(app, "--max-bypass", settings.max_bypass, 0, lim::max_bypass,
+                   "While the next job waits for memory, at most this many "
+                   "jobs behind it that fit may start first (0: strictly in "
+                   "order; at most "
+                     + std::to_string(lim::max_bypass) + ")");
+  apps::add_real(app, "--memory-headroom", settings.memory_headroom,
+                 "Added to a job shape's measured peak memory for its next "
+                 "estimate (0.1 = 10%; 0 to 10)");
+  apps::add_real(app, "--oom-estimate-growth", settings.oom_estimate_growth,
+                 "After an out-of-memory failure the job's reservation is "
+                 "multiplied by this for the retry (above 1, at most 100)");
   apps::add_duration(app, "--aging-interval", settings.aging_interval,
                      "A queued job gains one priority level per interval "
                      "waited");
   apps::add_duration(app, "--result-ttl", settings.result_ttl,
                      "How long finished results are kept");
-  app
-    .add_option("--max-results", settings.max_results,
-                "Most finished results kept")
-    ->capture_default_str();
+  apps::add_number(app, "--max-results", settings.max_results, 1,
+                   std::numeric_limits<uint32_t>::max(),
+                   "Most finished results kept");
   apps::add_size(app, "--max-message-size", max_message_size,
                  "Longest message a client or node may send; a connection "
                  "that announces a longer one is closed before anything is "
@@ -188,15 +191,13 @@ int main(int argc, char** argv) {
                 "idle threads poll)")
     ->capture_default_str()
     ->check(CLI::IsMember({"sharing", "stealing"}));
-  app
-    .add_option("--poll-attempts", poll_attempts,
-                "Polls of an idle stealing thread before it sleeps (more: "
-                "lower latency, more CPU while idle)")
-    ->capture_default_str();
-  app
-    .add_option("--threads", threads,
-                "Scheduler threads (0: one per hardware thread)")
-    ->capture_default_str();
+  apps::add_number(app, "--poll-attempts", poll_attempts, 0, max_poll_attempts,
+                   "Polls of an idle stealing thread before it sleeps (more: "
+                   "lower latency, more CPU while idle; 0 to "
+                     + std::to_string(max_poll_attempts) + ")");
+  apps::add_number(app, "--threads", threads, 0, max_threads,
+                   "Scheduler threads (0: one per hardware thread; at most "
+                     + std::to_string(max_threads) + ")");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -222,8 +223,14 @@ int main(int argc, char** argv) {
                    entry.c_str());
       return 2;
     }
-    settings.torchscript_models.emplace_back(entry.substr(0, eq),
-                                             entry.substr(eq + 1));
+    auto name = entry.substr(0, eq);
+    for (const auto& model : settings.torchscript_models)
+      if (model.first == name) {
+        std::fprintf(stderr, "vidnode: --torchscript: %s is given twice\n",
+                     name.c_str());
+        return 2;
+      }
+    settings.torchscript_models.emplace_back(name, entry.substr(eq + 1));
   }
   if (max_message_size < (64u << 10) || max_message_size >= (4ull << 30)) {
     std::fprintf(stderr,

@@ -25,11 +25,14 @@ caf::error validate(const node_settings& s) {
     return bad("listen", "host must not be empty");
   if (s.devices.empty())
     return bad("devices", "must not be empty");
-  if (s.max_concurrency < 1 || s.max_concurrency > 64)
-    return bad("max-concurrency", "must be between 1 and 64, got "
-                                    + std::to_string(s.max_concurrency));
-  if (s.queue_size < 1 || s.queue_size > 10000000)
-    return bad("queue-size", "must be between 1 and 10000000, got "
+  using lim = settings_limits;
+  if (s.max_concurrency < 1 || s.max_concurrency > lim::max_concurrency)
+    return bad("max-concurrency",
+               "must be between 1 and " + std::to_string(lim::max_concurrency)
+                 + ", got " + std::to_string(s.max_concurrency));
+  if (s.queue_size < 1 || s.queue_size > lim::max_queue_size)
+    return bad("queue-size", "must be between 1 and "
+                               + std::to_string(lim::max_queue_size) + ", got "
                                + std::to_string(s.queue_size));
   if (!positive(s.queue_timeout))
     return bad("queue-timeout",
@@ -37,8 +40,9 @@ caf::error validate(const node_settings& s) {
   if (!positive(s.run_timeout))
     return bad("run-timeout",
                "must be positive, got " + format_duration(s.run_timeout));
-  if (s.max_attempts < 1 || s.max_attempts > 100)
-    return bad("max-attempts", "must be between 1 and 100, got "
+  if (s.max_attempts < 1 || s.max_attempts > lim::max_attempts)
+    return bad("max-attempts", "must be between 1 and "
+                                 + std::to_string(lim::max_attempts) + ", got "
                                  + std::to_string(s.max_attempts));
   if (s.restarts.max_restarts < 0)
     return bad("max-restarts", "must not be negative");
@@ -72,8 +76,9 @@ caf::error validate(const node_settings& s) {
   }
   if (!(s.memory_headroom >= 0 && s.memory_headroom <= 10))
     return bad("memory-headroom", "must be between 0 and 10");
-  if (s.max_bypass < 0 || s.max_bypass > 100000)
-    return bad("max-bypass", "must be from 0 to 100000");
+  if (s.max_bypass < 0 || s.max_bypass > lim::max_bypass)
+    return bad("max-bypass",
+               "must be from 0 to " + std::to_string(lim::max_bypass));
   if (s.cuda_reserve_bytes > (1ull << 40))
     return bad("cuda-reserve", "must be at most 1TiB");
   if (!(s.oom_estimate_growth > 1 && s.oom_estimate_growth <= 100))

@@ -32,6 +32,16 @@ struct restart_policy {
   caf::timespan quarantine_cooldown = std::chrono::minutes{5};
 };
 
+/// The documented bounds of node_settings' counts that `validate` checks
+/// (each from 1 unless noted), for programs that read them to say so.
+struct settings_limits {
+  static constexpr int32_t max_concurrency = 64;
+  static constexpr uint32_t max_queue_size = 10000000;
+  static constexpr int32_t max_attempts = 100;
+  /// From 0.
+  static constexpr int32_t max_bypass = 100000;
+};
+
 /// Everything a node is configured with. Defaults are the documented ones
 /// (README, "Settings"); `validate` checks a value set before a node starts.
 struct node_settings {

@@ -1,0 +1,289 @@
+/// Command-line and config-file values of the real `vidnode` and `vidctl`
+/// programs: every bad value is a usage error (exit status 2) that names
+/// the option, found before anything listens or is sent; good values still
+/// get past parsing. vidnode is always given a sim device and a free port,
+/// so a value it wrongly accepted would start a node, which the short
+/// timeout turns into a failure (status -1).
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "support/node_process.hpp"
+#include "support/process.hpp"
+
+using namespace std::chrono_literals;
+using namespace vidnode;
+using test::command_result;
+using test::node_process;
+using test::run_command;
+
+namespace {
+
+/// Runs vidnode on a free port with one sim device, plus `args`.
+command_result run_vidnode(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {VIDNODE_BIN, "--listen", "127.0.0.1:0",
+                                   "--devices", "sim:1"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, 10s);
+}
+
+/// Runs vidctl against a port nothing listens on, plus `args`.
+command_result run_vidctl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {VIDCTL_BIN, "--connect", "127.0.0.1:1"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, 10s);
+}
+
+/// Checks that `r` is a usage error whose message contains `name`.
+void check_usage_error(const command_result& r, const std::string& name) {
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains(name));
+  CHECK(r.out.find("listening") == std::string::npos);
+}
+
+/// A temporary config file holding `text`, removed when it goes.
+class config_file {
+public:
+  explicit config_file(const std::string& text) {
+    auto fd = mkstemp(path_);
+    REQUIRE(fd >= 0);
+    close(fd);
+    std::ofstream{path_} << text;
+  }
+
+  ~config_file() {
+    std::remove(path_);
+  }
+
+  config_file(const config_file&) = delete;
+  config_file& operator=(const config_file&) = delete;
+
+  std::string path() const {
+    return path_;
+  }
+
+private:
+  char path_[40] = "/tmp/vidnode-cli-test-XXXXXX";
+};
+
+using flag_value = std::pair<std::string, std::string>;
+
+} // namespace
+
+TEST_CASE("a negative queue size is refused with a usage error naming the "
+          "option",
+          "[integration][cli]") {
+  auto r = run_vidnode({"--queue-size", "-1"});
+  check_usage_error(r, "--queue-size");
+  CHECK_THAT(r.err, Catch::Contains("vidnode: --queue-size: must be a whole "
+                                    "number from 1 to 10000000, got '-1'"));
+}
+
+TEST_CASE("vidnode refuses empty, malformed and out-of-range whole numbers "
+          "with a usage error naming the option",
+          "[integration][cli]") {
+  for (const auto& [flag, value] : std::vector<flag_value>{
+         {"--queue-size", ""},
+         {"--queue-size", "99999999999999999999"},
+         {"--queue-size", "1e3"},
+         {"--queue-size", "12abc"},
+         {"--queue-size", "+5"},
+         {"--queue-size", " 5"},
+         {"--queue-size", "10000001"},
+         {"--queue-size", "0"},
+         {"--max-concurrency", "0x10"},
+         {"--max-concurrency", "65"},
+         {"--max-concurrency", "1.5"},
+         {"--max-attempts", "-1"},
+         {"--max-attempts", "101"},
+         {"--max-restarts", "-1"},
+         {"--max-restarts", "2147483648"},
+         {"--max-bypass", "-1"},
+         {"--max-bypass", "100001"},
+         {"--max-results", "0"},
+         {"--max-results", "4294967296"},
+         {"--threads", "-1"},
+         {"--threads", "1025"},
+         {"--threads", "100000000"},
+         {"--threads", "99999999999"},
+         {"--threads", ""},
+         {"--poll-attempts", "-5"},
+         {"--poll-attempts", "1000001"},
+       }) {
+    INFO(flag << " '" << value << "'");
+    check_usage_error(run_vidnode({flag, value}), flag);
+  }
+  INFO("--queue-size=");
+  check_usage_error(run_vidnode({"--queue-size="}), "--queue-size");
+}
+
+TEST_CASE("vidnode refuses empty, malformed, infinite and out-of-range real "
+          "numbers with a usage error naming the option",
+          "[integration][cli]") {
+  for (const auto& [flag, value] : std::vector<flag_value>{
+         {"--memory-headroom", ""},
+         {"--memory-headroom", "nan"},
+         {"--memory-headroom", "inf"},
+         {"--memory-headroom", "0.1x"},
+         {"--memory-headroom", "ten"},
+         {"--memory-headroom", "-0.5"},
+         {"--memory-headroom", "11"},
+         {"--oom-estimate-growth", ""},
+         {"--oom-estimate-growth", "-inf"},
+         {"--oom-estimate-growth", "1e999"},
+         {"--oom-estimate-growth", "1"},
+         {"--oom-estimate-growth", "2,5"},
+       }) {
+    INFO(flag << " '" << value << "'");
+    check_usage_error(run_vidnode({flag, value}), flag);
+  }
+}
+
+TEST_CASE("a bad value in a vidnode config file is refused with a usage "
+          "error naming its key",
+          "[integration][cli]") {
+  for (const auto& [key, value] : std::vector<flag_value>{
+         {"queue-size", "-1"},
+         {"queue-size", "\"\""},
+         {"queue-size", "1e3"},
+         {"max-concurrency", "0x10"},
+         {"threads", "99999999999"},
+         {"poll-attempts", "-5"},
+         {"memory-headroom", "nan"},
+         {"queue-timeout", "30"},
+       }) {
+    config_file config{key + " = " + value + "\n"};
+    INFO(key << " = " << value);
+    check_usage_error(run_vidnode({"--config", config.path()}), key);
+  }
+}
+
+TEST_CASE("a duration without a unit is refused with a usage error that asks "
+          "for one",
+          "[integration][cli]") {
+  auto r = run_vidnode({"--queue-timeout", "30"});
+  check_usage_error(r, "--queue-timeout");
+  CHECK_THAT(r.err, Catch::Contains("needs a unit"));
+  for (const auto& args : std::vector<std::vector<std::string>>{
+         {"--timeout", "5", "list"},
+         {"submit", "--run-timeout", "2.5"},
+         {"wait", "1", "--max-wait", "10"},
+       }) {
+    r = run_vidctl(args);
+    check_usage_error(r, "needs a unit");
+  }
+  check_usage_error(run_vidnode({"--restart-window", "60"}),
+                    "--restart-window");
+}
+
+TEST_CASE("vidctl refuses empty, malformed and out-of-range numbers with a "
+          "usage error naming the option",
+          "[integration][cli]") {
+  for (const auto& [flag, value] : std::vector<flag_value>{
+         {"--width", "-8"},
+         {"--width", "8"},
+         {"--width", "4104"},
+         {"--height", ""},
+         {"--frames", "0"},
+         {"--frames", "1025"},
+         {"--fps", "121"},
+         {"--steps", "1.5"},
+         {"--steps", "-1"},
+         {"--steps", "1001"},
+         {"--seed", "-1"},
+         {"--seed", ""},
+         {"--seed", "18446744073709551616"},
+         {"--seed", "0x10"},
+         {"--priority", "300"},
+         {"--priority", "-1"},
+         {"--priority", "5x"},
+       }) {
+    INFO("submit " << flag << " '" << value << "'");
+    check_usage_error(run_vidctl({"submit", flag, value}), flag);
+  }
+  for (const auto& value : {"-1", "", "4294967296", "ten"}) {
+    INFO("list --limit '" << value << "'");
+    check_usage_error(run_vidctl({"list", "--limit", value}), "--limit");
+  }
+}
+
+TEST_CASE("vidctl refuses a timeout of zero with a usage error",
+          "[integration][cli]") {
+  check_usage_error(run_vidctl({"--timeout", "0s", "list"}), "--timeout");
+  check_usage_error(run_vidctl({"--timeout", "0", "submit"}), "--timeout");
+}
+
+TEST_CASE("a pipeline option given twice to vidctl submit is refused with a "
+          "usage error naming its key",
+          "[integration][cli]") {
+  auto r = run_vidctl({"submit", "--option", "step_ms=10", "--option",
+                       "load_ms=0", "--option", "step_ms=20"});
+  check_usage_error(r, "--option");
+  CHECK_THAT(r.err, Catch::Contains("step_ms"));
+}
+
+TEST_CASE("a TorchScript model name given twice to vidnode is refused with a "
+          "usage error naming it",
+          "[integration][cli]") {
+  auto r = run_vidnode({"--torchscript", "toy=/nonexistent/a.pt",
+                        "--torchscript", "toy=/nonexistent/b.pt"});
+  check_usage_error(r, "--torchscript");
+  CHECK_THAT(r.err, Catch::Contains("toy"));
+}
+
+TEST_CASE("valid values at their bounds still get past parsing",
+          "[integration][cli]") {
+  auto help = run_command({VIDNODE_BIN, "--help"}, 10s);
+  CHECK(help.status == 0);
+  CHECK_THAT(help.out,
+             Catch::Contains("--threads") && Catch::Contains("at most 1024"));
+  // Exit 3: vidctl parsed everything and then could not reach the node.
+  auto r = run_vidctl({"--timeout",
+                       "2s",
+                       "submit",
+                       "--steps",
+                       "3",
+                       "--seed",
+                       "18446744073709551615",
+                       "--priority",
+                       "9",
+                       "--width",
+                       "4096",
+                       "--height",
+                       "16",
+                       "--frames",
+                       "1024",
+                       "--fps",
+                       "120",
+                       "--queue-timeout",
+                       "0",
+                       "--run-timeout",
+                       "1m",
+                       "--option",
+                       "step_ms=1",
+                       "--option",
+                       "load_ms=0"});
+  INFO(r.err);
+  CHECK(r.status == 3);
+  CHECK_THAT(r.err, Catch::Contains("cannot connect"));
+  r = run_vidctl({"list", "--limit", "0"});
+  CHECK(r.status == 3);
+  config_file config{"queue-size = 10000000\nmemory-headroom = 0.25\n"
+                     "queue-timeout = \"90s\"\n"};
+  node_process node{{"--devices", "sim:1", "--config", config.path(),
+                     "--threads", "2", "--poll-attempts", "1000000",
+                     "--max-concurrency", "64", "--max-bypass", "0",
+                     "--max-restarts", "0", "--oom-estimate-growth", "1.25",
+                     "--restart-backoff", "0"}};
+  auto devices = node.vidctl_json({"nodes"});
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0]["slots"] == 64);
+}
