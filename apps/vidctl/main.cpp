@@ -145,7 +145,10 @@ int main(int argc, char** argv) {
                  "127.0.0.1:7447)");
   app.add_flag("--json", json_output, "Print JSON, one document per line");
   apps::add_duration(app, "--timeout", options.request_timeout,
-                     "Longest wait for any single reply from the node");
+                     "Longest the command waits on the node, connecting "
+                     "included (for wait and watch: to connect, and for each "
+                     "answer of a node that has gone silent; --max-wait "
+                     "bounds the wait itself)");
 
   // -- submit ---------------------------------------------------------------
   runtime::job_spec spec;
@@ -273,6 +276,7 @@ int main(int argc, char** argv) {
     // Each try waits a third of --timeout (at least 1 s) for the reply.
     auto deadline = std::chrono::steady_clock::now() + options.request_timeout;
     auto attempt = options;
+    attempt.connect_timeout = options.request_timeout;
     attempt.request_timeout = std::max<caf::timespan>(
       options.request_timeout / 3, std::chrono::seconds{1});
     auto submitted =
@@ -294,16 +298,26 @@ int main(int argc, char** argv) {
         std::cout << submitted->id.value << "\n";
       return 0;
     }
+    submitted->connection->request_timeout(options.request_timeout);
     auto result = submitted->connection->wait(submitted->id);
     if (!result)
       return fail(result.error());
     return finish_with(*result);
   }
 
+  // Connecting and the reply share --timeout (waits: see --timeout's help).
+  auto start = std::chrono::steady_clock::now();
+  options.connect_timeout = options.request_timeout;
   auto connected = net::client::connect(options);
   if (!connected)
     return fail(connected.error());
   auto& node = **connected;
+  if (!*wait && !*watch) {
+    auto spent = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::steady_clock::now() - start);
+    node.request_timeout(
+      std::max(options.request_timeout - spent, caf::timespan{1}));
+  }
   if (*status) {
     auto result = node.status(*id);
     if (!result)

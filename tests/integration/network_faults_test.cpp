@@ -3,6 +3,7 @@
 /// and reaped when its test ends.
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -300,4 +301,25 @@ TEST_CASE("vidctl submits again under one idempotency key when a reply does "
   sys.middleman().unpublish(gateway, *port);
   caf::anon_send_exit(gateway, caf::exit_reason::kill);
   sys.middleman().stop();
+}
+
+TEST_CASE("vidctl --timeout bounds the whole command against a node that has "
+          "stopped answering, connecting included",
+          "[integration]") {
+  node_process node{{"--devices", "sim:1"}};
+  node.process->signal(SIGSTOP);
+  for (auto args : {std::vector<std::string>{"--timeout", "1s", "list"},
+                    std::vector<std::string>{"--timeout", "1s", "submit"}}) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = node.vidctl(args);
+    auto took = std::chrono::steady_clock::now() - start;
+    INFO(r.err);
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("node_lost"));
+    // 1 s, plus the start and exit of the process; before, connecting alone
+    // could take 5 s.
+    CHECK(took < 3s);
+  }
+  node.process->signal(SIGCONT);
+  CHECK(node.vidctl({"--timeout", "5s", "list"}).status == 0);
 }

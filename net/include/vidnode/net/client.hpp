@@ -81,6 +81,12 @@ public:
   /// The devices of the node.
   caf::expected<std::vector<runtime::device_status>> nodes();
 
+  /// Sets how long each later call waits for a reply (see
+  /// options::request_timeout).
+  void request_timeout(caf::timespan timeout) noexcept {
+    opts_.request_timeout = timeout;
+  }
+
   /// The admission actor's handle, for callers that speak CAF.
   const runtime::admission_actor& admission() const noexcept {
     return admission_;
