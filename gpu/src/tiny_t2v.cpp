@@ -185,7 +185,7 @@ public:
   /// Conditions on the prompt and draws the initial latent.
   void prepare(const runtime::job_spec& spec) {
     meter_.measure([&] {
-      with_torch([&] {
+      with_torch(device_, [&] {
         torch::NoGradGuard no_grad;
         auto ids =
           torch::tensor(tokenize(spec.prompt), torch::kInt64).to(device_);
@@ -206,14 +206,14 @@ public:
   }
 
   device_time step(int32_t index) override {
-    meter_.measure([&] { with_torch([&] { denoise(index); }); });
+    meter_.measure([&] { with_torch(device_, [&] { denoise(index); }); });
     return device_time{0};
   }
 
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    meter_.measure([&] { with_torch([&] { out.video = decode(); }); });
+    meter_.measure([&] { with_torch(device_, [&] { out.video = decode(); }); });
     out.peak_bytes = meter_.peak_bytes();
     return out;
   }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <new>
 #include <regex>
 #include <string>
 
@@ -23,10 +24,11 @@
 namespace vidnode::gpu {
 
 /// The size of the allocation that failed, read from libtorch's message
-/// ("Tried to allocate 20.00 GiB"); 0 if the message does not say.
+/// ("Tried to allocate 20.00 GiB" from CUDA, "you tried to allocate 1024
+/// bytes" from the CPU allocator); 0 if the message does not say.
 inline uint64_t failed_allocation_bytes(const std::string& message) {
   static const std::regex pattern{
-    R"(Tried to allocate ([0-9]+(?:\.[0-9]+)?) ?(B|KiB|MiB|GiB|TiB|bytes))"};
+    R"([Tt]ried to allocate ([0-9]+(?:\.[0-9]+)?) ?(B|KiB|MiB|GiB|TiB|bytes))"};
   std::smatch match;
   if (!std::regex_search(message, match, pattern))
     return 0;
@@ -49,10 +51,34 @@ inline bool reports_out_of_memory(const std::string& message) {
              || message.find("CUDA") != std::string::npos);
 }
 
-/// The line of libtorch's message that reports the device out of memory,
-/// without the TorchScript traceback around it.
+/// Where libtorch's message reports a failed host allocation: its CPU
+/// allocator refused ("can't allocate memory" on Linux, "not enough memory"
+/// on Windows and Android), or the TorchScript interpreter rethrew a
+/// std::bad_alloc as a RuntimeError. npos if it does not.
+inline size_t cpu_allocation_failure_at(const std::string& message) {
+  for (const char* marker : {"DefaultCPUAllocator: can't allocate memory",
+                             "DefaultCPUAllocator: not enough memory",
+                             "RuntimeError: std::bad_alloc"}) {
+    auto at = message.find(marker);
+    if (at != std::string::npos)
+      return at;
+  }
+  return std::string::npos;
+}
+
+/// Whether libtorch's message reports that host memory could not be
+/// allocated. Only a cpu device's calls are read this way: on a CUDA
+/// device, what the job reserves is device memory.
+inline bool reports_cpu_allocation_failure(const std::string& message) {
+  return cpu_allocation_failure_at(message) != std::string::npos;
+}
+
+/// The line of libtorch's message that reports the device (or the host)
+/// out of memory, without the TorchScript traceback around it.
 inline std::string out_of_memory_line(const std::string& message) {
   auto at = message.find("out of memory");
+  if (at == std::string::npos)
+    at = cpu_allocation_failure_at(message);
   if (at == std::string::npos)
     return message;
   auto begin = message.rfind('\n', at);
@@ -71,21 +97,28 @@ inline bool reports_cuda_error(const std::string& message) {
          || message.find("CUDNN_STATUS") != std::string::npos;
 }
 
-/// Runs `call`, which uses libtorch. An out-of-memory error empties the
-/// CUDA cache and becomes gpu::out_of_memory with the size of the
-/// allocation that failed (the worker then restarts, keeping its models); a
-/// CUDA error becomes a crash (std::runtime_error: the worker restarts and
-/// loads its models again); any other libtorch error, including one raised
-/// inside a TorchScript model, becomes a job_error (internal) for this job
-/// only. vidnode's own exceptions pass through.
+/// Runs `call`, which uses libtorch on `device`. An out-of-memory error
+/// empties the CUDA cache and becomes gpu::out_of_memory with the size of
+/// the allocation that failed (the worker then restarts, keeping its
+/// models); on a cpu device, so does a failed host allocation (libtorch's
+/// CPU allocator, std::bad_alloc; its size when the message says). A CUDA
+/// error becomes a crash (std::runtime_error: the worker restarts and loads
+/// its models again); any other libtorch error, including one raised inside
+/// a TorchScript model, becomes a job_error (internal) for this job only.
+/// vidnode's own exceptions pass through.
 template <class F>
-void with_torch(F&& call) {
-  auto ran_out = [](const std::string& message) {
+void with_torch(c10::Device device, F&& call) {
+  auto ran_out = [&](const std::string& message) {
 #ifdef VIDNODE_TORCH_CUDA
-    c10::cuda::CUDACachingAllocator::emptyCache();
+    if (device.is_cuda())
+      c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
     return out_of_memory(out_of_memory_line(message),
                          failed_allocation_bytes(message));
+  };
+  auto reports_oom = [&](const std::string& message) {
+    return reports_out_of_memory(message)
+           || (device.is_cpu() && reports_cpu_allocation_failure(message));
   };
   try {
     call();
@@ -97,18 +130,22 @@ void with_torch(F&& call) {
     throw ran_out(e.what_without_backtrace());
   } catch (const c10::Error& e) {
     std::string message = e.what_without_backtrace();
-    if (reports_out_of_memory(message))
+    if (reports_oom(message))
       throw ran_out(message);
     if (reports_cuda_error(message))
       throw std::runtime_error("libtorch: " + message);
     throw job_error(runtime::errc::internal, "libtorch: " + message);
   } catch (const std::runtime_error& e) {
     std::string message = e.what();
-    if (reports_out_of_memory(message))
+    if (reports_oom(message))
       throw ran_out(message);
     if (reports_cuda_error(message))
       throw;
     throw job_error(runtime::errc::internal, "libtorch: " + message);
+  } catch (const std::bad_alloc&) {
+    if (!device.is_cpu())
+      throw;
+    throw out_of_memory("host memory exhausted (std::bad_alloc)", 0);
   }
 }
 

@@ -16,9 +16,10 @@ namespace vidnode::gpu {
 /// allocator's statistics exist only after that.
 template <class F>
 uint64_t load_on_device(c10::Device device, F&& load) {
-  with_torch([&] { at::empty({1}, at::TensorOptions().device(device)); });
+  with_torch(device,
+             [&] { at::empty({1}, at::TensorOptions().device(device)); });
   device_memory_meter meter{device};
-  meter.measure([&] { with_torch(load); });
+  meter.measure([&] { with_torch(device, load); });
   return meter.held_bytes();
 }
 

@@ -56,7 +56,7 @@ public:
   /// Encodes the prompt and draws the initial latent.
   void prepare(const runtime::job_spec& spec) {
     meter_.measure([&] {
-      with_torch([&] {
+      with_torch(device_, [&] {
         torch::NoGradGuard no_grad;
         cond_ = module_.get_method("encode_prompt")({spec.prompt}).toTensor();
         auto shape =
@@ -78,7 +78,7 @@ public:
 
   device_time step(int32_t index) override {
     meter_.measure([&] {
-      with_torch([&] {
+      with_torch(device_, [&] {
         torch::NoGradGuard no_grad;
         latent_ = module_
                     .get_method("denoise")(
@@ -92,7 +92,7 @@ public:
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    meter_.measure([&] { with_torch([&] { out.video = decode(); }); });
+    meter_.measure([&] { with_torch(device_, [&] { out.video = decode(); }); });
     out.peak_bytes = meter_.peak_bytes();
     return out;
   }

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "gpu/torch_allocations.hpp"
 #include "support/process.hpp"
 #include "support/pipelines.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
@@ -102,5 +103,40 @@ TEST_CASE("a catalog refuses a TorchScript model under a name already taken",
   REQUIRE(catalog);
   CHECK(catalog->find("toy") != nullptr);
   CHECK(catalog->find("sim") != nullptr);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a TorchScript job that cannot allocate its tensors on a cpu device "
+          "fails with out_of_memory, the bytes it asked for and only the "
+          "allocator's line",
+          "[torch][torchscript]") {
+  auto path = temp_path("greedy.pt");
+  test::write_greedy_model(path, test::unmappable_bytes);
+  std::string error;
+  auto factory = gpu::torchscript_factory::open("greedy", path, error);
+  INFO(error);
+  REQUIRE(factory);
+  runtime::device_info cpu;
+  cpu.kind = runtime::device_kind::cpu;
+  cpu.memory_bytes = 8ull << 30;
+  auto spec = toy_job(1);
+  spec.model = "greedy";
+  auto pipeline = factory->make(spec.model, cpu);
+  pipeline->load(spec);
+  gpu::device_time busy{0};
+  auto run = pipeline->begin(spec, 1, busy);
+  try {
+    run->step(0);
+    FAIL("nothing thrown");
+  } catch (const gpu::out_of_memory& e) {
+    CHECK(e.requested_bytes() == static_cast<uint64_t>(test::unmappable_bytes));
+    std::string what = e.what();
+    CHECK_THAT(what, Catch::StartsWith("RuntimeError: ")
+                       && Catch::Contains(
+                         "DefaultCPUAllocator: can't allocate "
+                         "memory: you tried to allocate "
+                         + std::to_string(test::unmappable_bytes) + " bytes"));
+    CHECK(what.find('\n') == std::string::npos);
+  }
   std::filesystem::remove(path);
 }

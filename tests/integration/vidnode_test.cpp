@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "gpu/torch_allocations.hpp"
 #include "support/http_server.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
@@ -464,6 +465,48 @@ TEST_CASE("vidnode serves a user's TorchScript model by name and refuses to "
   CHECK(refused.status == 2);
   CHECK_THAT(refused.err, Catch::Contains("lacks the method decode"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a job larger than the host can allocate on a cpu device fails with "
+          "out_of_memory, retried with a raised estimate where a device is "
+          "large enough",
+          "[integration][torch]") {
+  auto path = (std::filesystem::temp_directory_path()
+               / ("vidnode-greedy-" + std::to_string(getpid()) + ".pt"))
+                .string();
+  test::write_greedy_model(path, test::unmappable_bytes);
+  auto needs = std::to_string(test::unmappable_bytes);
+  std::vector<std::string> submit = {
+    "submit",   "--model", "greedy",  "--width", "64",     "--height", "32",
+    "--frames", "4",       "--steps", "2",       "--wait", "--json"};
+  {
+    node_process node{
+      {"--devices", "cpu:1:2048TiB", "--torchscript", "greedy=" + path}};
+    auto r = node.vidctl(submit);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    auto result = json::parse(r.out);
+    CHECK(result["state"] == "failed");
+    CHECK(result["attempts"] == 2);
+    CHECK(result["error"]["code"] == "out_of_memory");
+    CHECK_THAT(result["error"]["message"].get<std::string>(),
+               Catch::Contains("you tried to allocate " + needs + " bytes"));
+    CHECK(result["reserved_bytes"].get<uint64_t>()
+          > static_cast<uint64_t>(test::unmappable_bytes));
+  }
+  {
+    node_process node{
+      {"--devices", "cpu:1:64GiB", "--torchscript", "greedy=" + path}};
+    auto r = node.vidctl(submit);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    auto result = json::parse(r.out);
+    CHECK(result["attempts"] == 1);
+    CHECK(result["error"]["code"] == "out_of_memory");
+    CHECK_THAT(result["error"]["message"].get<std::string>(),
+               Catch::Contains("more than any device has"));
+  }
+  std::filesystem::remove(path);
 }
 #endif
 
