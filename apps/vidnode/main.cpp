@@ -3,7 +3,13 @@
 
 #include <sys/resource.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -65,6 +71,25 @@ void raise_descriptor_limit() {
     limit.rlim_cur = limit.rlim_max;
     setrlimit(RLIMIT_NOFILE, &limit);
   }
+}
+
+/// Why `dir` cannot hold the node's videos (it is a file, cannot be created
+/// or is not writable), or nothing: checked at start so that no job finds
+/// out after its device time is spent.
+std::optional<std::string> unusable_directory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir))
+    return "'" + dir + "' is not a directory"
+           + (ec ? " (" + ec.message() + ")" : std::string{});
+  auto probe = fs::path{dir} / (".vidnode-write-check-" + std::to_string(getpid()));
+  if (auto file = std::fopen(probe.c_str(), "wb")) {
+    std::fclose(file);
+    fs::remove(probe, ec);
+    return std::nullopt;
+  }
+  return "cannot write in '" + dir + "': " + std::strerror(errno);
 }
 
 } // namespace
@@ -241,6 +266,10 @@ int main(int argc, char** argv) {
   }
   if (auto err = runtime::validate(settings)) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
+    return 2;
+  }
+  if (auto problem = unusable_directory(settings.output_dir)) {
+    std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
     return 2;
   }
 

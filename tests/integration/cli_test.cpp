@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -286,4 +287,20 @@ TEST_CASE("valid values at their bounds still get past parsing",
   auto devices = node.vidctl_json({"nodes"});
   REQUIRE(devices.size() == 1);
   CHECK(devices[0]["slots"] == 64);
+}
+
+TEST_CASE("an output directory that is a file or cannot be created is "
+          "refused at start, naming the setting",
+          "[integration]") {
+  auto file = std::filesystem::temp_directory_path()
+              / ("vidnode-cli-test-file-" + std::to_string(getpid()));
+  { std::ofstream{file} << "not a directory"; }
+  for (auto dir : {file.string(), file.string() + "/below",
+                   std::string{"/proc/vidnode-cannot-be-here"}}) {
+    auto r = run_vidnode({"--output-dir", dir});
+    INFO(dir << ": " << r.err);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.err, Catch::Contains("--output-dir"));
+  }
+  std::filesystem::remove(file);
 }
