@@ -973,8 +973,8 @@ struct admission_state {
     device.culprit = job_id{};
     device.failed_itself = false;
     std::vector<job_id> lost;
-    for (auto& ids : {device.running, device.finishing})
-      for (auto id : ids) {
+    for (const auto* ids : {&device.running, &device.finishing})
+      for (auto id : *ids) {
         auto i = jobs.find(id);
         if (i != jobs.end() && i->second.result.state == job_state::running)
           lost.push_back(id);

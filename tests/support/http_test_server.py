@@ -16,7 +16,6 @@ import http.server
 import os
 import sys
 import threading
-import time
 
 ROOT = sys.argv[1]
 counts = {}
@@ -57,8 +56,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.body()
             return self.answer(int(parts[1]))
         if parts[0] == "stall":
-            time.sleep(30)
-            return self.answer(200)
+            # A hung peer: answers nothing until the client gives up and
+            # closes the connection (at most a minute, so no thread lingers).
+            self.connection.settimeout(60)
+            try:
+                while self.connection.recv(4096):
+                    pass
+            except OSError:
+                pass
+            return
         if method == "GET" and parts[0] == "files":
             try:
                 with open(os.path.join(ROOT, "files", parts[1]), "rb") as f:
