@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
     }
   }
   caf::expected<runtime::job_id> id = runtime::job_id{};
-  if (!id_text.empty()) {
+  if (*status || *wait || *watch || *cancel) {
     id = parse_id(id_text);
     if (!id) {
       std::cerr << "vidctl: " << runtime::detail_of(id.error()) << "\n";

@@ -304,3 +304,13 @@ TEST_CASE("an output directory that is a file or cannot be created is "
   }
   std::filesystem::remove(file);
 }
+
+TEST_CASE("an empty job id is refused with a usage error before connecting",
+          "[integration]") {
+  for (auto command : {"status", "wait", "watch", "cancel"}) {
+    auto r = run_vidctl({command, ""});
+    INFO(command << ": " << r.err);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.err, Catch::Contains("is not a job id"));
+  }
+}
