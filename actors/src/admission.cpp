@@ -20,6 +20,7 @@
 #include "vidnode/actors/job_queue.hpp"
 #include "vidnode/actors/memory_estimates.hpp"
 #include "vidnode/actors/placement.hpp"
+#include "vidnode/actors/webhook_sender.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 #include "vidnode/runtime/validation.hpp"
@@ -36,6 +37,10 @@ using runtime::job_state;
 using runtime::make_error;
 using time_point = caf::actor_clock::time_point;
 using result_promise = caf::typed_response_promise<job_result>;
+
+/// When the node stops, webhooks get what is left of the grace period, but
+/// at least this long.
+constexpr caf::timespan last_webhooks_window = std::chrono::seconds{5};
 
 /// Admission's record of one accepted job.
 struct job_record {
@@ -74,6 +79,8 @@ struct job_record {
   bool awaiting_inputs = false;
   /// The job's video is being uploaded: it is running, on no device.
   bool uploading = false;
+  /// Ends the job's fetch or upload in flight, if any.
+  std::shared_ptr<abort_signal> transfer;
   /// The fetched audio track (a local path), if any.
   std::string audio_path;
   /// The written video while it is uploaded.
@@ -138,12 +145,12 @@ std::string host_name() {
   return buf;
 }
 
-// -- transfer tasks: each runs on a detached actor of its own and ends ------
+// -- transfer tasks: each runs on an actor of its own and ends ------------
 
 void fetch_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
                 admission_control_actor admission, job_id id, std::string url,
-                std::string path) {
-  auto fetched = mover->fetch(url, path);
+                std::string path, std::shared_ptr<abort_signal> cancel) {
+  auto fetched = mover->fetch(url, path, *cancel);
   if (fetched)
     self->send(admission, fetched_atom::value, id, std::move(path),
                caf::error{});
@@ -155,16 +162,9 @@ void fetch_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
 
 void upload_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
                  admission_control_actor admission, job_id id, std::string path,
-                 std::string url) {
-  self->send(admission, uploaded_atom::value, id, mover->upload(path, url));
-  self->quit();
-}
-
-void notify_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
-                 std::string url, job_result result) {
-  if (auto err = mover->notify(url, result))
-    spdlog::warn("job {}: webhook not delivered: {}", result.id.value,
-                 runtime::describe(err));
+                 std::string url, std::shared_ptr<abort_signal> cancel) {
+  self->send(admission, uploaded_atom::value, id,
+             mover->upload(path, url, *cancel));
   self->quit();
 }
 
@@ -179,6 +179,8 @@ struct admission_state {
   runtime::node_settings settings;
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::shared_ptr<transfers> mover;
+  /// Delivers webhooks (null without a mover).
+  webhook_sender_actor webhooks;
   /// Jobs whose inputs are being fetched (they count as queued).
   size_t awaiting_inputs = 0;
   std::string node_name;
@@ -206,6 +208,16 @@ struct admission_state {
   uint64_t next_lease = 0;
   uint64_t next_waiter = 0;
   bool shutting_down = false;
+  /// While the node stops: jobs given the grace period to finish writing
+  /// or uploading their video.
+  std::set<job_id> in_grace;
+  /// When the grace period ends.
+  time_point grace_end;
+  /// Requests to shut down, answered once the jobs in grace ended and the
+  /// webhooks were drained.
+  std::vector<caf::typed_response_promise<caf::ok_atom>> shutdown_requests;
+  bool draining = false;
+  bool stopped = false;
   /// Maps the actor clock to wall-clock time.
   time_point mono_epoch;
   caf::timestamp wall_epoch;
@@ -450,9 +462,21 @@ struct admission_state {
     auto path = (std::filesystem::path{settings.output_dir} / "inputs"
                  / ("job-" + runtime::to_string(rec.result.id) + "-audio"))
                   .string();
-    self->spawn<caf::detached>(
-      fetch_task, mover, caf::actor_cast<admission_control_actor>(self),
-      rec.result.id, rec.spec.audio_url, std::move(path));
+    rec.transfer = std::make_shared<abort_signal>();
+    spawn_transfer(fetch_task, mover,
+                   caf::actor_cast<admission_control_actor>(self),
+                   rec.result.id, rec.spec.audio_url, std::move(path),
+                   rec.transfer);
+  }
+
+  /// Runs a transfer task on an actor of its own: detached if the transfers
+  /// block (real ones do), so no pooled thread waits for the network.
+  template <class Task, class... Ts>
+  void spawn_transfer(Task task, Ts&&... xs) {
+    if (mover->blocking())
+      self->spawn<caf::detached>(task, std::forward<Ts>(xs)...);
+    else
+      self->spawn(task, std::forward<Ts>(xs)...);
   }
 
   /// Takes a queued job out of the queue (or stops waiting for its inputs).
@@ -476,6 +500,7 @@ struct admission_state {
     auto& rec = i->second;
     rec.awaiting_inputs = false;
     --awaiting_inputs;
+    rec.transfer = nullptr;
     if (err) {
       finalize(rec, job_state::failed, std::move(err));
       return;
@@ -492,9 +517,11 @@ struct admission_state {
   void start_upload(job_record& rec, std::string video) {
     rec.uploading = true;
     rec.video_path = std::move(video);
-    self->spawn<caf::detached>(
-      upload_task, mover, caf::actor_cast<admission_control_actor>(self),
-      rec.result.id, rec.video_path, rec.spec.output_url);
+    rec.transfer = std::make_shared<abort_signal>();
+    spawn_transfer(upload_task, mover,
+                   caf::actor_cast<admission_control_actor>(self),
+                   rec.result.id, rec.video_path, rec.spec.output_url,
+                   rec.transfer);
   }
 
   void uploaded(job_id id, caf::error err) {
@@ -504,11 +531,13 @@ struct admission_state {
       return;
     auto& rec = i->second;
     rec.uploading = false;
+    rec.transfer = nullptr;
     if (err)
       finalize(rec, job_state::failed,
                make_error(errc::transfer_failed, runtime::detail_of(err)
                                                    + "; the video is kept at "
-                                                   + rec.video_path));
+                                                   + rec.video_path),
+               rec.video_path);
     else
       finalize(rec, job_state::succeeded, caf::none, rec.spec.output_url);
   }
@@ -806,6 +835,14 @@ struct admission_state {
       finalize(rec, job_state::failed, std::move(reason));
       return;
     }
+    if (shutting_down) {
+      finalize(rec, job_state::cancelled,
+               make_error(errc::cancelled,
+                          "node " + node_name
+                            + " is shutting down; the last attempt failed: "
+                            + runtime::describe(reason)));
+      return;
+    }
     spdlog::info("job {} is retried after attempt {} on {} failed: {}",
                  rec.result.id.value, rec.result.attempts, rec.result.device,
                  runtime::describe(reason));
@@ -821,6 +858,23 @@ struct admission_state {
                 std::optional<time_point> at = std::nullopt) {
     auto t = at ? *at : now();
     auto& r = rec.result;
+    if (rec.transfer) {
+      rec.transfer->abort(shutting_down
+                            ? abort_signal::reason::node_stopping
+                            : abort_signal::reason::job_ended);
+      rec.transfer = nullptr;
+    }
+    if (rec.uploading) {
+      // Ended before its upload did: the written video stays on disk.
+      rec.uploading = false;
+      if (output.empty())
+        output = rec.video_path;
+      error = make_error(static_cast<errc>(error.code()),
+                         runtime::detail_of(error) + "; the upload to "
+                           + rec.spec.output_url
+                           + " was aborted and the video is kept at "
+                           + rec.video_path);
+    }
     if (r.state == job_state::running)
       r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
     else if (r.state == job_state::queued)
@@ -850,9 +904,11 @@ struct admission_state {
       std::filesystem::remove(rec.audio_path, ec);
       rec.audio_path.clear();
     }
-    if (mover && !rec.spec.webhook_url.empty())
-      self->spawn<caf::detached>(notify_task, mover, rec.spec.webhook_url,
-                                 snapshot(rec));
+    if (webhooks && !rec.spec.webhook_url.empty())
+      self->send(webhooks, notify_atom::value, rec.spec.webhook_url,
+                 snapshot(rec));
+    if (shutting_down && in_grace.erase(r.id) > 0)
+      finish_shutdown_if_done();
     finished.emplace_back(t, r.id);
     if (finished.size() == 1)
       arm_tick(t + settings.result_ttl);
@@ -1119,11 +1175,39 @@ struct admission_state {
 
   // -- shutdown ------------------------------------------------------------
 
-  void shutdown() {
+  /// Whether a running job's compute is done: its video is being written
+  /// by its worker or uploaded.
+  bool past_compute(const job_record& rec) const {
+    if (rec.uploading)
+      return true;
+    if (rec.device < 0)
+      return false;
+    const auto& finishing = devices[static_cast<size_t>(rec.device)].finishing;
+    return std::find(finishing.begin(), finishing.end(), rec.result.id)
+           != finishing.end();
+  }
+
+  /// Starts stopping the node: new jobs are refused, queued and running
+  /// jobs cancelled; jobs whose video is being written or uploaded get
+  /// until settings.shutdown_grace, and so do webhooks; `promise` is
+  /// answered when all of that ended.
+  void shutdown(caf::typed_response_promise<caf::ok_atom> promise) {
+    if (stopped) {
+      promise.deliver(caf::ok_atom::value);
+      return;
+    }
+    shutdown_requests.push_back(std::move(promise));
+    if (shutting_down)
+      return;
     shutting_down = true;
+    grace_end = now() + settings.shutdown_grace;
     for (auto& [id, rec] : jobs) {
       if (runtime::is_terminal(rec.result.state))
         continue;
+      if (rec.result.state == job_state::running && past_compute(rec)) {
+        in_grace.insert(id);
+        continue;
+      }
       if (rec.result.state == job_state::queued)
         leave_queue(rec);
       else
@@ -1132,6 +1216,50 @@ struct admission_state {
         rec, job_state::cancelled,
         make_error(errc::cancelled, "node " + node_name + " is shutting down"));
     }
+    if (in_grace.empty())
+      finish_shutdown_if_done();
+    else
+      self->delayed_send(self, settings.shutdown_grace, grace_atom::value);
+  }
+
+  /// The grace period ended: jobs still writing or uploading their video
+  /// are cancelled (a written video's path is in the result).
+  void grace_over() {
+    auto ids = std::vector<job_id>(in_grace.begin(), in_grace.end());
+    for (auto id : ids) {
+      auto& rec = jobs.at(id);
+      stop_attempt(rec);
+      finalize(rec, job_state::cancelled,
+               make_error(errc::cancelled,
+                          "node " + node_name + " is shutting down and its "
+                            + runtime::format_duration(settings.shutdown_grace)
+                            + " grace period ended"));
+    }
+  }
+
+  /// Once no job is left in grace, drains the webhooks for what is left of
+  /// the grace period, then answers shutdown.
+  void finish_shutdown_if_done() {
+    if (!in_grace.empty() || draining || shutdown_requests.empty())
+      return;
+    draining = true;
+    auto answer = [this] {
+      stopped = true;
+      for (auto& request : shutdown_requests)
+        request.deliver(caf::ok_atom::value);
+      shutdown_requests.clear();
+    };
+    if (!webhooks) {
+      answer();
+      return;
+    }
+    // Jobs cancelled when the grace period ended still get a try of their
+    // webhook.
+    auto left = std::chrono::duration_cast<caf::timespan>(grace_end - now());
+    self->request(webhooks, caf::infinite, drain_atom::value,
+                  std::max(left, last_webhooks_window))
+      .then([answer](caf::ok_atom) { answer(); },
+            [answer](caf::error&) { answer(); });
   }
 };
 
@@ -1164,6 +1292,11 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   st.settings = std::move(settings);
   st.catalog = std::move(catalog);
   st.mover = std::move(mover);
+  if (st.mover)
+    st.webhooks = spawn_webhook_sender(
+      self->system(), caf::actor_cast<caf::strong_actor_ptr>(self), st.mover,
+      webhook_schedule{st.settings.webhook_attempts,
+                       st.settings.webhook_retry_delay});
   st.mono_epoch = self->clock().now();
   st.wall_epoch = caf::make_timestamp();
   return {
@@ -1409,8 +1542,13 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
       if (!self->state.from_this_node())
         return make_error(errc::unauthorized,
                           "only the node itself may shut it down");
-      self->state.shutdown();
-      return caf::ok_atom::value;
+      auto promise = self->make_response_promise<caf::ok_atom>();
+      self->state.shutdown(promise);
+      return promise;
+    },
+    [=](grace_atom) {
+      if (self->state.from_this_node())
+        self->state.grace_over();
     },
   };
 }

@@ -47,12 +47,17 @@ local_node::start(caf::actor_system& sys,
   auto actors = spawn_node(sys, settings, devices, std::move(catalog),
                            std::move(transfers));
   return std::unique_ptr<local_node>{
-    new local_node(sys, std::move(actors), std::move(devices))};
+    new local_node(sys, std::move(actors), std::move(devices),
+                   settings.shutdown_grace)};
 }
 
 local_node::local_node(caf::actor_system& sys, node_actors actors,
-                       std::vector<runtime::device_info> devices)
-  : sys_(sys), actors_(std::move(actors)), devices_(std::move(devices)) {}
+                       std::vector<runtime::device_info> devices,
+                       caf::timespan shutdown_grace)
+  : sys_(sys),
+    stop_timeout_(shutdown_grace + std::chrono::seconds{10}),
+    actors_(std::move(actors)),
+    devices_(std::move(devices)) {}
 
 local_node::~local_node() {
   stop();
@@ -60,6 +65,10 @@ local_node::~local_node() {
 
 runtime::admission_actor local_node::admission() const {
   return caf::actor_cast<runtime::admission_actor>(actors_.admission);
+}
+
+caf::error local_node::stop() {
+  return stop(stop_timeout_);
 }
 
 caf::error local_node::stop(caf::timespan timeout) {

@@ -42,17 +42,19 @@ constexpr size_t max_threads = 1024;
 /// Most polls --poll-attempts may ask for (the benchmarks measured 100000).
 constexpr size_t max_poll_attempts = 1000000;
 
-/// How long stopping may take before the process exits anyway.
-constexpr auto stop_grace = std::chrono::seconds{10};
+/// How long stopping may take beyond the shutdown grace period (for the
+/// webhooks of jobs cancelled when it ends, then the actors) before the
+/// process exits anyway.
+constexpr auto stop_margin = std::chrono::seconds{10};
 
-/// Exits the process if stopping hangs (CAF 0.17.6 can hang in
-/// ~actor_system), or at once on a second signal.
-void start_exit_watchdog(sigset_t signals) {
-  std::thread([signals] {
-    std::thread([] {
-      std::this_thread::sleep_for(stop_grace);
-      std::fprintf(stderr, "vidnode: did not stop within %llds; exiting\n",
-                   static_cast<long long>(stop_grace.count()));
+/// Exits the process if stopping takes longer than `limit` (CAF 0.17.6 can
+/// hang in ~actor_system), or at once on a second signal.
+void start_exit_watchdog(sigset_t signals, caf::timespan limit) {
+  std::thread([signals, limit] {
+    std::thread([limit] {
+      std::this_thread::sleep_for(limit);
+      std::fprintf(stderr, "vidnode: did not stop within %s; exiting\n",
+                   runtime::format_duration(limit).c_str());
       std::_Exit(1);
     }).detach();
     int sig = 0;
@@ -180,6 +182,19 @@ int main(int argc, char** argv) {
                      "How long a quarantined device stays out before it is "
                      "probed again (on probation: one more failure within "
                      "--restart-window quarantines it again)");
+  apps::add_duration(app, "--shutdown-grace", settings.shutdown_grace,
+                     "On SIGTERM or SIGINT: how long videos being written or "
+                     "uploaded and webhooks being delivered may still take "
+                     "(queued and running jobs are cancelled at once; 0s to "
+                     "1h)");
+  apps::add_number(app, "--webhook-attempts", settings.webhook_attempts, 1,
+                   lim::max_webhook_attempts,
+                   "Tries a webhook gets in all; a try fails on a connection "
+                   "error or any answer but 2xx (1 to "
+                     + std::to_string(lim::max_webhook_attempts) + ")");
+  apps::add_duration(app, "--webhook-retry-delay",
+                     settings.webhook_retry_delay,
+                     "Time between two tries of a webhook");
   apps::add_number(app, "--max-bypass", settings.max_bypass, 0, lim::max_bypass,
                    "While the next job waits for memory, at most this many "
                    "jobs behind it that fit may start first (0: strictly in "
@@ -318,14 +333,17 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  start_exit_watchdog(signals);
-  spdlog::info("{}: stopping; queued and running jobs are cancelled",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
-  // Transfers in flight end at once; the node then answers every waiting
-  // client (through the gateway); then the port closes.
-  mover->abort_all();
-  if (auto err = (*node)->stop(std::chrono::seconds{5}))
+  start_exit_watchdog(signals, settings.shutdown_grace + 2 * stop_margin);
+  spdlog::info("{}: stopping; queued and running jobs are cancelled, videos "
+               "being written or uploaded and webhooks get up to {}",
+               sig == SIGINT ? "SIGINT" : "SIGTERM",
+               runtime::format_duration(settings.shutdown_grace));
+  // The node answers every waiting client (through the gateway) and ends
+  // its transfers within the grace period; whatever is left is aborted;
+  // then the port closes.
+  if (auto err = (*node)->stop(settings.shutdown_grace + stop_margin))
     spdlog::error("stopping: {}", runtime::describe(err));
+  mover->abort_all();
   (*server)->stop();
   server->reset();
   node->reset();

@@ -1,9 +1,9 @@
 #include "vidnode/net/curl_transfers.hpp"
 
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <set>
 
 #include <curl/curl.h>
 
@@ -12,31 +12,52 @@
 
 namespace vidnode::net {
 
-/// Set once by abort_all; wakes transfers waiting to retry.
-struct curl_transfers::abort_flag {
+/// The signals of the transfers in flight; abort_all raises them all.
+struct curl_transfers::registry {
   std::mutex mutex;
-  std::condition_variable changed;
-  bool set = false;
-
-  bool is_set() {
-    std::lock_guard<std::mutex> guard{mutex};
-    return set;
-  }
-
-  /// Waits `delay` unless aborted meanwhile; true if aborted.
-  bool wait(std::chrono::milliseconds delay) {
-    std::unique_lock<std::mutex> guard{mutex};
-    return changed.wait_for(guard, delay, [this] { return set; });
-  }
+  bool stopping = false;
+  std::multiset<actors::abort_signal*> live;
 };
 
 namespace {
 
-using abort_flag = curl_transfers::abort_flag;
+using actors::abort_signal;
+
+/// Keeps `signal` in `reg` while a call runs, so abort_all reaches it; a
+/// call that starts after abort_all is aborted at once.
+class registration {
+public:
+  registration(curl_transfers::registry& reg, abort_signal& signal)
+    : reg_(reg), signal_(signal) {
+    std::lock_guard<std::mutex> guard{reg_.mutex};
+    if (reg_.stopping)
+      signal_.abort(abort_signal::reason::node_stopping);
+    position_ = reg_.live.insert(&signal_);
+  }
+
+  ~registration() {
+    std::lock_guard<std::mutex> guard{reg_.mutex};
+    reg_.live.erase(position_);
+  }
+
+  registration(const registration&) = delete;
+  registration& operator=(const registration&) = delete;
+
+private:
+  curl_transfers::registry& reg_;
+  abort_signal& signal_;
+  std::multiset<abort_signal*>::iterator position_;
+};
 
 /// libcurl's progress callback: a non-zero answer aborts the transfer.
-int check_abort(void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<abort_flag*>(flag)->is_set() ? 1 : 0;
+int check_abort(void* signal, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const abort_signal*>(signal)->aborted() ? 1 : 0;
+}
+
+std::string abort_cause(const abort_signal& signal) {
+  return signal.why() == abort_signal::reason::node_stopping
+           ? "aborted: the node is stopping"
+           : "aborted: the job ended";
 }
 
 using runtime::errc;
@@ -94,10 +115,10 @@ size_t discard(char*, size_t size, size_t count, void*) {
 }
 
 void common_options(CURL* easy, const curl_transfers::options& opts,
-                    abort_flag* aborted) {
+                    abort_signal& cancel) {
   curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, check_abort);
-  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, aborted);
+  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &cancel);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(opts.connect_timeout.count()));
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
@@ -132,36 +153,36 @@ bool succeeded(const outcome& x) {
   return x.code == CURLE_OK && x.status < 400;
 }
 
-/// Tries `attempt` up to opts.attempts times with exponential backoff,
-/// unless aborted.
+/// Tries `attempt` up to `attempts` times with exponential backoff from
+/// opts.backoff, unless aborted.
 template <class Attempt>
-outcome with_retries(const curl_transfers::options& opts, abort_flag& aborted,
-                     Attempt attempt) {
+outcome with_retries(const curl_transfers::options& opts, int attempts,
+                     const abort_signal& cancel, Attempt attempt) {
   auto delay = opts.backoff;
   outcome last;
-  for (int i = 1; i <= opts.attempts; ++i) {
-    if (aborted.is_set()) {
+  for (int i = 1; i <= attempts; ++i) {
+    if (cancel.aborted()) {
       last.code = CURLE_ABORTED_BY_CALLBACK;
       last.retry = false;
     } else {
       last = attempt();
     }
     if (last.code == CURLE_ABORTED_BY_CALLBACK) {
-      last.cause = "aborted: the node is stopping";
+      last.cause = abort_cause(cancel);
       return last;
     }
     if (succeeded(last) || !last.retry)
       return last;
-    if (i < opts.attempts) {
-      if (aborted.wait(delay)) {
-        last.cause = "aborted: the node is stopping";
+    if (i < attempts) {
+      if (cancel.wait_for(delay)) {
+        last.cause = abort_cause(cancel);
         return last;
       }
       delay *= 2;
     }
   }
-  if (opts.attempts > 1)
-    last.cause += " (after " + std::to_string(opts.attempts) + " tries)";
+  if (attempts > 1)
+    last.cause += " (after " + std::to_string(attempts) + " tries)";
   return last;
 }
 
@@ -173,27 +194,28 @@ caf::error failure(const std::string& what, const std::string& url,
 } // namespace
 
 curl_transfers::curl_transfers(options opts)
-  : opts_(opts), aborted_(std::make_shared<abort_flag>()) {
+  : opts_(opts), live_(std::make_shared<registry>()) {
   global_init();
 }
 
 void curl_transfers::abort_all() {
-  {
-    std::lock_guard<std::mutex> guard{aborted_->mutex};
-    aborted_->set = true;
-  }
-  aborted_->changed.notify_all();
+  std::lock_guard<std::mutex> guard{live_->mutex};
+  live_->stopping = true;
+  for (auto signal : live_->live)
+    signal->abort(abort_signal::reason::node_stopping);
 }
 
 curl_transfers::~curl_transfers() = default;
 
 caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
-                                              const std::string& path) {
+                                              const std::string& path,
+                                              abort_signal& cancel) {
+  registration registered{*live_, cancel};
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
                                       ec);
   uint64_t size = 0;
-  auto result = with_retries(opts_, *aborted_, [&] {
+  auto result = with_retries(opts_, opts_.attempts, cancel, [&] {
     outcome out;
     std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "wb")};
     if (!file) {
@@ -203,7 +225,7 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     }
     easy_handle easy{curl_easy_init()};
     sink to{file.get(), 0, opts_.max_download_bytes, false};
-    common_options(easy.get(), opts_, aborted_.get());
+    common_options(easy.get(), opts_, cancel);
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
@@ -225,12 +247,14 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
 }
 
 caf::error curl_transfers::upload(const std::string& path,
-                                  const std::string& url) {
+                                  const std::string& url,
+                                  abort_signal& cancel) {
+  registration registered{*live_, cancel};
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
   if (ec)
     return failure("uploading to", url, "cannot read " + path);
-  auto result = with_retries(opts_, *aborted_, [&] {
+  auto result = with_retries(opts_, opts_.attempts, cancel, [&] {
     outcome out;
     std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "rb")};
     if (!file) {
@@ -239,7 +263,7 @@ caf::error curl_transfers::upload(const std::string& path,
       return out;
     }
     easy_handle easy{curl_easy_init()};
-    common_options(easy.get(), opts_, aborted_.get());
+    common_options(easy.get(), opts_, cancel);
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy.get(), CURLOPT_UPLOAD, 1L);
@@ -255,11 +279,13 @@ caf::error curl_transfers::upload(const std::string& path,
 }
 
 caf::error curl_transfers::notify(const std::string& url,
-                                  const runtime::job_result& job) {
+                                  const runtime::job_result& job,
+                                  abort_signal& cancel) {
+  registration registered{*live_, cancel};
   auto body = to_json(job).dump();
-  auto result = with_retries(opts_, *aborted_, [&] {
+  auto result = with_retries(opts_, 1, cancel, [&] {
     easy_handle easy{curl_easy_init()};
-    common_options(easy.get(), opts_, aborted_.get());
+    common_options(easy.get(), opts_, cancel);
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
@@ -271,9 +297,11 @@ caf::error curl_transfers::notify(const std::string& url,
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
     auto out = perform(easy.get());
     curl_slist_free_all(headers);
+    if (out.code == CURLE_OK && out.status >= 300 && out.status < 400)
+      out.cause = "HTTP " + std::to_string(out.status);
     return out;
   });
-  if (!succeeded(result))
+  if (!succeeded(result) || result.status >= 300)
     return failure("notifying", url, result.cause);
   return caf::none;
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -38,13 +39,51 @@ std::string read_file(const std::string& path) {
   return std::string{std::istreambuf_iterator<char>{in}, {}};
 }
 
+/// How many requests for `path` the server received (any method).
 int requests_for(const test::http_server& server, const std::string& path) {
-  auto log = server.read("requests.log");
+  std::istringstream log{server.read("requests.log")};
   int n = 0;
-  for (size_t at = log.find(path + "\n"); at != std::string::npos;
-       at = log.find(path + "\n", at + 1))
-    ++n;
+  for (std::string line; std::getline(log, line);) {
+    auto space = line.find(' ');
+    if (space != std::string::npos && line.compare(0, space, "CLOSED") != 0
+        && line.compare(space + 1, std::string::npos, path) == 0)
+      ++n;
+  }
   return n;
+}
+
+// Each call with a signal of its own that nothing but abort_all raises.
+
+caf::expected<uint64_t> fetch(net::curl_transfers& transfers,
+                              const std::string& url, const std::string& path) {
+  actors::abort_signal cancel;
+  return transfers.fetch(url, path, cancel);
+}
+
+caf::error upload(net::curl_transfers& transfers, const std::string& path,
+                  const std::string& url) {
+  actors::abort_signal cancel;
+  return transfers.upload(path, url, cancel);
+}
+
+caf::error notify(net::curl_transfers& transfers, const std::string& url,
+                  const runtime::job_result& result) {
+  actors::abort_signal cancel;
+  return transfers.notify(url, result, cancel);
+}
+
+/// Waits until the server logged that the client closed `path`'s
+/// connection; false after `limit`.
+bool closed_by_client(const test::http_server& server, const std::string& path,
+                      std::chrono::seconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (server.read("requests.log").find("CLOSED " + path + "\n")
+         == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
 }
 
 } // namespace
@@ -54,7 +93,7 @@ TEST_CASE("a download over http arrives whole", "[transfers]") {
   server.serve("voice.wav", std::string(5000, 'x'));
   net::curl_transfers transfers{quick()};
   auto path = temp_path("voice.wav");
-  auto size = transfers.fetch(server.url("/files/voice.wav"), path);
+  auto size = fetch(transfers, server.url("/files/voice.wav"), path);
   REQUIRE(size);
   CHECK(*size == 5000);
   CHECK(read_file(path) == std::string(5000, 'x'));
@@ -66,7 +105,7 @@ TEST_CASE("a download from a file URL works too", "[transfers]") {
   std::ofstream{source} << "local bytes";
   net::curl_transfers transfers{quick()};
   auto path = temp_path("copy.bin");
-  REQUIRE(transfers.fetch("file://" + source, path));
+  REQUIRE(fetch(transfers, "file://" + source, path));
   CHECK(read_file(path) == "local bytes");
   std::filesystem::remove(source);
   std::filesystem::remove(path);
@@ -78,7 +117,7 @@ TEST_CASE("a 404 fails at once with a typed error naming the URL",
   net::curl_transfers transfers{quick()};
   auto url = server.url("/files/missing.wav");
   auto path = temp_path("missing.wav");
-  auto result = transfers.fetch(url, path);
+  auto result = fetch(transfers, url, path);
   REQUIRE_FALSE(result);
   CHECK(runtime::is(result.error(), errc::transfer_failed));
   CHECK_THAT(runtime::describe(result.error()),
@@ -94,10 +133,10 @@ TEST_CASE("a server that fails with 500 and then answers is retried until "
   server.serve("a.wav", "audio");
   net::curl_transfers transfers{quick()};
   auto path = temp_path("a.wav");
-  REQUIRE(transfers.fetch(server.url("/flaky/2/files/a.wav"), path));
+  REQUIRE(fetch(transfers, server.url("/flaky/2/files/a.wav"), path));
   CHECK(read_file(path) == "audio");
   CHECK(requests_for(server, "/flaky/2/files/a.wav") == 3);
-  auto never = transfers.fetch(server.url("/flaky/9/files/a.wav"), path);
+  auto never = fetch(transfers, server.url("/flaky/9/files/a.wav"), path);
   REQUIRE_FALSE(never);
   CHECK_THAT(runtime::describe(never.error()),
              Catch::Contains("HTTP 500") && Catch::Contains("after 3 tries"));
@@ -112,7 +151,7 @@ TEST_CASE("a server that stalls is given up on after the timeout",
   opts.attempts = 1;
   net::curl_transfers transfers{opts};
   auto started = std::chrono::steady_clock::now();
-  auto result = transfers.fetch(server.url("/stall/x"), temp_path("stall"));
+  auto result = fetch(transfers, server.url("/stall/x"), temp_path("stall"));
   REQUIRE_FALSE(result);
   CHECK(std::chrono::steady_clock::now() - started < 5s);
   CHECK_THAT(runtime::describe(result.error()), Catch::Contains("imeout"));
@@ -123,7 +162,7 @@ TEST_CASE("a download larger than the limit is refused", "[transfers]") {
   server.serve("huge.bin", std::string(2 << 20, 'h'));
   net::curl_transfers transfers{quick()};
   auto path = temp_path("huge.bin");
-  auto result = transfers.fetch(server.url("/files/huge.bin"), path);
+  auto result = fetch(transfers, server.url("/files/huge.bin"), path);
   REQUIRE_FALSE(result);
   CHECK_THAT(runtime::describe(result.error()), Catch::Contains("limit"));
   CHECK(requests_for(server, "/files/huge.bin") == 1);
@@ -135,9 +174,9 @@ TEST_CASE("an upload PUTs the file, retrying after a 500", "[transfers]") {
   auto file = temp_path("out.mp4");
   std::ofstream{file} << "video bytes";
   net::curl_transfers transfers{quick()};
-  CHECK_FALSE(transfers.upload(file, server.url("/flaky/1/uploads/out.mp4")));
+  CHECK_FALSE(upload(transfers, file, server.url("/flaky/1/uploads/out.mp4")));
   CHECK(server.read("uploads/out.mp4") == "video bytes");
-  auto refused = transfers.upload(file, server.url("/status/403/x"));
+  auto refused = upload(transfers, file, server.url("/status/403/x"));
   REQUIRE(refused);
   CHECK_THAT(runtime::describe(refused), Catch::Contains("HTTP 403"));
   std::filesystem::remove(file);
@@ -150,7 +189,7 @@ TEST_CASE("a webhook POSTs the job's result as JSON", "[transfers]") {
   result.id = runtime::job_id{7};
   result.state = runtime::job_state::succeeded;
   result.output = "/tmp/job-7.mp4";
-  REQUIRE_FALSE(transfers.notify(server.url("/hooks/done"), result));
+  REQUIRE_FALSE(notify(transfers, server.url("/hooks/done"), result));
   auto posted = nlohmann::json::parse(server.read("hooks/done"));
   CHECK(posted["id"] == 7);
   CHECK(posted["state"] == "succeeded");
@@ -171,12 +210,57 @@ TEST_CASE("aborting makes a stalled transfer and every later one fail at "
       std::this_thread::yield();
     transfers.abort_all();
   }};
-  auto result = transfers.fetch(server.url("/stall/x"), temp_path("stalled"));
+  auto result = fetch(transfers, server.url("/stall/x"), temp_path("stalled"));
   aborter.join();
   REQUIRE_FALSE(result);
   CHECK(std::chrono::steady_clock::now() - started < 10s);
   CHECK_THAT(runtime::describe(result.error()), Catch::Contains("aborted"));
-  auto later = transfers.fetch(server.url("/files/x"), temp_path("later"));
+  auto later = fetch(transfers, server.url("/files/x"), temp_path("later"));
   REQUIRE_FALSE(later);
   CHECK_THAT(runtime::describe(later.error()), Catch::Contains("aborted"));
+}
+
+TEST_CASE("aborting one transfer closes its connection at once, is not "
+          "retried, and leaves the others alone",
+          "[transfers]") {
+  test::http_server server;
+  server.serve("x", "bytes");
+  auto opts = quick();
+  opts.total_timeout = 30000ms;
+  net::curl_transfers transfers{opts};
+  actors::abort_signal cancel;
+  std::thread canceller{[&] {
+    while (requests_for(server, "/stall/job") == 0)
+      std::this_thread::yield();
+    cancel.abort();
+  }};
+  auto result =
+    transfers.fetch(server.url("/stall/job"), temp_path("job"), cancel);
+  canceller.join();
+  REQUIRE_FALSE(result);
+  CHECK_THAT(runtime::describe(result.error()),
+             Catch::Contains("aborted: the job ended"));
+  CHECK(closed_by_client(server, "/stall/job"));
+  CHECK(requests_for(server, "/stall/job") == 1);
+  auto other = fetch(transfers, server.url("/files/x"), temp_path("other"));
+  REQUIRE(other);
+  CHECK(*other == 5);
+  std::filesystem::remove(temp_path("other"));
+}
+
+TEST_CASE("a webhook is tried once per call, and any answer but 2xx fails it",
+          "[transfers]") {
+  test::http_server server;
+  net::curl_transfers transfers{quick()};
+  runtime::job_result result;
+  result.id = runtime::job_id{8};
+  for (auto code : {"500", "404", "302"}) {
+    auto path = std::string{"/status/"} + code + "/hook";
+    auto err = notify(transfers, server.url(path), result);
+    REQUIRE(err);
+    CHECK(runtime::is(err, errc::transfer_failed));
+    CHECK_THAT(runtime::describe(err), Catch::Contains(std::string{"HTTP "}
+                                                       + code));
+    CHECK(requests_for(server, path) == 1);
+  }
 }

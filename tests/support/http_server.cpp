@@ -5,6 +5,8 @@
 #include <atomic>
 #include <fstream>
 #include <iterator>
+#include <sstream>
+#include <thread>
 #include <stdexcept>
 
 namespace vidnode::test {
@@ -48,6 +50,54 @@ void http_server::serve(const std::string& name,
 std::string http_server::read(const std::string& relative) const {
   std::ifstream in{root_ / relative, std::ios::binary};
   return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+int http_server::requests_for(const std::string& path) const {
+  std::istringstream log{read("requests.log")};
+  int n = 0;
+  for (std::string line; std::getline(log, line);) {
+    auto space = line.find(' ');
+    if (space != std::string::npos && line.compare(0, space, "CLOSED") != 0
+        && line.compare(space + 1, std::string::npos, path) == 0)
+      ++n;
+  }
+  return n;
+}
+
+namespace {
+
+/// Polls `done` every 10 ms until it is true or `limit` passed.
+template <class Predicate>
+bool poll_until(std::chrono::seconds limit, Predicate done) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return true;
+}
+
+} // namespace
+
+bool http_server::wait_for_requests(const std::string& path, int count,
+                                    std::chrono::seconds limit) const {
+  return poll_until(limit, [&] { return requests_for(path) >= count; });
+}
+
+bool http_server::wait_until_closed(const std::string& path,
+                                    std::chrono::seconds limit) const {
+  return poll_until(limit, [&] {
+    return read("requests.log").find("CLOSED " + path + "\n")
+           != std::string::npos;
+  });
+}
+
+std::string http_server::wait_for_file(const std::string& relative,
+                                       std::chrono::seconds limit) const {
+  std::string content;
+  poll_until(limit, [&] { return !(content = read(relative)).empty(); });
+  return content;
 }
 
 } // namespace vidnode::test

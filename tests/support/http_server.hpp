@@ -4,6 +4,7 @@
 /// The test HTTP server (http_test_server.py) as a child process with its
 /// own temporary directory, for tests of downloads, uploads and webhooks.
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -32,6 +33,27 @@ public:
 
   /// The content of ROOT/RELATIVE ("" if missing).
   std::string read(const std::string& relative) const;
+
+  /// How many requests for `path` (any method) the server received.
+  int requests_for(const std::string& path) const;
+
+  /// Waits until the server received `count` requests for `path`; false
+  /// after `limit`.
+  bool wait_for_requests(const std::string& path, int count = 1,
+                         std::chrono::seconds limit = std::chrono::seconds{
+                           10}) const;
+
+  /// Waits until the client hung up a /stall/ request for `path`; false
+  /// after `limit`.
+  bool wait_until_closed(const std::string& path,
+                         std::chrono::seconds limit = std::chrono::seconds{
+                           10}) const;
+
+  /// Waits until ROOT/RELATIVE exists and is not empty, and returns it (""
+  /// after `limit`).
+  std::string wait_for_file(const std::string& relative,
+                            std::chrono::seconds limit = std::chrono::seconds{
+                              10}) const;
 
 private:
   std::filesystem::path root_;

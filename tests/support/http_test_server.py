@@ -9,13 +9,16 @@ POST /hooks/NAME               appends the body as a line to ROOT/hooks/NAME
 any  /status/CODE/...          answers CODE
 any  /flaky/N/REST             answers 500 to the first N requests for the
                                path, then acts as /REST
-any  /stall/...                answers nothing for 30 s
+any  /slow/MS/REST             waits MS milliseconds, then acts as /REST
+any  /stall/...                answers nothing until the client hangs up,
+                               then logs "CLOSED PATH"
 Every request is logged as "METHOD PATH" to ROOT/requests.log.
 """
 import http.server
 import os
 import sys
 import threading
+import time
 
 ROOT = sys.argv[1]
 counts = {}
@@ -51,6 +54,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.body()
                 return self.answer(500, b"not yet")
             path = "/" + rest
+        if path.startswith("/slow/"):
+            _, _, ms, rest = path.split("/", 3)
+            time.sleep(int(ms) / 1000)
+            path = "/" + rest
         parts = path.strip("/").split("/")
         if parts[0] == "status":
             self.body()
@@ -64,6 +71,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     pass
             except OSError:
                 pass
+            with open(os.path.join(ROOT, "requests.log"), "a") as log:
+                log.write(f"CLOSED {self.path}\n")
             return
         if method == "GET" and parts[0] == "files":
             try:

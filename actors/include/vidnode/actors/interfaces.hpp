@@ -110,6 +110,8 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 /// Node -> admission or supervisor: finish every job / stop every worker,
 /// then reply.
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+/// Admission's timer when the node stops: the shutdown grace period ended.
+using grace_atom = caf::atom_constant<caf::atom("grace")>;
 
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
@@ -138,7 +140,31 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<crashed_atom, runtime::job_id, uint64_t, caf::error, bool>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
+  caf::reacts_to<grace_atom>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+
+/// Admission -> webhook sender: POST a job's result to its webhook URL.
+using notify_atom = caf::atom_constant<caf::atom("notify")>;
+/// One try of a webhook -> its sender: how it ended.
+using notified_atom = caf::atom_constant<caf::atom("notified")>;
+/// The webhook sender's timer: try a delivery again.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+/// Admission -> webhook sender, when the node stops: answer once every
+/// delivery ended, or at once after the given grace period, aborting the
+/// deliveries still under way.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// The webhook sender's timer: the drain's grace period ended.
+using drained_atom = caf::atom_constant<caf::atom("drained")>;
+
+/// Delivers webhooks for one node's admission: each try on an actor of its
+/// own, failed tries again after a delay (node_settings::webhook_attempts,
+/// webhook_retry_delay), so a receiver that restarts still gets its result.
+using webhook_sender_actor =
+  caf::typed_actor<caf::reacts_to<notify_atom, std::string, runtime::job_result>,
+                   caf::reacts_to<notified_atom, uint64_t, caf::error>,
+                   caf::reacts_to<retry_atom, uint64_t>,
+                   caf::replies_to<drain_atom, caf::timespan>::with<caf::ok_atom>,
+                   caf::reacts_to<drained_atom>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again

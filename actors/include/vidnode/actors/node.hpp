@@ -60,17 +60,25 @@ public:
     return devices_;
   }
 
-  /// Ends every job that has not ended (cancelled: the node is shutting
-  /// down; waiters receive that result), stops every device worker, then
-  /// the admission actor and supervisor. Waits at most `timeout` in all;
-  /// returns an error if something did not stop in time. Idempotent.
-  caf::error stop(caf::timespan timeout = std::chrono::seconds{10});
+  /// Stops the node: new jobs are refused and queued and running jobs end
+  /// (cancelled: the node is shutting down; waiters receive that result).
+  /// Jobs whose video is being written or uploaded, and webhooks, get
+  /// node_settings::shutdown_grace to finish (webhooks at least 5 s). Then
+  /// every device worker stops, then the admission actor and supervisor.
+  /// Waits at most `timeout` in all; returns an error if something did not
+  /// stop in time. Idempotent.
+  caf::error stop(caf::timespan timeout);
+
+  /// stop() with a timeout of the shutdown grace period plus 10 s.
+  caf::error stop();
 
 private:
   local_node(caf::actor_system& sys, node_actors actors,
-             std::vector<runtime::device_info> devices);
+             std::vector<runtime::device_info> devices,
+             caf::timespan shutdown_grace);
 
   caf::actor_system& sys_;
+  caf::timespan stop_timeout_;
   node_actors actors_;
   std::vector<runtime::device_info> devices_;
   bool stopped_ = false;

@@ -1,6 +1,10 @@
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include <caf/error.hpp>
@@ -10,35 +14,105 @@
 
 namespace vidnode::actors {
 
+/// Ends one transfer early. Its owner (admission, for the job the transfer
+/// belongs to) calls abort() when the job is cancelled, times out or the
+/// node stops; the transfer checks it while it runs (libcurl: at least once
+/// a second) and between retries, and then fails with
+/// errc::transfer_failed ("aborted: ..."). Set once, never cleared;
+/// thread-safe.
+class abort_signal {
+public:
+  /// Why the transfer ends early, for its error message.
+  enum class reason : uint8_t {
+    none,
+    /// The job ended (cancelled, timed out).
+    job_ended,
+    /// The node is stopping.
+    node_stopping,
+  };
+
+  /// Makes the transfer end; the first call's reason sticks.
+  void abort(reason why = reason::job_ended) {
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      if (why_ == reason::none)
+        why_ = why;
+    }
+    aborted_.store(true, std::memory_order_release);
+    changed_.notify_all();
+  }
+
+  /// Whether abort() was called; cheap enough for a progress callback.
+  bool aborted() const noexcept {
+    return aborted_.load(std::memory_order_acquire);
+  }
+
+  /// Why the transfer was aborted (reason::none if it was not).
+  reason why() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return why_;
+  }
+
+  /// Waits `delay`, or less if aborted meanwhile; true if aborted.
+  bool wait_for(std::chrono::milliseconds delay) const {
+    std::unique_lock<std::mutex> guard{mutex_};
+    return changed_.wait_for(guard, delay, [this] { return aborted(); });
+  }
+
+private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  std::atomic<bool> aborted_{false};
+  reason why_ = reason::none;
+};
+
 /// Moves a job's inputs and outputs over the network: the blocking
-/// operations admission runs on detached actors of their own, so no device
-/// and no pooled thread ever waits for them. net::curl_transfers implements
-/// it; a node without one refuses jobs that name URLs.
+/// operations admission runs on actors of their own (detached unless
+/// blocking() says otherwise), so no device and no pooled thread ever waits
+/// for them. net::curl_transfers implements it; a node without one refuses
+/// jobs that name URLs.
 ///
-/// Every call blocks until it succeeded or gave up (after its retries), is
-/// safe to call from several threads at once, and reports failures as
-/// errc::transfer_failed naming the URL and the cause.
+/// Every call blocks until it succeeded, gave up or was aborted (by its
+/// `cancel` signal or abort_all), is safe to call from several threads at
+/// once, and reports failures as errc::transfer_failed naming the URL and
+/// the cause.
 class transfers {
 public:
   virtual ~transfers() = default;
 
-  /// Downloads `url` (http, https or file) to `path`; returns its size.
+  /// Downloads `url` (http, https or file) to `path`, with retries; returns
+  /// its size.
   virtual caf::expected<uint64_t> fetch(const std::string& url,
-                                        const std::string& path) = 0;
+                                        const std::string& path,
+                                        abort_signal& cancel)
+    = 0;
 
   /// Uploads the file `path` to `url` with HTTP PUT (the presigned-URL
-  /// pattern of object stores).
-  virtual caf::error upload(const std::string& path,
-                            const std::string& url) = 0;
+  /// pattern of object stores), with retries.
+  virtual caf::error upload(const std::string& path, const std::string& url,
+                            abort_signal& cancel)
+    = 0;
 
-  /// POSTs `result` as JSON to `url`.
+  /// POSTs `result` as JSON to `url`, once: the caller schedules retries
+  /// (webhooks are retried seconds apart, see node_settings). Any answer
+  /// but 2xx is a failure.
   virtual caf::error notify(const std::string& url,
-                            const runtime::job_result& result) = 0;
+                            const runtime::job_result& result,
+                            abort_signal& cancel)
+    = 0;
 
   /// Makes every transfer in progress, and every later one, fail at once
-  /// (errc::transfer_failed, "aborted"): called when the node stops, so no
-  /// detached transfer keeps the process alive.
+  /// (errc::transfer_failed, "aborted: the node is stopping"): the last
+  /// resort when the node stops, so no transfer keeps the process alive.
   virtual void abort_all() = 0;
+
+  /// Whether the calls block the calling thread (true for real transfers):
+  /// admission then runs them on detached actors. A test double that
+  /// answers at once returns false, and its calls then run on CAF's
+  /// scheduler (and the test coordinator).
+  virtual bool blocking() const noexcept {
+    return true;
+  }
 };
 
 } // namespace vidnode::actors

@@ -9,9 +9,10 @@
 namespace vidnode::net {
 
 /// actors::transfers with libcurl: http, https (and file:// for fetches),
-/// connect and total timeouts, a size limit on downloads, and retries with
-/// exponential backoff on connection failures, timeouts and 5xx answers
-/// (a 4xx answer is final).
+/// connect and total timeouts, a size limit on downloads, and, for fetches
+/// and uploads, retries with exponential backoff on connection failures,
+/// timeouts and 5xx answers (a 4xx answer is final). Webhooks are tried
+/// once per call (admission schedules their retries).
 class curl_transfers : public actors::transfers {
 public:
   /// Limits and retries, with their defaults.
@@ -31,19 +32,21 @@ public:
   ~curl_transfers() override;
 
   caf::expected<uint64_t> fetch(const std::string& url,
-                                const std::string& path) override;
-  caf::error upload(const std::string& path, const std::string& url) override;
-  caf::error notify(const std::string& url,
-                    const runtime::job_result& result) override;
+                                const std::string& path,
+                                actors::abort_signal& cancel) override;
+  caf::error upload(const std::string& path, const std::string& url,
+                    actors::abort_signal& cancel) override;
+  caf::error notify(const std::string& url, const runtime::job_result& result,
+                    actors::abort_signal& cancel) override;
   void abort_all() override;
 
-  /// Implementation detail: what abort_all sets, shared with every
-  /// transfer's progress callback and backoff wait.
-  struct abort_flag;
+  /// Implementation detail: the signals of the transfers in flight, which
+  /// abort_all raises.
+  struct registry;
 
 private:
   options opts_;
-  std::shared_ptr<abort_flag> aborted_;
+  std::shared_ptr<registry> live_;
 };
 
 } // namespace vidnode::net

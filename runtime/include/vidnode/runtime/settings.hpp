@@ -40,6 +40,7 @@ struct settings_limits {
   static constexpr int32_t max_attempts = 100;
   /// From 0.
   static constexpr int32_t max_bypass = 100000;
+  static constexpr int32_t max_webhook_attempts = 100;
 };
 
 /// Everything a node is configured with. Defaults are the documented ones
@@ -94,6 +95,15 @@ struct node_settings {
   std::string output_dir = "/tmp/vidnode-output";
   /// Weights file of the built-in tiny-t2v model; empty: fixed-seed weights.
   std::string tiny_t2v_weights;
+  /// Tries a webhook gets in all (a failed try, any answer but 2xx, is
+  /// repeated `webhook_retry_delay` later).
+  int32_t webhook_attempts = 5;
+  /// Time between two tries of a webhook.
+  caf::timespan webhook_retry_delay = std::chrono::seconds{10};
+  /// When the node stops: how long videos being written or uploaded and
+  /// webhooks still being delivered may take before they are aborted
+  /// (queued and running jobs are cancelled at once).
+  caf::timespan shutdown_grace = std::chrono::seconds{20};
   /// Users' TorchScript models served by name: (name, path). Checked
   /// against the contract when the node starts.
   std::vector<std::pair<std::string, std::string>> torchscript_models;
