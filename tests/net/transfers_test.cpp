@@ -130,6 +130,29 @@ TEST_CASE("a download larger than the limit is refused", "[transfers]") {
   CHECK_FALSE(std::filesystem::exists(path));
 }
 
+TEST_CASE("a download whose declared length is above the limit is refused "
+          "before its body is read, without retries",
+          "[transfers]") {
+  test::http_server server;
+  auto opts = quick();
+  opts.max_download_bytes = 1024;
+  opts.total_timeout = 5000ms;
+  net::curl_transfers transfers{opts};
+  auto path = temp_path("declared.bin");
+  // 16 bytes come, the other 4080 never: reading the body would end in the
+  // total timeout, on every try.
+  auto started = std::chrono::steady_clock::now();
+  auto result = transfers.fetch(server.url("/huge/4096"), path);
+  auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(result);
+  CHECK(runtime::is(result.error(), errc::transfer_failed));
+  CHECK_THAT(runtime::describe(result.error()),
+             Catch::Contains("larger than the limit of 1024 bytes"));
+  CHECK(took < 2s);
+  CHECK(requests_for(server, "/huge/4096") == 1);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
 TEST_CASE("an upload PUTs the file, retrying after a 500", "[transfers]") {
   test::http_server server;
   auto file = temp_path("out.mp4");

@@ -9,7 +9,9 @@ POST /hooks/NAME               appends the body as a line to ROOT/hooks/NAME
 any  /status/CODE/...          answers CODE
 any  /flaky/N/REST             answers 500 to the first N requests for the
                                path, then acts as /REST
-any  /stall/...                answers nothing for 30 s
+any  /stall/...                answers nothing until the client hangs up
+GET  /huge/N                   declares a body of N bytes, sends 16 of them,
+                               then nothing until the client hangs up
 Every request is logged as "METHOD PATH" to ROOT/requests.log.
 """
 import http.server
@@ -38,6 +40,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length)
 
+    def wait_for_hang_up(self):
+        """A hung peer: sends nothing more until the client gives up and
+        closes the connection (at most a minute, so no thread lingers)."""
+        self.connection.settimeout(60)
+        try:
+            while self.connection.recv(4096):
+                pass
+        except OSError:
+            pass
+        self.close_connection = True
+
     def handle_any(self, method):
         with open(os.path.join(ROOT, "requests.log"), "a") as log:
             log.write(f"{method} {self.path}\n")
@@ -56,15 +69,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.body()
             return self.answer(int(parts[1]))
         if parts[0] == "stall":
-            # A hung peer: answers nothing until the client gives up and
-            # closes the connection (at most a minute, so no thread lingers).
-            self.connection.settimeout(60)
-            try:
-                while self.connection.recv(4096):
-                    pass
-            except OSError:
-                pass
-            return
+            return self.wait_for_hang_up()
+        if method == "GET" and parts[0] == "huge":
+            self.send_response(200)
+            self.send_header("Content-Length", parts[1])
+            self.end_headers()
+            self.wfile.write(b"h" * 16)
+            self.wfile.flush()
+            return self.wait_for_hang_up()
         if method == "GET" and parts[0] == "files":
             try:
                 with open(os.path.join(ROOT, "files", parts[1]), "rb") as f:
