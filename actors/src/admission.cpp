@@ -21,6 +21,7 @@
 #include "vidnode/actors/memory_estimates.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/actors/webhook_sender.hpp"
+#include "vidnode/gpu/video.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 #include "vidnode/runtime/validation.hpp"
@@ -147,10 +148,19 @@ std::string host_name() {
 
 // -- transfer tasks: each runs on an actor of its own and ends ------------
 
+/// Fetches the audio track `url` to `path` and checks that it can be muxed,
+/// so that a job with unusable audio fails before it is queued for a device.
 void fetch_task(caf::event_based_actor* self, std::shared_ptr<transfers> mover,
                 admission_control_actor admission, job_id id, std::string url,
                 std::string path, std::shared_ptr<abort_signal> cancel) {
   auto fetched = mover->fetch(url, path, *cancel);
+  auto unusable = fetched ? gpu::probe_audio(path) : std::nullopt;
+  if (unusable) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    fetched =
+      make_error(errc::invalid_request, "audio_url: " + url + ": " + *unusable);
+  }
   if (fetched)
     self->send(admission, fetched_atom::value, id, std::move(path),
                caf::error{});

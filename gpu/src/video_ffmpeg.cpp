@@ -9,6 +9,7 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
 
@@ -98,6 +99,48 @@ std::optional<std::string> encode(AVCodecContext* codec, AVStream* stream,
   }
 }
 
+using codec_context_ptr =
+  std::unique_ptr<AVCodecContext, codec_context_deleter>;
+
+/// Opens `path` as `in`, finds its best audio stream (`index`) and opens a
+/// decoder for it. FFmpeg may open only local files for it: a playlist in
+/// `path` cannot make it fetch URLs. Returns nothing on success, else why
+/// not.
+std::optional<std::string> open_audio_input(const std::string& path,
+                                            input_file& in, int& index,
+                                            codec_context_ptr& decoder) {
+  auto not_audio = [](const std::string& cause) {
+    return "not audio FFmpeg can decode (" + cause + ")";
+  };
+  AVDictionary* options = nullptr;
+  av_dict_set(&options, "protocol_whitelist", "file", 0);
+  auto rc = avformat_open_input(&in.format, path.c_str(), nullptr, &options);
+  av_dict_free(&options);
+  if (rc < 0)
+    return not_audio(av_error(rc));
+  rc = avformat_find_stream_info(in.format, nullptr);
+  if (rc < 0)
+    return not_audio(av_error(rc));
+  const AVCodec* decoder_def = nullptr;
+  index =
+    av_find_best_stream(in.format, AVMEDIA_TYPE_AUDIO, -1, -1, &decoder_def, 0);
+  if (index == AVERROR_DECODER_NOT_FOUND)
+    return not_audio("this FFmpeg has no decoder for its audio stream");
+  if (index < 0 || decoder_def == nullptr)
+    return not_audio(std::string{"no audio stream in it, read as "}
+                     + in.format->iformat->name);
+  decoder.reset(avcodec_alloc_context3(decoder_def));
+  if (!decoder)
+    return "out of memory opening its decoder";
+  rc = avcodec_parameters_to_context(decoder.get(),
+                                     in.format->streams[index]->codecpar);
+  if (rc >= 0)
+    rc = avcodec_open2(decoder.get(), decoder_def, nullptr);
+  if (rc < 0)
+    return not_audio("its decoder fails: " + av_error(rc));
+  return std::nullopt;
+}
+
 struct swr_deleter {
   void operator()(SwrContext* x) const {
     swr_free(&x);
@@ -120,23 +163,8 @@ public:
   std::optional<std::string> open(const std::string& path, AVFormatContext* out,
                                   int64_t samples) {
     wanted_ = samples;
-    auto rc = avformat_open_input(&in_.format, path.c_str(), nullptr, nullptr);
-    if (rc < 0)
-      return "audio: cannot open it: " + av_error(rc);
-    rc = avformat_find_stream_info(in_.format, nullptr);
-    if (rc < 0)
-      return "audio: cannot read it: " + av_error(rc);
-    const AVCodec* decoder_def = nullptr;
-    index_ = av_find_best_stream(in_.format, AVMEDIA_TYPE_AUDIO, -1, -1,
-                                 &decoder_def, 0);
-    if (index_ < 0 || decoder_def == nullptr)
-      return "audio: the file has no audio stream FFmpeg can decode";
-    decoder_.reset(avcodec_alloc_context3(decoder_def));
-    avcodec_parameters_to_context(decoder_.get(),
-                                  in_.format->streams[index_]->codecpar);
-    rc = avcodec_open2(decoder_.get(), decoder_def, nullptr);
-    if (rc < 0)
-      return "audio: cannot open its decoder: " + av_error(rc);
+    if (auto err = open_audio_input(path, in_, index_, decoder_))
+      return "audio: " + *err;
     auto encoder_def = avcodec_find_encoder(AV_CODEC_ID_AAC);
     if (encoder_def == nullptr)
       return "this FFmpeg has no AAC encoder";
@@ -148,7 +176,7 @@ public:
     encoder_->time_base = AVRational{1, sample_rate};
     if (out->oformat->flags & AVFMT_GLOBALHEADER)
       encoder_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    rc = avcodec_open2(encoder_.get(), encoder_def, nullptr);
+    auto rc = avcodec_open2(encoder_.get(), encoder_def, nullptr);
     if (rc < 0)
       return "opening the AAC encoder: " + av_error(rc);
     stream_ = avformat_new_stream(out, nullptr);
@@ -242,8 +270,8 @@ private:
   input_file in_;
   int index_ = -1;
   int64_t wanted_ = 0;
-  std::unique_ptr<AVCodecContext, codec_context_deleter> decoder_;
-  std::unique_ptr<AVCodecContext, codec_context_deleter> encoder_;
+  codec_context_ptr decoder_;
+  codec_context_ptr encoder_;
   std::unique_ptr<SwrContext, swr_deleter> resampler_;
   std::unique_ptr<AVAudioFifo, fifo_deleter> fifo_;
   AVStream* stream_ = nullptr;
@@ -356,6 +384,20 @@ std::optional<std::string> write_video(const std::string& path,
                                        const video_frames& video,
                                        const std::string& audio_path) {
   return write_mp4(path, video, audio_path);
+}
+
+std::optional<std::string> probe_audio(const std::string& path) {
+  quiet_ffmpeg_logs();
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec)
+    return "cannot read it (" + ec.message() + ")";
+  if (size == 0)
+    return "it is empty (0 bytes)";
+  input_file in;
+  int index = -1;
+  codec_context_ptr decoder;
+  return open_audio_input(path, in, index, decoder);
 }
 
 std::optional<video_file_info> probe_video(const std::string& path,

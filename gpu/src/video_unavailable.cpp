@@ -5,6 +5,14 @@
 
 namespace vidnode::gpu {
 
+namespace {
+
+constexpr const char* no_audio =
+  "this vidnode was built without FFmpeg: it cannot mux audio; leave the "
+  "audio out or use a node built with FFmpeg";
+
+} // namespace
+
 bool video_encoding_available() noexcept {
   return false;
 }
@@ -22,9 +30,12 @@ std::optional<std::string> write_video(const std::string& path,
                                        const video_frames& video,
                                        const std::string& audio_path) {
   if (!audio_path.empty())
-    return "this vidnode was built without FFmpeg: it cannot mux audio; "
-           "leave the audio out or use a node built with FFmpeg";
+    return no_audio;
   return write_y4m(path, video);
+}
+
+std::optional<std::string> probe_audio(const std::string&) {
+  return no_audio;
 }
 
 std::optional<video_file_info> probe_video(const std::string&,

@@ -1,7 +1,9 @@
 #include "vidnode/net/curl_transfers.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <set>
 
@@ -230,8 +232,14 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
     curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
+    // A declared Content-Length above the limit fails before the body.
+    constexpr auto off_t_max =
+      static_cast<uint64_t>(std::numeric_limits<curl_off_t>::max());
+    auto declared_limit = std::min(opts_.max_download_bytes, off_t_max);
+    curl_easy_setopt(easy.get(), CURLOPT_MAXFILESIZE_LARGE,
+                     static_cast<curl_off_t>(declared_limit));
     out = perform(easy.get());
-    if (to.too_large) {
+    if (to.too_large || out.code == CURLE_FILESIZE_EXCEEDED) {
       out.retry = false;
       out.cause = "larger than the limit of "
                   + std::to_string(opts_.max_download_bytes) + " bytes";

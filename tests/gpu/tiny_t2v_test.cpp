@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <filesystem>
+#include <random>
 
 #include "support/pipelines.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
@@ -206,4 +207,52 @@ TEST_CASE("an audio track is muxed as AAC, cut or padded to the video's "
   CHECK_THAT(*err, Catch::Contains("audio"));
   std::filesystem::remove(garbage);
   std::filesystem::remove(out);
+}
+
+TEST_CASE("a WAV file passes the audio probe", "[media]") {
+  auto wav = temp_path("probed.wav");
+  write_wav(wav, 0.5);
+  auto why = gpu::probe_audio(wav);
+  std::filesystem::remove(wav);
+  if (!gpu::video_encoding_available()) {
+    REQUIRE(why);
+    CHECK_THAT(*why, Catch::Contains("without FFmpeg"));
+    return;
+  }
+  CHECK(why == std::nullopt);
+}
+
+TEST_CASE("an empty file, HTML and random bytes fail the audio probe with "
+          "the reason",
+          "[media]") {
+  auto path = temp_path("not-audio");
+  std::mt19937 random{7};
+  std::string noise(64 << 10, '\0');
+  for (auto& x : noise)
+    x = static_cast<char>(random());
+  struct input {
+    const char* what;
+    std::string bytes;
+    const char* reason;
+  };
+  for (const auto& x :
+       {input{"empty", "", "it is empty"},
+        input{"HTML",
+              "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+              "<body><p>Please sign in.</p></body></html>\n",
+              "not audio FFmpeg can decode"},
+        input{"random bytes", noise, "not audio FFmpeg can decode"}}) {
+    std::ofstream{path, std::ios::binary} << x.bytes;
+    auto why = gpu::probe_audio(path);
+    INFO(x.what);
+    REQUIRE(why);
+    INFO(*why);
+    if (gpu::video_encoding_available())
+      CHECK_THAT(*why, Catch::Contains(x.reason));
+    else
+      CHECK_THAT(*why, Catch::Contains("without FFmpeg"));
+  }
+  std::filesystem::remove(path);
+  auto missing = gpu::probe_audio(path);
+  REQUIRE(missing);
 }

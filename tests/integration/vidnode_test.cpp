@@ -604,6 +604,41 @@ TEST_CASE("an audio URL that cannot be fetched fails the job with a typed "
              Catch::Contains(url) && Catch::Contains("HTTP 404"));
 }
 
+TEST_CASE("an audio URL that serves HTML or nothing fails the job as an "
+          "invalid request naming audio_url, before it reaches a device",
+          "[integration][transfers]") {
+  test::http_server web;
+  web.serve("login.html", "<!DOCTYPE html>\n<html><body><p>Please sign "
+                          "in.</p></body></html>\n");
+  web.serve("empty.wav", "");
+  auto dir = web.root() / "node-output";
+  node_process node{{"--devices", "sim:1", "--output-dir", dir.string()}};
+  for (auto [name, reason] :
+       {std::pair{"login.html", "not audio FFmpeg can decode"},
+        std::pair{"empty.wav", "it is empty"}}) {
+    auto url = web.url("/files/" + std::string{name});
+    auto r = node.vidctl(
+      {"submit", "--steps", "2", "--audio-url", url, "--wait", "--json"});
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    auto result = json::parse(r.out);
+    CHECK(result["state"] == "failed");
+    CHECK(result["error"]["code"] == "invalid_request");
+    auto message = result["error"]["message"].get<std::string>();
+    CHECK_THAT(message, Catch::Contains("audio_url: " + url + ": "));
+    CHECK_THAT(message, Catch::Contains(gpu::video_encoding_available()
+                                          ? reason
+                                          : "without FFmpeg"));
+    CHECK(result["attempts"] == 0);
+    CHECK(result["device"].is_null());
+    CHECK(result["started_at"].is_null());
+    CHECK(result["run_time_s"] == 0);
+  }
+  // The fetched files are removed.
+  CHECK_FALSE(std::filesystem::exists(dir / "inputs" / "job-1-audio"));
+  CHECK_FALSE(std::filesystem::exists(dir / "inputs" / "job-2-audio"));
+}
+
 TEST_CASE("a job whose audio download stalls times out in the queue",
           "[integration][transfers]") {
   test::http_server web;

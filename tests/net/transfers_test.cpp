@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -39,19 +38,6 @@ std::string read_file(const std::string& path) {
   return std::string{std::istreambuf_iterator<char>{in}, {}};
 }
 
-/// How many requests for `path` the server received (any method).
-int requests_for(const test::http_server& server, const std::string& path) {
-  std::istringstream log{server.read("requests.log")};
-  int n = 0;
-  for (std::string line; std::getline(log, line);) {
-    auto space = line.find(' ');
-    if (space != std::string::npos && line.compare(0, space, "CLOSED") != 0
-        && line.compare(space + 1, std::string::npos, path) == 0)
-      ++n;
-  }
-  return n;
-}
-
 // Each call with a signal of its own that nothing but abort_all raises.
 
 caf::expected<uint64_t> fetch(net::curl_transfers& transfers,
@@ -70,20 +56,6 @@ caf::error notify(net::curl_transfers& transfers, const std::string& url,
                   const runtime::job_result& result) {
   actors::abort_signal cancel;
   return transfers.notify(url, result, cancel);
-}
-
-/// Waits until the server logged that the client closed `path`'s
-/// connection; false after `limit`.
-bool closed_by_client(const test::http_server& server, const std::string& path,
-                      std::chrono::seconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (server.read("requests.log").find("CLOSED " + path + "\n")
-         == std::string::npos) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 } // namespace
@@ -122,7 +94,7 @@ TEST_CASE("a 404 fails at once with a typed error naming the URL",
   CHECK(runtime::is(result.error(), errc::transfer_failed));
   CHECK_THAT(runtime::describe(result.error()),
              Catch::Contains(url) && Catch::Contains("HTTP 404"));
-  CHECK(requests_for(server, "/files/missing.wav") == 1);
+  CHECK(server.requests_for("/files/missing.wav") == 1);
   CHECK_FALSE(std::filesystem::exists(path));
 }
 
@@ -135,7 +107,7 @@ TEST_CASE("a server that fails with 500 and then answers is retried until "
   auto path = temp_path("a.wav");
   REQUIRE(fetch(transfers, server.url("/flaky/2/files/a.wav"), path));
   CHECK(read_file(path) == "audio");
-  CHECK(requests_for(server, "/flaky/2/files/a.wav") == 3);
+  CHECK(server.requests_for("/flaky/2/files/a.wav") == 3);
   auto never = fetch(transfers, server.url("/flaky/9/files/a.wav"), path);
   REQUIRE_FALSE(never);
   CHECK_THAT(runtime::describe(never.error()),
@@ -165,7 +137,30 @@ TEST_CASE("a download larger than the limit is refused", "[transfers]") {
   auto result = fetch(transfers, server.url("/files/huge.bin"), path);
   REQUIRE_FALSE(result);
   CHECK_THAT(runtime::describe(result.error()), Catch::Contains("limit"));
-  CHECK(requests_for(server, "/files/huge.bin") == 1);
+  CHECK(server.requests_for("/files/huge.bin") == 1);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("a download whose declared length is above the limit is refused "
+          "before its body is read, without retries",
+          "[transfers]") {
+  test::http_server server;
+  auto opts = quick();
+  opts.max_download_bytes = 1024;
+  opts.total_timeout = 5000ms;
+  net::curl_transfers transfers{opts};
+  auto path = temp_path("declared.bin");
+  // 16 bytes come, the other 4080 never: reading the body would end in the
+  // total timeout, on every try.
+  auto started = std::chrono::steady_clock::now();
+  auto result = fetch(transfers, server.url("/huge/4096"), path);
+  auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(result);
+  CHECK(runtime::is(result.error(), errc::transfer_failed));
+  CHECK_THAT(runtime::describe(result.error()),
+             Catch::Contains("larger than the limit of 1024 bytes"));
+  CHECK(took < 2s);
+  CHECK(server.requests_for("/huge/4096") == 1);
   CHECK_FALSE(std::filesystem::exists(path));
 }
 
@@ -206,7 +201,7 @@ TEST_CASE("aborting makes a stalled transfer and every later one fail at "
   auto started = std::chrono::steady_clock::now();
   std::thread aborter{[&] {
     // Abort once the stalled request has reached the server.
-    while (requests_for(server, "/stall/x") == 0)
+    while (server.requests_for("/stall/x") == 0)
       std::this_thread::yield();
     transfers.abort_all();
   }};
@@ -230,7 +225,7 @@ TEST_CASE("aborting one transfer closes its connection at once, is not "
   net::curl_transfers transfers{opts};
   actors::abort_signal cancel;
   std::thread canceller{[&] {
-    while (requests_for(server, "/stall/job") == 0)
+    while (server.requests_for("/stall/job") == 0)
       std::this_thread::yield();
     cancel.abort();
   }};
@@ -240,8 +235,8 @@ TEST_CASE("aborting one transfer closes its connection at once, is not "
   REQUIRE_FALSE(result);
   CHECK_THAT(runtime::describe(result.error()),
              Catch::Contains("aborted: the job ended"));
-  CHECK(closed_by_client(server, "/stall/job"));
-  CHECK(requests_for(server, "/stall/job") == 1);
+  CHECK(server.wait_until_closed("/stall/job"));
+  CHECK(server.requests_for("/stall/job") == 1);
   auto other = fetch(transfers, server.url("/files/x"), temp_path("other"));
   REQUIRE(other);
   CHECK(*other == 5);
@@ -261,6 +256,6 @@ TEST_CASE("a webhook is tried once per call, and any answer but 2xx fails it",
     CHECK(runtime::is(err, errc::transfer_failed));
     CHECK_THAT(runtime::describe(err), Catch::Contains(std::string{"HTTP "}
                                                        + code));
-    CHECK(requests_for(server, path) == 1);
+    CHECK(server.requests_for(path) == 1);
   }
 }

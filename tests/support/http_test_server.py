@@ -12,6 +12,8 @@ any  /flaky/N/REST             answers 500 to the first N requests for the
 any  /slow/MS/REST             waits MS milliseconds, then acts as /REST
 any  /stall/...                answers nothing until the client hangs up,
                                then logs "CLOSED PATH"
+GET  /huge/N                   declares a body of N bytes, sends 16 of them,
+                               then nothing until the client hangs up
 Every request is logged as "METHOD PATH" to ROOT/requests.log.
 """
 import http.server
@@ -41,6 +43,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length)
 
+    def wait_for_hang_up(self):
+        """A hung peer: sends nothing more until the client gives up and
+        closes the connection (at most a minute, so no thread lingers)."""
+        self.connection.settimeout(60)
+        try:
+            while self.connection.recv(4096):
+                pass
+        except OSError:
+            pass
+        self.close_connection = True
+        with open(os.path.join(ROOT, "requests.log"), "a") as log:
+            log.write(f"CLOSED {self.path}\n")
+
     def handle_any(self, method):
         with open(os.path.join(ROOT, "requests.log"), "a") as log:
             log.write(f"{method} {self.path}\n")
@@ -63,17 +78,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.body()
             return self.answer(int(parts[1]))
         if parts[0] == "stall":
-            # A hung peer: answers nothing until the client gives up and
-            # closes the connection (at most a minute, so no thread lingers).
-            self.connection.settimeout(60)
-            try:
-                while self.connection.recv(4096):
-                    pass
-            except OSError:
-                pass
-            with open(os.path.join(ROOT, "requests.log"), "a") as log:
-                log.write(f"CLOSED {self.path}\n")
-            return
+            return self.wait_for_hang_up()
+        if method == "GET" and parts[0] == "huge":
+            self.send_response(200)
+            self.send_header("Content-Length", parts[1])
+            self.end_headers()
+            self.wfile.write(b"h" * 16)
+            self.wfile.flush()
+            return self.wait_for_hang_up()
         if method == "GET" and parts[0] == "files":
             try:
                 with open(os.path.join(ROOT, "files", parts[1]), "rb") as f:

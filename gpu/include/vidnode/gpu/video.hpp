@@ -30,6 +30,15 @@ std::optional<std::string> write_mp4(const std::string& path,
                                      const video_frames& video,
                                      const std::string& audio_path = {});
 
+/// Checks that write_video could add the file `path` as an audio track:
+/// FFmpeg opens it, finds an audio stream and a decoder for it. FFmpeg
+/// reads only as much as it needs to identify the streams (at most a few
+/// MB): a file that is corrupt further on passes. Returns nothing if usable,
+/// else why not ("it is empty (0 bytes)", "not audio FFmpeg can decode
+/// (CAUSE)"; without FFmpeg always the reason that audio cannot be muxed).
+/// Blocking; safe to call from several threads at once.
+std::optional<std::string> probe_audio(const std::string& path);
+
 /// Writes `video` to `path` as uncompressed YUV4MPEG2 (4:2:0, full-range
 /// BT.601 "C420jpeg", each chroma sample the mean of the up to 2x2 pixels it
 /// covers; any width and height). Needs no FFmpeg; ffmpeg, mpv and VLC play
