@@ -1304,7 +1304,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   st.mover = std::move(mover);
   if (st.mover)
     st.webhooks = spawn_webhook_sender(
-      self->system(), caf::actor_cast<caf::strong_actor_ptr>(self), st.mover,
+      self->system(), self->address(), st.mover,
       webhook_schedule{st.settings.webhook_attempts,
                        st.settings.webhook_retry_delay});
   st.mono_epoch = self->clock().now();

@@ -86,7 +86,7 @@ void answer_drains_if_done(sender_pointer self) {
 }
 
 webhook_sender_actor::behavior_type
-webhook_sender(sender_pointer self, caf::strong_actor_ptr owner,
+webhook_sender(sender_pointer self, caf::actor_addr owner,
                std::shared_ptr<transfers> mover, webhook_schedule schedule) {
   self->monitor(owner);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
@@ -173,7 +173,7 @@ webhook_sender(sender_pointer self, caf::strong_actor_ptr owner,
 } // namespace
 
 webhook_sender_actor spawn_webhook_sender(caf::actor_system& sys,
-                                          caf::strong_actor_ptr owner,
+                                          caf::actor_addr owner,
                                           std::shared_ptr<transfers> transfers,
                                           webhook_schedule schedule) {
   return sys.spawn(webhook_sender, std::move(owner), std::move(transfers),

@@ -69,7 +69,7 @@ struct webhook_fixture : test::deterministic_fixture {
       return {[](int) {}};
     });
     sender = actors::spawn_webhook_sender(
-      sys, caf::actor_cast<caf::strong_actor_ptr>(owner), hooks,
+      sys, owner.address(), hooks,
       actors::webhook_schedule{5, 10s});
     run();
   }
@@ -163,4 +163,19 @@ TEST_CASE_METHOD(webhook_fixture,
   CHECK(*drained);
   advance(1h);
   CHECK(hooks->tries.size() == 1);
+}
+
+TEST_CASE_METHOD(webhook_fixture, "the webhook sender ends with its owner",
+                 "[webhooks]") {
+  auto down = std::make_shared<bool>(false);
+  auto watched = sender;
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->monitor(watched);
+    self->set_down_handler([=](caf::down_msg&) { *down = true; });
+  });
+  run();
+  CHECK_FALSE(*down);
+  caf::anon_send_exit(owner, caf::exit_reason::user_shutdown);
+  run();
+  CHECK(*down);
 }

@@ -26,7 +26,7 @@ struct webhook_schedule {
 /// or is still pending when a drain's grace period ends, is logged as a
 /// warning naming the job, the URL and the cause.
 webhook_sender_actor spawn_webhook_sender(caf::actor_system& sys,
-                                          caf::strong_actor_ptr owner,
+                                          caf::actor_addr owner,
                                           std::shared_ptr<transfers> transfers,
                                           webhook_schedule schedule);
 
