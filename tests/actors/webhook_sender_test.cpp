@@ -169,9 +169,11 @@ TEST_CASE_METHOD(webhook_fixture, "the webhook sender ends with its owner",
                  "[webhooks]") {
   auto down = std::make_shared<bool>(false);
   auto watched = sender;
-  sys.spawn([=](caf::event_based_actor* self) {
+  // Kept: an actor nothing refers to is gone.
+  auto watcher = sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
     self->monitor(watched);
     self->set_down_handler([=](caf::down_msg&) { *down = true; });
+    return {[](int) {}};
   });
   run();
   CHECK_FALSE(*down);
