@@ -4,9 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include <curl/curl.h>
 
+#include "address_guard.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
 
@@ -105,14 +107,42 @@ void common_options(CURL* easy, const curl_transfers::options& opts,
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "vidnode/0.1");
 }
 
-/// Runs a prepared transfer and judges it.
-outcome perform(CURL* easy) {
+/// Why a transfer that ended with `code` was refused by the policy (a
+/// connection `guard` refused, or a redirect to a scheme other than http
+/// and https), or nothing.
+std::optional<std::string> refusal_of(CURL* easy, CURLcode code,
+                                      const address_guard& guard) {
+  if (code == CURLE_OK)
+    return std::nullopt;
+  long redirects = 0;
+  char* last = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects);
+  curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &last);
+  auto where = redirects > 0 && last != nullptr
+                 ? "redirected to " + std::string{last} + ": "
+                 : std::string{};
+  if (!guard.refusal().empty())
+    return where + "refused: " + guard.refusal();
+  if (code == CURLE_UNSUPPORTED_PROTOCOL && !where.empty())
+    return where + "refused: redirects may only go to http and https URLs";
+  return std::nullopt;
+}
+
+/// Runs a prepared transfer and judges it; a refusal by `policy` is final.
+outcome perform(CURL* easy, const url_policy& policy) {
   outcome out;
+  address_guard guard{policy};
+  guard.install(easy);
   out.code = curl_easy_perform(easy);
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &out.status);
+  if (auto why = refusal_of(easy, out.code, guard)) {
+    out.cause = std::move(*why);
+    return out;
+  }
   if (out.code != CURLE_OK) {
     out.cause = curl_easy_strerror(out.code);
     out.retry =
@@ -173,7 +203,9 @@ caf::error failure(const std::string& what, const std::string& url,
 } // namespace
 
 curl_transfers::curl_transfers(options opts)
-  : opts_(opts), aborted_(std::make_shared<abort_flag>()) {
+  : opts_(opts),
+    policy_(opts.allowed_addresses, opts.file_url_dir),
+    aborted_(std::make_shared<abort_flag>()) {
   global_init();
 }
 
@@ -187,8 +219,17 @@ void curl_transfers::abort_all() {
 
 curl_transfers::~curl_transfers() = default;
 
+caf::error curl_transfers::check_url(actors::url_use use,
+                                     const std::string& url) const {
+  if (auto why = policy_.refusal(use, url))
+    return make_error(errc::invalid_request, "refused: " + *why);
+  return caf::none;
+}
+
 caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
                                               const std::string& path) {
+  if (auto why = policy_.refusal(actors::url_use::fetch, url))
+    return failure("fetching", url, "refused: " + *why);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
                                       ec);
@@ -205,10 +246,12 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     sink to{file.get(), 0, opts_.max_download_bytes, false};
     common_options(easy.get(), opts_, aborted_.get());
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR,
+                     policy_.allows_file_urls() ? "http,https,file"
+                                                : "http,https");
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
     curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
-    out = perform(easy.get());
+    out = perform(easy.get(), policy_);
     if (to.too_large) {
       out.retry = false;
       out.cause = "larger than the limit of "
@@ -226,6 +269,8 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
 
 caf::error curl_transfers::upload(const std::string& path,
                                   const std::string& url) {
+  if (auto why = policy_.refusal(actors::url_use::upload, url))
+    return failure("uploading to", url, "refused: " + *why);
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
   if (ec)
@@ -247,7 +292,7 @@ caf::error curl_transfers::upload(const std::string& path,
     curl_easy_setopt(easy.get(), CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(size));
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
-    return perform(easy.get());
+    return perform(easy.get(), policy_);
   });
   if (!succeeded(result))
     return failure("uploading to", url, result.cause);
@@ -256,6 +301,8 @@ caf::error curl_transfers::upload(const std::string& path,
 
 caf::error curl_transfers::notify(const std::string& url,
                                   const runtime::job_result& job) {
+  if (auto why = policy_.refusal(actors::url_use::notify, url))
+    return failure("notifying", url, "refused: " + *why);
   auto body = to_json(job).dump();
   auto result = with_retries(opts_, *aborted_, [&] {
     easy_handle easy{curl_easy_init()};
@@ -269,7 +316,7 @@ caf::error curl_transfers::notify(const std::string& url,
     curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDSIZE,
                      static_cast<long>(body.size()));
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
-    auto out = perform(easy.get());
+    auto out = perform(easy.get(), policy_);
     curl_slist_free_all(headers);
     return out;
   });

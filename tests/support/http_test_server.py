@@ -9,13 +9,16 @@ POST /hooks/NAME               appends the body as a line to ROOT/hooks/NAME
 any  /status/CODE/...          answers CODE
 any  /flaky/N/REST             answers 500 to the first N requests for the
                                path, then acts as /REST
-any  /stall/...                answers nothing for 30 s
+any  /stall/...                answers nothing until the client hangs up
+any  /redirect/TARGET          answers 302 with Location: TARGET, URL-decoded
+                               (e.g. /redirect/http%3A%2F%2F10.0.0.1%2F)
 Every request is logged as "METHOD PATH" to ROOT/requests.log.
 """
 import http.server
 import os
 import sys
 import threading
+import urllib.parse
 
 ROOT = sys.argv[1]
 counts = {}
@@ -51,6 +54,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.body()
                 return self.answer(500, b"not yet")
             path = "/" + rest
+        if path.startswith("/redirect/"):
+            self.body()
+            self.send_response(302)
+            self.send_header("Location",
+                             urllib.parse.unquote(path[len("/redirect/"):]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         parts = path.strip("/").split("/")
         if parts[0] == "status":
             self.body()

@@ -5,13 +5,17 @@
 #include <memory>
 
 #include "vidnode/actors/transfers.hpp"
+#include "vidnode/net/url_policy.hpp"
 
 namespace vidnode::net {
 
-/// actors::transfers with libcurl: http, https (and file:// for fetches),
-/// connect and total timeouts, a size limit on downloads, and retries with
-/// exponential backoff on connection failures, timeouts and 5xx answers
-/// (a 4xx answer is final).
+/// actors::transfers with libcurl: http, https (and file:// for fetches,
+/// where allowed), connect and total timeouts, a size limit on downloads,
+/// and retries with exponential backoff on connection failures, timeouts
+/// and 5xx answers (a 4xx answer is final). Every URL, every redirect and
+/// every address connected to is judged by a url_policy made from the
+/// options: a refusal is final, never retried, and its message says what
+/// was refused and which setting allows it.
 class curl_transfers : public actors::transfers {
 public:
   /// Limits and retries, with their defaults.
@@ -25,6 +29,13 @@ public:
     int attempts = 4;
     /// Wait before the second try; doubles for each further one.
     std::chrono::milliseconds backoff{200};
+    /// The classes of non-global addresses (loopback, private, link-local,
+    /// ...; see url_policy) that transfers may connect to: none by default;
+    /// all_special_address_classes() with `vidnode --allow-private-urls`.
+    std::set<address_class> allowed_addresses;
+    /// The directory whose files file:// audio URLs may name (`vidnode
+    /// --allow-file-urls DIR`); empty: file URLs are refused.
+    std::string file_url_dir;
   };
 
   explicit curl_transfers(options opts);
@@ -36,6 +47,10 @@ public:
   caf::error notify(const std::string& url,
                     const runtime::job_result& result) override;
   void abort_all() override;
+  /// Judges `url` by this object's url_policy; a refusal is
+  /// errc::invalid_request, "refused: " and the reason.
+  caf::error check_url(actors::url_use use,
+                       const std::string& url) const override;
 
   /// Implementation detail: what abort_all sets, shared with every
   /// transfer's progress callback and backoff wait.
@@ -43,6 +58,7 @@ public:
 
 private:
   options opts_;
+  url_policy policy_;
   std::shared_ptr<abort_flag> aborted_;
 };
 
