@@ -385,6 +385,14 @@ struct admission_state {
                         "node " + node_name
                           + " cannot fetch or send files: audio_url, "
                             "output_url and webhook_url are not available");
+    for (auto [use, url] : {std::pair{url_use::fetch, &spec.audio_url},
+                            std::pair{url_use::upload, &spec.output_url},
+                            std::pair{url_use::notify, &spec.webhook_url}})
+      if (mover && !url->empty())
+        if (auto err = mover->check_url(use, *url))
+          return make_error(errc::invalid_request, std::string{field_of(use)}
+                                                     + ": "
+                                                     + runtime::detail_of(err));
     auto queued = queue->size() + awaiting_inputs;
     if (queued >= settings.queue_size)
       return make_error(errc::queue_full,

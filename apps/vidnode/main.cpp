@@ -203,6 +203,17 @@ int main(int argc, char** argv) {
                  "Longest message a client or node may send; a connection "
                  "that announces a longer one is closed before anything is "
                  "read (64KiB to 4095MiB)");
+  net::curl_transfers::options transfer_options;
+  bool allow_private_urls = false;
+  app.add_flag("--allow-private-urls", allow_private_urls,
+               "Let audio, output and webhook URLs reach loopback, private, "
+               "link-local and other non-global addresses (refused by "
+               "default, also after redirects and name resolution)");
+  std::string file_url_dir;
+  app.add_option("--allow-file-urls", file_url_dir,
+                 "Let audio URLs be file:// URLs of files inside this "
+                 "directory (after resolving symbolic links and ..; refused "
+                 "by default; never for uploads and webhooks)");
   app
     .add_option("--log-level", log_level,
                 "trace, debug, info, warn, error or off (logs go to stderr)")
@@ -272,6 +283,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
     return 2;
   }
+  if (!file_url_dir.empty()) {
+    std::error_code ec;
+    auto canonical = std::filesystem::canonical(file_url_dir, ec);
+    if (ec || !std::filesystem::is_directory(canonical)) {
+      auto cause = ec ? " (" + ec.message() + ")" : std::string{};
+      std::fprintf(stderr,
+                   "vidnode: --allow-file-urls: '%s' is not a directory%s\n",
+                   file_url_dir.c_str(), cause.c_str());
+      return 2;
+    }
+    transfer_options.file_url_dir = canonical.string();
+  }
+  if (allow_private_urls)
+    transfer_options.allowed_addresses = net::all_special_address_classes();
 
   // Signals are taken by sigwait in this thread; every thread CAF starts
   // inherits the mask.
@@ -288,8 +313,7 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
-  auto mover =
-    std::make_shared<net::curl_transfers>(net::curl_transfers::options{});
+  auto mover = std::make_shared<net::curl_transfers>(transfer_options);
   auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {
     std::fprintf(stderr, "vidnode: %s\n",

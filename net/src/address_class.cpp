@@ -7,10 +7,10 @@
 namespace vidnode::net {
 
 std::set<address_class> all_special_address_classes() {
-  return {address_class::unspecified,         address_class::loopback,
-          address_class::private_network,     address_class::shared,
-          address_class::link_local,          address_class::protocol_assignment,
-          address_class::benchmarking,        address_class::multicast,
+  return {address_class::unspecified,     address_class::loopback,
+          address_class::private_network, address_class::shared,
+          address_class::link_local,      address_class::protocol_assignment,
+          address_class::benchmarking,    address_class::multicast,
           address_class::reserved};
 }
 

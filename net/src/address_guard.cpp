@@ -15,8 +15,7 @@ namespace {
 std::optional<std::pair<std::string, address_class>>
 judge(const curl_sockaddr& address) {
   char text[INET6_ADDRSTRLEN] = {};
-  if (address.family == AF_INET
-      && address.addrlen >= sizeof(sockaddr_in)) {
+  if (address.family == AF_INET && address.addrlen >= sizeof(sockaddr_in)) {
     sockaddr_in in{};
     std::memcpy(&in, &address.addr, sizeof(in));
     std::array<uint8_t, 4> bytes{};
@@ -24,8 +23,7 @@ judge(const curl_sockaddr& address) {
     inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text));
     return std::make_pair(std::string{text}, classify(bytes));
   }
-  if (address.family == AF_INET6
-      && address.addrlen >= sizeof(sockaddr_in6)) {
+  if (address.family == AF_INET6 && address.addrlen >= sizeof(sockaddr_in6)) {
     // libcurl's curl_sockaddr holds room for any address it passes.
     sockaddr_in6 in6{};
     std::memcpy(&in6, &address.addr, sizeof(in6));
@@ -40,7 +38,8 @@ judge(const curl_sockaddr& address) {
 } // namespace
 
 void address_guard::install(CURL* easy) {
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &address_guard::open_socket);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                   &address_guard::open_socket);
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, this);
 }
 

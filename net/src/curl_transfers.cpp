@@ -203,8 +203,7 @@ caf::error failure(const std::string& what, const std::string& url,
 } // namespace
 
 curl_transfers::curl_transfers(options opts)
-  : opts_(opts),
-    policy_(opts.allowed_addresses, opts.file_url_dir),
+  : opts_(opts), policy_(opts.allowed_addresses, opts.file_url_dir),
     aborted_(std::make_shared<abort_flag>()) {
   global_init();
 }

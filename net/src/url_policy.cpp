@@ -41,9 +41,8 @@ bool inside(const fs::path& path, const fs::path& root) {
     if (p == path.end() || *p != *r)
       return false;
   }
-  return std::any_of(p, path.end(), [](const fs::path& x) {
-    return !x.empty();
-  });
+  return std::any_of(p, path.end(),
+                     [](const fs::path& x) { return !x.empty(); });
 }
 
 /// "localhost" and names under it, which libcurl (and RFC 6761) never asks
@@ -56,8 +55,7 @@ bool is_localhost(std::string host) {
   const std::string suffix = ".localhost";
   return host == "localhost"
          || (host.size() > suffix.size()
-             && host.compare(host.size() - suffix.size(), suffix.size(),
-                             suffix)
+             && host.compare(host.size() - suffix.size(), suffix.size(), suffix)
                   == 0);
 }
 

@@ -268,11 +268,11 @@ TEST_CASE("a redirect to an address that is not allowed is refused before "
   auto path = "/redirect/http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data";
   auto result = transfers.fetch(server.url(path), temp_path("meta"));
   REQUIRE_FALSE(result);
-  CHECK_THAT(runtime::describe(result.error()),
-             Catch::EndsWith(
-               ": redirected to http://169.254.169.254/latest/meta-data: "
-               "refused: 169.254.169.254 is a link-local address (vidnode "
-               "--allow-private-urls allows it)"));
+  CHECK_THAT(
+    runtime::describe(result.error()),
+    Catch::EndsWith(": redirected to http://169.254.169.254/latest/meta-data: "
+                    "refused: 169.254.169.254 is a link-local address (vidnode "
+                    "--allow-private-urls allows it)"));
   CHECK(requests_for(server, path) == 1);
   auto hook = "/redirect/http%3A%2F%2F10.1.2.3%2Fhook";
   CHECK_THAT(runtime::describe(transfers.notify(server.url(hook), {})),
@@ -347,13 +347,13 @@ TEST_CASE("file URLs are refused unless allowed, and then only inside the "
                Catch::Contains("refused"));
     auto out = temp_path("out.mp4");
     std::ofstream{out} << "video";
-    CHECK_THAT(runtime::describe(
-                 transfers.upload(out, url(dir / "sub" / "up.mp4"))),
-               Catch::Contains("refused: file URLs are never allowed for "
-                               "uploads and webhooks"));
-    CHECK_THAT(runtime::describe(
-                 transfers.notify(url(dir / "sub" / "hook"), {})),
-               Catch::Contains("refused"));
+    CHECK_THAT(
+      runtime::describe(transfers.upload(out, url(dir / "sub" / "up.mp4"))),
+      Catch::Contains("refused: file URLs are never allowed for "
+                      "uploads and webhooks"));
+    CHECK_THAT(
+      runtime::describe(transfers.notify(url(dir / "sub" / "hook"), {})),
+      Catch::Contains("refused"));
     CHECK_FALSE(fs::exists(dir / "sub" / "up.mp4"));
     fs::remove(out);
   }
