@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/net/url_policy.hpp"
