@@ -11,19 +11,23 @@ vidctl="$build/apps/vidctl"
 
 log="$(mktemp -t vidnode-demo.XXXXXX)"
 out="$(mktemp -t vidnode-demo-out.XXXXXX)"
-audio="$(mktemp -t vidnode-demo-tone.XXXXXX.wav)"
+# The audio track's own directory: the one file:// URLs may name
+# (vidnode --allow-file-urls; refused by default).
+audio_dir="$(mktemp -d -t vidnode-demo-audio.XXXXXX)"
+audio="$audio_dir/tone.wav"
 node_pid=""
 cleanup() {
   if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
     kill -TERM "$node_pid" 2>/dev/null || true
     wait "$node_pid" 2>/dev/null || true
   fi
-  rm -f "$log" "$out" "$audio"
+  rm -f "$log" "$out"
+  rm -rf "$audio_dir"
 }
 trap cleanup EXIT
 
 start_node() {
-  "$vidnode" "$@" >"$out" 2>"$log" &
+  "$vidnode" --allow-file-urls "$audio_dir" "$@" >"$out" 2>"$log" &
   node_pid=$!
   for _ in $(seq 1 100); do
     if grep -q "listening on" "$out"; then return 0; fi
@@ -34,7 +38,7 @@ start_node() {
 }
 
 out_dir=/tmp/vidnode-output  # vidnode's default --output-dir
-echo "== starting vidnode with its defaults"
+echo "== starting vidnode with its defaults, and file URLs allowed in $audio_dir"
 if ! start_node; then
   if grep -q "cannot listen" "$log"; then
     echo "   (the default port is taken; using a free one)"

@@ -407,6 +407,14 @@ struct admission_state {
                         "node " + node_name
                           + " cannot fetch or send files: audio_url, "
                             "output_url and webhook_url are not available");
+    for (auto [use, url] : {std::pair{url_use::fetch, &spec.audio_url},
+                            std::pair{url_use::upload, &spec.output_url},
+                            std::pair{url_use::notify, &spec.webhook_url}})
+      if (mover && !url->empty())
+        if (auto err = mover->check_url(use, *url))
+          return make_error(errc::invalid_request, std::string{field_of(use)}
+                                                     + ": "
+                                                     + runtime::detail_of(err));
     auto queued = queue->size() + awaiting_inputs;
     if (queued >= settings.queue_size)
       return make_error(errc::queue_full,
@@ -473,10 +481,9 @@ struct admission_state {
                  / ("job-" + runtime::to_string(rec.result.id) + "-audio"))
                   .string();
     rec.transfer = std::make_shared<abort_signal>();
-    spawn_transfer(fetch_task, mover,
-                   caf::actor_cast<admission_control_actor>(self),
-                   rec.result.id, rec.spec.audio_url, std::move(path),
-                   rec.transfer);
+    spawn_transfer(
+      fetch_task, mover, caf::actor_cast<admission_control_actor>(self),
+      rec.result.id, rec.spec.audio_url, std::move(path), rec.transfer);
   }
 
   /// Runs a transfer task on an actor of its own: detached if the transfers
@@ -528,10 +535,9 @@ struct admission_state {
     rec.uploading = true;
     rec.video_path = std::move(video);
     rec.transfer = std::make_shared<abort_signal>();
-    spawn_transfer(upload_task, mover,
-                   caf::actor_cast<admission_control_actor>(self),
-                   rec.result.id, rec.video_path, rec.spec.output_url,
-                   rec.transfer);
+    spawn_transfer(
+      upload_task, mover, caf::actor_cast<admission_control_actor>(self),
+      rec.result.id, rec.video_path, rec.spec.output_url, rec.transfer);
   }
 
   void uploaded(job_id id, caf::error err) {
@@ -869,9 +875,8 @@ struct admission_state {
     auto t = at ? *at : now();
     auto& r = rec.result;
     if (rec.transfer) {
-      rec.transfer->abort(shutting_down
-                            ? abort_signal::reason::node_stopping
-                            : abort_signal::reason::job_ended);
+      rec.transfer->abort(shutting_down ? abort_signal::reason::node_stopping
+                                        : abort_signal::reason::job_ended);
       rec.transfer = nullptr;
     }
     if (rec.uploading) {
@@ -879,11 +884,10 @@ struct admission_state {
       rec.uploading = false;
       if (output.empty())
         output = rec.video_path;
-      error = make_error(static_cast<errc>(error.code()),
-                         runtime::detail_of(error) + "; the upload to "
-                           + rec.spec.output_url
-                           + " was aborted and the video is kept at "
-                           + rec.video_path);
+      error = make_error(
+        static_cast<errc>(error.code()),
+        runtime::detail_of(error) + "; the upload to " + rec.spec.output_url
+          + " was aborted and the video is kept at " + rec.video_path);
     }
     if (r.state == job_state::running)
       r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
@@ -1061,12 +1065,11 @@ struct admission_state {
         continue;
       }
       auto why =
-        explained
-          ? make_error(errc::worker_lost,
-                       "device " + device.name + " restarted after job "
-                         + runtime::to_string(culprit)
-                         + " failed; retried at no charge")
-          : reason;
+        explained ? make_error(errc::worker_lost,
+                               "device " + device.name + " restarted after job "
+                                 + runtime::to_string(culprit)
+                                 + " failed; retried at no charge")
+                  : reason;
       retry_or_fail(rec, std::move(why), false);
     }
     device.running.clear();
@@ -1266,8 +1269,9 @@ struct admission_state {
     // Jobs cancelled when the grace period ended still get a try of their
     // webhook.
     auto left = std::chrono::duration_cast<caf::timespan>(grace_end - now());
-    self->request(webhooks, caf::infinite, drain_atom::value,
-                  std::max(left, last_webhooks_window))
+    self
+      ->request(webhooks, caf::infinite, drain_atom::value,
+                std::max(left, last_webhooks_window))
       .then([answer](caf::ok_atom) { answer(); },
             [answer](caf::error&) { answer(); });
   }
@@ -1303,10 +1307,10 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
   st.catalog = std::move(catalog);
   st.mover = std::move(mover);
   if (st.mover)
-    st.webhooks = spawn_webhook_sender(
-      self->system(), self->address(), st.mover,
-      webhook_schedule{st.settings.webhook_attempts,
-                       st.settings.webhook_retry_delay});
+    st.webhooks =
+      spawn_webhook_sender(self->system(), self->address(), st.mover,
+                           webhook_schedule{st.settings.webhook_attempts,
+                                            st.settings.webhook_retry_delay});
   st.mono_epoch = self->clock().now();
   st.wall_epoch = caf::make_timestamp();
   return {

@@ -46,18 +46,15 @@ local_node::start(caf::actor_system& sys,
   }
   auto actors = spawn_node(sys, settings, devices, std::move(catalog),
                            std::move(transfers));
-  return std::unique_ptr<local_node>{
-    new local_node(sys, std::move(actors), std::move(devices),
-                   settings.shutdown_grace)};
+  return std::unique_ptr<local_node>{new local_node(
+    sys, std::move(actors), std::move(devices), settings.shutdown_grace)};
 }
 
 local_node::local_node(caf::actor_system& sys, node_actors actors,
                        std::vector<runtime::device_info> devices,
                        caf::timespan shutdown_grace)
-  : sys_(sys),
-    stop_timeout_(shutdown_grace + std::chrono::seconds{10}),
-    actors_(std::move(actors)),
-    devices_(std::move(devices)) {}
+  : sys_(sys), stop_timeout_(shutdown_grace + std::chrono::seconds{10}),
+    actors_(std::move(actors)), devices_(std::move(devices)) {}
 
 local_node::~local_node() {
   stop();

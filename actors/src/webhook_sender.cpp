@@ -96,8 +96,9 @@ webhook_sender(sender_pointer self, caf::actor_addr owner,
     [=](notify_atom, std::string& url, runtime::job_result& result) {
       auto& st = self->state;
       auto id = ++st.next_delivery;
-      st.pending.emplace(id, webhook_sender_state::delivery{
-                               std::move(url), std::move(result), 0, {}, nullptr});
+      st.pending.emplace(id,
+                         webhook_sender_state::delivery{
+                           std::move(url), std::move(result), 0, {}, nullptr});
       start_try(self, id);
     },
     [=](notified_atom, uint64_t id, caf::error& err) {
@@ -112,12 +113,13 @@ webhook_sender(sender_pointer self, caf::actor_addr owner,
         d.last_error = runtime::detail_of(err);
       if (!err) {
         st.pending.erase(i);
-      } else if (aborted || st.stopping) {
+      } else if (aborted || st.stopping
+                 || !runtime::is(err, runtime::errc::transfer_failed)) {
         give_up(self, id, runtime::detail_of(err));
       } else if (d.tries >= st.schedule.attempts) {
         give_up(self, id,
-                runtime::detail_of(err) + " (tried "
-                  + std::to_string(d.tries) + " times, "
+                runtime::detail_of(err) + " (tried " + std::to_string(d.tries)
+                  + " times, "
                   + runtime::format_duration(st.schedule.retry_delay)
                   + " apart)");
       } else {

@@ -69,7 +69,8 @@ void start_exit_watchdog(sigset_t signals, caf::timespan limit) {
 /// connections through the whole range (net::hardened_multiplexer).
 void raise_descriptor_limit() {
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0
+      && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
     setrlimit(RLIMIT_NOFILE, &limit);
   }
@@ -85,7 +86,8 @@ std::optional<std::string> unusable_directory(const std::string& dir) {
   if (!fs::is_directory(dir))
     return "'" + dir + "' is not a directory"
            + (ec ? " (" + ec.message() + ")" : std::string{});
-  auto probe = fs::path{dir} / (".vidnode-write-check-" + std::to_string(getpid()));
+  auto probe =
+    fs::path{dir} / (".vidnode-write-check-" + std::to_string(getpid()));
   if (auto file = std::fopen(probe.c_str(), "wb")) {
     std::fclose(file);
     fs::remove(probe, ec);
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
   std::string scheduler = net::process_config::default_scheduler_policy;
   size_t threads = 0;
   size_t poll_attempts = 100;
-  uint64_t max_message_size = net::hardened_multiplexer::default_max_message_size;
+  uint64_t max_message_size =
+    net::hardened_multiplexer::default_max_message_size;
 
   CLI::App app{"vidnode: serves video-generation jobs on this machine's "
                "devices.\nClients submit with vidctl or over CAF remote "
@@ -192,8 +195,7 @@ int main(int argc, char** argv) {
                    "Tries a webhook gets in all; a try fails on a connection "
                    "error or any answer but 2xx (1 to "
                      + std::to_string(lim::max_webhook_attempts) + ")");
-  apps::add_duration(app, "--webhook-retry-delay",
-                     settings.webhook_retry_delay,
+  apps::add_duration(app, "--webhook-retry-delay", settings.webhook_retry_delay,
                      "Time between two tries of a webhook");
   apps::add_number(app, "--max-bypass", settings.max_bypass, 0, lim::max_bypass,
                    "While the next job waits for memory, at most this many "
@@ -218,6 +220,17 @@ int main(int argc, char** argv) {
                  "Longest message a client or node may send; a connection "
                  "that announces a longer one is closed before anything is "
                  "read (64KiB to 4095MiB)");
+  net::curl_transfers::options transfer_options;
+  bool allow_private_urls = false;
+  app.add_flag("--allow-private-urls", allow_private_urls,
+               "Let audio, output and webhook URLs reach loopback, private, "
+               "link-local and other non-global addresses (refused by "
+               "default, also after redirects and name resolution)");
+  std::string file_url_dir;
+  app.add_option("--allow-file-urls", file_url_dir,
+                 "Let audio URLs be file:// URLs of files inside this "
+                 "directory (after resolving symbolic links and ..; refused "
+                 "by default; never for uploads and webhooks)");
   app
     .add_option("--log-level", log_level,
                 "trace, debug, info, warn, error or off (logs go to stderr)")
@@ -287,6 +300,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
     return 2;
   }
+  if (!file_url_dir.empty()) {
+    std::error_code ec;
+    auto canonical = std::filesystem::canonical(file_url_dir, ec);
+    if (ec || !std::filesystem::is_directory(canonical)) {
+      auto cause = ec ? " (" + ec.message() + ")" : std::string{};
+      std::fprintf(stderr,
+                   "vidnode: --allow-file-urls: '%s' is not a directory%s\n",
+                   file_url_dir.c_str(), cause.c_str());
+      return 2;
+    }
+    transfer_options.file_url_dir = canonical.string();
+  }
+  if (allow_private_urls)
+    transfer_options.allowed_addresses = net::all_special_address_classes();
 
   // Signals are taken by sigwait in this thread; every thread CAF starts
   // inherits the mask.
@@ -303,8 +330,7 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
-  auto mover =
-    std::make_shared<net::curl_transfers>(net::curl_transfers::options{});
+  auto mover = std::make_shared<net::curl_transfers>(transfer_options);
   auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {
     std::fprintf(stderr, "vidnode: %s\n",

@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <curl/curl.h>
 
+#include "address_guard.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
 
@@ -90,6 +92,8 @@ struct outcome {
   long status = 0;
   /// Worth trying again: no connection, a timeout, a 5xx answer.
   bool retry = false;
+  /// The URL policy refused a connection or a redirect.
+  bool refused = false;
   std::string cause;
 };
 
@@ -128,14 +132,43 @@ void common_options(CURL* easy, const curl_transfers::options& opts,
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "vidnode/0.1");
 }
 
-/// Runs a prepared transfer and judges it.
-outcome perform(CURL* easy) {
+/// Why a transfer that ended with `code` was refused by the policy (a
+/// connection `guard` refused, or a redirect to a scheme other than http
+/// and https), or nothing.
+std::optional<std::string> refusal_of(CURL* easy, CURLcode code,
+                                      const address_guard& guard) {
+  if (code == CURLE_OK)
+    return std::nullopt;
+  long redirects = 0;
+  char* last = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects);
+  curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &last);
+  auto where = redirects > 0 && last != nullptr
+                 ? "redirected to " + std::string{last} + ": "
+                 : std::string{};
+  if (!guard.refusal().empty())
+    return where + "refused: " + guard.refusal();
+  if (code == CURLE_UNSUPPORTED_PROTOCOL && !where.empty())
+    return where + "refused: redirects may only go to http and https URLs";
+  return std::nullopt;
+}
+
+/// Runs a prepared transfer and judges it; a refusal by `policy` is final.
+outcome perform(CURL* easy, const url_policy& policy) {
   outcome out;
+  address_guard guard{policy};
+  guard.install(easy);
   out.code = curl_easy_perform(easy);
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &out.status);
+  if (auto why = refusal_of(easy, out.code, guard)) {
+    out.refused = true;
+    out.cause = std::move(*why);
+    return out;
+  }
   if (out.code != CURLE_OK) {
     out.cause = curl_easy_strerror(out.code);
     out.retry =
@@ -196,7 +229,8 @@ caf::error failure(const std::string& what, const std::string& url,
 } // namespace
 
 curl_transfers::curl_transfers(options opts)
-  : opts_(opts), live_(std::make_shared<registry>()) {
+  : opts_(opts), policy_(opts.allowed_addresses, opts.file_url_dir),
+    live_(std::make_shared<registry>()) {
   global_init();
 }
 
@@ -209,9 +243,18 @@ void curl_transfers::abort_all() {
 
 curl_transfers::~curl_transfers() = default;
 
+caf::error curl_transfers::check_url(actors::url_use use,
+                                     const std::string& url) const {
+  if (auto why = policy_.refusal(use, url))
+    return make_error(errc::invalid_request, "refused: " + *why);
+  return caf::none;
+}
+
 caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
                                               const std::string& path,
                                               abort_signal& cancel) {
+  if (auto why = policy_.refusal(actors::url_use::fetch, url))
+    return failure("fetching", url, "refused: " + *why);
   registration registered{*live_, cancel};
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
@@ -229,7 +272,9 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     sink to{file.get(), 0, opts_.max_download_bytes, false};
     common_options(easy.get(), opts_, cancel);
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR,
+                     policy_.allows_file_urls() ? "http,https,file"
+                                                : "http,https");
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
     curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
     // A declared Content-Length above the limit fails before the body.
@@ -238,7 +283,7 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
     auto declared_limit = std::min(opts_.max_download_bytes, off_t_max);
     curl_easy_setopt(easy.get(), CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(declared_limit));
-    out = perform(easy.get());
+    out = perform(easy.get(), policy_);
     if (to.too_large || out.code == CURLE_FILESIZE_EXCEEDED) {
       out.retry = false;
       out.cause = "larger than the limit of "
@@ -257,6 +302,8 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
 caf::error curl_transfers::upload(const std::string& path,
                                   const std::string& url,
                                   abort_signal& cancel) {
+  if (auto why = policy_.refusal(actors::url_use::upload, url))
+    return failure("uploading to", url, "refused: " + *why);
   registration registered{*live_, cancel};
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
@@ -279,7 +326,7 @@ caf::error curl_transfers::upload(const std::string& path,
     curl_easy_setopt(easy.get(), CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(size));
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
-    return perform(easy.get());
+    return perform(easy.get(), policy_);
   });
   if (!succeeded(result))
     return failure("uploading to", url, result.cause);
@@ -289,6 +336,9 @@ caf::error curl_transfers::upload(const std::string& path,
 caf::error curl_transfers::notify(const std::string& url,
                                   const runtime::job_result& job,
                                   abort_signal& cancel) {
+  if (auto why = policy_.refusal(actors::url_use::notify, url))
+    return make_error(errc::invalid_request,
+                      "notifying " + url + ": refused: " + *why);
   registration registered{*live_, cancel};
   auto body = to_json(job).dump();
   auto result = with_retries(opts_, 1, cancel, [&] {
@@ -303,12 +353,15 @@ caf::error curl_transfers::notify(const std::string& url,
     curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDSIZE,
                      static_cast<long>(body.size()));
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
-    auto out = perform(easy.get());
+    auto out = perform(easy.get(), policy_);
     curl_slist_free_all(headers);
     if (out.code == CURLE_OK && out.status >= 300 && out.status < 400)
       out.cause = "HTTP " + std::to_string(out.status);
     return out;
   });
+  if (result.refused)
+    return make_error(errc::invalid_request,
+                      "notifying " + url + ": " + result.cause);
   if (!succeeded(result) || result.status >= 300)
     return failure("notifying", url, result.cause);
   return caf::none;

@@ -55,13 +55,14 @@ caf::error validate(const node_settings& s) {
   if (!positive(s.restarts.quarantine_cooldown))
     return bad("quarantine-cooldown", "must be positive");
   if (s.webhook_attempts < 1 || s.webhook_attempts > lim::max_webhook_attempts)
-    return bad("webhook-attempts",
-               "must be between 1 and "
-                 + std::to_string(lim::max_webhook_attempts) + ", got "
-                 + std::to_string(s.webhook_attempts));
+    return bad("webhook-attempts", "must be between 1 and "
+                                     + std::to_string(lim::max_webhook_attempts)
+                                     + ", got "
+                                     + std::to_string(s.webhook_attempts));
   if (!positive(s.webhook_retry_delay))
-    return bad("webhook-retry-delay", "must be positive, got "
-                                        + format_duration(s.webhook_retry_delay));
+    return bad("webhook-retry-delay",
+               "must be positive, got "
+                 + format_duration(s.webhook_retry_delay));
   if (s.shutdown_grace.count() < 0 || s.shutdown_grace > std::chrono::hours{1})
     return bad("shutdown-grace", "must be from 0s to 1h, got "
                                    + format_duration(s.shutdown_grace));

@@ -65,12 +65,10 @@ struct webhook_fixture : test::deterministic_fixture {
 
   webhook_fixture() {
     hooks->sched = &sched;
-    owner = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
-      return {[](int) {}};
-    });
-    sender = actors::spawn_webhook_sender(
-      sys, owner.address(), hooks,
-      actors::webhook_schedule{5, 10s});
+    owner = sys.spawn(
+      [](caf::event_based_actor*) -> caf::behavior { return {[](int) {}}; });
+    sender = actors::spawn_webhook_sender(sys, owner.address(), hooks,
+                                          actors::webhook_schedule{5, 10s});
     run();
   }
 
@@ -180,4 +178,15 @@ TEST_CASE_METHOD(webhook_fixture, "the webhook sender ends with its owner",
   caf::anon_send_exit(owner, caf::exit_reason::user_shutdown);
   run();
   CHECK(*down);
+}
+
+TEST_CASE_METHOD(webhook_fixture,
+                 "a webhook the URL policy refuses is not tried again",
+                 "[webhooks]") {
+  hooks->outcomes = {runtime::make_error(
+    errc::invalid_request, "notifying http://10.0.0.1/: refused: 10.0.0.1 is "
+                           "a private address")};
+  notify(5);
+  advance(1h);
+  CHECK(hooks->tries.size() == 1);
 }

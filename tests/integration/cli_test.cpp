@@ -314,3 +314,24 @@ TEST_CASE("an empty job id is refused with a usage error before connecting",
     CHECK_THAT(r.err, Catch::Contains("is not a job id"));
   }
 }
+
+TEST_CASE("an --allow-file-urls that names no directory is refused at "
+          "start, and both URL settings may come from the config file",
+          "[integration]") {
+  auto file = std::filesystem::temp_directory_path()
+              / ("vidnode-cli-test-file-urls-" + std::to_string(getpid()));
+  { std::ofstream{file} << "not a directory"; }
+  for (auto dir : {file.string(), file.string() + "/below",
+                   std::string{"/nonexistent-vidnode-dir"}}) {
+    auto r = run_vidnode({"--allow-file-urls", dir});
+    INFO(dir);
+    check_usage_error(r, "--allow-file-urls: '" + dir + "' is not a directory");
+  }
+  std::filesystem::remove(file);
+  config_file config{"allow-private-urls = true\nallow-file-urls = \"/tmp\"\n"};
+  node_process node{{"--devices", "sim:1", "--config", config.path()}};
+  auto r = node.vidctl(
+    {"submit", "--steps", "0", "--webhook-url", "http://127.0.0.1:1/hook"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+}

@@ -27,10 +27,9 @@ namespace {
 
 /// A tiny-t2v job small enough for a cpu device in well under a second.
 std::vector<std::string> tiny_job(std::vector<std::string> more) {
-  std::vector<std::string> args = {"submit",   "--model",  "tiny-t2v",
-                                   "--width",  "64",       "--height",
-                                   "32",       "--frames", "2",
-                                   "--steps",  "1"};
+  std::vector<std::string> args = {"submit", "--model",  "tiny-t2v", "--width",
+                                   "64",     "--height", "32",       "--frames",
+                                   "2",      "--steps",  "1"};
   args.insert(args.end(), more.begin(), more.end());
   return args;
 }
@@ -45,7 +44,7 @@ TEST_CASE("cancelling jobs whose audio downloads stall closes every "
           "download at once, and none is tried again",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
   constexpr int rounds = 10;
   for (int i = 1; i <= rounds; ++i) {
     auto path = "/stall/audio-" + std::to_string(i);
@@ -69,7 +68,7 @@ TEST_CASE("a job that times out in the queue while its audio download stalls "
           "closes the download",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
   auto r = node.vidctl({"submit", "--audio-url", web.url("/stall/a.wav"),
                         "--queue-timeout", "1s", "--wait", "--json"});
   CHECK(r.status == 1);
@@ -87,7 +86,8 @@ TEST_CASE("cancelling a job during its upload aborts the upload, and the "
   }
   test::http_server web;
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string()}};
   node.vidctl_json(tiny_job({"--output-url", web.url("/stall/clip.mp4")}));
   REQUIRE(web.wait_for_requests("/stall/clip.mp4"));
   auto result = node.vidctl_json({"cancel", "1"});
@@ -109,8 +109,8 @@ TEST_CASE("on SIGTERM an upload in flight finishes within the grace period "
   }
   test::http_server web;
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string(),
-                     "--shutdown-grace", "20s"}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string(), "--shutdown-grace", "20s"}};
   auto upload = web.url("/slow/1500/uploads/clip.mp4");
   node.vidctl_json(
     tiny_job({"--output-url", upload, "--webhook-url", web.url("/hooks/end")}));
@@ -136,8 +136,8 @@ TEST_CASE("on SIGTERM an upload that outlasts the grace period is aborted, "
   }
   test::http_server web;
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string(),
-                     "--shutdown-grace", "1s"}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string(), "--shutdown-grace", "1s"}};
   node.vidctl_json(tiny_job({"--output-url", web.url("/stall/clip.mp4"),
                              "--webhook-url", web.url("/hooks/end")}));
   REQUIRE(web.wait_for_requests("/stall/clip.mp4"));
@@ -161,8 +161,9 @@ TEST_CASE("a webhook whose receiver fails is tried again on the schedule "
           "until it answers",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1", "--webhook-retry-delay", "300ms",
-                     "--webhook-attempts", "4"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1",
+                     "--webhook-retry-delay", "300ms", "--webhook-attempts",
+                     "4"}};
   auto hook = "/flaky/2/hooks/end";
   CHECK(node.vidctl_json({"submit", "--steps", "1", "--webhook-url",
                           web.url(hook), "--wait"})["state"]

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -33,8 +35,8 @@ using namespace std::chrono_literals;
 using namespace vidnode;
 using nlohmann::json;
 using test::child_process;
-using test::node_process;
 using test::command_result;
+using test::node_process;
 using test::run_command;
 
 namespace {
@@ -519,7 +521,8 @@ TEST_CASE("a job's video is uploaded to its output URL and its webhook "
   }
   test::http_server web;
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string()}};
   auto result =
     node.vidctl_json({"submit", "--model", "tiny-t2v", "--width", "64",
                       "--height", "32", "--frames", "4", "--steps", "1",
@@ -569,7 +572,8 @@ TEST_CASE("an audio track fetched from a URL is muxed into the video",
   wav.append(8000, char(128));
   web.serve("voice.wav", wav);
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string()}};
   auto result = node.vidctl_json({"submit", "--model", "tiny-t2v", "--width",
                                   "64", "--height", "32", "--frames", "16",
                                   "--fps", "8", "--steps", "1", "--audio-url",
@@ -590,7 +594,7 @@ TEST_CASE("an audio URL that cannot be fetched fails the job with a typed "
           "error naming the URL, before any device time is spent",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
   auto url = web.url("/files/missing.wav");
   auto r =
     node.vidctl({"submit", "--steps", "2", "--audio-url", url, "--webhook-url",
@@ -612,7 +616,8 @@ TEST_CASE("an audio URL that serves HTML or nothing fails the job as an "
                           "in.</p></body></html>\n");
   web.serve("empty.wav", "");
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "sim:1", "--output-dir", dir.string()}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1",
+                     "--output-dir", dir.string()}};
   for (auto [name, reason] :
        {std::pair{"login.html", "not audio FFmpeg can decode"},
         std::pair{"empty.wav", "it is empty"}}) {
@@ -642,7 +647,7 @@ TEST_CASE("an audio URL that serves HTML or nothing fails the job as an "
 TEST_CASE("a job whose audio download stalls times out in the queue",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
   auto r = node.vidctl({"submit", "--audio-url", web.url("/stall/a.wav"),
                         "--queue-timeout", "1s", "--wait", "--json"});
   CHECK(r.status == 1);
@@ -654,7 +659,7 @@ TEST_CASE("a job whose audio download stalls times out in the queue",
 TEST_CASE("vidnode stops within seconds even while a download stalls",
           "[integration][transfers]") {
   test::http_server web;
-  node_process node{{"--devices", "sim:1"}};
+  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
   auto watcher = node.start_vidctl(
     {"submit", "--audio-url", web.url("/stall/a.wav"), "--wait", "--json"});
   // The job is accepted (its download under way) once it is listed.
@@ -683,7 +688,8 @@ TEST_CASE("a failed upload fails the job and says where the video is kept",
   }
   test::http_server web;
   auto dir = web.root() / "node-output";
-  node_process node{{"--devices", "cpu:1", "--output-dir", dir.string()}};
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string()}};
   auto r =
     node.vidctl({"submit", "--model", "tiny-t2v", "--width", "64", "--height",
                  "32", "--frames", "2", "--steps", "1", "--output-url",
@@ -717,4 +723,69 @@ TEST_CASE("a node without transfers refuses jobs that name URLs",
                           Catch::Contains("cannot fetch or send files"));
              });
   (*node)->stop();
+}
+
+TEST_CASE("a default vidnode refuses file URLs and loopback or private "
+          "targets at submission, naming the field and the setting that "
+          "allows them",
+          "[integration][transfers]") {
+  node_process node{{"--devices", "sim:1"}};
+  auto refusal = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "submit");
+    args.push_back("--json");
+    auto r = node.vidctl(args);
+    INFO(r.err);
+    CHECK(r.status == 4);
+    auto error = json::parse(r.err)["error"];
+    CHECK(error["code"] == "invalid_request");
+    return error["message"].get<std::string>();
+  };
+  CHECK(refusal({"--audio-url", "file:///etc/passwd"})
+        == "invalid_request: audio_url: refused: file URLs are not allowed "
+           "(vidnode "
+           "--allow-file-urls DIR allows those of files inside DIR)");
+  CHECK(refusal({"--webhook-url", "http://127.0.0.1:9/hook"})
+        == "invalid_request: webhook_url: refused: 127.0.0.1 is a loopback "
+           "address (vidnode "
+           "--allow-private-urls allows it)");
+  CHECK_THAT(refusal({"--output-url", "http://[fd00::1]/x.mp4"}),
+             Catch::StartsWith(
+               "invalid_request: output_url: refused: fd00::1 is a private "
+               "address"));
+  CHECK_THAT(
+    refusal({"--audio-url", "http://localhost:9/a.wav"}),
+    Catch::StartsWith("invalid_request: audio_url: refused: localhost is the "
+                      "loopback interface"));
+  // Nothing was accepted.
+  CHECK(node.vidctl_json({"list"}).empty());
+}
+
+TEST_CASE("vidnode --allow-file-urls DIR accepts file URLs of files inside "
+          "DIR only",
+          "[integration][transfers]") {
+  auto top = std::filesystem::temp_directory_path()
+             / ("vidnode-file-urls-" + std::to_string(getpid()));
+  std::filesystem::create_directories(top / "audio");
+  std::ofstream{top / "audio" / "a.wav"} << "not really audio";
+  std::ofstream{top / "secret"} << "secret";
+  std::filesystem::create_symlink(top / "secret", top / "audio" / "link");
+  node_process node{
+    {"--devices", "sim:1", "--allow-file-urls", (top / "audio").string()}};
+  auto inside = node.vidctl(
+    {"submit", "--audio-url", "file://" + (top / "audio" / "a.wav").string()});
+  INFO(inside.err);
+  CHECK(inside.status == 0);
+  for (auto outside : {top / "secret", top / "audio" / "link",
+                       top / "audio" / ".." / "secret"}) {
+    auto r =
+      node.vidctl({"submit", "--audio-url", "file://" + outside.string()});
+    INFO(r.err);
+    CHECK(r.status == 4);
+    CHECK_THAT(r.err, Catch::Contains("audio_url: refused:")
+                        && Catch::Contains("is not inside"));
+  }
+  // Still no loopback targets: the two settings are separate.
+  auto hook = node.vidctl({"submit", "--webhook-url", "http://127.0.0.1:9/"});
+  CHECK(hook.status == 4);
+  std::filesystem::remove_all(top);
 }

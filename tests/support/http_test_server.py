@@ -14,6 +14,8 @@ any  /stall/...                answers nothing until the client hangs up,
                                then logs "CLOSED PATH"
 GET  /huge/N                   declares a body of N bytes, sends 16 of them,
                                then nothing until the client hangs up
+any  /redirect/TARGET          answers 302 with Location: TARGET, URL-decoded
+                               (e.g. /redirect/http%3A%2F%2F10.0.0.1%2F)
 Every request is logged as "METHOD PATH" to ROOT/requests.log.
 """
 import http.server
@@ -21,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 
 ROOT = sys.argv[1]
 counts = {}
@@ -73,6 +76,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             _, _, ms, rest = path.split("/", 3)
             time.sleep(int(ms) / 1000)
             path = "/" + rest
+        if path.startswith("/redirect/"):
+            self.body()
+            self.send_response(302)
+            self.send_header("Location",
+                             urllib.parse.unquote(path[len("/redirect/"):]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         parts = path.strip("/").split("/")
         if parts[0] == "status":
             self.body()

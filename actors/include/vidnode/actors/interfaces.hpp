@@ -159,12 +159,12 @@ using drained_atom = caf::atom_constant<caf::atom("drained")>;
 /// Delivers webhooks for one node's admission: each try on an actor of its
 /// own, failed tries again after a delay (node_settings::webhook_attempts,
 /// webhook_retry_delay), so a receiver that restarts still gets its result.
-using webhook_sender_actor =
-  caf::typed_actor<caf::reacts_to<notify_atom, std::string, runtime::job_result>,
-                   caf::reacts_to<notified_atom, uint64_t, caf::error>,
-                   caf::reacts_to<retry_atom, uint64_t>,
-                   caf::replies_to<drain_atom, caf::timespan>::with<caf::ok_atom>,
-                   caf::reacts_to<drained_atom>>;
+using webhook_sender_actor = caf::typed_actor<
+  caf::reacts_to<notify_atom, std::string, runtime::job_result>,
+  caf::reacts_to<notified_atom, uint64_t, caf::error>,
+  caf::reacts_to<retry_atom, uint64_t>,
+  caf::replies_to<drain_atom, caf::timespan>::with<caf::ok_atom>,
+  caf::reacts_to<drained_atom>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
