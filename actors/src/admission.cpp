@@ -108,6 +108,8 @@ struct device_slot {
   } state = health::starting;
   int32_t restarts = 0;
   std::string last_error;
+  /// Why the device was last quarantined (for last_error once probed).
+  std::string quarantine_reason;
   std::vector<job_id> running;
   /// Jobs whose compute is done on this device and whose output is being
   /// written by the worker (no slot, no memory): lost if the worker dies.
@@ -1007,6 +1009,8 @@ struct admission_state {
       caf::actor_cast<node_supervisor_actor>(self->current_sender());
     device.culprit = job_id{};
     device.failed_itself = false;
+    if (device.state == device_slot::health::quarantined)
+      end_quarantine(device);
     device.info = info;
     device.name = info.name();
     device.worker = std::move(worker);
@@ -1088,12 +1092,19 @@ struct admission_state {
       return;
     auto& device = devices[static_cast<size_t>(index)];
     device.state = device_slot::health::quarantined;
-    device.last_error = runtime::describe(reason) + "; probed again in "
+    device.quarantine_reason = runtime::describe(reason);
+    device.last_error = device.quarantine_reason + "; probed again in "
                         + runtime::format_duration(cooldown);
     spdlog::warn("device {} is quarantined: {}", device.name,
                  device.last_error);
     fail_stranded_jobs();
     dispatch();
+  }
+
+  /// A quarantined device takes jobs again: its last error says so.
+  static void end_quarantine(device_slot& device) {
+    device.last_error = "quarantined (" + device.quarantine_reason
+                        + "), then probed: on probation";
   }
 
   /// A quarantined device whose worker still lives takes jobs again.
@@ -1103,6 +1114,7 @@ struct admission_state {
     auto& device = devices[static_cast<size_t>(index)];
     if (device.state != device_slot::health::quarantined || !device.worker)
       return;
+    end_quarantine(device);
     device.state = device_slot::health::up;
     spdlog::info("device {} is probed: it takes jobs again", device.name);
     dispatch();

@@ -297,7 +297,12 @@ TEST_CASE("when the device itself fails, its jobs are not charged; when the "
   // After the cool-down the device is probed: a new worker takes jobs.
   fx.advance(2min);
   fx.run();
-  CHECK(device_named(fx.nodes_now(), "sim:0").state == "idle");
+  auto probed = device_named(fx.nodes_now(), "sim:0");
+  CHECK(probed.state == "idle");
+  CHECK_THAT(probed.last_error,
+             Catch::StartsWith("quarantined (")
+               && Catch::EndsWith("then probed: on probation")
+               && !Catch::Contains("probed again in"));
   auto served = fx.execute(sim_job(1, 10));
   fx.run_to_quiescence(1min);
   REQUIRE(served->value);
