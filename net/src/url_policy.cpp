@@ -130,8 +130,14 @@ url_policy::file_refusal(const std::string& path) const {
   auto resolved = fs::weakly_canonical(given, ec);
   if (ec)
     return "cannot resolve '" + path + "': " + ec.message();
-  if (inside(resolved, file_root_))
+  if (inside(resolved, file_root_)) {
+    // A FIFO or device would block the transfer's open() for good, where
+    // no abort can reach it; a directory is not audio.
+    auto status = fs::status(resolved, ec);
+    if (!ec && fs::exists(status) && !fs::is_regular_file(status))
+      return "'" + path + "' is not a regular file";
     return std::nullopt;
+  }
   auto shown = "'" + path + "'";
   if (resolved != given)
     shown += " (resolved: '" + resolved.string() + "')";

@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -162,5 +163,12 @@ TEST_CASE("file URLs are judged by their decoded and resolved path, and "
   CHECK(policy.refusal(url_use::fetch, "file://elsewhere/etc/passwd"));
   CHECK(policy.refusal(url_use::upload, file + "/dir/out.mp4"));
   CHECK(policy.refusal(url_use::notify, file + "/dir/hook"));
+  // A directory or a FIFO inside it is no audio file: a FIFO would block
+  // the download's open() where no cancel reaches it.
+  REQUIRE(mkfifo((top / "dir" / "fifo.wav").c_str(), 0600) == 0);
+  auto not_regular = policy.refusal(url_use::fetch, file + "/dir/fifo.wav");
+  REQUIRE(not_regular);
+  CHECK_THAT(*not_regular, Catch::Contains("is not a regular file"));
+  CHECK(policy.refusal(url_use::fetch, file + "/dir/sub/"));
   fs::remove_all(top);
 }
