@@ -108,6 +108,11 @@ struct device_slot {
   } state = health::starting;
   int32_t restarts = 0;
   std::string last_error;
+  /// Crashes charged to the jobs that ran here, since the device was last
+  /// quarantined: a device is only blamed for a job that crashed here and
+  /// succeeded elsewhere if it crashes clearly more jobs than that other
+  /// device.
+  int32_t job_crashes = 0;
   /// Why the device was last quarantined (for last_error once probed).
   std::string quarantine_reason;
   std::vector<job_id> running;
@@ -1065,6 +1070,7 @@ struct admission_state {
       auto& rec = jobs.at(id);
       if (id == charged) {
         rec.crashed_on.push_back(index);
+        ++device.job_crashes;
         retry_or_fail(rec, reason, true);
         continue;
       }
@@ -1092,6 +1098,7 @@ struct admission_state {
       return;
     auto& device = devices[static_cast<size_t>(index)];
     device.state = device_slot::health::quarantined;
+    device.job_crashes = 0;
     device.quarantine_reason = runtime::describe(reason);
     device.last_error = device.quarantine_reason + "; probed again in "
                         + runtime::format_duration(cooldown);
@@ -1120,8 +1127,15 @@ struct admission_state {
     dispatch();
   }
 
+  /// How many more job crashes than the device where a job then succeeded
+  /// make a device where it crashed look at fault. Jobs that crash now and
+  /// then wherever they run thus blame no device, while a device that
+  /// crashes what succeeds elsewhere soon stands out.
+  static constexpr int32_t crash_margin = 2;
+
   /// `rec` succeeded on `where`: every other device whose worker died under
-  /// it was at fault, and its supervisor hears so.
+  /// it, and which crashed at least crash_margin more jobs than `where`,
+  /// was at fault, and its supervisor hears so.
   void exonerate(job_record& rec, int32_t where) {
     std::sort(rec.crashed_on.begin(), rec.crashed_on.end());
     rec.crashed_on.erase(
@@ -1131,6 +1145,9 @@ struct admission_state {
       if (index == where)
         continue;
       auto& device = devices[static_cast<size_t>(index)];
+      if (device.job_crashes
+          < devices[static_cast<size_t>(where)].job_crashes + crash_margin)
+        continue;
       if (device.supervisor)
         self->send(device.supervisor, fault_atom::value, index,
                    make_error(errc::worker_lost,
@@ -1539,6 +1556,7 @@ admission_behavior(admission_pointer self, runtime::node_settings settings,
         }
         device.culprit = id;
         rec->crashed_on.push_back(rec->device);
+        ++device.job_crashes;
         st.retry_or_fail(*rec, std::move(reason), true);
         st.dispatch();
       }

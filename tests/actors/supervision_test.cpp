@@ -262,6 +262,31 @@ TEST_CASE("a device that fails jobs which then succeed elsewhere is "
   }
 }
 
+TEST_CASE("jobs that each crash once, wherever they run, quarantine no "
+          "device: a job that crashed on one device and succeeded on another "
+          "blames the first only if it crashes clearly more jobs",
+          "[admission][supervision]") {
+  // Found by an adversarial run: 14 such jobs on sim:2 quarantined both
+  // devices, refusing every later job for the cool-down.
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(1), "sim:2");
+  std::vector<std::shared_ptr<test::reply<runtime::job_result>>> jobs;
+  for (int i = 0; i < 14; ++i)
+    jobs.push_back(fx.execute(faulty_job(2, 20, "crash@1")));
+  fx.run_to_quiescence(1min);
+  for (auto& job : jobs) {
+    REQUIRE(job->value);
+    CHECK(job->value->state == job_state::succeeded);
+    CHECK(job->value->attempts == 2);
+  }
+  for (const auto& device : fx.nodes_now())
+    CHECK(device.state == "idle");
+  auto later = fx.execute(sim_job(1, 10));
+  fx.run_to_quiescence(1min);
+  REQUIRE(later->value);
+  CHECK(later->value->state == job_state::succeeded);
+}
+
 TEST_CASE("when the device itself fails, its jobs are not charged; when the "
           "last device for a model is quarantined its queued jobs fail at "
           "once, new ones are refused, and after the cool-down it is "
