@@ -322,12 +322,16 @@ struct admission_state {
       auto& rec = i->second;
       rec.deadline = time_point::max();
       if (rec.result.state == job_state::queued) {
+        auto fetching = rec.awaiting_inputs;
         leave_queue(rec);
         auto limit = effective_queue_timeout(rec.spec);
         finalize(rec, job_state::timed_out,
                  make_error(errc::queue_timeout,
                             "waited " + runtime::format_duration(limit)
-                              + " in the queue without a free device"));
+                              + (fetching ? " in the queue while its "
+                                            "audio_url was still downloading"
+                                          : " in the queue without a free "
+                                            "device")));
       } else if (rec.result.state == job_state::running) {
         auto limit = effective_run_timeout(rec.spec);
         auto device = rec.result.device;

@@ -55,10 +55,11 @@ bool parse_endpoint(const std::string& text, std::string& host,
 }
 
 client::client(const options& opts)
-  : opts_(opts), sys_(limit_messages(cfg_, opts.max_message_size)) {}
+  : opts_(opts), sys_(configure(cfg_, opts)) {}
 
-process_config& client::limit_messages(process_config& cfg, size_t bytes) {
-  cfg.max_message_size(bytes);
+process_config& client::configure(process_config& cfg, const options& opts) {
+  cfg.max_message_size(opts.max_message_size);
+  cfg.connect_timeout(opts.connect_timeout);
   return cfg;
 }
 
@@ -266,8 +267,8 @@ submit_with_retries(client::options opts, runtime::job_spec& spec,
   // reached is tried again (it may be restarting).
   auto was_connected = false;
   for (;;) {
-    auto left = std::chrono::duration_cast<caf::timespan>(deadline
-                                                          - clock::now());
+    auto left =
+      std::chrono::duration_cast<caf::timespan>(deadline - clock::now());
     if (left.count() <= 0)
       left = caf::timespan{1};
     opts.connect_timeout = std::min(opts.connect_timeout, left);

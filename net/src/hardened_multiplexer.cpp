@@ -1,8 +1,16 @@
 #include "vidnode/net/hardened_multiplexer.hpp"
 
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
 
 #include <algorithm>
 #include <climits>
@@ -37,8 +45,7 @@ public:
     }
     spdlog::warn("closing the connection from {}:{}: it announced a message "
                  "of {} bytes, above the limit of {} (max-message-size)",
-                 addr(), port(), config.second,
-                 runtime::format_bytes(limit_));
+                 addr(), port(), config.second, runtime::format_bytes(limit_));
     // Reads at most one more byte (which BASP then rejects as malformed);
     // the connection is closed from the multiplexer's loop, not from
     // inside the broker's handler that called this.
@@ -63,12 +70,94 @@ int descriptor_limit() {
   return static_cast<int>(std::min<rlim_t>(limit.rlim_cur, INT_MAX));
 }
 
+struct addrinfo_deleter {
+  void operator()(addrinfo* x) const {
+    freeaddrinfo(x);
+  }
+};
+
+/// Connects a non-blocking socket to `address`, waiting until `deadline`;
+/// returns the (blocking again) socket, or -1 and sets `cause`.
+native_socket connect_before(const addrinfo& address,
+                             std::chrono::steady_clock::time_point deadline,
+                             std::string& cause) {
+  native_socket fd = socket(address.ai_family,
+                            address.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                            address.ai_protocol);
+  if (fd < 0) {
+    cause = std::strerror(errno);
+    return -1;
+  }
+  auto fail = [&](int error) {
+    cause = std::strerror(error);
+    close(fd);
+    return native_socket{-1};
+  };
+  if (connect(fd, address.ai_addr, address.ai_addrlen) != 0) {
+    if (errno != EINPROGRESS)
+      return fail(errno);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        cause = "no connection within the connect timeout";
+        close(fd);
+        return -1;
+      }
+      pollfd watched{fd, POLLOUT, 0};
+      auto rc = poll(&watched, 1, static_cast<int>(left.count()));
+      if (rc < 0 && errno == EINTR)
+        continue;
+      if (rc < 0)
+        return fail(errno);
+      if (rc == 0)
+        continue;
+      int error = 0;
+      socklen_t len = sizeof(error);
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0)
+        return fail(errno);
+      if (error != 0)
+        return fail(error);
+      break;
+    }
+  }
+  // CAF's own connect hands over a blocking socket; the scribe sets the
+  // flags it needs.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
 } // namespace
 
 hardened_multiplexer::hardened_multiplexer(caf::actor_system* sys)
   : default_multiplexer(sys),
     max_message_size_(caf::get_or(sys->config(), max_message_size_key,
-                                  default_max_message_size)) {}
+                                  default_max_message_size)),
+    connect_timeout_(caf::get_or(sys->config(), connect_timeout_key,
+                                 caf::timespan{std::chrono::seconds{10}})) {}
+
+caf::expected<caf::io::scribe_ptr>
+hardened_multiplexer::new_tcp_scribe(const std::string& host, uint16_t port) {
+  auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  if (auto rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+      rc != 0)
+    return caf::make_error(caf::sec::cannot_connect_to_node,
+                           "no such host: " + std::string{gai_strerror(rc)},
+                           host, port);
+  std::unique_ptr<addrinfo, addrinfo_deleter> addresses{found};
+  std::string cause = "no address";
+  for (auto a = addresses.get(); a != nullptr; a = a->ai_next) {
+    auto fd = connect_before(*a, deadline, cause);
+    if (fd >= 0)
+      return new_scribe(fd);
+  }
+  return caf::make_error(caf::sec::cannot_connect_to_node, cause, host, port);
+}
 
 native_socket hardened_multiplexer::fresh_descriptor(native_socket fd) {
   auto limit = descriptor_limit();

@@ -45,6 +45,10 @@ void process_config::poll_attempts(size_t attempts) {
   set("work-stealing.aggressive-poll-attempts", attempts);
 }
 
+void process_config::connect_timeout(caf::timespan timeout) {
+  caf::put(content, hardened_multiplexer::connect_timeout_key, timeout);
+}
+
 void process_config::max_message_size(size_t bytes) {
   caf::put(content, hardened_multiplexer::max_message_size_key, bytes);
 }

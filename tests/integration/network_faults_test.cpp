@@ -171,12 +171,12 @@ TEST_CASE("thirty-two vidctl processes at once get an answer to every "
       auto submit = i % 4 != 0;
       submissions += submit ? 1 : 0;
       clients.emplace_back(
-        submit, node.start_vidctl(
-                  submit ? std::vector<std::string>{"--timeout", "20s",
-                                                    "submit", "--steps", "0",
-                                                    "--json"}
-                         : std::vector<std::string>{"--timeout", "20s",
-                                                    "nodes", "--json"}));
+        submit,
+        node.start_vidctl(
+          submit
+            ? std::vector<std::string>{"--timeout", "20s", "submit", "--steps",
+                                       "0", "--json"}
+            : std::vector<std::string>{"--timeout", "20s", "nodes", "--json"}));
     }
     for (auto& [submit, client] : clients) {
       auto status = client->wait(60s);
@@ -240,8 +240,8 @@ TEST_CASE("a message above --max-message-size closes its connection, and one "
     CHECK(attacker.closed_by_peer());
   }
   // A prompt of 16 KiB fits in 64 KiB: the request is read and answered.
-  auto served =
-    node.vidctl({"submit", "--steps", "0", "--prompt", std::string(16384, 'x')});
+  auto served = node.vidctl(
+    {"submit", "--steps", "0", "--prompt", std::string(16384, 'x')});
   INFO(served.err);
   CHECK(served.status == 0);
   auto refused = run_command({VIDNODE_BIN, "--max-message-size", "1KiB"});
@@ -258,9 +258,9 @@ TEST_CASE("vidctl submits again under one idempotency key when a reply does "
   auto port = sys.middleman().publish(
     caf::actor_cast<runtime::admission_actor>(gateway), 0, "127.0.0.1", true);
   REQUIRE(port);
-  auto vidctl = run_command({VIDCTL_BIN, "--connect",
-                             "127.0.0.1:" + std::to_string(*port), "--timeout",
-                             "6s", "submit", "--json"});
+  auto vidctl =
+    run_command({VIDCTL_BIN, "--connect", "127.0.0.1:" + std::to_string(*port),
+                 "--timeout", "6s", "submit", "--json"});
   INFO(vidctl.err);
   CHECK(vidctl.status == 0);
   CHECK_THAT(vidctl.err, Catch::Contains("no answer")
@@ -283,10 +283,9 @@ TEST_CASE("vidctl submits again under one idempotency key when a reply does "
         [](caf::error& err) { FAIL(runtime::describe(err)); });
   }
   SECTION("a key given with --idempotency-key is the one sent") {
-    auto again = run_command({VIDCTL_BIN, "--connect",
-                              "127.0.0.1:" + std::to_string(*port),
-                              "--timeout", "6s", "submit",
-                              "--idempotency-key", "mine", "--json"});
+    auto again = run_command(
+      {VIDCTL_BIN, "--connect", "127.0.0.1:" + std::to_string(*port),
+       "--timeout", "6s", "submit", "--idempotency-key", "mine", "--json"});
     INFO(again.err);
     CHECK(again.status == 0);
     caf::scoped_actor self{sys};
@@ -322,4 +321,44 @@ TEST_CASE("vidctl --timeout bounds the whole command against a node that has "
   }
   node.process->signal(SIGCONT);
   CHECK(node.vidctl({"--timeout", "5s", "list"}).status == 0);
+}
+
+TEST_CASE("vidctl --timeout bounds the command against an address whose "
+          "listener never accepts, where the kernel drops further connection "
+          "attempts",
+          "[integration]") {
+  // A listener with a full backlog: the kernel answers no SYN, and a
+  // blocking connect waits about two minutes for it (CAF's does, and the
+  // actor system's shutdown waited for it before hardened_multiplexer
+  // connected with a deadline).
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address))
+          == 0);
+  REQUIRE(listen(listener, 0) == 0);
+  socklen_t length = sizeof(address);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(filler, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    fillers.push_back(filler);
+  }
+  auto where = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  for (auto command : {"nodes", "submit"}) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = test::run_command(
+      {VIDCTL_BIN, "--connect", where, "--timeout", "1s", command});
+    auto took = std::chrono::steady_clock::now() - start;
+    INFO(r.err);
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("node_lost"));
+    CHECK(took < 4s); // before: about 134 s
+  }
+  for (int fd : fillers)
+    close(fd);
+  close(listener);
 }

@@ -72,7 +72,10 @@ TEST_CASE("a job that times out in the queue while its audio download stalls "
   auto r = node.vidctl({"submit", "--audio-url", web.url("/stall/a.wav"),
                         "--queue-timeout", "1s", "--wait", "--json"});
   CHECK(r.status == 1);
-  CHECK(json::parse(r.out)["error"]["code"] == "queue_timeout");
+  auto result = json::parse(r.out);
+  CHECK(result["error"]["code"] == "queue_timeout");
+  CHECK_THAT(result["error"]["message"].get<std::string>(),
+             Catch::Contains("while its audio_url was still downloading"));
   CHECK(web.wait_until_closed("/stall/a.wav"));
   CHECK(web.requests_for("/stall/a.wav") == 1);
 }

@@ -95,8 +95,9 @@ public:
 private:
   explicit client(const options& opts);
 
-  /// Sets the message limit in `cfg` before the actor system reads it.
-  static process_config& limit_messages(process_config& cfg, size_t bytes);
+  /// Sets the message limit and connect timeout of `opts` in `cfg` before
+  /// the actor system reads it.
+  static process_config& configure(process_config& cfg, const options& opts);
 
   template <class T, class... Ts>
   caf::expected<T> call(caf::timespan timeout, Ts... xs);
@@ -126,11 +127,10 @@ struct submission {
 /// once).
 /// `on_retry`, if set, is called with the error of each attempt that is
 /// retried.
-caf::expected<submission>
-submit_with_retries(client::options opts, runtime::job_spec& spec,
-                    std::chrono::steady_clock::time_point deadline,
-                    const std::function<void(const caf::error&)>& on_retry
-                    = nullptr);
+caf::expected<submission> submit_with_retries(
+  client::options opts, runtime::job_spec& spec,
+  std::chrono::steady_clock::time_point deadline,
+  const std::function<void(const caf::error&)>& on_retry = nullptr);
 
 /// A fresh random idempotency key: "auto-" and 32 hex digits (128 bits from
 /// std::random_device).

@@ -44,6 +44,10 @@ public:
   /// client protocol (a job_spec with a 16 KiB prompt is under 20 KiB).
   static constexpr size_t default_max_message_size = size_t{16} << 20;
 
+  /// The config key of the longest time an outgoing TCP connection may take
+  /// to be established (a caf::timespan; default 10 s).
+  static constexpr const char* connect_timeout_key = "vidnode.connect-timeout";
+
   /// Lowest descriptor number given to a connection's socket.
   static constexpr int first_descriptor = 64;
 
@@ -53,8 +57,16 @@ public:
   /// Moves `fd` to a descriptor number not used recently and wraps it in a
   /// scribe that closes its connection when a message longer than the limit
   /// is announced. Takes ownership of `fd`.
-  caf::io::scribe_ptr
-  new_scribe(caf::io::network::native_socket fd) override;
+  caf::io::scribe_ptr new_scribe(caf::io::network::native_socket fd) override;
+
+  /// Connects to `host`:`port` (every address the name resolves to, in
+  /// turn) without blocking longer than the connect timeout, then wraps the
+  /// socket as new_scribe does. CAF's own connect blocks until the kernel
+  /// gives up (about 2 minutes against a peer that drops SYNs), and the
+  /// middleman, and with it the actor system's shutdown, waits that long.
+  /// Fails with caf::sec::cannot_connect_to_node naming the cause.
+  caf::expected<caf::io::scribe_ptr> new_tcp_scribe(const std::string& host,
+                                                    uint16_t port) override;
 
   /// The longest message a peer may send, in bytes.
   size_t max_message_size() const noexcept {
@@ -66,13 +78,13 @@ private:
   fresh_descriptor(caf::io::network::native_socket fd);
 
   size_t max_message_size_;
+  caf::timespan connect_timeout_;
   std::atomic<int> next_descriptor_{first_descriptor};
 };
 
 /// Loads CAF's middleman with the hardened_multiplexer into `cfg`, and sets
 /// the longest message a peer may send (bytes; 0 keeps what `cfg` says, or
 /// the default). Call it instead of `cfg.load<caf::io::middleman>()`.
-void load_middleman(caf::actor_system_config& cfg,
-                    size_t max_message_size = 0);
+void load_middleman(caf::actor_system_config& cfg, size_t max_message_size = 0);
 
 } // namespace vidnode::net

@@ -36,6 +36,10 @@ public:
   /// is closed (hardened_multiplexer; default 16 MiB).
   void max_message_size(size_t bytes);
 
+  /// Sets the longest time an outgoing TCP connection may take to be
+  /// established (hardened_multiplexer; default 10 s).
+  void connect_timeout(caf::timespan timeout);
+
   /// Sets `scheduler.max-threads`; 0 means one per hardware thread.
   void scheduler_threads(size_t threads);
 
