@@ -11,7 +11,7 @@ std::set<address_class> all_special_address_classes() {
           address_class::private_network, address_class::shared,
           address_class::link_local,      address_class::protocol_assignment,
           address_class::benchmarking,    address_class::multicast,
-          address_class::reserved};
+          address_class::reserved,        address_class::documentation};
 }
 
 const char* describe(address_class x) noexcept {
@@ -36,6 +36,8 @@ const char* describe(address_class x) noexcept {
       return "a multicast address";
     case address_class::reserved:
       return "a reserved address";
+    case address_class::documentation:
+      return "a documentation address";
   }
   return "an unknown address";
 }
@@ -57,6 +59,10 @@ address_class classify(const std::array<uint8_t, 4>& ip) noexcept {
     return address_class::private_network;
   if (a == 192 && b == 0 && ip[2] == 0)
     return address_class::protocol_assignment;
+  if ((a == 192 && b == 0 && ip[2] == 2)
+      || (a == 198 && b == 51 && ip[2] == 100)
+      || (a == 203 && b == 0 && ip[2] == 113))
+    return address_class::documentation;
   if (a == 192 && b == 168)
     return address_class::private_network;
   if (a == 198 && (b & 0xfe) == 18)
@@ -86,6 +92,21 @@ address_class classify(const std::array<uint8_t, 16>& ip) noexcept {
   if (zeros(0, 10)
       && ((ip[10] == 0xff && ip[11] == 0xff) || (ip[10] == 0 && ip[11] == 0)))
     return embedded();
+  // ::ffff:0:a.b.c.d (translated).
+  if (zeros(0, 8) && ip[8] == 0xff && ip[9] == 0xff && zeros(10, 12))
+    return embedded();
+  // 2002:AABB:CCDD::/48, 6to4: the IPv4 address follows the prefix.
+  if (ip[0] == 0x20 && ip[1] == 0x02)
+    return classify(std::array<uint8_t, 4>{ip[2], ip[3], ip[4], ip[5]});
+  // 2001:db8::/32, documentation.
+  if (ip[0] == 0x20 && ip[1] == 0x01 && ip[2] == 0x0d && ip[3] == 0xb8)
+    return address_class::documentation;
+  // 2001::/23, IETF protocol assignments (Teredo is 2001::/32).
+  if (ip[0] == 0x20 && ip[1] == 0x01 && ip[2] < 0x02)
+    return address_class::protocol_assignment;
+  // 100::/64, discard-only.
+  if (ip[0] == 0x01 && ip[1] == 0x00 && zeros(2, 8))
+    return address_class::reserved;
   // 64:ff9b::a.b.c.d, the NAT64 well-known prefix.
   if (ip[0] == 0 && ip[1] == 0x64 && ip[2] == 0xff && ip[3] == 0x9b
       && zeros(4, 12))

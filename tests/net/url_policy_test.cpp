@@ -55,6 +55,12 @@ TEST_CASE("every IPv4 special-purpose block is classified, edges included, "
   CHECK(of("239.255.255.255") == address_class::multicast);
   CHECK(of("240.0.0.1") == address_class::reserved);
   CHECK(of("255.255.255.255") == address_class::reserved);
+  CHECK(of("192.0.2.1") == address_class::documentation);
+  CHECK(of("198.51.100.1") == address_class::documentation);
+  CHECK(of("203.0.113.255") == address_class::documentation);
+  CHECK(of("192.0.3.1") == address_class::global);
+  CHECK(of("198.51.101.1") == address_class::global);
+  CHECK(of("203.0.114.1") == address_class::global);
   CHECK(of("8.8.8.8") == address_class::global);
   CHECK(of("1.1.1.1") == address_class::global);
   CHECK(of("223.255.255.255") == address_class::global);
@@ -82,6 +88,17 @@ TEST_CASE("every IPv6 special-purpose block is classified, embedded IPv4 "
   CHECK(of("64:ff9b::8.8.8.8") == address_class::global);
   CHECK(of("2001:4860::8888") == address_class::global);
   CHECK(of("2606:4700:4700::1111") == address_class::global);
+  // Found by the adversarial pass: these were judged global.
+  CHECK(of("::ffff:0:127.0.0.1") == address_class::loopback);
+  CHECK(of("2002:7f00:1::1") == address_class::loopback);  // 6to4 127.0.0.1
+  CHECK(of("2002:0808:0808::1") == address_class::global); // 6to4 8.8.8.8
+  CHECK(of("2001:db8::1") == address_class::documentation);
+  CHECK(of("2001::1") == address_class::protocol_assignment); // Teredo
+  CHECK(of("2001:10::1") == address_class::protocol_assignment);
+  CHECK(of("2001:1ff::1") == address_class::protocol_assignment);
+  CHECK(of("2001:200::1") == address_class::global);
+  CHECK(of("100::1") == address_class::reserved);
+  CHECK(of("100:0:0:1::1") == address_class::global);
 }
 
 TEST_CASE("a host name or an unusual IPv4 form is no literal address",

@@ -16,9 +16,10 @@ namespace vidnode::net {
 /// Registries (RFC 6890, updated by RFC 8190) that are not globally
 /// reachable, plus multicast (RFC 5771, RFC 4291) and 240.0.0.0/4
 /// (RFC 1112, reserved, with the limited broadcast 255.255.255.255).
-/// Not classified (so `global`): documentation blocks (192.0.2.0/24 and
-/// friends, 2001:db8::/32), 6to4 (2002::/16), Teredo and other tunnels,
-/// whose embedded IPv4 address is not reached directly by a connect().
+/// Documentation blocks (RFC 5737, RFC 3849) are refused too: no service
+/// lives there. 6to4 addresses (2002::/16, RFC 3056) are judged by the
+/// IPv4 address they embed; the rest of 2001::/23 (IETF protocol
+/// assignments, Teredo among them) is refused as a whole.
 enum class address_class : uint8_t {
   /// Any other address: may be reached.
   global,
@@ -35,14 +36,18 @@ enum class address_class : uint8_t {
   /// 169.254.0.0/16 (RFC 3927; cloud metadata services live at
   /// 169.254.169.254) and fe80::/10 (RFC 4291).
   link_local,
-  /// 192.0.0.0/24, IETF protocol assignments (RFC 6890).
+  /// 192.0.0.0/24 and 2001::/23, IETF protocol assignments (RFC 6890).
   protocol_assignment,
   /// 198.18.0.0/15, benchmarking (RFC 2544).
   benchmarking,
   /// 224.0.0.0/4 (RFC 5771) and ff00::/8 (RFC 4291).
   multicast,
-  /// 240.0.0.0/4, reserved (RFC 1112), including 255.255.255.255.
+  /// 240.0.0.0/4, reserved (RFC 1112), including 255.255.255.255, and the
+  /// IPv6 discard-only block 100::/64 (RFC 6666).
   reserved,
+  /// 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 (RFC 5737) and
+  /// 2001:db8::/32 (RFC 3849), for documentation only.
+  documentation,
 };
 
 /// Every class but `global`: what `vidnode --allow-private-urls` allows.
@@ -57,9 +62,11 @@ const char* describe(address_class x) noexcept;
 address_class classify(const std::array<uint8_t, 4>& ipv4) noexcept;
 
 /// Classifies an IPv6 address given as its sixteen bytes in network order.
-/// IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, deprecated)
-/// and NAT64 (64:ff9b::a.b.c.d, RFC 6052) addresses are judged by the
-/// IPv4 address they embed, since that is where a connection goes.
+/// IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d, RFC
+/// 2765), IPv4-compatible (::a.b.c.d, deprecated), NAT64
+/// (64:ff9b::a.b.c.d, RFC 6052) and 6to4 (2002:AABB:CCDD::, RFC 3056)
+/// addresses are judged by the IPv4 address they embed, since that is
+/// where a connection goes.
 address_class classify(const std::array<uint8_t, 16>& ipv6) noexcept;
 
 /// Classifies a literal address in text ("127.0.0.1", "::1", "[::1]"; a
