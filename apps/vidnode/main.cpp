@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
     return 2;
   }
-  if (!file_url_dir.empty()) {
+  if (app.count("--allow-file-urls") > 0) {
     std::error_code ec;
     auto canonical = std::filesystem::canonical(file_url_dir, ec);
     if (ec || !std::filesystem::is_directory(canonical)) {

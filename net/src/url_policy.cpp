@@ -84,6 +84,8 @@ std::optional<std::string> url_policy::refusal(actors::url_use use,
     return std::string{"not a URL libcurl accepts ("} + curl_url_strerror(rc)
            + ")";
   auto scheme = part_of(parsed.get(), CURLUPART_SCHEME).value_or("");
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (scheme == "file") {
     if (use != actors::url_use::fetch)
       return "file URLs are never allowed for uploads and webhooks";

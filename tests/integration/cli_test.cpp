@@ -322,7 +322,7 @@ TEST_CASE("an --allow-file-urls that names no directory is refused at "
               / ("vidnode-cli-test-file-urls-" + std::to_string(getpid()));
   { std::ofstream{file} << "not a directory"; }
   for (auto dir : {file.string(), file.string() + "/below",
-                   std::string{"/nonexistent-vidnode-dir"}}) {
+                   std::string{"/nonexistent-vidnode-dir"}, std::string{}}) {
     auto r = run_vidnode({"--allow-file-urls", dir});
     INFO(dir);
     check_usage_error(r, "--allow-file-urls: '" + dir + "' is not a directory");

@@ -116,6 +116,9 @@ TEST_CASE("a default policy refuses private literal hosts, localhost, file "
   CHECK_FALSE(policy.refusal(url_use::fetch, "https://example.com/a.wav"));
   CHECK_FALSE(policy.refusal(url_use::upload, "http://8.8.8.8:8080/x"));
   CHECK_FALSE(policy.refusal(url_use::notify, "http://[2001:4860::8888]/"));
+  // Schemes are case-insensitive (RFC 3986).
+  CHECK_FALSE(policy.refusal(url_use::fetch, "HTTPS://example.com/a.wav"));
+  CHECK(policy.refusal(url_use::fetch, "FILE:///etc/passwd"));
   CHECK(policy.refusal(url_use::notify, "http://10.0.0.1/hook")
         == "10.0.0.1 is a private address (vidnode --allow-private-urls "
            "allows it)");
