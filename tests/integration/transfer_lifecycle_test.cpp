@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,36 @@ std::vector<std::string> tiny_job(std::vector<std::string> more) {
 
 bool can_write_videos() {
   return gpu::torch_available() && gpu::video_encoding_available();
+}
+
+/// Runs a node with `grace` as its --shutdown-grace and a tiny job whose
+/// video goes to `upload_path` on `web` and whose webhook to /hooks/end;
+/// once the upload reached `web`, sends SIGTERM, runs `while_stopping`
+/// when the node refuses new jobs, requires a clean exit, and returns what
+/// the webhook received.
+json stop_during_upload(test::http_server& web, const std::string& grace,
+                        const std::string& upload_path,
+                        const std::function<void()>& while_stopping) {
+  auto dir = web.root() / "node-output";
+  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
+                     "--output-dir", dir.string(), "--shutdown-grace", grace}};
+  node.vidctl_json(tiny_job({"--output-url", web.url(upload_path),
+                             "--webhook-url", web.url("/hooks/end")}));
+  REQUIRE(web.wait_for_requests(upload_path));
+  node.process->signal(SIGTERM);
+  // The gateway stays up through the grace period and refuses new jobs.
+  bool stopping = false;
+  for (int i = 0; i < 100 && !stopping; ++i)
+    stopping = node.vidctl({"submit", "--steps", "0"}).err.find("shutting_down")
+               != std::string::npos;
+  CHECK(stopping);
+  while_stopping();
+  auto status = node.process->wait(30s);
+  REQUIRE(status);
+  CHECK(*status == 0);
+  auto hook = web.read("hooks/end");
+  REQUIRE_FALSE(hook.empty());
+  return json::parse(hook);
 }
 
 } // namespace
@@ -73,6 +104,7 @@ TEST_CASE("a job that times out in the queue while its audio download stalls "
                         "--queue-timeout", "1s", "--wait", "--json"});
   CHECK(r.status == 1);
   auto result = json::parse(r.out);
+  CHECK(result["state"] == "timed_out");
   CHECK(result["error"]["code"] == "queue_timeout");
   CHECK_THAT(result["error"]["message"].get<std::string>(),
              Catch::Contains("while its audio_url was still downloading"));
@@ -111,22 +143,12 @@ TEST_CASE("on SIGTERM an upload in flight finishes within the grace period "
     return;
   }
   test::http_server web;
-  auto dir = web.root() / "node-output";
-  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
-                     "--output-dir", dir.string(), "--shutdown-grace", "20s"}};
-  auto upload = web.url("/slow/1500/uploads/clip.mp4");
-  node.vidctl_json(
-    tiny_job({"--output-url", upload, "--webhook-url", web.url("/hooks/end")}));
-  REQUIRE(web.wait_for_requests("/slow/1500/uploads/clip.mp4"));
-  node.process->signal(SIGTERM);
-  auto status = node.process->wait(30s);
-  REQUIRE(status);
-  CHECK(*status == 0);
-  auto hook = web.read("hooks/end");
-  REQUIRE_FALSE(hook.empty());
-  auto result = json::parse(hook);
+  auto upload = "/hold/upload/uploads/clip.mp4";
+  // The upload goes on only once the node is stopping.
+  auto result =
+    stop_during_upload(web, "20s", upload, [&] { web.release("upload"); });
   CHECK(result["state"] == "succeeded");
-  CHECK(result["output"] == upload);
+  CHECK(result["output"] == web.url(upload));
   CHECK(web.read("uploads/clip.mp4").size() > 100);
 }
 
@@ -138,22 +160,10 @@ TEST_CASE("on SIGTERM an upload that outlasts the grace period is aborted, "
     return;
   }
   test::http_server web;
-  auto dir = web.root() / "node-output";
-  node_process node{{"--allow-private-urls", "--devices", "cpu:1",
-                     "--output-dir", dir.string(), "--shutdown-grace", "1s"}};
-  node.vidctl_json(tiny_job({"--output-url", web.url("/stall/clip.mp4"),
-                             "--webhook-url", web.url("/hooks/end")}));
-  REQUIRE(web.wait_for_requests("/stall/clip.mp4"));
-  node.process->signal(SIGTERM);
-  auto status = node.process->wait(30s);
-  REQUIRE(status);
-  CHECK(*status == 0);
+  auto result = stop_during_upload(web, "1s", "/stall/clip.mp4", [] {});
   CHECK(web.wait_until_closed("/stall/clip.mp4"));
-  auto hook = web.read("hooks/end");
-  REQUIRE_FALSE(hook.empty());
-  auto result = json::parse(hook);
   CHECK(result["state"] == "cancelled");
-  auto video = (dir / "job-1.mp4").string();
+  auto video = (web.root() / "node-output" / "job-1.mp4").string();
   CHECK(result["output"] == video);
   CHECK_THAT(result["error"]["message"].get<std::string>(),
              Catch::Contains("grace period") && Catch::Contains(video));

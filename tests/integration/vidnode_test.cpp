@@ -644,18 +644,6 @@ TEST_CASE("an audio URL that serves HTML or nothing fails the job as an "
   CHECK_FALSE(std::filesystem::exists(dir / "inputs" / "job-2-audio"));
 }
 
-TEST_CASE("a job whose audio download stalls times out in the queue",
-          "[integration][transfers]") {
-  test::http_server web;
-  node_process node{{"--allow-private-urls", "--devices", "sim:1"}};
-  auto r = node.vidctl({"submit", "--audio-url", web.url("/stall/a.wav"),
-                        "--queue-timeout", "1s", "--wait", "--json"});
-  CHECK(r.status == 1);
-  auto result = json::parse(r.out);
-  CHECK(result["state"] == "timed_out");
-  CHECK(result["error"]["code"] == "queue_timeout");
-}
-
 TEST_CASE("vidnode stops within seconds even while a download stalls",
           "[integration][transfers]") {
   test::http_server web;

@@ -211,8 +211,7 @@ TEST_CASE("aborting makes a stalled transfer and every later one fail at "
   auto started = std::chrono::steady_clock::now();
   std::thread aborter{[&] {
     // Abort once the stalled request has reached the server.
-    while (server.requests_for("/stall/x") == 0)
-      std::this_thread::yield();
+    server.wait_for_requests("/stall/x");
     transfers.abort_all();
   }};
   auto result = fetch(transfers, server.url("/stall/x"), temp_path("stalled"));
@@ -235,8 +234,7 @@ TEST_CASE("aborting one transfer closes its connection at once, is not "
   net::curl_transfers transfers{opts};
   actors::abort_signal cancel;
   std::thread canceller{[&] {
-    while (server.requests_for("/stall/job") == 0)
-      std::this_thread::yield();
+    server.wait_for_requests("/stall/job");
     cancel.abort();
   }};
   auto result =

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "support/process.hpp"
 
@@ -34,31 +35,43 @@ public:
   /// The content of ROOT/RELATIVE ("" if missing).
   std::string read(const std::string& relative) const;
 
-  /// How many requests for `path` (any method) the server received.
-  int requests_for(const std::string& path) const;
+  /// How many requests for `path` (any method) the server received so far.
+  int requests_for(const std::string& path);
 
   /// Waits until the server received `count` requests for `path`; false
   /// after `limit`.
   bool wait_for_requests(const std::string& path, int count = 1,
-                         std::chrono::seconds limit = std::chrono::seconds{
-                           10}) const;
+                         std::chrono::seconds limit = std::chrono::seconds{10});
 
   /// Waits until the client hung up a /stall/ request for `path`; false
   /// after `limit`.
   bool wait_until_closed(const std::string& path,
-                         std::chrono::seconds limit = std::chrono::seconds{
-                           10}) const;
+                         std::chrono::seconds limit = std::chrono::seconds{10});
 
   /// Waits until ROOT/RELATIVE exists and is not empty, and returns it (""
   /// after `limit`).
   std::string wait_for_file(const std::string& relative,
                             std::chrono::seconds limit = std::chrono::seconds{
-                              10}) const;
+                              10});
+
+  /// Lets the requests held under /hold/NAME/ go on.
+  void release(const std::string& name) const;
 
 private:
   std::filesystem::path root_;
   std::unique_ptr<child_process> process_;
   int port_ = 0;
+  /// The server's events read so far ("METHOD PATH", "CLOSED PATH",
+  /// "ANSWERED METHOD PATH"), in order.
+  std::vector<std::string> events_;
+
+  /// Requests for `path` among the events read so far.
+  int requests_seen(const std::string& path) const;
+
+  /// Reads the server's events until `done()` or `limit`; whether done.
+  /// Blocks on the server's output, never sleeps.
+  template <class Predicate>
+  bool wait_until(std::chrono::milliseconds limit, Predicate done);
 };
 
 } // namespace vidnode::test

@@ -9,25 +9,42 @@ POST /hooks/NAME               appends the body as a line to ROOT/hooks/NAME
 any  /status/CODE/...          answers CODE
 any  /flaky/N/REST             answers 500 to the first N requests for the
                                path, then acts as /REST
-any  /slow/MS/REST             waits MS milliseconds, then acts as /REST
+any  /hold/NAME/REST           waits until /release/NAME is requested (at
+                               most a minute), then acts as /REST
+any  /release/NAME             releases the requests held under NAME
 any  /stall/...                answers nothing until the client hangs up,
                                then logs "CLOSED PATH"
 GET  /huge/N                   declares a body of N bytes, sends 16 of them,
                                then nothing until the client hangs up
 any  /redirect/TARGET          answers 302 with Location: TARGET, URL-decoded
                                (e.g. /redirect/http%3A%2F%2F10.0.0.1%2F)
-Every request is logged as "METHOD PATH" to ROOT/requests.log.
+Every request is logged as "METHOD PATH" to ROOT/requests.log and to
+stdout, which also gets "ANSWERED METHOD PATH" once a request was answered:
+tests wait on those lines instead of sleeping.
 """
 import http.server
 import os
 import sys
 import threading
-import time
 import urllib.parse
 
 ROOT = sys.argv[1]
 counts = {}
+holds = {}
 lock = threading.Lock()
+
+
+def note(line):
+    """Logs an event to requests.log and stdout."""
+    with lock:
+        with open(os.path.join(ROOT, "requests.log"), "a") as log:
+            log.write(line + "\n")
+        print(line, flush=True)
+
+
+def hold(name):
+    with lock:
+        return holds.setdefault(name, threading.Event())
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,12 +73,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         self.close_connection = True
-        with open(os.path.join(ROOT, "requests.log"), "a") as log:
-            log.write(f"CLOSED {self.path}\n")
+        note(f"CLOSED {self.path}")
 
     def handle_any(self, method):
-        with open(os.path.join(ROOT, "requests.log"), "a") as log:
-            log.write(f"{method} {self.path}\n")
+        note(f"{method} {self.path}")
+        self.route(method)
+        note(f"ANSWERED {method} {self.path}")
+
+    def route(self, method):
         path = self.path
         if path.startswith("/flaky/"):
             _, _, n, rest = path.split("/", 3)
@@ -72,9 +91,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.body()
                 return self.answer(500, b"not yet")
             path = "/" + rest
-        if path.startswith("/slow/"):
-            _, _, ms, rest = path.split("/", 3)
-            time.sleep(int(ms) / 1000)
+        if path.startswith("/release/"):
+            self.body()
+            hold(path[len("/release/"):]).set()
+            return self.answer(200)
+        if path.startswith("/hold/"):
+            _, _, name, rest = path.split("/", 3)
+            hold(name).wait(60)
             path = "/" + rest
         if path.startswith("/redirect/"):
             self.body()
