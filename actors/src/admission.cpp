@@ -26,6 +26,8 @@
 #include "vidnode/runtime/units.hpp"
 #include "vidnode/runtime/validation.hpp"
 
+#include "spawn_transfer.hpp"
+
 namespace vidnode::actors {
 
 namespace {
@@ -492,19 +494,10 @@ struct admission_state {
                  / ("job-" + runtime::to_string(rec.result.id) + "-audio"))
                   .string();
     rec.transfer = std::make_shared<abort_signal>();
-    spawn_transfer(
-      fetch_task, mover, caf::actor_cast<admission_control_actor>(self),
-      rec.result.id, rec.spec.audio_url, std::move(path), rec.transfer);
-  }
-
-  /// Runs a transfer task on an actor of its own: detached if the transfers
-  /// block (real ones do), so no pooled thread waits for the network.
-  template <class Task, class... Ts>
-  void spawn_transfer(Task task, Ts&&... xs) {
-    if (mover->blocking())
-      self->spawn<caf::detached>(task, std::forward<Ts>(xs)...);
-    else
-      self->spawn(task, std::forward<Ts>(xs)...);
+    spawn_transfer(self, *mover, fetch_task, mover,
+                   caf::actor_cast<admission_control_actor>(self),
+                   rec.result.id, rec.spec.audio_url, std::move(path),
+                   rec.transfer);
   }
 
   /// Takes a queued job out of the queue (or stops waiting for its inputs).
@@ -546,9 +539,10 @@ struct admission_state {
     rec.uploading = true;
     rec.video_path = std::move(video);
     rec.transfer = std::make_shared<abort_signal>();
-    spawn_transfer(
-      upload_task, mover, caf::actor_cast<admission_control_actor>(self),
-      rec.result.id, rec.video_path, rec.spec.output_url, rec.transfer);
+    spawn_transfer(self, *mover, upload_task, mover,
+                   caf::actor_cast<admission_control_actor>(self),
+                   rec.result.id, rec.video_path, rec.spec.output_url,
+                   rec.transfer);
   }
 
   void uploaded(job_id id, caf::error err) {

@@ -1,5 +1,7 @@
 #include "vidnode/actors/webhook_sender.hpp"
 
+#include "spawn_transfer.hpp"
+
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -60,13 +62,8 @@ void start_try(sender_pointer self, uint64_t id) {
   d.cancel = std::make_shared<abort_signal>();
   if (self->state.stopping)
     d.cancel->abort(abort_signal::reason::node_stopping);
-  auto me = webhook_sender_actor{self};
-  if (self->state.mover->blocking())
-    self->spawn<caf::detached>(notify_task, self->state.mover, me, id, d.url,
-                               d.result, d.cancel);
-  else
-    self->spawn(notify_task, self->state.mover, me, id, d.url, d.result,
-                d.cancel);
+  spawn_transfer(self, *self->state.mover, notify_task, self->state.mover,
+                 webhook_sender_actor{self}, id, d.url, d.result, d.cancel);
 }
 
 void give_up(sender_pointer self, uint64_t id, const std::string& cause) {
