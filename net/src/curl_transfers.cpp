@@ -350,6 +350,9 @@ caf::error curl_transfers::notify(const std::string& url,
     curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDS, body.c_str());
+    // A redirect keeps the POST and its body (libcurl would GET).
+    curl_easy_setopt(easy.get(), CURLOPT_POSTREDIR,
+                     static_cast<long>(CURL_REDIR_POST_ALL));
     curl_easy_setopt(easy.get(), CURLOPT_POSTFIELDSIZE,
                      static_cast<long>(body.size()));
     curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);

@@ -201,6 +201,27 @@ TEST_CASE("a webhook POSTs the job's result as JSON", "[transfers]") {
   CHECK(posted["output"] == "/tmp/job-7.mp4");
 }
 
+TEST_CASE("a webhook that is redirected is POSTed, body and all, where it "
+          "is redirected to",
+          "[transfers]") {
+  test::http_server server;
+  net::curl_transfers transfers{quick()};
+  runtime::job_result result;
+  result.id = runtime::job_id{9};
+  // %2F-encoded, as the /redirect/ route decodes its target.
+  auto target = server.url("/hooks/moved");
+  std::string encoded;
+  for (char c : target)
+    encoded += c == '/'   ? std::string{"%2F"}
+               : c == ':' ? "%3A"
+                          : std::string(1, c);
+  REQUIRE_FALSE(notify(transfers, server.url("/redirect/" + encoded), result));
+  CHECK(server.requests_for("/hooks/moved") == 1);
+  auto posted = server.read("hooks/moved");
+  REQUIRE_FALSE(posted.empty());
+  CHECK(nlohmann::json::parse(posted)["id"] == 9);
+}
+
 TEST_CASE("aborting makes a stalled transfer and every later one fail at "
           "once",
           "[transfers]") {
