@@ -1,0 +1,177 @@
+#pragma once
+
+/// @file
+/// Admission's ledger of devices: for every device of every node, its
+/// worker, health, slots in use and memory reserved. Holds no policy:
+/// admission decides what runs where and who is to blame for a death.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/placement.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/device.hpp"
+#include "vidnode/runtime/job.hpp"
+#include "vidnode/runtime/protocol.hpp"
+
+namespace vidnode::actors {
+
+/// Admission's view of one device.
+struct device_slot {
+  enum class health {
+    /// Registered; its worker has not attached yet.
+    starting,
+    /// Its worker takes jobs.
+    up,
+    /// Its worker died; the supervisor restarts it.
+    restarting,
+    /// Out of service until probed after a cool-down.
+    quarantined,
+    /// Its node was lost: the slot takes nothing until it is freed.
+    lost,
+  };
+
+  runtime::device_info info;
+  /// info.name(), made once.
+  std::string name;
+  /// The node the device belongs to.
+  std::string node;
+  device_worker_actor worker;
+  health state = health::starting;
+  int32_t restarts = 0;
+  std::string last_error;
+  /// Crashes charged to the jobs that ran here, since the device was last
+  /// quarantined: a device is only blamed for a job that crashed here and
+  /// succeeded elsewhere if it crashes clearly more jobs than that other
+  /// device.
+  int32_t job_crashes = 0;
+  /// Why the device was last quarantined (for last_error once probed).
+  std::string quarantine_reason;
+  /// Jobs holding one of its slots.
+  std::vector<runtime::job_id> running;
+  /// Jobs whose compute is done on this device and whose output is being
+  /// written by the worker (no slot, no memory): lost if the worker dies.
+  std::vector<runtime::job_id> finishing;
+  /// Memory reserved by running jobs, in bytes.
+  uint64_t reserved = 0;
+  /// Device memory the loaded models hold (out of jobs' reach), in bytes.
+  uint64_t resident = 0;
+  /// Models the worker loaded (or is loading) and the count of loads.
+  std::vector<runtime::model_load_info> models;
+  /// The supervisor that attached the worker; told when a job proves the
+  /// device at fault.
+  node_supervisor_actor supervisor;
+  /// The job whose own failure (out of memory, a crash) ends the current
+  /// worker, reported by the worker before it exits; 0 if none.
+  runtime::job_id culprit;
+  /// The worker reported that the device itself failed (it exits next).
+  bool failed_itself = false;
+
+  /// Memory jobs may reserve: the device's, less its loaded models'.
+  uint64_t budget() const noexcept {
+    return info.memory_bytes > resident ? info.memory_bytes - resident : 0;
+  }
+
+  /// Whether the slot still stands for a device in the cluster.
+  bool present() const noexcept {
+    return state != health::lost;
+  }
+
+  /// The cache entry of `model`, or null.
+  runtime::model_load_info* find_model(const std::string& model);
+
+  /// The cache entry of `model`, or null.
+  const runtime::model_load_info* find_model(const std::string& model) const;
+
+  /// The worker is gone or about to exit: nothing may be sent to it, and
+  /// unless quarantined (or lost) the device awaits a new worker.
+  void lose_worker();
+};
+
+/// Every device admission places jobs on, each in a numbered slot that stays
+/// the device's until the slot is freed (its node forgotten). Slot numbers
+/// are what job records and leases refer to.
+class device_ledger {
+public:
+  /// Adds `node`'s device `info`; returns its slot number (a freed one is
+  /// reused).
+  int32_t add(std::string node, runtime::device_info info);
+
+  /// Frees `slot` for reuse (its node is forgotten).
+  void free(int32_t slot);
+
+  /// The device in `slot`, or null if there is none (out of range, freed).
+  device_slot* find(int32_t slot);
+
+  /// The device in `slot`, or null.
+  const device_slot* find(int32_t slot) const;
+
+  /// The device in `slot`, which must exist.
+  device_slot& at(int32_t slot) {
+    return slots_[static_cast<size_t>(slot)];
+  }
+
+  /// The device in `slot`, which must exist.
+  const device_slot& at(int32_t slot) const {
+    return slots_[static_cast<size_t>(slot)];
+  }
+
+  /// The slot of `node`'s device with index `index`, or -1.
+  int32_t slot_of(const std::string& node, int32_t index) const;
+
+  /// The number of slots (including freed ones: iterate with find).
+  int32_t size() const noexcept {
+    return static_cast<int32_t>(slots_.size());
+  }
+
+  /// Whether some device takes jobs and has a free slot.
+  bool any_free_slot(int32_t max_concurrency) const;
+
+  /// Why no device can take `factory`'s jobs any more (every present device
+  /// that runs its model is quarantined), or nothing if one can or none
+  /// runs it at all.
+  std::optional<std::string>
+  no_device_left_for(const gpu::model_factory& factory) const;
+
+  /// Whether a present device can run `factory`'s model.
+  bool any_runs(const gpu::model_factory& factory) const;
+
+  /// The largest budget (bytes) of a present device that runs `factory`'s
+  /// model; 0 if none.
+  uint64_t largest_budget_for(const gpu::model_factory& factory) const;
+
+  /// The largest budget (bytes) of any present device; 0 if none.
+  uint64_t largest_budget() const;
+
+  /// What `vidctl nodes` shows for every device, in slot order.
+  std::vector<runtime::device_status> statuses(int32_t max_concurrency) const;
+
+  /// Calls `f(int32_t slot, device_slot&)` for every used slot.
+  template <class F>
+  void for_each(F&& f) {
+    for (size_t i = 0; i < slots_.size(); ++i)
+      if (in_use_[i])
+        f(static_cast<int32_t>(i), slots_[i]);
+  }
+
+  /// Calls `f(int32_t slot, const device_slot&)` for every used slot.
+  template <class F>
+  void for_each(F&& f) const {
+    for (size_t i = 0; i < slots_.size(); ++i)
+      if (in_use_[i])
+        f(static_cast<int32_t>(i), slots_[i]);
+  }
+
+private:
+  std::vector<device_slot> slots_;
+  std::vector<bool> in_use_;
+  std::vector<int32_t> free_slots_;
+};
+
+/// The name `vidctl nodes` shows for a device's health.
+const char* to_string(device_slot::health state, bool busy);
+
+} // namespace vidnode::actors

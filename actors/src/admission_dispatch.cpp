@@ -1,0 +1,305 @@
+/// @file
+/// Admission: placing queued jobs on devices, starting and stopping
+/// attempts, retries, and the end of a job (see admission_state.hpp).
+
+#include <algorithm>
+#include <filesystem>
+
+#include <caf/actor_system.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "admission_state.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::actors {
+
+using runtime::errc;
+using runtime::job_id;
+using runtime::job_state;
+using runtime::make_error;
+
+uint64_t admission_state::estimate_of(const job_record& rec) const {
+  return estimates->estimate(rec.shape_key, rec.declared_bytes);
+}
+
+void admission_state::fail_stranded_jobs() {
+  // Collected first: finalizing may drop old results from the table.
+  std::vector<job_id> stranded;
+  jobs->for_each([&](job_record& rec) {
+    if (rec.result.state == job_state::queued
+        && devices.no_device_left_for(*rec.factory))
+      stranded.push_back(rec.result.id);
+  });
+  for (auto id : stranded) {
+    auto rec = jobs->find(id);
+    if (rec == nullptr)
+      continue;
+    auto why = devices.no_device_left_for(*rec->factory);
+    leave_queue(*rec);
+    finalize(*rec, job_state::failed, make_error(errc::worker_lost, *why));
+  }
+}
+
+void admission_state::dispatch() {
+  place();
+  for (auto id : undated) {
+    auto rec = jobs->find(id);
+    if (rec != nullptr && rec->result.state == job_state::queued
+        && rec->deadline == time_point::max())
+      set_deadline(*rec,
+                   rec->queued_since + effective_queue_timeout(rec->spec));
+  }
+  undated.clear();
+}
+
+void admission_state::place() {
+  if (queue->empty() || !devices.any_free_slot(settings.max_concurrency))
+    return;
+  auto t = now();
+  auto is_live = [this](const job_queue::entry& x) {
+    auto rec = jobs->find(x.id);
+    return rec != nullptr && rec->result.state == job_state::queued
+           && rec->queue_ticket == x.ticket;
+  };
+  while (!queue->empty()) {
+    auto next = queue->peek(t, is_live);
+    if (!next)
+      return;
+    auto& rec = *jobs->find(next->id);
+    fill_candidates(rec);
+    auto bytes = estimate_of(rec);
+    auto slot = choose_device(candidates, bytes);
+    if (slot < 0) {
+      if (waits_for_memory_only())
+        backfill(rec, t, is_live);
+      return;
+    }
+    queue->pop(*next);
+    start_attempt(rec, slot, bytes);
+  }
+}
+
+bool admission_state::may_retry_on(const job_record& rec, int32_t slot) const {
+  auto failed_on = [&](int32_t i) {
+    return std::find(rec.crashed_on.begin(), rec.crashed_on.end(), i)
+           != rec.crashed_on.end();
+  };
+  if (rec.crashed_on.empty() || !failed_on(slot))
+    return true;
+  bool elsewhere = false;
+  devices.for_each([&](int32_t other, const device_slot& device) {
+    elsewhere =
+      elsewhere
+      || (device.present() && device.state != device_slot::health::quarantined
+          && rec.factory->runs_on(device.info.kind) && !failed_on(other));
+  });
+  return !elsewhere;
+}
+
+void admission_state::fill_candidates(const job_record& rec) {
+  candidates.clear();
+  for (int32_t slot = 0; slot < devices.size(); ++slot) {
+    placement_candidate c;
+    if (auto device = devices.find(slot)) {
+      c.available = device->state == device_slot::health::up
+                    && rec.factory->runs_on(device->info.kind)
+                    && may_retry_on(rec, slot);
+      c.running = static_cast<int32_t>(device->running.size());
+      c.slots = settings.max_concurrency;
+      c.memory_bytes = device->budget();
+      c.memory_reserved = device->reserved;
+      auto model = device->find_model(rec.spec.model);
+      c.has_model = model != nullptr && model->loaded;
+    }
+    candidates.push_back(c);
+  }
+}
+
+bool admission_state::waits_for_memory_only() const {
+  for (const auto& c : candidates)
+    if (c.available && c.running < c.slots)
+      return true;
+  return false;
+}
+
+template <class IsLive>
+void admission_state::backfill(job_record& head, time_point t,
+                               IsLive& is_live) {
+  if (head.bypassed >= settings.max_bypass)
+    return;
+  behind.clear();
+  queue->visit_in_order(t, is_live, backfill_scan_limit,
+                        [&](const job_queue::entry& x) {
+                          if (x.id != head.result.id)
+                            behind.push_back(x.id);
+                          return true;
+                        });
+  for (auto id : behind) {
+    if (head.bypassed >= settings.max_bypass
+        || !devices.any_free_slot(settings.max_concurrency))
+      return;
+    auto& rec = *jobs->find(id);
+    fill_candidates(rec);
+    auto bytes = estimate_of(rec);
+    auto slot = choose_device(candidates, bytes);
+    if (slot < 0)
+      continue;
+    // Its entry turns stale once it runs; the queue drops it later.
+    queue->forget();
+    start_attempt(rec, slot, bytes);
+    head.bypassed += 1;
+  }
+}
+
+void admission_state::start_attempt(job_record& rec, int32_t slot,
+                                    uint64_t bytes) {
+  auto& device = devices.at(slot);
+  auto t = now();
+  auto& r = rec.result;
+  r.state = job_state::running;
+  r.attempts += 1;
+  r.device = device.name;
+  r.step = 0;
+  r.steps = rec.spec.steps;
+  r.started_at = wall(t);
+  r.computed_at = caf::timestamp{};
+  r.queue_time +=
+    std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
+  rec.started = t;
+  rec.lease = ++next_lease;
+  rec.device = slot;
+  rec.reserved_bytes = bytes;
+  r.reserved_bytes = bytes;
+  device.running.push_back(r.id);
+  device.reserved += bytes;
+  // Marked as loading at once: the next job of the model waits for this
+  // device rather than loading the model on another.
+  auto model = device.find_model(rec.spec.model);
+  if (model == nullptr) {
+    device.models.push_back({rec.spec.model, 0, true});
+  } else {
+    model->loaded = true;
+  }
+  set_deadline(rec, t + effective_run_timeout(rec.spec));
+  self->send(device.worker, run_atom::value,
+             job_ticket{r.id, rec.lease, rec.spec, r.attempts, rec.audio_path});
+  emit(rec);
+}
+
+void admission_state::free_slot(job_record& rec) {
+  auto device = devices.find(rec.device);
+  if (device == nullptr)
+    return;
+  auto& running = device->running;
+  auto i = std::find(running.begin(), running.end(), rec.result.id);
+  if (i == running.end())
+    return;
+  running.erase(i);
+  device->reserved -= std::min(device->reserved, rec.reserved_bytes);
+  rec.reserved_bytes = 0;
+  device->finishing.push_back(rec.result.id);
+}
+
+void admission_state::release(job_record& rec) {
+  if (rec.device < 0)
+    return;
+  free_slot(rec);
+  if (auto device = devices.find(rec.device)) {
+    auto& finishing = device->finishing;
+    finishing.erase(
+      std::remove(finishing.begin(), finishing.end(), rec.result.id),
+      finishing.end());
+  }
+  rec.device = -1;
+  rec.lease = 0;
+}
+
+void admission_state::stop_attempt(job_record& rec) {
+  if (auto device = devices.find(rec.device))
+    if (device->worker)
+      self->send(device->worker, abort_atom::value, rec.result.id, rec.lease);
+  release(rec);
+}
+
+void admission_state::retry_or_fail(job_record& rec, caf::error reason,
+                                    bool charge) {
+  release(rec);
+  if (charge)
+    rec.charged_failures += 1;
+  rec.result.run_time =
+    std::chrono::duration_cast<caf::timespan>(now() - rec.started);
+  if (rec.charged_failures >= settings.max_attempts) {
+    finalize(rec, job_state::failed, std::move(reason));
+    return;
+  }
+  if (shutting_down) {
+    finalize(rec, job_state::cancelled,
+             make_error(errc::cancelled,
+                        "node " + node_name
+                          + " is shutting down; the last attempt failed: "
+                          + runtime::describe(reason)));
+    return;
+  }
+  spdlog::info("job {} is retried after attempt {} on {} failed: {}",
+               rec.result.id.value, rec.result.attempts, rec.result.device,
+               runtime::describe(reason));
+  enqueue(rec, true);
+  emit(rec, std::move(reason));
+}
+
+void admission_state::finalize(job_record& rec, job_state state,
+                               caf::error error, std::string output,
+                               std::optional<time_point> at) {
+  auto t = at ? *at : now();
+  auto& r = rec.result;
+  if (rec.transfer) {
+    rec.transfer->abort(shutting_down ? abort_signal::reason::node_stopping
+                                      : abort_signal::reason::job_ended);
+    rec.transfer = nullptr;
+  }
+  if (rec.uploading) {
+    // Ended before its upload did: the written video stays on disk.
+    rec.uploading = false;
+    if (output.empty())
+      output = rec.video_path;
+    error = make_error(
+      static_cast<errc>(error.code()),
+      runtime::detail_of(error) + "; the upload to " + rec.spec.output_url
+        + " was aborted and the video is kept at " + rec.video_path);
+  }
+  if (r.state == job_state::running)
+    r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);
+  else if (r.state == job_state::queued)
+    r.queue_time +=
+      std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
+  r.state = state;
+  r.error = std::move(error);
+  r.output = std::move(output);
+  r.finished_at = wall(t);
+  clear_deadline(rec);
+  release(rec);
+  emit(rec);
+  rec.observers.clear();
+  rec.observers.shrink_to_fit();
+  if (!rec.waiters.empty())
+    job_table::answer_waiters(rec, snapshot(rec));
+  if (state != job_state::succeeded)
+    spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
+                 runtime::describe(r.error));
+  if (!rec.audio_path.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(rec.audio_path, ec);
+    rec.audio_path.clear();
+  }
+  if (webhooks && !rec.spec.webhook_url.empty())
+    self->send(webhooks, notify_atom::value, rec.spec.webhook_url,
+               snapshot(rec));
+  if (shutting_down && in_grace.erase(r.id) > 0)
+    finish_shutdown_if_done();
+  if (auto expiry = jobs->retire(rec, t))
+    arm_tick(*expiry);
+}
+
+} // namespace vidnode::actors

@@ -1,0 +1,292 @@
+#pragma once
+
+/// @file
+/// The admission actor's state: the policy that joins the job table
+/// (job_table.hpp), the device ledger (device_ledger.hpp), the queue
+/// (job_queue.hpp) and the learned memory estimates. Its members are defined
+/// by responsibility in admission_intake.cpp (checks, accepting, inputs and
+/// outputs, deadlines), admission_dispatch.cpp (placement, attempts, the end
+/// of a job), admission_devices.cpp (workers attaching and dying, worker
+/// reports, quarantine) and admission_shutdown.cpp; admission.cpp maps
+/// messages onto them.
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "vidnode/actors/device_ledger.hpp"
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/job_queue.hpp"
+#include "vidnode/actors/job_table.hpp"
+#include "vidnode/actors/memory_estimates.hpp"
+#include "vidnode/actors/placement.hpp"
+#include "vidnode/actors/transfers.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/settings.hpp"
+
+namespace vidnode::actors {
+
+struct admission_state {
+  using pointer = admission_control_actor::stateful_pointer<admission_state>;
+  using time_point = caf::actor_clock::time_point;
+
+  static inline const char* name = "vidnode.admission";
+
+  /// When the node stops, webhooks get what is left of the grace period,
+  /// but at least this long.
+  static constexpr caf::timespan last_webhooks_window = std::chrono::seconds{5};
+
+  /// Queued jobs looked at behind a head that waits for memory.
+  static constexpr size_t backfill_scan_limit = 64;
+
+  /// How many more job crashes than the device where a job then succeeded
+  /// make a device where it crashed look at fault. Jobs that crash now and
+  /// then wherever they run thus blame no device, while a device that
+  /// crashes what succeeds elsewhere soon stands out.
+  static constexpr int32_t crash_margin = 2;
+
+  explicit admission_state(pointer self);
+
+  /// Sets up the state; called once, before the behavior is returned.
+  void init(runtime::node_settings settings,
+            std::vector<runtime::device_info> devices,
+            std::shared_ptr<const gpu::model_catalog> catalog,
+            std::shared_ptr<transfers> mover);
+
+  pointer self;
+  runtime::node_settings settings;
+  std::shared_ptr<const gpu::model_catalog> catalog;
+  std::shared_ptr<transfers> mover;
+  /// Delivers webhooks (null without a mover).
+  webhook_sender_actor webhooks;
+  /// Jobs whose inputs are being fetched (they count as queued).
+  size_t awaiting_inputs = 0;
+  std::string node_name;
+  std::unique_ptr<job_queue> queue;
+  std::unique_ptr<memory_estimates> estimates;
+  std::unique_ptr<job_table> jobs;
+  device_ledger devices;
+  /// Pending deadlines: (when, job).
+  std::set<std::pair<time_point, uint64_t>> deadlines;
+  /// Earliest tick already scheduled (time_point::max() if none).
+  time_point next_tick = time_point::max();
+  /// Scratch space of dispatch, kept to avoid an allocation per job; entry
+  /// i is ledger slot i.
+  std::vector<placement_candidate> candidates;
+  /// Jobs behind a head that waits for memory (scratch space for backfill).
+  std::vector<runtime::job_id> behind;
+  /// Jobs queued since the last dispatch(), which sets their deadlines.
+  std::vector<runtime::job_id> undated;
+  uint64_t next_lease = 0;
+  bool shutting_down = false;
+  /// While the node stops: jobs given the grace period to finish writing
+  /// or uploading their video.
+  std::set<runtime::job_id> in_grace;
+  /// When the grace period ends.
+  time_point grace_end;
+  /// Requests to shut down, answered once the jobs in grace ended and the
+  /// webhooks were drained.
+  std::vector<caf::typed_response_promise<caf::ok_atom>> shutdown_requests;
+  bool draining = false;
+  bool stopped = false;
+  /// Maps the actor clock to wall-clock time.
+  time_point mono_epoch;
+  caf::timestamp wall_epoch;
+
+  // -- time, snapshots and events (admission_intake.cpp) -------------------
+
+  time_point now() const;
+
+  caf::timestamp wall(time_point t) const;
+
+  /// What clients see of `rec` now.
+  runtime::job_result snapshot(const job_record& rec) const;
+
+  /// Tells `rec`'s observers its current state (with `error` if given).
+  void emit(job_record& rec, caf::error error = {});
+
+  // -- deadlines (admission_intake.cpp) ------------------------------------
+
+  void set_deadline(job_record& rec, time_point when);
+
+  /// Makes sure a tick arrives no later than `when`.
+  void arm_tick(time_point when);
+
+  void clear_deadline(job_record& rec);
+
+  /// Ends the jobs whose deadlines passed and forgets expired results.
+  void on_tick();
+
+  caf::timespan effective_queue_timeout(const runtime::job_spec& spec) const;
+
+  caf::timespan effective_run_timeout(const runtime::job_spec& spec) const;
+
+  // -- admission (admission_intake.cpp) ------------------------------------
+
+  /// Checks a request; none if it may be queued, and then `factory` says
+  /// which model runs it, `declared` what memory the model declares and
+  /// `shape_key` the key of its learned memory estimate.
+  caf::error check(const runtime::job_spec& spec,
+                   const gpu::model_factory*& factory, uint64_t& declared,
+                   std::string& shape_key) const;
+
+  /// Validates and queues a job; returns its record or the refusal.
+  caf::expected<job_record*> accept(runtime::job_spec spec);
+
+  /// Puts `rec` in the queue (at the front for a retry).
+  void enqueue(job_record& rec, bool at_front);
+
+  /// Takes a queued job out of the queue (or stops waiting for its inputs).
+  void leave_queue(job_record& rec);
+
+  // -- transfers (admission_intake.cpp) ------------------------------------
+
+  /// Fetches the job's audio on a transfer actor; the job enters the queue
+  /// when it arrives. Its queue timeout runs meanwhile.
+  void start_fetch(job_record& rec);
+
+  void fetched(runtime::job_id id, std::string path, caf::error err);
+
+  /// Uploads a finished job's video on a transfer actor; the job ends when
+  /// the upload does.
+  void start_upload(job_record& rec, std::string video);
+
+  void uploaded(runtime::job_id id, caf::error err);
+
+  // -- placement and attempts (admission_dispatch.cpp) ---------------------
+
+  /// The bytes `rec`'s next attempt reserves: its shape's learned figure,
+  /// else what its model declares.
+  uint64_t estimate_of(const job_record& rec) const;
+
+  /// Fails every queued job that no device can take any more.
+  void fail_stranded_jobs();
+
+  /// Starts every job that can start now, then gives the jobs queued since
+  /// the last call their queue deadlines. Called after every change that
+  /// may let a job start, and after every enqueue.
+  void dispatch();
+
+  void place();
+
+  /// Whether `rec` may run in `slot`: not on a device whose worker died
+  /// under it while another device that can run it is in service.
+  bool may_retry_on(const job_record& rec, int32_t slot) const;
+
+  /// Fills `candidates` with every ledger slot as seen by `rec`.
+  void fill_candidates(const job_record& rec);
+
+  /// Whether the job `candidates` were filled for has a free slot on a
+  /// device that can run it, and lacks only memory there.
+  bool waits_for_memory_only() const;
+
+  /// The job at the head of the queue, `head`, waits for memory: jobs
+  /// behind it that fit now start first, at most `max_bypass` of them over
+  /// its whole wait, so it cannot be starved.
+  template <class IsLive>
+  void backfill(job_record& head, time_point t, IsLive& is_live);
+
+  void start_attempt(job_record& rec, int32_t slot, uint64_t bytes);
+
+  /// Frees the slot and memory of the job's attempt but keeps the attempt:
+  /// its compute is done and the worker is writing its output.
+  void free_slot(job_record& rec);
+
+  /// Ends the job's attempt on its device: frees its slot and memory.
+  void release(job_record& rec);
+
+  /// Stops the running attempt of `rec` on its worker and frees its slot.
+  void stop_attempt(job_record& rec);
+
+  /// Charges a failure to a job that was running: queues it again while it
+  /// has attempts left, else ends it with `reason`.
+  void retry_or_fail(job_record& rec, caf::error reason, bool charge);
+
+  /// Ends a job. `at` is when it ended (default: now).
+  void finalize(job_record& rec, runtime::job_state state, caf::error error,
+                std::string output = {},
+                std::optional<time_point> at = std::nullopt);
+
+  // -- devices and worker reports (admission_devices.cpp) ------------------
+
+  /// The job whose running attempt `lease` is, if the sender is the worker
+  /// running it; null for stale or foreign reports.
+  job_record* attempt_of(runtime::job_id id, uint64_t lease);
+
+  /// Whether the current message comes from an actor of this node.
+  bool from_this_node() const;
+
+  /// The ledger slot of this node's device with index `index`, or -1.
+  int32_t slot_of_local(int32_t index) const;
+
+  /// This node's device with index `index` if the current message comes
+  /// from its worker, else null.
+  device_slot* device_of_sender(int32_t index);
+
+  void attach(runtime::device_info info, device_worker_actor worker,
+              int32_t restarts, const std::vector<std::string>& kept_models,
+              uint64_t kept_resident);
+
+  /// A device's worker died: its jobs are queued again, and the death is
+  /// charged to the job whose own failure explains it (reported by the
+  /// worker, or the only job on the device), else to the device. Returns
+  /// whether the device is to blame.
+  bool detach(int32_t slot, caf::error reason);
+
+  /// Takes a device out of service until it is probed after `cooldown`.
+  void quarantine(int32_t slot, caf::error reason, caf::timespan cooldown);
+
+  /// A quarantined device whose worker still lives takes jobs again.
+  void probe(int32_t slot);
+
+  /// A quarantined device takes jobs again: its last error says so.
+  static void end_quarantine(device_slot& device);
+
+  /// `rec` succeeded in `where`: every other device whose worker died
+  /// under it, and which crashed at least crash_margin more jobs than
+  /// `where`, was at fault, and its supervisor hears so.
+  void exonerate(job_record& rec, int32_t where);
+
+  void on_loaded(int32_t index, const std::string& model, uint64_t resident);
+
+  void on_computed(runtime::job_id id, uint64_t lease);
+
+  void on_progress(runtime::job_id id, uint64_t lease, int32_t step,
+                   int32_t steps);
+
+  void on_done(runtime::job_id id, uint64_t lease, finished_job out);
+
+  void on_failed(runtime::job_id id, uint64_t lease, caf::error reason,
+                 uint64_t needed_bytes);
+
+  void on_crashed(runtime::job_id id, uint64_t lease, caf::error reason,
+                  bool device_failed);
+
+  // -- shutdown (admission_shutdown.cpp) -----------------------------------
+
+  /// Whether a running job's compute is done: its video is being written
+  /// by its worker or uploaded.
+  bool past_compute(const job_record& rec) const;
+
+  /// Starts stopping the node: new jobs are refused, queued and running
+  /// jobs cancelled; jobs whose video is being written or uploaded get
+  /// until settings.shutdown_grace, and so do webhooks; `promise` is
+  /// answered when all of that ended.
+  void shutdown(caf::typed_response_promise<caf::ok_atom> promise);
+
+  /// The grace period ended: jobs still writing or uploading their video
+  /// are cancelled (a written video's path is in the result).
+  void grace_over();
+
+  /// Once no job is left in grace, drains the webhooks for what is left of
+  /// the grace period, then answers shutdown.
+  void finish_shutdown_if_done();
+};
+
+} // namespace vidnode::actors
