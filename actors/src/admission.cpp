@@ -40,6 +40,7 @@ admission_behavior(admission_state::pointer self,
                    std::shared_ptr<transfers> mover) {
   self->state.init(std::move(settings), std::move(devices), std::move(catalog),
                    std::move(mover));
+  self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
   return {
     // -- client protocol ---------------------------------------------------
     [=](runtime::submit_atom, job_spec& spec) -> caf::result<job_id> {
@@ -114,7 +115,7 @@ admission_behavior(admission_state::pointer self,
       return result;
     },
     [=](runtime::nodes_atom) -> std::vector<runtime::device_status> {
-      return self->state.devices.statuses(self->state.settings.max_concurrency);
+      return self->state.device_statuses();
     },
     [=](runtime::subscribe_atom, job_id id,
         runtime::job_observer_actor observer) -> caf::result<job_result> {
@@ -127,29 +128,39 @@ admission_behavior(admission_state::pointer self,
       return st.snapshot(*rec);
     },
     // -- supervisor --------------------------------------------------------
+    // -- nodes and their supervisors ----------------------------------------
+    [=](join_atom, node_registration& reg) -> caf::result<std::string> {
+      auto& st = self->state;
+      // Only the registry (a local actor, published on the cluster port)
+      // registers nodes.
+      if (!st.from_this_node())
+        return make_error(errc::unauthorized,
+                          "nodes register through the cluster port");
+      return st.join_node(std::move(reg));
+    },
     [=](attach_atom, runtime::device_info info, device_worker_actor worker,
         int32_t restarts, const std::vector<std::string>& kept_models,
         uint64_t kept_resident) {
-      if (self->state.from_this_node())
-        self->state.attach(std::move(info), std::move(worker), restarts,
-                           kept_models, kept_resident);
+      self->state.attach(std::move(info), std::move(worker), restarts,
+                         kept_models, kept_resident);
     },
     [=](detach_atom, int32_t index, caf::error reason) -> caf::result<bool> {
       auto& st = self->state;
-      if (!st.from_this_node())
+      auto node = st.sender_node();
+      if (node == nullptr)
         return make_error(errc::unauthorized, "only the node may detach");
-      return st.detach(st.slot_of_local(index), std::move(reason));
+      return st.detach(st.slot_of(*node, index), std::move(reason));
     },
     [=](quarantine_atom, int32_t index, caf::error reason,
         caf::timespan cooldown) {
       auto& st = self->state;
-      if (st.from_this_node())
-        st.quarantine(st.slot_of_local(index), std::move(reason), cooldown);
+      if (auto node = st.sender_node())
+        st.quarantine(st.slot_of(*node, index), std::move(reason), cooldown);
     },
     [=](probe_atom, int32_t index) {
       auto& st = self->state;
-      if (st.from_this_node())
-        st.probe(st.slot_of_local(index));
+      if (auto node = st.sender_node())
+        st.probe(st.slot_of(*node, index));
     },
     // -- device workers ----------------------------------------------------
     [=](loaded_atom, int32_t index, const std::string& model,
@@ -218,8 +229,10 @@ void admission_state::init(runtime::node_settings node_settings,
                            std::shared_ptr<transfers> transfer_mover) {
   settings = std::move(node_settings);
   node_name = settings.node_name.empty() ? host_name() : settings.node_name;
+  auto local =
+    nodes.join(node_name, self->node(), node_supervisor_actor{}, true);
   for (auto& info : node_devices)
-    devices.add(node_name, std::move(info));
+    (*local)->slots.push_back(devices.add(node_name, std::move(info)));
   queue = std::make_unique<job_queue>(settings.aging_interval);
   memory_estimates::policy memory_policy;
   memory_policy.headroom = settings.memory_headroom;

@@ -39,15 +39,31 @@ bool admission_state::from_this_node() const {
   return sender != nullptr && sender->node() == self->node();
 }
 
-int32_t admission_state::slot_of_local(int32_t index) const {
-  return devices.slot_of(node_name, index);
+cluster_node* admission_state::sender_node() {
+  const auto& sender = self->current_sender();
+  if (sender == nullptr)
+    return nullptr;
+  if (sender->node() == self->node())
+    return nodes.find(node_name);
+  return nodes.by_supervisor(sender);
+}
+
+int32_t admission_state::slot_of(const cluster_node& node,
+                                 int32_t index) const {
+  return devices.slot_of(node.name, index);
 }
 
 device_slot* admission_state::device_of_sender(int32_t index) {
-  auto device = devices.find(slot_of_local(index));
+  const auto& sender = self->current_sender();
+  if (sender == nullptr)
+    return nullptr;
+  auto node = sender->node() == self->node() ? nodes.find(node_name)
+                                             : nodes.find_up(sender->node());
+  if (node == nullptr)
+    return nullptr;
+  auto device = devices.find(slot_of(*node, index));
   if (device == nullptr
-      || self->current_sender()
-           != caf::actor_cast<caf::strong_actor_ptr>(device->worker))
+      || sender != caf::actor_cast<caf::strong_actor_ptr>(device->worker))
     return nullptr;
   return device;
 }
@@ -56,12 +72,18 @@ void admission_state::attach(runtime::device_info info,
                              device_worker_actor worker, int32_t restarts,
                              const std::vector<std::string>& kept_models,
                              uint64_t kept_resident) {
-  auto slot = slot_of_local(info.index);
+  auto node = sender_node();
+  if (node == nullptr)
+    return;
+  auto slot = slot_of(*node, info.index);
   auto device = devices.find(slot);
   if (device == nullptr) {
-    spdlog::error("attach for unknown device {}", info.name());
+    spdlog::error("attach for unknown device {} of node {}", info.name(),
+                  node->name);
     return;
   }
+  if (worker && worker.node() != self->node())
+    self->monitor(worker);
   // A new worker for a device whose old one still had jobs: the old worker
   // is gone, its jobs must not wait for reports that never come.
   if (!device->running.empty())

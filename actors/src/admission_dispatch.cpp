@@ -161,6 +161,7 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
   r.state = job_state::running;
   r.attempts += 1;
   r.device = device.name;
+  r.node = device.node;
   r.step = 0;
   r.steps = rec.spec.steps;
   r.started_at = wall(t);

@@ -70,7 +70,8 @@ caf::timestamp admission_state::wall(time_point t) const {
 
 runtime::job_result admission_state::snapshot(const job_record& rec) const {
   auto result = rec.result;
-  result.node = node_name;
+  if (result.node.empty())
+    result.node = node_name;
   if (rec.result.state == job_state::running)
     result.run_time =
       std::chrono::duration_cast<caf::timespan>(now() - rec.started);
@@ -158,6 +159,7 @@ void admission_state::on_tick() {
                             + device));
     }
   }
+  forget_lost_nodes();
   auto expiry = jobs->expire(t);
   if (expiry != time_point::max())
     arm_tick(expiry);

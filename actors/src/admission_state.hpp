@@ -7,8 +7,8 @@
 /// by responsibility in admission_intake.cpp (checks, accepting, inputs and
 /// outputs, deadlines), admission_dispatch.cpp (placement, attempts, the end
 /// of a job), admission_devices.cpp (workers attaching and dying, worker
-/// reports, quarantine) and admission_shutdown.cpp; admission.cpp maps
-/// messages onto them.
+/// reports, quarantine), admission_nodes.cpp (nodes joining and being lost)
+/// and admission_shutdown.cpp; admission.cpp maps messages onto them.
 
 #include <memory>
 #include <optional>
@@ -25,6 +25,7 @@
 #include "vidnode/actors/job_queue.hpp"
 #include "vidnode/actors/job_table.hpp"
 #include "vidnode/actors/memory_estimates.hpp"
+#include "vidnode/actors/node_membership.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
@@ -72,6 +73,9 @@ struct admission_state {
   std::unique_ptr<memory_estimates> estimates;
   std::unique_ptr<job_table> jobs;
   device_ledger devices;
+  /// The nodes whose devices are in the ledger (this one included) and
+  /// those lost recently.
+  node_membership nodes;
   /// Pending deadlines: (when, job).
   std::set<std::pair<time_point, uint64_t>> deadlines;
   /// Earliest tick already scheduled (time_point::max() if none).
@@ -222,11 +226,16 @@ struct admission_state {
   /// Whether the current message comes from an actor of this node.
   bool from_this_node() const;
 
-  /// The ledger slot of this node's device with index `index`, or -1.
-  int32_t slot_of_local(int32_t index) const;
+  /// The node that sent the current message as its supervisor: this node
+  /// for any local actor, else the node that is up and whose supervisor
+  /// sent it; null for anyone else.
+  cluster_node* sender_node();
 
-  /// This node's device with index `index` if the current message comes
-  /// from its worker, else null.
+  /// The ledger slot of `node`'s device with index `index`, or -1.
+  int32_t slot_of(const cluster_node& node, int32_t index) const;
+
+  /// The device with index `index` of the sender's node if the current
+  /// message comes from its worker, else null.
   device_slot* device_of_sender(int32_t index);
 
   void attach(runtime::device_info info, device_worker_actor worker,
@@ -267,6 +276,36 @@ struct admission_state {
 
   void on_crashed(runtime::job_id id, uint64_t lease, caf::error reason,
                   bool device_failed);
+
+  // -- nodes (admission_nodes.cpp) -----------------------------------------
+
+  /// Registers a worker node and its devices (jobs may be placed on them
+  /// once their workers attach); returns the head's name, or the refusal
+  /// (errc::invalid_request: duplicate name, bad registration; errc::
+  /// shutting_down). A node already up under the same CAF node registers
+  /// anew: its old registration is lost first.
+  caf::result<std::string> join_node(node_registration reg);
+
+  /// A monitored supervisor or worker of another node is gone: its node is
+  /// lost when the supervisor went, or when the connection to its node did.
+  void on_down(const caf::down_msg& msg);
+
+  /// Takes `node`'s devices out of the ledger at once; the jobs that ran
+  /// there are queued again with the attempt counted (a job that takes its
+  /// node down every time must not loop forever). `node` is shown as lost
+  /// until settings.lost_node_ttl has passed.
+  void lose_node(cluster_node& node, const std::string& why);
+
+  /// Frees the ledger slots of `node` (lost or re-registering) and forgets
+  /// that any job crashed in them.
+  void drop_slots(cluster_node& node);
+
+  /// Forgets the nodes lost at least settings.lost_node_ttl ago.
+  void forget_lost_nodes();
+
+  /// Every device for `vidctl nodes`: node by node in the order they
+  /// joined (this one first), each node's devices by index.
+  std::vector<runtime::device_status> device_statuses() const;
 
   // -- shutdown (admission_shutdown.cpp) -----------------------------------
 

@@ -104,7 +104,7 @@ device_ledger::no_device_left_for(const gpu::model_factory& factory) const {
 bool device_ledger::any_runs(const gpu::model_factory& factory) const {
   bool any = false;
   for_each([&](int32_t, const device_slot& device) {
-    any = any || (device.present() && factory.runs_on(device.info.kind));
+    any = any || factory.runs_on(device.info.kind);
   });
   return any;
 }
@@ -113,7 +113,7 @@ uint64_t
 device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
   uint64_t largest = 0;
   for_each([&](int32_t, const device_slot& device) {
-    if (device.present() && factory.runs_on(device.info.kind))
+    if (factory.runs_on(device.info.kind))
       largest = std::max(largest, device.budget());
   });
   return largest;
@@ -122,8 +122,7 @@ device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
 uint64_t device_ledger::largest_budget() const {
   uint64_t largest = 0;
   for_each([&](int32_t, const device_slot& device) {
-    if (device.present())
-      largest = std::max(largest, device.budget());
+    largest = std::max(largest, device.budget());
   });
   return largest;
 }
@@ -144,23 +143,29 @@ const char* to_string(device_slot::health state, bool busy) {
   return "unknown";
 }
 
+runtime::device_status device_ledger::status_of(int32_t slot,
+                                                int32_t max_concurrency) const {
+  const auto& device = at(slot);
+  runtime::device_status status;
+  status.node = device.node;
+  status.device = device.name;
+  status.state = to_string(device.state, !device.running.empty());
+  status.slots_in_use = static_cast<int32_t>(device.running.size());
+  status.slots = max_concurrency;
+  status.memory_bytes = device.info.memory_bytes;
+  status.memory_reserved = device.reserved + device.resident;
+  status.models = device.models;
+  status.running = device.running;
+  status.restarts = device.restarts;
+  status.last_error = device.last_error;
+  return status;
+}
+
 std::vector<runtime::device_status>
 device_ledger::statuses(int32_t max_concurrency) const {
   std::vector<runtime::device_status> result;
-  for_each([&](int32_t, const device_slot& device) {
-    runtime::device_status status;
-    status.node = device.node;
-    status.device = device.name;
-    status.state = to_string(device.state, !device.running.empty());
-    status.slots_in_use = static_cast<int32_t>(device.running.size());
-    status.slots = max_concurrency;
-    status.memory_bytes = device.info.memory_bytes;
-    status.memory_reserved = device.reserved + device.resident;
-    status.models = device.models;
-    status.running = device.running;
-    status.restarts = device.restarts;
-    status.last_error = device.last_error;
-    result.push_back(std::move(status));
+  for_each([&](int32_t slot, const device_slot&) {
+    result.push_back(status_of(slot, max_concurrency));
   });
   return result;
 }

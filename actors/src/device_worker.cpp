@@ -134,8 +134,7 @@ struct device_worker_state {
                     e.what());
       crash(id, lease, where() + ": worker crashed: " + e.what(), false);
     } catch (...) {
-      crash(id, lease, where() + ": worker crashed (unknown exception)",
-            false);
+      crash(id, lease, where() + ": worker crashed (unknown exception)", false);
     }
     return false;
   }

@@ -15,6 +15,9 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<admission_control_actor>(
     "vidnode::admission_control_actor");
   cfg.add_message_type<node_supervisor_actor>("vidnode::node_supervisor_actor");
+  cfg.add_message_type<node_registration>("vidnode::node_registration");
+  cfg.add_message_type<cluster_registry_actor>(
+    "vidnode::cluster_registry_actor");
 }
 
 } // namespace vidnode::actors

@@ -3,6 +3,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "vidnode/actors/admission.hpp"
+#include "vidnode/actors/cluster.hpp"
 #include "vidnode/actors/node_supervisor.hpp"
 #include "vidnode/gpu/devices.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -19,6 +20,7 @@ node_actors spawn_node(caf::actor_system& sys,
     spawn_admission(sys, settings, devices, catalog, std::move(transfers));
   result.supervisor = spawn_node_supervisor(
     sys, settings, std::move(devices), result.admission, std::move(catalog));
+  result.registry = spawn_cluster_registry(sys, result.admission);
   return result;
 }
 
@@ -84,8 +86,11 @@ caf::error local_node::stop(caf::timespan timeout) {
     if (!failure)
       failure = std::move(err);
   };
-  // Order matters: admission first answers every job (so no client is left
-  // waiting), then the workers stop, then the two actors themselves.
+  // Order matters: no node joins any more, admission answers every job (so
+  // no client is left waiting), then the workers stop, then the actors
+  // themselves.
+  self->monitor(actors_.registry);
+  self->send_exit(actors_.registry, caf::exit_reason::user_shutdown);
   self->request(actors_.admission, remaining(), shutdown_atom::value)
     .receive([](caf::ok_atom) {}, on_error);
   self->request(actors_.supervisor, remaining(), shutdown_atom::value)
@@ -94,7 +99,7 @@ caf::error local_node::stop(caf::timespan timeout) {
   self->monitor(actors_.supervisor);
   self->send_exit(actors_.admission, caf::exit_reason::user_shutdown);
   self->send_exit(actors_.supervisor, caf::exit_reason::user_shutdown);
-  for (int down = 0; down < 2;) {
+  for (int down = 0; down < 3;) {
     bool timed_out = false;
     self->receive([&](caf::down_msg&) { ++down; },
                   caf::after(remaining()) >> [&] { timed_out = true; });

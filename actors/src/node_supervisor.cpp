@@ -29,6 +29,9 @@ struct node_supervisor_state {
     std::unique_ptr<restart_intensity> intensity;
     int32_t restarts = 0;
     bool quarantined = false;
+    /// Its worker was ended to be replaced by one reporting to another
+    /// admission actor (bind): it restarts at once, models kept.
+    bool replacing = false;
     /// Loaded models, kept for the next worker after an out-of-memory exit.
     std::shared_ptr<device_models> models = std::make_shared<device_models>();
   };
@@ -41,7 +44,13 @@ struct node_supervisor_state {
   bool shutting_down = false;
   std::vector<caf::typed_response_promise<caf::ok_atom>> shutdown_promises;
 
+  /// Longest wait for admission's verdict on a death (a remote head that
+  /// vanished never answers).
+  static constexpr caf::timespan detach_timeout = std::chrono::seconds{10};
+
   void start_worker(supervised_device& device) {
+    if (!admission)
+      return;
     auto detached = device.info.kind != runtime::device_kind::sim
                     || settings.detach_sim_workers;
     device.worker =
@@ -71,6 +80,17 @@ struct node_supervisor_state {
           finish_shutdown();
         return;
       }
+      if (device.replacing) {
+        device.replacing = false;
+        if (!device.quarantined)
+          start_worker(device);
+        return;
+      }
+      if (!admission) {
+        // No head to report to: a new worker starts once one is bound.
+        device.models = std::make_shared<device_models>();
+        return;
+      }
       auto reason = msg.reason
                       ? msg.reason
                       : runtime::make_error(runtime::errc::worker_lost,
@@ -82,14 +102,18 @@ struct node_supervisor_state {
         device.models = std::make_shared<device_models>();
       // Admission knows which jobs ran there, so it decides who is to blame.
       auto index = device.info.index;
+      auto asked = admission;
       self
-        ->request(admission, caf::infinite, detach_atom::value, index, reason)
+        ->request(admission, detach_timeout, detach_atom::value, index, reason)
         .then(
           [=](bool device_at_fault) {
             self->state.after_death(index, reason, device_at_fault);
           },
-          [](caf::error&) {
-            // Admission is gone: the node is stopping.
+          [=](caf::error&) {
+            // Admission is gone: the node is stopping, or the head was lost
+            // (a worker starts when the next one is bound).
+            if (self->state.admission == asked)
+              self->state.after_death(index, reason, false);
           });
       return;
     }
@@ -148,11 +172,11 @@ struct node_supervisor_state {
     auto why = runtime::make_error(
       runtime::errc::worker_lost,
       "failed more than " + std::to_string(settings.restarts.max_restarts)
-        + " times within "
-        + runtime::format_duration(settings.restarts.window)
+        + " times within " + runtime::format_duration(settings.restarts.window)
         + " whatever ran on it; last: " + runtime::describe(reason));
-    self->send(admission, quarantine_atom::value, device.info.index, why,
-               cooldown);
+    if (admission)
+      self->send(admission, quarantine_atom::value, device.info.index, why,
+                 cooldown);
     self->delayed_send(self, cooldown, probe_atom::value, device.info.index);
   }
 
@@ -167,7 +191,8 @@ struct node_supervisor_state {
     spdlog::info("device {}: probing after the quarantine cool-down",
                  device->info.name());
     if (device->worker) {
-      self->send(admission, probe_atom::value, index);
+      if (admission)
+        self->send(admission, probe_atom::value, index);
       return;
     }
     device->restarts += 1;
@@ -181,6 +206,34 @@ struct node_supervisor_state {
       return;
     device->restarts += 1;
     start_worker(*device);
+  }
+
+  /// Reports to `next` from now on (null: the head is lost): every worker
+  /// is replaced, keeping its loaded models, so that nothing it ran for the
+  /// old admission actor goes on.
+  void bind(admission_control_actor next) {
+    if (shutting_down || next == admission)
+      return;
+    admission = std::move(next);
+    for (auto& device : devices) {
+      if (device.worker) {
+        device.replacing = true;
+        self->send_exit(device.worker, caf::exit_reason::user_shutdown);
+      } else if (!device.quarantined) {
+        start_worker(device);
+      }
+    }
+  }
+
+  /// Whether the current message comes from this node or from the admission
+  /// actor the supervisor reports to.
+  bool from_node_or_admission() const {
+    const auto& sender = self->current_sender();
+    return sender != nullptr
+           && (sender->node() == self->node()
+               || (admission
+                   && sender
+                        == caf::actor_cast<caf::strong_actor_ptr>(admission)));
   }
 
   void finish_shutdown() {
@@ -216,9 +269,13 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
         self->state.probe(index);
     },
     [=](fault_atom, int32_t index, const caf::error& evidence) {
-      if (self->current_sender() != nullptr
-          && self->current_sender()->node() == self->node())
+      if (self->state.from_node_or_admission())
         self->state.on_fault(index, evidence);
+    },
+    [=](bind_atom, const caf::actor& next) {
+      const auto& sender = self->current_sender();
+      if (sender != nullptr && sender->node() == self->node())
+        self->state.bind(caf::actor_cast<admission_control_actor>(next));
     },
     [=](shutdown_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -16,12 +17,14 @@
 #include <thread>
 
 #include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "common/cli_options.hpp"
+#include "vidnode/actors/cluster.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/curl_transfers.hpp"
@@ -96,6 +99,58 @@ std::optional<std::string> unusable_directory(const std::string& dir) {
   return "cannot write in '" + dir + "': " + std::strerror(errno);
 }
 
+/// Set by a refusal from the head: the exit status of a worker node.
+std::atomic<int> worker_exit_status{0};
+
+/// Runs a worker node that joins the head at `host:port` until SIGINT or
+/// SIGTERM (or the head refuses it: exit 2).
+int run_worker_node(caf::actor_system& sys,
+                    const runtime::node_settings& settings,
+                    const std::string& host, uint16_t port,
+                    const sigset_t& signals) {
+  actors::join_options options;
+  options.host = host;
+  options.port = port;
+  options.connector =
+    caf::actor_cast<caf::actor>(sys.middleman().actor_handle());
+  auto head = host + ":" + std::to_string(port);
+  auto name = std::make_shared<std::string>();
+  options.on_joined = [head, name](const std::string&) {
+    std::printf("vidnode joined %s as %s\n", head.c_str(), name->c_str());
+    std::fflush(stdout);
+  };
+  options.on_refused = [](const caf::error& why) {
+    std::fprintf(stderr, "vidnode: --join: %s\n",
+                 runtime::describe(why).c_str());
+    worker_exit_status = 2;
+    kill(getpid(), SIGTERM);
+  };
+  auto node = actors::worker_node::start(sys, settings, std::move(options));
+  if (!node) {
+    std::fprintf(stderr, "vidnode: %s\n",
+                 runtime::describe(node.error()).c_str());
+    return 2;
+  }
+  *name = (*node)->name();
+  std::string served;
+  for (const auto& device : (*node)->devices())
+    served += (served.empty() ? "" : ", ") + device.name() + " ("
+              + runtime::format_bytes(device.memory_bytes) + ")";
+  spdlog::info("worker node {} serving {} device(s): {}; joining {}",
+               (*node)->name(), (*node)->devices().size(), served, head);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  start_exit_watchdog(signals, 2 * stop_margin);
+  if (worker_exit_status == 0)
+    spdlog::info("{}: stopping; running jobs end and the head queues them "
+                 "again",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (auto err = (*node)->stop(stop_margin))
+    spdlog::error("stopping: {}", runtime::describe(err));
+  node->reset();
+  return worker_exit_status;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -121,10 +176,27 @@ int main(int argc, char** argv) {
                  "Read settings from a TOML/INI file whose keys are the long "
                  "option names (max-concurrency = 2)");
   app.allow_config_extras(CLI::config_extras_mode::error);
+  auto listen_option =
+    app
+      .add_option("--listen", listen,
+                  "Where clients connect: HOST:PORT (port 0 picks a free one)")
+      ->capture_default_str();
+  std::string cluster_listen = "127.0.0.1:7448";
+  auto cluster_listen_option =
+    app
+      .add_option("--cluster-listen", cluster_listen,
+                  "Where worker nodes join this head: HOST:PORT (port 0 picks "
+                  "a free one). Only nodes may reach it: clients use "
+                  "--listen")
+      ->capture_default_str();
+  std::string join;
   app
-    .add_option("--listen", listen,
-                "Where clients connect: HOST:PORT (port 0 picks a free one)")
-    ->capture_default_str();
+    .add_option("--join", join,
+                "Run as a worker node of the head whose --cluster-listen is "
+                "HOST:PORT: serve this machine's devices, take jobs from the "
+                "head, and join it again whenever it is lost")
+    ->excludes(listen_option)
+    ->excludes(cluster_listen_option);
   app
     .add_option("--devices", settings.devices,
                 "Devices to serve: auto (every CUDA device, else one cpu "
@@ -213,6 +285,9 @@ int main(int argc, char** argv) {
                      "waited");
   apps::add_duration(app, "--result-ttl", settings.result_ttl,
                      "How long finished results are kept");
+  apps::add_duration(app, "--lost-node-ttl", settings.lost_node_ttl,
+                     "How long a lost worker node is shown by `vidctl nodes` "
+                     "(as lost, with when and why) before it is forgotten");
   apps::add_number(app, "--max-results", settings.max_results, 1,
                    std::numeric_limits<uint32_t>::max(),
                    "Most finished results kept");
@@ -267,6 +342,25 @@ int main(int argc, char** argv) {
                  "vidnode: --listen: '%s' is not HOST:PORT (e.g. "
                  "127.0.0.1:7447)\n",
                  listen.c_str());
+    return 2;
+  }
+  std::string cluster_host;
+  uint16_t cluster_port = 0;
+  if (!net::parse_endpoint(cluster_listen, cluster_host, cluster_port)) {
+    std::fprintf(stderr,
+                 "vidnode: --cluster-listen: '%s' is not HOST:PORT (e.g. "
+                 "127.0.0.1:7448)\n",
+                 cluster_listen.c_str());
+    return 2;
+  }
+  std::string head_host;
+  uint16_t head_port = 0;
+  if (!join.empty()
+      && (!net::parse_endpoint(join, head_host, head_port) || head_port == 0)) {
+    std::fprintf(stderr,
+                 "vidnode: --join: '%s' is not HOST:PORT of a head's cluster "
+                 "port (e.g. 10.0.0.1:7448)\n",
+                 join.c_str());
     return 2;
   }
   for (const auto& entry : torchscript) {
@@ -330,6 +424,8 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
+  if (!join.empty())
+    return run_worker_node(sys, settings, head_host, head_port, signals);
   auto mover = std::make_shared<net::curl_transfers>(transfer_options);
   auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {
@@ -345,6 +441,17 @@ int main(int argc, char** argv) {
     (*node)->stop();
     return 1;
   }
+  auto registry = (*node)->registry();
+  auto published_cluster_port =
+    sys.middleman().publish(registry, cluster_port, cluster_host.c_str(), true);
+  if (!published_cluster_port) {
+    std::fprintf(stderr, "vidnode: --cluster-listen: cannot listen on %s: %s\n",
+                 cluster_listen.c_str(),
+                 runtime::describe(published_cluster_port.error()).c_str());
+    (*server)->stop();
+    (*node)->stop();
+    return 1;
+  }
   std::string served;
   for (const auto& device : (*node)->devices())
     served += (served.empty() ? "" : ", ") + device.name() + " ("
@@ -355,6 +462,8 @@ int main(int argc, char** argv) {
                settings.max_concurrency, settings.queue_size);
   std::printf("vidnode listening on %s:%u\n", settings.listen_host.c_str(),
               static_cast<unsigned>((*server)->port()));
+  std::printf("vidnode accepting worker nodes on %s:%u\n", cluster_host.c_str(),
+              static_cast<unsigned>(*published_cluster_port));
   std::fflush(stdout);
 
   int sig = 0;
@@ -367,6 +476,7 @@ int main(int argc, char** argv) {
   // The node answers every waiting client (through the gateway) and ends
   // its transfers within the grace period; whatever is left is aborted;
   // then the port closes.
+  sys.middleman().unpublish(registry, *published_cluster_port);
   if (auto err = (*node)->stop(settings.shutdown_grace + stop_margin))
     spdlog::error("stopping: {}", runtime::describe(err));
   mover->abort_all();

@@ -150,8 +150,13 @@ bool parse_devices(const std::string& spec,
                    std::vector<runtime::device_info>& devices,
                    std::string& error) {
   using runtime::device_kind;
-  const char* usage = "expected auto, cuda[:0,1][:MEMORY], cpu:N[:MEMORY] or "
-                      "sim:N[:MEMORY] (N from 1 to 64, e.g. sim:4:16GiB)";
+  const char* usage = "expected auto, none, cuda[:0,1][:MEMORY], "
+                      "cpu:N[:MEMORY] or sim:N[:MEMORY] (N from 1 to 64, e.g. "
+                      "sim:4:16GiB)";
+  if (spec == "none") {
+    devices.clear();
+    return true;
+  }
   if (spec == "auto" && !present.empty())
     return parse_cuda(spec, {"cuda"}, present, cuda_reserve_bytes, devices,
                       error);

@@ -20,6 +20,16 @@ bool positive(caf::timespan x) {
 
 } // namespace
 
+std::optional<std::string> invalid_node_name(const std::string& name) {
+  if (name.empty() || name.size() > 64)
+    return "must have 1 to 64 characters, got " + std::to_string(name.size());
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_'
+        && c != '.')
+      return "'" + name + "' may only contain letters, digits and - _ .";
+  return std::nullopt;
+}
+
 caf::error validate(const node_settings& s) {
   if (s.listen_host.empty())
     return bad("listen", "host must not be empty");
@@ -72,6 +82,11 @@ caf::error validate(const node_settings& s) {
     return bad("result-ttl", "must be positive");
   if (s.max_results < 1)
     return bad("max-results", "must be at least 1");
+  if (!positive(s.lost_node_ttl))
+    return bad("lost-node-ttl", "must be positive");
+  if (!s.node_name.empty())
+    if (auto why = invalid_node_name(s.node_name))
+      return bad("node-name", *why);
   if (s.output_dir.empty())
     return bad("output-dir", "must not be empty");
   for (const auto& [name, path] : s.torchscript_models) {

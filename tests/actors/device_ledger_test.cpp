@@ -62,8 +62,8 @@ TEST_CASE("a freed slot is empty and reused by the next device",
   CHECK(ledger.find(7) == nullptr);
 }
 
-TEST_CASE("lost and quarantined devices take no jobs, and budgets count "
-          "present devices only",
+TEST_CASE("lost and quarantined devices take no jobs, and a lost node's "
+          "devices still count for what the cluster can run",
           "[device_ledger]") {
   device_ledger ledger;
   auto a0 = ledger.add("a", sim_device(0, 100));
@@ -77,7 +77,9 @@ TEST_CASE("lost and quarantined devices take no jobs, and budgets count "
   CHECK(ledger.largest_budget() == 300);
   CHECK(ledger.largest_budget_for(sim_model()) == 300);
   ledger.at(b0).state = device_slot::health::lost;
-  CHECK(ledger.largest_budget() == 100);
+  CHECK(ledger.largest_budget() == 300);
+  CHECK(ledger.largest_budget_for(sim_model()) == 300);
+  CHECK(ledger.any_runs(sim_model()));
   CHECK(ledger.slot_of("b", 0) == -1);
   CHECK_FALSE(ledger.no_device_left_for(sim_model()));
   ledger.at(a0).state = device_slot::health::quarantined;

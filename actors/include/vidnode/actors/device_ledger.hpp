@@ -136,15 +136,19 @@ public:
   std::optional<std::string>
   no_device_left_for(const gpu::model_factory& factory) const;
 
-  /// Whether a present device can run `factory`'s model.
+  /// Whether a device in the ledger can run `factory`'s model. Devices of a
+  /// lost node count until it is forgotten: it may come back.
   bool any_runs(const gpu::model_factory& factory) const;
 
-  /// The largest budget (bytes) of a present device that runs `factory`'s
-  /// model; 0 if none.
+  /// The largest budget (bytes) of a device in the ledger (lost ones
+  /// included) that runs `factory`'s model; 0 if none.
   uint64_t largest_budget_for(const gpu::model_factory& factory) const;
 
-  /// The largest budget (bytes) of any present device; 0 if none.
+  /// The largest budget (bytes) of any device in the ledger; 0 if none.
   uint64_t largest_budget() const;
+
+  /// What `vidctl nodes` shows for the device in `slot`, which must exist.
+  runtime::device_status status_of(int32_t slot, int32_t max_concurrency) const;
 
   /// What `vidctl nodes` shows for every device, in slot order.
   std::vector<runtime::device_status> statuses(int32_t max_concurrency) const;

@@ -113,6 +113,13 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 /// Admission's timer when the node stops: the shutdown grace period ended.
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
 
+/// A node -> the head's registry -> admission: a node registers its
+/// supervisor and devices.
+using join_atom = caf::atom_constant<caf::atom("join")>;
+/// A worker node's cluster member -> its supervisor: the admission actor to
+/// attach the devices to (null: the head is lost; stop every job).
+using bind_atom = caf::atom_constant<caf::atom("bind")>;
+
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
 using device_worker_actor = caf::typed_actor<
@@ -121,10 +128,42 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<step_atom, uint64_t>, caf::reacts_to<loaded_atom, std::string>,
   caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>>;
 
+/// The node supervisor: spawns, monitors and restarts device workers,
+/// quarantines devices that fail whatever runs on them and probes them again
+/// after a cool-down. On a worker node, `bind` says which admission actor
+/// (the head's, an admission_control_actor as an untyped handle: the two
+/// interfaces name each other) its workers report to; every worker is
+/// replaced when it changes, keeping its loaded models.
+using node_supervisor_actor =
+  caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
+                   caf::reacts_to<probe_atom, int32_t>,
+                   caf::reacts_to<fault_atom, int32_t, caf::error>,
+                   caf::reacts_to<bind_atom, caf::actor>,
+                   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+
+/// What a node sends to register with the head.
+struct node_registration {
+  /// Its `--node-name`.
+  std::string name;
+  /// runtime::protocol_version of the node (must equal the head's).
+  std::string protocol;
+  /// Its supervisor (which attaches the device workers next).
+  node_supervisor_actor supervisor;
+  /// Its devices; `index` is unique and is what its messages name.
+  std::vector<runtime::device_info> devices;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_registration& x) {
+  return f(caf::meta::type_name("vidnode::node_registration"), x.name,
+           x.protocol, x.supervisor, x.devices);
+}
+
 /// The admission actor with the messages devices and the supervisor send
 /// it. Only `runtime::admission_actor` is published; reports are accepted
 /// only from the worker currently registered for the device.
 using admission_control_actor = runtime::admission_actor::extend<
+  caf::replies_to<join_atom, node_registration>::with<std::string>,
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
                  int32_t, std::vector<std::string>, uint64_t>,
   caf::replies_to<detach_atom, int32_t, caf::error>::with<bool>,
@@ -166,14 +205,11 @@ using webhook_sender_actor = caf::typed_actor<
   caf::replies_to<drain_atom, caf::timespan>::with<caf::ok_atom>,
   caf::reacts_to<drained_atom>>;
 
-/// The node supervisor: spawns, monitors and restarts device workers,
-/// quarantines devices that fail whatever runs on them and probes them again
-/// after a cool-down.
-using node_supervisor_actor =
-  caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
-                   caf::reacts_to<probe_atom, int32_t>,
-                   caf::reacts_to<fault_atom, int32_t, caf::error>,
-                   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+/// The head's registry of nodes, published on the cluster port (separate
+/// from the client port): a node that joins gets the admission actor to
+/// report to and the head's name, or the refusal.
+using cluster_registry_actor = caf::typed_actor<caf::replies_to<
+  join_atom, node_registration>::with<admission_control_actor, std::string>>;
 
 /// Adds the types of this file, and runtime's, to `cfg`.
 void add_types(caf::actor_system_config& cfg);

@@ -13,14 +13,17 @@
 
 namespace vidnode::actors {
 
-/// The actors of one node: its admission actor and its device supervisor.
+/// The actors of one node: its admission actor, its device supervisor and
+/// the registry worker nodes join through.
 struct node_actors {
   admission_control_actor admission;
   node_supervisor_actor supervisor;
+  cluster_registry_actor registry;
 };
 
 /// Spawns a node's actors in `sys` without blocking: admission, then the
-/// supervisor, which attaches one worker per entry of `devices`. For tests
+/// supervisor, which attaches one worker per entry of `devices`, then the
+/// registry of worker nodes. For tests
 /// on the test coordinator and for callers that manage shutdown themselves
 /// (see local_node for the blocking facade).
 node_actors spawn_node(caf::actor_system& sys,
@@ -54,6 +57,12 @@ public:
 
   /// The handle clients submit to.
   runtime::admission_actor admission() const;
+
+  /// The registry worker nodes join through: publish it on the cluster
+  /// port (never on the client port).
+  cluster_registry_actor registry() const {
+    return actors_.registry;
+  }
 
   /// The devices the node serves.
   const std::vector<runtime::device_info>& devices() const noexcept {

@@ -19,6 +19,7 @@ constexpr uint64_t default_cuda_reserve_bytes = 2ull << 30;
 ///
 /// Accepted forms:
 /// - `auto`: every CUDA device present, else one cpu device;
+/// - `none`: no device (a head that only places jobs on worker nodes);
 /// - `cuda[:ORDINALS[:MEMORY]]`: ORDINALS is `all` (the default) or a list
 ///   such as `0,1`; each device's budget is its free memory now minus
 ///   `cuda_reserve_bytes`, or MEMORY if given (at most that);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +75,9 @@ struct node_settings {
   caf::timespan result_ttl = std::chrono::hours{1};
   /// At most this many finished results are kept (oldest dropped first).
   uint32_t max_results = 10000;
+  /// How long a lost worker node stays in `vidctl nodes` (as lost, with
+  /// when and why) before the head forgets it.
+  caf::timespan lost_node_ttl = std::chrono::minutes{10};
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
@@ -108,6 +112,10 @@ struct node_settings {
   /// against the contract when the node starts.
   std::vector<std::pair<std::string, std::string>> torchscript_models;
 };
+
+/// Why `name` cannot be a node's name (1 to 64 letters, digits and - _ .),
+/// or nothing.
+std::optional<std::string> invalid_node_name(const std::string& name);
 
 /// Checks every value of `settings`; returns errc::invalid_request naming
 /// the setting and the reason, or none.

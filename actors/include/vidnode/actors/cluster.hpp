@@ -1,0 +1,120 @@
+#pragma once
+
+/// @file
+/// The two ends of node registration. On the head, the registry (published
+/// on the cluster port, never on the client port) hands a joining node's
+/// registration to admission. On a worker node, the cluster member connects
+/// to the head's registry, registers the node's supervisor and devices,
+/// binds the supervisor to the head's admission actor, watches the head, and
+/// when the head is lost stops the node's jobs and joins again with capped
+/// exponential backoff until the head is back.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/settings.hpp"
+
+namespace vidnode::actors {
+
+/// Spawns the head's registry of nodes for `admission`. It answers a join
+/// with admission's handle and the head's name once admission registered
+/// the node, or with admission's refusal. Publish it on the cluster port;
+/// end it (send_exit) before the actor system shuts down.
+cluster_registry_actor
+spawn_cluster_registry(caf::actor_system& sys,
+                       admission_control_actor admission);
+
+/// How a worker node finds and keeps its head.
+struct join_options {
+  /// The head's cluster port.
+  std::string host;
+  uint16_t port = 0;
+  /// The handle that connects (CAF's `connect_atom`): the middleman's, or
+  /// the OpenSSL manager's when TLS is on.
+  caf::actor connector;
+  /// Longest time to connect to the head, handshake included.
+  caf::timespan connect_timeout = std::chrono::seconds{5};
+  /// Longest time the head may take to answer a registration.
+  caf::timespan join_timeout = std::chrono::seconds{10};
+  /// First delay before joining again after a failure or the loss of the
+  /// head; doubles with each failure up to `backoff_max`.
+  caf::timespan backoff = std::chrono::milliseconds{100};
+  caf::timespan backoff_max = std::chrono::seconds{5};
+  /// Called (from an actor thread) each time the node has registered, with
+  /// the head's name.
+  std::function<void(const std::string& head)> on_joined;
+  /// Called (from an actor thread) when the head refuses the node for good
+  /// (a duplicate --node-name, another protocol version, not a cluster
+  /// port); the member then stops trying.
+  std::function<void(const caf::error& reason)> on_refused;
+};
+
+/// A worker node: its supervisor and device workers, and the cluster member
+/// that registers them with the head. No admission: jobs come from the
+/// head.
+///
+/// Thread-safety: start and stop block; call them from one non-actor
+/// thread.
+class worker_node {
+public:
+  /// Validates `settings`, discovers the devices it names, spawns the
+  /// supervisor (its workers start once the head is joined) and the member,
+  /// which starts joining at once. Fails with errc::invalid_request naming
+  /// the bad setting. `catalog` null: the built-in models.
+  static caf::expected<std::unique_ptr<worker_node>>
+  start(caf::actor_system& sys, const runtime::node_settings& settings,
+        join_options options,
+        std::shared_ptr<const gpu::model_catalog> catalog = nullptr);
+
+  /// Stops (see stop).
+  ~worker_node();
+
+  worker_node(const worker_node&) = delete;
+  worker_node& operator=(const worker_node&) = delete;
+
+  /// The devices the node serves.
+  const std::vector<runtime::device_info>& devices() const noexcept {
+    return devices_;
+  }
+
+  /// The name the node registers under.
+  const std::string& name() const noexcept {
+    return name_;
+  }
+
+  /// Stops joining, ends every device worker (their jobs end with them; the
+  /// head re-queues them when it sees the node go) and the node's actors.
+  /// Waits at most `timeout`; returns an error if something did not stop in
+  /// time. Idempotent.
+  caf::error stop(caf::timespan timeout = std::chrono::seconds{10});
+
+private:
+  worker_node(caf::actor_system& sys, node_supervisor_actor supervisor,
+              caf::actor member, std::vector<runtime::device_info> devices,
+              std::string name);
+
+  caf::actor_system& sys_;
+  node_supervisor_actor supervisor_;
+  caf::actor member_;
+  std::vector<runtime::device_info> devices_;
+  std::string name_;
+  bool stopped_ = false;
+};
+
+/// Spawns the cluster member of a worker node named `name` whose supervisor
+/// is `supervisor` and whose devices are `devices` (for worker_node and
+/// tests). It ends on `shutdown_atom` (replying ok) or an exit message.
+caf::actor spawn_cluster_member(caf::actor_system& sys, std::string name,
+                                std::vector<runtime::device_info> devices,
+                                node_supervisor_actor supervisor,
+                                join_options options);
+
+} // namespace vidnode::actors

@@ -1,0 +1,190 @@
+/// @file
+/// Admission: worker nodes joining the cluster, being lost and forgotten
+/// (see admission_state.hpp; the table of nodes is node_membership.hpp).
+
+#include <algorithm>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "admission_state.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/protocol.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::actors {
+
+using runtime::errc;
+using runtime::job_id;
+using runtime::job_state;
+using runtime::make_error;
+
+namespace {
+
+/// Most devices one node may register.
+constexpr size_t max_devices_per_node = 4096;
+
+/// Why `reg`'s devices cannot be registered, or nothing.
+std::optional<std::string> invalid_devices(const node_registration& reg) {
+  if (reg.devices.size() > max_devices_per_node)
+    return "devices: " + std::to_string(reg.devices.size())
+           + " registered, at most " + std::to_string(max_devices_per_node);
+  std::set<int32_t> indices;
+  for (const auto& device : reg.devices) {
+    if (device.index < 0 || !indices.insert(device.index).second)
+      return "devices: index " + std::to_string(device.index)
+             + " is negative or given twice";
+    if (device.memory_bytes == 0)
+      return "devices: " + device.name() + " has no memory";
+  }
+  return std::nullopt;
+}
+
+/// What a down message says about why a node's actor went.
+std::string why_gone(const caf::down_msg& msg) {
+  if (msg.reason == caf::exit_reason::remote_link_unreachable)
+    return "its connection closed, or it sent nothing for the node timeout";
+  return runtime::describe(msg.reason);
+}
+
+} // namespace
+
+caf::result<std::string> admission_state::join_node(node_registration reg) {
+  if (shutting_down)
+    return make_error(errc::shutting_down,
+                      "head " + node_name + " is shutting down");
+  if (reg.protocol != runtime::protocol_version)
+    return make_error(errc::invalid_request,
+                      "protocol: the node speaks '" + reg.protocol
+                        + "', the head '" + runtime::protocol_version + "'");
+  if (auto why = runtime::invalid_node_name(reg.name))
+    return make_error(errc::invalid_request, "node-name: " + *why);
+  if (!reg.supervisor || reg.supervisor.node() == self->node())
+    return make_error(errc::invalid_request,
+                      "supervisor: a worker node registers its own "
+                      "supervisor");
+  if (auto why = invalid_devices(reg))
+    return make_error(errc::invalid_request, *why);
+  auto id = reg.supervisor.node();
+  if (auto err = nodes.check_join(reg.name, id))
+    return err;
+  if (auto old = nodes.find(reg.name)) {
+    if (old->state == cluster_node::status::up)
+      lose_node(*old, "it registered again (it had lost the head)");
+    drop_slots(*old);
+  }
+  auto joined = nodes.join(reg.name, id, reg.supervisor);
+  if (!joined)
+    return std::move(joined.error());
+  auto& node = **joined;
+  for (auto& info : reg.devices)
+    node.slots.push_back(devices.add(node.name, std::move(info)));
+  self->monitor(reg.supervisor);
+  spdlog::info("node {} joined with {} device(s) (registration {})", node.name,
+               node.slots.size(), node.incarnation);
+  return node_name;
+}
+
+void admission_state::on_down(const caf::down_msg& msg) {
+  for (const auto& entry : nodes.nodes()) {
+    if (entry.local || entry.state != cluster_node::status::up
+        || !entry.supervisor || entry.supervisor.address() != msg.source)
+      continue;
+    lose_node(*nodes.find(entry.name), why_gone(msg));
+    return;
+  }
+  // A worker's proxy dies with its node's connection; a worker that merely
+  // exited is the business of its node's supervisor (detach).
+  if (msg.reason != caf::exit_reason::remote_link_unreachable)
+    return;
+  if (auto node = nodes.find_up(msg.source.node()); node && !node->local)
+    lose_node(*node, why_gone(msg));
+}
+
+void admission_state::lose_node(cluster_node& node, const std::string& why) {
+  if (node.local || node.state != cluster_node::status::up)
+    return;
+  auto t = now();
+  auto name = node.name;
+  nodes.lose(node, t, wall(t), why);
+  auto reason =
+    make_error(errc::worker_lost, "node " + name + " was lost: " + why);
+  auto shown = "node lost " + runtime::format_timestamp(wall(t)) + ": " + why;
+  std::vector<job_id> lost;
+  for (auto slot : node.slots) {
+    auto device = devices.find(slot);
+    if (device == nullptr)
+      continue;
+    for (const auto* ids : {&device->running, &device->finishing})
+      for (auto id : *ids) {
+        auto rec = jobs->find(id);
+        if (rec != nullptr && rec->result.state == job_state::running)
+          lost.push_back(id);
+      }
+    device->state = device_slot::health::lost;
+    device->worker = nullptr;
+    device->supervisor = nullptr;
+    device->last_error = shown;
+  }
+  for (auto id : lost)
+    if (auto rec = jobs->find(id); rec && !rec->ended())
+      retry_or_fail(*rec, reason, true);
+  for (auto slot : node.slots)
+    if (auto device = devices.find(slot)) {
+      device->running.clear();
+      device->finishing.clear();
+      device->reserved = 0;
+      device->resident = 0;
+      for (auto& model : device->models)
+        model.loaded = false;
+    }
+  spdlog::warn("node {} is lost ({}); {} job(s) it ran are queued again", name,
+               why, lost.size());
+  arm_tick(t + settings.lost_node_ttl);
+  fail_stranded_jobs();
+  dispatch();
+}
+
+void admission_state::drop_slots(cluster_node& node) {
+  std::set<int32_t> freed(node.slots.begin(), node.slots.end());
+  for (auto slot : node.slots)
+    devices.free(slot);
+  node.slots.clear();
+  jobs->for_each([&](job_record& rec) {
+    auto& crashed = rec.crashed_on;
+    crashed.erase(std::remove_if(crashed.begin(), crashed.end(),
+                                 [&](int32_t s) { return freed.count(s) > 0; }),
+                  crashed.end());
+  });
+}
+
+std::vector<runtime::device_status> admission_state::device_statuses() const {
+  std::vector<runtime::device_status> result;
+  for (const auto& node : nodes.nodes()) {
+    auto slots = node.slots;
+    std::sort(slots.begin(), slots.end(), [this](int32_t x, int32_t y) {
+      return devices.at(x).info.index < devices.at(y).info.index;
+    });
+    for (auto slot : slots)
+      result.push_back(devices.status_of(slot, settings.max_concurrency));
+  }
+  return result;
+}
+
+void admission_state::forget_lost_nodes() {
+  auto t = now();
+  for (const auto& name : nodes.lost_before(t, settings.lost_node_ttl)) {
+    drop_slots(*nodes.find(name));
+    nodes.forget(name);
+    spdlog::info("node {} is forgotten ({} after it was lost)", name,
+                 runtime::format_duration(settings.lost_node_ttl));
+  }
+  auto next = nodes.next_forget(settings.lost_node_ttl);
+  if (next != time_point::max())
+    arm_tick(next);
+}
+
+} // namespace vidnode::actors

@@ -1,0 +1,210 @@
+#include <algorithm>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "vidnode/actors/cluster.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/protocol.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::actors {
+
+namespace {
+
+using runtime::errc;
+using runtime::make_error;
+
+/// The member's timer: try joining now.
+using rejoin_atom = caf::atom_constant<caf::atom("rejoin")>;
+
+struct member_state {
+  static inline const char* name = "vidnode.cluster_member";
+
+  std::string node_name;
+  std::vector<runtime::device_info> devices;
+  node_supervisor_actor supervisor;
+  join_options options;
+  /// The head's registry and admission actor while joined.
+  cluster_registry_actor registry;
+  admission_control_actor admission;
+  /// Delay before the next try.
+  caf::timespan backoff{};
+  /// Bumped by every try; a late answer to an older try is ignored.
+  uint64_t attempt = 0;
+  bool joined = false;
+  bool stopping = false;
+  /// Joined at least once: later losses are logged as the head's loss.
+  bool ever_joined = false;
+};
+
+using member_pointer = caf::stateful_actor<member_state>*;
+
+std::string where(const join_options& options) {
+  return options.host + ":" + std::to_string(options.port);
+}
+
+void try_join(member_pointer self);
+
+void retry_later(member_pointer self, const caf::error& why) {
+  auto& st = self->state;
+  if (st.stopping)
+    return;
+  spdlog::warn("cannot join the head at {}: {}; next try in {}",
+               where(st.options), runtime::describe(why),
+               runtime::format_duration(st.backoff));
+  self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
+  st.backoff = std::min(st.backoff * 2, st.options.backoff_max);
+}
+
+void refuse(member_pointer self, const caf::error& why) {
+  auto& st = self->state;
+  st.stopping = true;
+  if (st.options.on_refused)
+    st.options.on_refused(why);
+  else
+    spdlog::error("the head at {} refused this node: {}", where(st.options),
+                  runtime::describe(why));
+}
+
+/// The head's registry answered: bind the supervisor to its admission actor
+/// and watch both.
+void joined(member_pointer self, cluster_registry_actor registry,
+            admission_control_actor admission, const std::string& head) {
+  auto& st = self->state;
+  st.registry = std::move(registry);
+  st.admission = std::move(admission);
+  st.joined = true;
+  st.ever_joined = true;
+  st.backoff = st.options.backoff;
+  self->monitor(st.registry);
+  self->monitor(st.admission);
+  self->send(st.supervisor, bind_atom::value,
+             caf::actor_cast<caf::actor>(st.admission));
+  spdlog::info("joined the head {} at {} as {}", head, where(st.options),
+               st.node_name);
+  if (st.options.on_joined)
+    st.options.on_joined(head);
+}
+
+void register_with(member_pointer self, cluster_registry_actor registry,
+                   uint64_t attempt) {
+  auto& st = self->state;
+  node_registration reg;
+  reg.name = st.node_name;
+  reg.protocol = runtime::protocol_version;
+  reg.supervisor = st.supervisor;
+  reg.devices = st.devices;
+  self
+    ->request(registry, st.options.join_timeout, join_atom::value,
+              std::move(reg))
+    .then(
+      [=](admission_control_actor& admission, std::string& head) {
+        if (self->state.stopping || attempt != self->state.attempt)
+          return;
+        joined(self, registry, std::move(admission), head);
+      },
+      [=](caf::error& err) {
+        if (self->state.stopping || attempt != self->state.attempt)
+          return;
+        if (runtime::is(err, errc::invalid_request)
+            || runtime::is(err, errc::unauthorized))
+          refuse(self, err);
+        else
+          retry_later(self, err);
+      });
+}
+
+void try_join(member_pointer self) {
+  auto& st = self->state;
+  if (st.stopping || st.joined)
+    return;
+  auto attempt = ++st.attempt;
+  self
+    ->request(st.options.connector, st.options.connect_timeout,
+              caf::connect_atom::value, st.options.host, st.options.port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>& interface) {
+        auto& st = self->state;
+        if (st.stopping || attempt != st.attempt)
+          return;
+        if (!ptr) {
+          retry_later(self,
+                      make_error(errc::node_lost, "nothing is published at "
+                                                    + where(st.options)));
+          return;
+        }
+        auto expected = self->system().message_types<cluster_registry_actor>();
+        if (interface != expected) {
+          refuse(self, make_error(errc::invalid_request,
+                                  "join: " + where(st.options)
+                                    + " is not a vidnode cluster port (is it "
+                                      "the head's client port? The cluster "
+                                      "port is the head's --cluster-listen)"));
+          return;
+        }
+        register_with(self, caf::actor_cast<cluster_registry_actor>(ptr),
+                      attempt);
+      },
+      [=](caf::error& err) {
+        if (self->state.stopping || attempt != self->state.attempt)
+          return;
+        retry_later(self, err);
+      });
+}
+
+caf::behavior member_behavior(member_pointer self, std::string name,
+                              std::vector<runtime::device_info> devices,
+                              node_supervisor_actor supervisor,
+                              join_options options) {
+  auto& st = self->state;
+  st.node_name = std::move(name);
+  st.devices = std::move(devices);
+  st.supervisor = std::move(supervisor);
+  st.options = std::move(options);
+  st.backoff = st.options.backoff;
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    if (!st.joined
+        || (msg.source != st.admission.address()
+            && msg.source != st.registry.address()))
+      return;
+    st.joined = false;
+    st.admission = nullptr;
+    st.registry = nullptr;
+    spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "
+                 "joining again",
+                 where(st.options), runtime::describe(msg.reason));
+    self->send(st.supervisor, bind_atom::value, caf::actor{});
+    self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
+  });
+  self->send(self, rejoin_atom::value, st.attempt);
+  return {
+    [=](rejoin_atom, uint64_t attempt) {
+      if (attempt == self->state.attempt)
+        try_join(self);
+    },
+    [=](shutdown_atom) {
+      self->state.stopping = true;
+      self->quit();
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_cluster_member(caf::actor_system& sys, std::string name,
+                                std::vector<runtime::device_info> devices,
+                                node_supervisor_actor supervisor,
+                                join_options options) {
+  return sys.spawn(member_behavior, std::move(name), std::move(devices),
+                   std::move(supervisor), std::move(options));
+}
+
+} // namespace vidnode::actors
