@@ -89,6 +89,11 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
 }
 
 void admission_state::on_down(const caf::down_msg& msg) {
+  // CAF sends a down message in the name of the actor that went; anything
+  // else is forged (a down message is an ordinary message on the wire).
+  if (self->current_sender() == nullptr
+      || self->current_sender()->address() != msg.source)
+    return;
   for (const auto& entry : nodes.nodes()) {
     if (entry.local || entry.state != cluster_node::status::up
         || !entry.supervisor || entry.supervisor.address() != msg.source)
