@@ -369,11 +369,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
-      {"ID", "STATE", "MODEL", "PRIO", "DEVICE", "STEP", "TRIES", "QUEUED",
-       "RAN", "ERROR"}};
+      {"ID", "STATE", "MODEL", "PRIO", "NODE", "DEVICE", "STEP", "TRIES",
+       "QUEUED", "RAN", "ERROR"}};
     for (const auto& r : *jobs)
       rows.push_back({std::to_string(r.id.value), runtime::to_string(r.state),
-                      r.model, std::to_string(r.priority), or_dash(r.device),
+                      r.model, std::to_string(r.priority),
+                      r.device.empty() ? "-" : r.node, or_dash(r.device),
                       std::to_string(r.step) + "/" + std::to_string(r.steps),
                       std::to_string(r.attempts),
                       runtime::format_duration(r.queue_time),
