@@ -47,7 +47,10 @@ std::optional<std::string> invalid_devices(const node_registration& reg) {
 std::string why_gone(const caf::down_msg& msg) {
   if (msg.reason == caf::exit_reason::remote_link_unreachable)
     return "its connection closed, or it sent nothing for the node timeout";
-  return runtime::describe(msg.reason);
+  if (msg.reason == caf::exit_reason::user_shutdown
+      || msg.reason == caf::exit_reason::normal)
+    return "it stopped";
+  return "its supervisor ended (" + runtime::describe(msg.reason) + ")";
 }
 
 } // namespace
