@@ -10,6 +10,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -60,8 +61,10 @@ client::client(const options& opts)
 process_config& client::configure(process_config& cfg, const options& opts) {
   cfg.max_message_size(opts.max_message_size);
   cfg.connect_timeout(opts.connect_timeout);
-  // Checked by connect before the client is made.
+  // Both checked by connect before the client is made.
   static_cast<void>(cfg.heartbeat(opts.heartbeat_interval, opts.node_timeout));
+  if (opts.tls.any())
+    static_cast<void>(use_tls(cfg, opts.tls, tls_role::client));
   return cfg;
 }
 
@@ -73,6 +76,9 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
   if (auto err = process_config::check_heartbeat(opts.heartbeat_interval,
                                                  opts.node_timeout))
     return err;
+  if (opts.tls.any())
+    if (auto err = check_tls_files(opts.tls, tls_role::client))
+      return err;
   std::unique_ptr<client> self_ptr{new client(opts)};
   auto& sys = self_ptr->sys_;
   auto where = opts.host + ":" + std::to_string(opts.port);
@@ -93,7 +99,7 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
       caf::timespan{1},
       std::chrono::duration_cast<caf::timespan>(deadline - clock::now()));
     self
-      ->request(sys.middleman().actor_handle(), left, caf::connect_atom::value,
+      ->request(transport_handle(sys), left, caf::connect_atom::value,
                 opts.host, opts.port)
       .receive(
         [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
@@ -125,6 +131,15 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
                 + ": no answer to the handshake within the node timeout ("
                 + runtime::format_duration(opts.node_timeout)
                 + "); is the node hung?");
+          else if (err == caf::sec::disconnect_during_handshake)
+            failure = make_error(
+              errc::node_lost,
+              "cannot connect to " + where
+                + ": the connection was closed during the handshake (TLS "
+                  "on one side only, or a certificate the other side does "
+                  "not trust; "
+                + (opts.tls.any() ? "this client uses TLS)"
+                                  : "this client does not use TLS)"));
           else
             failure =
               make_error(errc::node_lost, "cannot connect to " + where + ": "
