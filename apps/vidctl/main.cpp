@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/cli_options.hpp"
+#include "common/transport_options.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -149,6 +150,8 @@ int main(int argc, char** argv) {
                      "included (for wait and watch: to connect, and for each "
                      "answer of a node that has gone silent; --max-wait "
                      "bounds the wait itself)");
+  apps::transport_flags transport;
+  apps::add_transport_options(app, transport);
 
   // -- submit ---------------------------------------------------------------
   runtime::job_spec spec;
@@ -244,6 +247,8 @@ int main(int argc, char** argv) {
               << runtime::format_duration(options.request_timeout) << "\n";
     return exit_usage;
   }
+  if (auto code = apps::use_transport_flags(transport, options, "vidctl"))
+    return code;
   if (!net::parse_endpoint(endpoint, options.host, options.port)) {
     std::cerr << "vidctl: --connect: '" << endpoint
               << "' is not HOST:PORT (e.g. 127.0.0.1:7447)\n";
