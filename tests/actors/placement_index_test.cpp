@@ -10,71 +10,22 @@
 #include "vidnode/actors/placement_index.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 
+#include "support/random_devices.hpp"
+
 using namespace vidnode;
 using actors::choose_device;
 using actors::placement_candidate;
 using actors::placement_entry;
 using actors::placement_index;
 using runtime::device_kind;
+using test::all_kinds;
+using test::chance;
+using test::factories;
+using test::model_names;
+using test::pick;
+using test::some_bytes;
 
 namespace {
-
-constexpr uint64_t gib = 1ull << 30;
-
-const std::vector<device_kind> all_kinds{device_kind::sim, device_kind::cpu,
-                                         device_kind::cuda};
-
-const std::vector<std::string> model_names{"a", "b", "c"};
-
-/// A model that runs on the kinds in `kinds` (a bit per device_kind).
-class kinds_factory : public gpu::model_factory {
-public:
-  explicit kinds_factory(unsigned kinds) : kinds_(kinds) {}
-
-  bool serves(const std::string&) const override {
-    return true;
-  }
-
-  bool runs_on(device_kind kind) const override {
-    return (kinds_ >> static_cast<unsigned>(kind)) & 1u;
-  }
-
-  std::optional<std::string> validate(const runtime::job_spec&) const override {
-    return std::nullopt;
-  }
-
-  uint64_t estimate_peak_bytes(const runtime::job_spec&) const override {
-    return 0;
-  }
-
-  std::unique_ptr<gpu::pipeline>
-  make(const std::string&, const runtime::device_info&) const override {
-    return nullptr;
-  }
-
-private:
-  unsigned kinds_;
-};
-
-/// Models that run on every kind, on cpu and cuda only, on sim only, on
-/// cuda only.
-const std::vector<kinds_factory> factories{kinds_factory{7}, kinds_factory{6},
-                                           kinds_factory{1}, kinds_factory{4}};
-
-/// A small amount of memory, so that budgets, reservations and requests
-/// collide often: 0 to 8 GiB in steps of 1 GiB.
-uint64_t some_bytes(std::mt19937& rng) {
-  return std::uniform_int_distribution<uint64_t>{0, 8}(rng)*gib;
-}
-
-template <class T>
-const T& pick(std::mt19937& rng, const std::vector<T>& xs) {
-  return xs[std::uniform_int_distribution<size_t>{0, xs.size() - 1}(rng)];
-}
-
-bool chance(std::mt19937& rng, double p) {
-  return std::bernoulli_distribution{p}(rng);
-}
 
 placement_entry random_entry(std::mt19937& rng) {
   placement_entry x;
