@@ -84,10 +84,13 @@ int32_t device_ledger::slot_of(const std::string& node, int32_t index) const {
 
 // -- the index ---------------------------------------------------------------
 
-placement_entry device_ledger::entry_of(size_t i) const {
-  placement_entry x;
-  if (!in_use_[i])
+const placement_entry& device_ledger::entry_of(size_t i,
+                                               placement_entry& x) const {
+  x.models.clear();
+  if (!in_use_[i]) {
+    x = placement_entry{};
     return x;
+  }
   const auto& device = slots_[i];
   x.in_use = true;
   x.present = device.present();
@@ -131,7 +134,7 @@ void device_ledger::sync() const {
     auto i = static_cast<size_t>(slot);
     touched_flags_[i] = false;
     if (!indexed_as(index_.entry(slot), i))
-      index_.set(slot, entry_of(i));
+      index_.set(slot, entry_of(i, scratch_));
   }
   touched_.clear();
 }

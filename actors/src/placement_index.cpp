@@ -48,16 +48,59 @@ const placement_entry& placement_index::entry(int32_t slot) const {
   return entries_[static_cast<size_t>(slot)];
 }
 
-void placement_index::set(int32_t slot, placement_entry x) {
+void placement_index::group::move(int32_t slot, const placement_entry& from,
+                                  const placement_entry& to) {
+  if (auto member = order.extract(rank{from.running, from.reserved, slot})) {
+    member.value() = rank{to.running, to.reserved, slot};
+    order.insert(std::move(member));
+  }
+  auto i = room.find(room_of(from));
+  if (i == room.end()) {
+    room.insert(room_of(to));
+    return;
+  }
+  auto space = room.extract(i);
+  space.value() = room_of(to);
+  room.insert(std::move(space));
+}
+
+void placement_index::set(int32_t slot, const placement_entry& x) {
   auto i = static_cast<size_t>(slot);
   if (i >= entries_.size())
     entries_.resize(i + 1);
   auto& old = entries_[i];
   if (old == x)
     return;
-  leave(slot, old);
-  old = std::move(x);
-  join(slot, old);
+  if (same_groups(old, x)) {
+    move(slot, old, x);
+  } else {
+    leave(slot, old);
+    join(slot, x);
+  }
+  // Copied, not moved: the old entry's models keep their storage.
+  old = x;
+}
+
+bool placement_index::same_groups(const placement_entry& x,
+                                  const placement_entry& y) const {
+  return x.in_use && y.in_use && x.kind == y.kind && x.present == y.present
+         && x.in_service == y.in_service && takes_jobs(x) == takes_jobs(y)
+         && x.models == y.models;
+}
+
+void placement_index::move(int32_t slot, const placement_entry& from,
+                           const placement_entry& to) {
+  auto& kind = state_of(from.kind);
+  if (from.present && from.budget != to.budget)
+    if (auto budget = kind.budgets.extract(from.budget)) {
+      budget.value() = to.budget;
+      kind.budgets.insert(std::move(budget));
+    }
+  if (!takes_jobs(from))
+    return;
+  kind.free.move(slot, from, to);
+  for (const auto& model : from.models)
+    model_group(model, from.kind).move(slot, from, to);
 }
 
 bool placement_index::takes_jobs(const placement_entry& x) const noexcept {

@@ -63,7 +63,7 @@ placement_candidate candidate_of(const placement_entry& x, int32_t slots,
 } // namespace
 
 TEST_CASE("the placement index chooses what choose_device chooses over "
-          "thousands of random device sets",
+          "thousands of random device sets and changes",
           "[placement_index]") {
   std::mt19937 rng{20261127};
   for (int round = 0; round < 200; ++round) {
@@ -75,12 +75,21 @@ TEST_CASE("the placement index chooses what choose_device chooses over "
       entries[i] = random_entry(rng);
       index.set(static_cast<int32_t>(i), entries[i]);
     }
-    // Changes to random slots, each followed by queries.
+    // Changes to random slots, each followed by queries: half of them
+    // change only the load, as jobs starting and ending do.
     for (int step = 0; step < 40; ++step) {
       if (!entries.empty()) {
         auto i =
           std::uniform_int_distribution<size_t>{0, entries.size() - 1}(rng);
-        entries[i] = random_entry(rng);
+        if (chance(rng, 0.5)) {
+          entries[i] = random_entry(rng);
+        } else {
+          entries[i].running =
+            std::uniform_int_distribution<int32_t>{0, 3}(rng);
+          entries[i].reserved = some_bytes(rng);
+          if (chance(rng, 0.3))
+            entries[i].budget = some_bytes(rng);
+        }
         index.set(static_cast<int32_t>(i), entries[i]);
       }
       for (const auto& factory : factories) {

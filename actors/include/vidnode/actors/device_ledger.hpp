@@ -228,8 +228,9 @@ private:
   /// rebuilds the index).
   void sync(int32_t max_concurrency) const;
 
-  /// What the index should hold for slot `i`.
-  placement_entry entry_of(size_t i) const;
+  /// What the index should hold for slot `i`, written into `x` (whose
+  /// storage is reused).
+  const placement_entry& entry_of(size_t i, placement_entry& x) const;
 
   /// Whether `x` is what the index should hold for slot `i` (allocates
   /// nothing).
@@ -256,6 +257,8 @@ private:
   mutable std::vector<int32_t> touched_;
   mutable std::vector<bool> touched_flags_;
   mutable placement_index index_;
+  /// Scratch space of sync().
+  mutable placement_entry scratch_;
   /// Compare every indexed answer with a scan (VIDNODE_CHECK_PLACEMENT).
   bool check_ = false;
 };

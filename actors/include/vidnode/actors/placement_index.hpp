@@ -72,8 +72,9 @@ public:
   /// What the index holds for `slot` (an unused entry if never set).
   const placement_entry& entry(int32_t slot) const;
 
-  /// Replaces what the index holds for `slot` (`slot` >= 0).
-  void set(int32_t slot, placement_entry entry);
+  /// Replaces what the index holds for `slot` (`slot` >= 0). Allocates
+  /// nothing when only the load (running, reserved, budget) changed.
+  void set(int32_t slot, const placement_entry& entry);
 
   /// Exactly choose_device (placement.hpp) over every slot, each seen as a
   /// candidate that is available if up and its kind runs `factory`'s
@@ -128,6 +129,9 @@ private:
 
     void insert(int32_t slot, const placement_entry& x);
     void erase(int32_t slot, const placement_entry& x);
+    /// A member's load changed from `from` to `to` (reusing the nodes).
+    void move(int32_t slot, const placement_entry& from,
+              const placement_entry& to);
   };
 
   /// What the index keeps per device kind.
@@ -154,6 +158,14 @@ private:
 
   void join(int32_t slot, const placement_entry& x);
   void leave(int32_t slot, const placement_entry& x);
+
+  /// Whether `x` and `y` belong to the same groups and counts (they differ
+  /// in load at most).
+  bool same_groups(const placement_entry& x, const placement_entry& y) const;
+
+  /// Moves `slot` from `from` to `to` within the groups both belong to.
+  void move(int32_t slot, const placement_entry& from,
+            const placement_entry& to);
 
   /// Calls `f(kind, const kind_state&)` for every kind that runs
   /// `factory`'s model.
