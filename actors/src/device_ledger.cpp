@@ -155,8 +155,8 @@ void device_ledger::index_differs(const char* query, const std::string& indexed,
                                   const std::string& scanned) {
   std::cerr << "vidnode: device_ledger::" << query << ": the placement index "
             << "answered " << indexed << ", a scan of every device " << scanned
-            << " (a slot was changed through a reference kept across a "
-               "query; see device_ledger.hpp)\n";
+            << " (a slot changed through a reference kept across a query, "
+               "or a bug in the index; see device_ledger.hpp)\n";
   std::abort();
 }
 

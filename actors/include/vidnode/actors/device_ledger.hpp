@@ -20,7 +20,10 @@
 
 namespace vidnode::actors {
 
-/// Admission's view of one device.
+/// Admission's view of one device. The fields placement reads (state,
+/// info, running, reserved, resident, models) are indexed by the ledger:
+/// change a slot of a ledger only through its non-const accessors (see
+/// device_ledger).
 struct device_slot {
   enum class health {
     /// Registered; its worker has not attached yet.
@@ -112,6 +115,9 @@ struct device_slot {
 /// ledger is made (the tests set it), every indexed answer is compared with
 /// a scan of every device, and a difference aborts the process naming the
 /// query: the test-time proof that no change escaped the index.
+///
+/// Not thread-safe, not even its const queries (they update the index):
+/// the admission actor is its only user.
 class device_ledger {
 public:
   /// An empty ledger; checks against scans if VIDNODE_CHECK_PLACEMENT is set.
