@@ -23,6 +23,12 @@
 /// local node's (`device_setup` below describes 125 x 8 and is the one
 /// place to change); the output says so.
 ///
+/// Then placement alone, without actors: ns per job of choosing a device
+/// in a device ledger and recording the job's start and end, with the
+/// ledger's placement index against a scan of every device as admission
+/// made it before the index, for 4, 1,000 and 10,000 devices (not judged:
+/// it shows where the time goes).
+///
 /// As in bench_dispatch, the two device counts are measured in interleaved
 /// rounds, each in a fresh actor_system (vidnode's default scheduler), and
 /// the rounds pooled; each round first runs unmeasured jobs so that every
@@ -36,6 +42,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -44,8 +51,10 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "vidnode/actors/device_ledger.hpp"
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node.hpp"
+#include "vidnode/actors/placement.hpp"
 #include "vidnode/gpu/devices.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/net/process_config.hpp"
@@ -229,6 +238,99 @@ void measure(const device_setup& setup, const workload& load, size_t jobs,
   stop(sys, node);
 }
 
+// -- placement alone ---------------------------------------------------------
+
+/// Placement without actors: ns per job of choosing a device in a ledger
+/// of `devices` sim devices (each up, one slot, the model loaded, half of
+/// them busy) and recording the job's start and, later, its end, with
+/// `choose` picking the slot.
+template <class Choose>
+double ns_per_job(int32_t devices, size_t jobs, Choose choose) {
+  constexpr uint64_t bytes = 1ull << 30;
+  actors::device_ledger ledger;
+  for (const auto& info : device_setup{1, devices}.infos()) {
+    auto& device = ledger.at(ledger.add("bench", info));
+    device.state = actors::device_slot::health::up;
+    device.models.push_back({"sim", 1, true});
+  }
+  // The first query indexes every device: not per job.
+  if (choose(ledger, bytes) < 0)
+    fail("placement alone", "no device chosen");
+  std::deque<int32_t> running;
+  auto busy = static_cast<size_t>(std::max(1, devices / 2));
+  auto start = clock_type::now();
+  for (size_t job = 0; job < jobs; ++job) {
+    if (running.size() == busy) {
+      auto& done = ledger.at(running.front());
+      running.pop_front();
+      done.running.pop_back();
+      done.reserved -= bytes;
+    }
+    auto slot = choose(ledger, bytes);
+    if (slot < 0)
+      fail("placement alone", "no device chosen");
+    auto& device = ledger.at(slot);
+    device.running.push_back(runtime::job_id{job + 1});
+    device.reserved += bytes;
+    running.push_back(slot);
+  }
+  return static_cast<double>(nanos_between(start, clock_type::now()))
+         / static_cast<double>(jobs);
+}
+
+/// Prints placement alone with the ledger's index against a scan of every
+/// device as admission made it before the index (a candidate per device,
+/// then choose_device), for 4, 1,000 and 10,000 devices.
+void print_placement_alone(double factor) {
+  std::string reason;
+  auto catalog = gpu::model_catalog::make({}, reason);
+  if (!catalog)
+    fail("making the model catalog", reason);
+  const auto& sim = *catalog->find("sim");
+  auto indexed = [&](const actors::device_ledger& ledger, uint64_t bytes) {
+    return ledger.choose(sim, "sim", bytes, 1);
+  };
+  std::vector<actors::placement_candidate> candidates;
+  auto scanned = [&](const actors::device_ledger& ledger, uint64_t bytes) {
+    candidates.clear();
+    for (int32_t slot = 0; slot < ledger.size(); ++slot) {
+      actors::placement_candidate c;
+      if (auto device = ledger.find(slot)) {
+        c.available = device->state == actors::device_slot::health::up
+                      && sim.runs_on(device->info.kind);
+        c.running = static_cast<int32_t>(device->running.size());
+        c.slots = 1;
+        c.memory_bytes = device->budget();
+        c.memory_reserved = device->reserved;
+        auto model = device->find_model("sim");
+        c.has_model = model != nullptr && model->loaded;
+      }
+      candidates.push_back(c);
+    }
+    return actors::choose_device(candidates, bytes);
+  };
+  markdown_table table{{"devices", "jobs", "placement index ns per job",
+                        "scan of every device ns per job", "scan / index"}};
+  std::vector<double> index_ns;
+  for (int32_t devices : {4, 1000, 10000}) {
+    auto jobs =
+      scaled(std::min<size_t>(200000, 20000000 / devices), factor, 1000);
+    auto with_index = ns_per_job(devices, jobs, indexed);
+    auto with_scan = ns_per_job(devices, jobs, scanned);
+    index_ns.push_back(with_index);
+    table.add({grouped(devices), grouped(static_cast<double>(jobs)),
+               fixed(with_index), fixed(with_scan),
+               fixed(with_scan / with_index, 1) + "x"});
+  }
+  table.print("Placement alone: choosing the device and recording the job's "
+              "start and end in the device ledger, no actors (one slot per "
+              "device, half of them busy, every one with the model)");
+  std::cout << "Index cost per job, 1,000 devices over 4: "
+            << fixed(index_ns[1] / index_ns[0], 2)
+            << "x; 10,000 over 4: " << fixed(index_ns[2] / index_ns[0], 2)
+            << "x.\n\n";
+}
+
 } // namespace
 } // namespace vidnode::bench
 
@@ -281,5 +383,6 @@ int main(int argc, char** argv) {
               + grouped(static_cast<double>(jobs * rounds)) + " per cell in "
               + std::to_string(rounds)
               + " interleaved rounds (vidnode default scheduler)");
+  print_placement_alone(scale(argc, argv));
   return 0;
 }
