@@ -12,7 +12,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${root}/build-bench"
 scale="${1:-${VIDNODE_BENCH_SCALE:-1}}"
 jobs="${VIDNODE_BENCH_JOBS:-2}"
-benchmarks=(dispatch saturation remote tls memory tiny_t2v)
+benchmarks=(dispatch placement saturation remote tls memory tiny_t2v)
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then
