@@ -189,13 +189,15 @@ public:
 
   /// Starts the head (again, if one ran: the old one must have exited).
   void start_head(uint16_t port = 0, uint16_t cluster_port = 0,
-                  std::string cluster_host = "127.0.0.1") {
+                  std::string cluster_host = "127.0.0.1",
+                  std::vector<std::string> args = {}) {
     head_process::options opts;
     opts.port = port;
     opts.cluster_port = cluster_port;
     opts.cluster_host = std::move(cluster_host);
     opts.args = {"--output-dir", outputs_.path(), "--node-name", "head"};
     opts.args.insert(opts.args.end(), flags_.begin(), flags_.end());
+    opts.args.insert(opts.args.end(), args.begin(), args.end());
     opts.vidctl_args = flags_;
     head.reset();
     head = std::make_unique<head_process>(programs, opts);
@@ -751,6 +753,54 @@ TEST_CASE("a worker node cut off by a network partition has its jobs re-run "
   auto all = cluster.await_jobs_ended(12, 30s);
   for (const auto& job : all)
     CHECK(job["state"] == "succeeded");
+}
+
+TEST_CASE("a killed worker node is shown as lost, with when and why, until "
+          "--lost-node-ttl has passed; started again under its name it joins "
+          "as new",
+          "[cluster]") {
+  constexpr auto ttl = 2s;
+  test_cluster cluster;
+  cluster.start_head(0, 0, "127.0.0.1", {"--lost-node-ttl", "2s"});
+  cluster.add_worker("w1");
+  cluster.add_worker("w2");
+  REQUIRE(cluster.await_devices("", 4, 30s));
+  auto killed_at = wall_clock::now();
+  cluster.worker("w2").process().signal(SIGKILL);
+
+  json nodes;
+  REQUIRE(test::poll_until(
+    [&] {
+      nodes = cluster.nodes();
+      return test::count_devices(nodes, "w2", {"lost"}) == 2;
+    },
+    10s));
+  INFO(nodes.dump(1));
+  CHECK(test::count_devices(nodes, "w1", {"idle"}) == 2);
+  auto lost = lost_at(nodes, "w2");
+  REQUIRE(lost);
+  CHECK(ms(*lost - killed_at) <= ms(node_timeout));
+  for (const auto& device : nodes)
+    if (device["node"] == "w2")
+      CHECK_THAT(device["last_error"].get<std::string>(),
+                 Catch::Contains("connection closed"));
+  // Forgotten once the TTL has passed (the head checks on a timer).
+  REQUIRE(test::poll_until(
+    [&] {
+      nodes = cluster.nodes();
+      return test::count_devices(nodes, "w2", {"lost", "idle", "busy"}) == 0;
+    },
+    ttl + 10s));
+  CHECK(ms(wall_clock::now() - *lost) >= ms(ttl));
+  CHECK(nodes.size() == 2);
+
+  // Under the same name again: a new registration, with fresh devices.
+  auto& again = cluster.add_worker("w2");
+  REQUIRE(again.await_joins(1, 30s));
+  REQUIRE(cluster.await_devices("w2", 2, 10s));
+  nodes = cluster.nodes();
+  CHECK(nodes.size() == 4);
+  CHECK(test::count_devices(nodes, "", {"lost"}) == 0);
 }
 
 // -- refusals -----------------------------------------------------------------
