@@ -6,13 +6,17 @@
 # Usage: scripts/bench.sh [SCALE]
 #   SCALE multiplies every benchmark's iteration counts (default 1; also
 #   VIDNODE_BENCH_SCALE). Build parallelism: VIDNODE_BENCH_JOBS (default 2).
+#   VIDNODE_BENCH_ONLY="cluster remote" builds and runs only those.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${root}/build-bench"
 scale="${1:-${VIDNODE_BENCH_SCALE:-1}}"
 jobs="${VIDNODE_BENCH_JOBS:-2}"
-benchmarks=(dispatch placement saturation remote tls memory tiny_t2v)
+benchmarks=(dispatch placement saturation remote tls memory tiny_t2v cluster)
+if [ -n "${VIDNODE_BENCH_ONLY:-}" ]; then
+  read -r -a benchmarks <<< "${VIDNODE_BENCH_ONLY}"
+fi
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then

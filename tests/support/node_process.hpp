@@ -19,8 +19,11 @@ namespace vidnode::test {
 class node_process {
 public:
   explicit node_process(std::vector<std::string> args) {
-    std::vector<std::string> argv = {VIDNODE_BIN, "--listen", "127.0.0.1:0",
-                                     "--log-level", "warn"};
+    // The cluster port too is picked by the kernel: the default (7448) would
+    // collide with any other head on this machine, another test's included.
+    std::vector<std::string> argv = {
+      VIDNODE_BIN,   "--listen",    "127.0.0.1:0", "--cluster-listen",
+      "127.0.0.1:0", "--log-level", "warn"};
     argv.insert(argv.end(), args.begin(), args.end());
     process = std::make_unique<child_process>(argv);
     auto line = process->read_line(std::chrono::seconds{10});

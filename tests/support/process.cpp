@@ -116,6 +116,10 @@ child_process::read_line(std::chrono::milliseconds timeout) {
   }
 }
 
+void child_process::poll_output(std::chrono::milliseconds timeout) {
+  drain(timeout);
+}
+
 void child_process::signal(int sig) {
   if (!status_)
     ::kill(pid_, sig);

@@ -29,6 +29,13 @@ public:
   /// (or stdout closed).
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
 
+  /// Reads what the process has written to stdout and stderr so far,
+  /// waiting at most `timeout` for something to come, without consuming
+  /// any line (read_line returns them later). Keeps a process that writes a
+  /// lot from blocking on a full pipe while the test waits for something
+  /// else.
+  void poll_output(std::chrono::milliseconds timeout);
+
   /// Sends `sig` to the process.
   void signal(int sig);
 
