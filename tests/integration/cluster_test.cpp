@@ -756,7 +756,7 @@ TEST_CASE("a worker node cut off by a network partition has its jobs re-run "
 }
 
 TEST_CASE("a killed worker node is shown as lost, with when and why, until "
-          "--lost-node-ttl has passed; started again under its name it joins "
+          "--lost-node-ttl has passed, started again under its name it joins "
           "as new",
           "[cluster]") {
   constexpr auto ttl = 2s;
