@@ -80,18 +80,19 @@ std::string after(const std::optional<std::string>& line,
   return line->substr(prefix.size());
 }
 
-/// A head process: --devices none unless told otherwise, its client and
-/// cluster ports on free loopback ports.
+/// A head process named "head" with `devices` (none: worker nodes run every
+/// job), its client and cluster ports on free loopback ports.
 class head_node {
 public:
-  head_node(const fs::path& output_dir, std::vector<std::string> args = {}) {
+  head_node(const fs::path& output_dir, std::vector<std::string> args = {},
+            const std::string& devices = "none") {
     std::vector<std::string> argv = {VIDNODE_BIN,
                                      "--listen",
                                      "127.0.0.1:0",
                                      "--cluster-listen",
                                      "127.0.0.1:0",
                                      "--devices",
-                                     "none",
+                                     devices,
                                      "--node-name",
                                      "head",
                                      "--log-level",
@@ -208,6 +209,20 @@ TEST_CASE("a video written on a worker node is downloaded through the head "
     CHECK(fetched["bytes"] == noise.size());
     CHECK(read_file(copy) == noise);
   }
+}
+
+TEST_CASE("a video made on a device of the head itself is downloaded the "
+          "same way",
+          "[integration][cluster]") {
+  scratch_dir dir;
+  head_node head{dir.path / "head", {}, "sim:1"};
+  auto id =
+    std::to_string(head.vidctl_json(sim_video_job())["id"].get<uint64_t>());
+  auto file = dir.path / "video.mp4";
+  auto result = head.vidctl_json({"wait", id, "--download", file.string()});
+  REQUIRE(result["state"] == "succeeded");
+  CHECK(result["output_node"] == "head");
+  CHECK(read_file(file) == read_file(result["output"].get<std::string>()));
 }
 
 TEST_CASE("fetching a job that is unknown, queued, running, failed or has no "
