@@ -211,7 +211,14 @@ void request_more(copy_pointer self) {
             [=](caf::error& err) {
               auto& st = self->state;
               st.in_flight -= 1;
-              finish_copy(self, source_error(st, err));
+              // The source's death may reach the request before the down
+              // message does: the same loss either way.
+              if (err == caf::sec::request_receiver_down)
+                finish_copy(self, make_error(errc::node_lost,
+                                             st.source.name
+                                               + " was lost during the copy"));
+              else
+                finish_copy(self, source_error(st, err));
             });
     if (!st.size_known)
       break;
