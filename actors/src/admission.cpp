@@ -1,11 +1,10 @@
 #include "vidnode/actors/admission.hpp"
 
-#include <unistd.h>
-
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include "admission_state.hpp"
+#include "node_lifecycle.hpp"
 #include "vidnode/actors/webhook_sender.hpp"
 #include "vidnode/runtime/errc.hpp"
 
@@ -18,13 +17,6 @@ using runtime::job_id;
 using runtime::job_result;
 using runtime::job_spec;
 using runtime::make_error;
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0')
-    return "localhost";
-  return buf;
-}
 
 caf::result<job_result> unknown_job(job_id id) {
   return make_error(errc::unknown_job,
@@ -240,7 +232,7 @@ void admission_state::init(runtime::node_settings node_settings,
                            std::shared_ptr<const gpu::model_catalog> models,
                            std::shared_ptr<transfers> transfer_mover) {
   settings = std::move(node_settings);
-  node_name = settings.node_name.empty() ? host_name() : settings.node_name;
+  node_name = node_name_of(settings);
   auto local =
     nodes.join(node_name, self->node(), node_supervisor_actor{}, true);
   for (auto& info : node_devices)

@@ -18,6 +18,7 @@
 #include <caf/scoped_actor.hpp>
 #include <catch2/catch.hpp>
 
+#include "support/temp_directory.hpp"
 #include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/runtime/errc.hpp"
 
@@ -31,19 +32,8 @@ namespace fs = std::filesystem;
 
 /// A fresh directory, removed with everything in it at the end.
 struct scratch_dir {
-  fs::path path;
-
-  scratch_dir() {
-    std::string pattern =
-      (fs::temp_directory_path() / "vidnode-chunks-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+  test::temp_directory dir{"vidnode-chunks"};
+  fs::path path{dir.path()};
 };
 
 void write_file(const fs::path& path, const std::string& content) {

@@ -24,6 +24,7 @@
 
 #include "support/http_server.hpp"
 #include "support/process.hpp"
+#include "support/temp_directory.hpp"
 #include "vidnode/actors/cluster.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/video.hpp"
@@ -43,19 +44,8 @@ namespace fs = std::filesystem;
 
 /// A fresh directory, removed with everything in it at the end.
 struct scratch_dir {
-  fs::path path;
-
-  scratch_dir() {
-    std::string pattern =
-      (fs::temp_directory_path() / "vidnode-files-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+  test::temp_directory dir{"vidnode-files"};
+  fs::path path{dir.path()};
 };
 
 std::string read_file(const fs::path& path) {

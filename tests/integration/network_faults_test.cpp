@@ -20,6 +20,8 @@
 
 #include "support/node_process.hpp"
 #include "support/process.hpp"
+#include "support/process_stats.hpp"
+#include "support/raw_connection.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -32,77 +34,6 @@ using test::node_process;
 using test::run_command;
 
 namespace {
-
-/// Resident memory of a process, in bytes (from /proc/PID/status).
-uint64_t resident_bytes(pid_t pid) {
-  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      uint64_t kib = 0;
-      status >> kib;
-      return kib * 1024;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
-}
-
-/// A TCP connection to 127.0.0.1:port, closed when destroyed.
-class raw_connection {
-public:
-  explicit raw_connection(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    timeval timeout{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  }
-
-  ~raw_connection() {
-    ::close(fd_);
-  }
-
-  raw_connection(const raw_connection&) = delete;
-  raw_connection& operator=(const raw_connection&) = delete;
-
-  void send(const std::vector<uint8_t>& bytes) {
-    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
-            == static_cast<ssize_t>(bytes.size()));
-  }
-
-  /// Reads until the peer closes the connection; false if it is still open
-  /// after five seconds.
-  bool closed_by_peer() {
-    char buf[4096];
-    for (;;) {
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n == 0)
-        return true;
-      if (n < 0)
-        return errno == ECONNRESET;
-    }
-  }
-
-private:
-  int fd_ = -1;
-};
-
-/// A BASP message header (CAF 0.17.6's wire format, network byte order):
-/// operation, two padding bytes, flags, payload length, operation data,
-/// source and destination actor.
-std::vector<uint8_t> basp_header(uint8_t operation, uint32_t payload_length) {
-  std::vector<uint8_t> bytes(32, 0);
-  bytes[0] = operation;
-  for (int i = 0; i < 4; ++i)
-    bytes[4 + i] = static_cast<uint8_t>(payload_length >> (8 * (3 - i)));
-  return bytes;
-}
 
 /// Stands in for a node's gateway: swallows the first submission (its reply
 /// never comes, like a reply lost on the way) and answers later ones with
@@ -208,25 +139,26 @@ TEST_CASE("a connection that announces a 4 GiB message is closed before the "
           "[integration]") {
   node_process node{{"--devices", "sim:1"}};
   REQUIRE(node.vidctl({"nodes"}).status == 0);
-  auto before = resident_bytes(node.process->pid());
+  auto before = test::resident_bytes(node.process->pid());
   REQUIRE(before > 0);
   SECTION("as the first message of a connection (its handshake)") {
-    raw_connection attacker{node.port};
-    attacker.send(basp_header(1 /* client_handshake */, 0xFFFFFFFFu));
+    test::raw_connection attacker{node.port};
+    REQUIRE(
+      attacker.send(test::basp_header(1 /* client_handshake */, 0xFFFFFFFFu)));
     CHECK(attacker.closed_by_peer());
   }
   SECTION("from several connections at once") {
-    std::vector<std::unique_ptr<raw_connection>> attackers;
+    std::vector<std::unique_ptr<test::raw_connection>> attackers;
     for (int i = 0; i < 8; ++i) {
-      attackers.push_back(std::make_unique<raw_connection>(node.port));
-      attackers.back()->send(basp_header(1, 0xFFFFFFF0u));
+      attackers.push_back(std::make_unique<test::raw_connection>(node.port));
+      REQUIRE(attackers.back()->send(test::basp_header(1, 0xFFFFFFF0u)));
     }
     for (auto& attacker : attackers)
       CHECK(attacker->closed_by_peer());
   }
   // Without the limit, one such header made the node's memory climb by
   // 4 GiB; 64 MiB leaves room for ordinary noise.
-  CHECK(resident_bytes(node.process->pid()) < before + (64u << 20));
+  CHECK(test::resident_bytes(node.process->pid()) < before + (64u << 20));
   auto served = node.vidctl({"submit", "--steps", "1", "--wait"});
   INFO(served.err);
   CHECK(served.status == 0);
@@ -237,8 +169,8 @@ TEST_CASE("a message above --max-message-size closes its connection, and one "
           "[integration]") {
   node_process node{{"--devices", "sim:1", "--max-message-size", "64KiB"}};
   {
-    raw_connection attacker{node.port};
-    attacker.send(basp_header(1, (64u << 10) + 1));
+    test::raw_connection attacker{node.port};
+    REQUIRE(attacker.send(test::basp_header(1, (64u << 10) + 1)));
     CHECK(attacker.closed_by_peer());
   }
   // A prompt of 16 KiB fits in 64 KiB: the request is read and answered.

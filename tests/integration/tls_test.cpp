@@ -26,6 +26,8 @@
 #include "support/certificates.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
+#include "support/process_stats.hpp"
+#include "support/raw_connection.hpp"
 
 using namespace std::chrono_literals;
 using namespace vidnode;
@@ -72,57 +74,6 @@ size_t descriptors(pid_t pid) {
   return static_cast<size_t>(std::distance(dir, {}));
 }
 
-/// Closes our side of `fd` and waits until the peer closed its side (its
-/// close() sends the FIN we read as end of file; SO_RCVTIMEO bounds the
-/// wait), then closes `fd`. Whether the peer closed in time.
-bool close_and_await_peer(int fd) {
-  ::shutdown(fd, SHUT_WR);
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0)
-    ;
-  ::close(fd);
-  return n == 0;
-}
-
-/// Resident memory of a process, in bytes.
-uint64_t resident_bytes(pid_t pid) {
-  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      uint64_t kib = 0;
-      status >> kib;
-      return kib * 1024;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
-}
-
-/// A TCP connection to 127.0.0.1:port, closed when destroyed.
-int connect_loopback(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  timeval timeout{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  return fd;
-}
-
-/// A BASP message header (CAF 0.17.6's wire format, network byte order).
-std::vector<uint8_t> basp_header(uint8_t operation, uint32_t payload_length) {
-  std::vector<uint8_t> bytes(32, 0);
-  bytes[0] = operation;
-  for (int i = 0; i < 4; ++i)
-    bytes[4 + i] = static_cast<uint8_t>(payload_length >> (8 * (3 - i)));
-  return bytes;
-}
-
 /// A TLS connection made with OpenSSL directly, as a hostile client holding
 /// a good certificate would make it.
 class raw_tls_connection {
@@ -141,7 +92,7 @@ public:
       SSL_CTX_load_verify_locations(ctx_, certs.path("ca.pem").c_str(), nullptr)
       == 1);
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
-    fd_ = connect_loopback(port);
+    fd_ = test::connect_loopback(port);
     ssl_ = SSL_new(ctx_);
     SSL_set_fd(ssl_, fd_);
     REQUIRE(SSL_connect(ssl_) == 1);
@@ -387,9 +338,9 @@ TEST_CASE("idle and refused connections cost a TLS node no CPU, and a "
   auto pid = node.process->pid();
   REQUIRE(node.vidctl(certs.flags("client") + strings{"nodes"}).status == 0);
   auto open_before = descriptors(pid);
-  std::vector<int> idle;
+  std::vector<std::unique_ptr<test::raw_connection>> idle;
   for (int i = 0; i < 4; ++i)
-    idle.push_back(connect_loopback(node.port));
+    idle.push_back(std::make_unique<test::raw_connection>(node.port));
   CHECK(node.vidctl({"nodes"}).status == 3);
   // While the connections stay silent, a job of about a second runs: the
   // node has nothing to do but wait.
@@ -407,8 +358,9 @@ TEST_CASE("idle and refused connections cost a TLS node no CPU, and a "
   CHECK(used < wall / 10);
   // The node lets go of the closed connections (it closed each one when we
   // read its end), still serves, and refuses plain clients as before.
-  for (int fd : idle)
-    CHECK(close_and_await_peer(fd));
+  for (auto& connection : idle)
+    CHECK(connection->finish());
+  idle.clear();
   CHECK(descriptors(pid) <= open_before);
   CHECK(node.vidctl(certs.flags("client") + strings{"nodes"}).status == 0);
   CHECK(node.vidctl({"nodes"}).status == 3);
@@ -421,13 +373,13 @@ TEST_CASE("a TLS client with a good certificate that announces a 4 GiB "
   node_process node{certs.flags("node") + strings{"--devices", "sim:1"}};
   auto client = certs.flags("client");
   REQUIRE(node.vidctl(client + strings{"nodes"}).status == 0);
-  auto before = resident_bytes(node.process->pid());
+  auto before = test::resident_bytes(node.process->pid());
   {
     raw_tls_connection attacker{node.port, certs, "client"};
-    attacker.send(basp_header(1 /* client_handshake */, 0xFFFFFFFFu));
+    attacker.send(test::basp_header(1 /* client_handshake */, 0xFFFFFFFFu));
     CHECK(attacker.closed_by_peer());
   }
-  CHECK(resident_bytes(node.process->pid()) < before + (64u << 20));
+  CHECK(test::resident_bytes(node.process->pid()) < before + (64u << 20));
   auto served =
     node.vidctl(client + strings{"submit", "--steps", "1", "--wait"});
   INFO(served.err);

@@ -25,26 +25,17 @@ void run_or_throw(const std::vector<std::string>& argv) {
 } // namespace
 
 certificates::certificates(const std::vector<std::string>& args) {
-  char pattern[] = "/tmp/vidnode-certs-XXXXXX";
-  if (mkdtemp(pattern) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
-  dir_ = pattern;
   make(args);
 }
 
-certificates::~certificates() {
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-}
-
 std::string certificates::path(const std::string& file) const {
-  return dir_ + "/" + file;
+  return dir_.path() + "/" + file;
 }
 
 void certificates::make(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {"/bin/bash", MAKE_CERTS_SCRIPT};
   argv.insert(argv.end(), args.begin(), args.end());
-  argv.push_back(dir_);
+  argv.push_back(dir_.path());
   run_or_throw(argv);
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_directory.hpp"
+
 namespace vidnode::test {
 
 /// A temporary directory of certificates, removed when it goes. Throws
@@ -17,8 +19,6 @@ public:
   /// Runs scripts/make-certs.sh with `args` into a fresh directory: ca.pem,
   /// ca.key, node.pem, node.key, client.pem, client.key by default.
   explicit certificates(const std::vector<std::string>& args = {});
-
-  ~certificates();
 
   certificates(const certificates&) = delete;
   certificates& operator=(const certificates&) = delete;
@@ -43,7 +43,7 @@ public:
   std::vector<std::string> flags(const std::string& name) const;
 
 private:
-  std::string dir_;
+  temp_directory dir_{"vidnode-certs"};
 };
 
 } // namespace vidnode::test

@@ -67,19 +67,6 @@ std::vector<uint16_t> free_loopback_ports(size_t count) {
   return ports;
 }
 
-temp_directory::temp_directory(const std::string& prefix) {
-  auto pattern =
-    (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("cannot create a directory like " + pattern);
-  path_ = pattern;
-}
-
-temp_directory::~temp_directory() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 head_process::head_process(cluster_programs programs, options opts)
   : programs_(std::move(programs)), opts_(std::move(opts)) {
   std::vector<std::string> argv = {

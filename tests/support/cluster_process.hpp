@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.hpp"
+#include "support/temp_directory.hpp"
 
 namespace vidnode::test {
 
@@ -39,25 +40,6 @@ inline constexpr std::chrono::seconds process_start_timeout{15};
 /// again on the same ports. Not a reservation: another process may take one
 /// before the caller binds it.
 std::vector<uint16_t> free_loopback_ports(size_t count);
-
-/// A directory under the system's temporary directory, removed with
-/// everything in it when the object goes.
-class temp_directory {
-public:
-  /// Creates a fresh directory named `prefix` and a random suffix.
-  explicit temp_directory(const std::string& prefix);
-  ~temp_directory();
-
-  temp_directory(const temp_directory&) = delete;
-  temp_directory& operator=(const temp_directory&) = delete;
-
-  const std::string& path() const noexcept {
-    return path_;
-  }
-
-private:
-  std::string path_;
-};
 
 /// A head node: admission and the published gateway and registry, started
 /// with `--devices none` unless `args` says otherwise.
