@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "support/media.hpp"
 #include "support/http_server.hpp"
 #include "support/process.hpp"
 #include "support/temp_directory.hpp"
@@ -410,22 +411,7 @@ TEST_CASE("an --audio-url fetched by the head reaches the worker node that "
     return;
   }
   scratch_dir dir;
-  // One second of silence as 8 kHz mono 8-bit PCM WAV.
-  std::string wav = "RIFF";
-  auto u32 = [&](uint32_t x) { wav.append(reinterpret_cast<char*>(&x), 4); };
-  auto u16 = [&](uint16_t x) { wav.append(reinterpret_cast<char*>(&x), 2); };
-  u32(36 + 8000);
-  wav += "WAVEfmt ";
-  u32(16);
-  u16(1);
-  u16(1);
-  u32(8000);
-  u32(8000);
-  u16(1);
-  u16(8);
-  wav += "data";
-  u32(8000);
-  wav.append(8000, char(128));
+  auto wav = test::silent_wav_second();
   auto inputs = dir.path / "inputs";
   fs::create_directories(inputs);
   std::ofstream{inputs / "voice.wav", std::ios::binary} << wav;

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpu/torch_allocations.hpp"
+#include "support/media.hpp"
 #include "support/http_server.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
@@ -554,22 +555,7 @@ TEST_CASE("an audio track fetched from a URL is muxed into the video",
     return;
   }
   test::http_server web;
-  // One second of silence as 8 kHz mono 8-bit PCM WAV.
-  std::string wav = "RIFF";
-  auto u32 = [&](uint32_t x) { wav.append(reinterpret_cast<char*>(&x), 4); };
-  auto u16 = [&](uint16_t x) { wav.append(reinterpret_cast<char*>(&x), 2); };
-  u32(36 + 8000);
-  wav += "WAVEfmt ";
-  u32(16);
-  u16(1);
-  u16(1);
-  u32(8000);
-  u32(8000);
-  u16(1);
-  u16(8);
-  wav += "data";
-  u32(8000);
-  wav.append(8000, char(128));
+  auto wav = test::silent_wav_second();
   web.serve("voice.wav", wav);
   auto dir = web.root() / "node-output";
   node_process node{{"--allow-private-urls", "--devices", "cpu:1",
