@@ -7,6 +7,7 @@
 #include "node_lifecycle.hpp"
 #include "vidnode/actors/webhook_sender.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -33,6 +34,7 @@ admission_behavior(admission_state::pointer self,
   self->state.init(std::move(settings), std::move(devices), std::move(catalog),
                    std::move(mover));
   self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
+  survive_stray_errors(self, "admission");
   return {
     // -- client protocol ---------------------------------------------------
     [=](runtime::submit_atom, job_spec& spec) -> caf::result<job_id> {

@@ -11,6 +11,7 @@
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -168,6 +169,7 @@ caf::behavior member_behavior(member_pointer self, std::string name,
   st.supervisor = std::move(supervisor);
   st.options = std::move(options);
   st.backoff = st.options.backoff;
+  survive_stray_errors(self, "the cluster member");
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (!st.joined

@@ -3,6 +3,7 @@
 
 #include "vidnode/actors/cluster.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -14,6 +15,7 @@ constexpr caf::timespan registration_timeout = std::chrono::seconds{10};
 cluster_registry_actor::behavior_type
 registry_behavior(cluster_registry_actor::pointer self,
                   admission_control_actor admission) {
+  survive_stray_errors(self, "the cluster registry");
   // Exit messages from other nodes are ignored: only the head ends it.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     if (msg.source.node() == self->node())

@@ -14,6 +14,7 @@
 #include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -437,6 +438,7 @@ device_worker_actor::behavior_type device_worker_behavior(
   std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
   std::shared_ptr<device_models> kept) {
   auto& st = self->state;
+  survive_stray_errors(self, "a device worker");
   st.device = std::move(device);
   st.admission = std::move(admission);
   st.catalog = std::move(catalog);

@@ -11,6 +11,7 @@
 #include "vidnode/actors/restart_intensity.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -272,6 +273,7 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
   for (auto& device : st.devices)
     st.start_worker(device);
   self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
+  survive_stray_errors(self, "the node supervisor");
   return {
     [=](restart_atom, int32_t index) { self->state.restart(index); },
     [=](probe_atom, int32_t index) {

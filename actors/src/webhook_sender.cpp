@@ -15,6 +15,7 @@
 
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "stray_errors.hpp"
 
 namespace vidnode::actors {
 
@@ -87,6 +88,7 @@ webhook_sender(sender_pointer self, caf::actor_addr owner,
                std::shared_ptr<transfers> mover, webhook_schedule schedule) {
   self->monitor(owner);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
+  survive_stray_errors(self, "the webhook sender");
   self->state.mover = std::move(mover);
   self->state.schedule = schedule;
   return {

@@ -376,3 +376,31 @@ TEST_CASE("a worker attached in place of one that still runs a job takes "
   caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
   fx.run();
 }
+
+TEST_CASE("a stray error message, such as a peer's answer to a message it "
+          "did not understand, ends neither admission nor the supervisor",
+          "[supervision]") {
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(1), "sim:1");
+  auto gone = std::make_shared<int>(0);
+  auto admission = caf::actor_cast<caf::actor>(fx.node.admission);
+  auto supervisor = caf::actor_cast<caf::actor>(fx.node.supervisor);
+  auto watcher = fx.sys.spawn([=](caf::event_based_actor* self) {
+    self->monitor(admission);
+    self->monitor(supervisor);
+    self->set_down_handler([=](caf::down_msg&) { ++*gone; });
+    return caf::behavior{[](int) {}};
+  });
+  fx.run();
+  auto stray = runtime::make_error(runtime::errc::internal, "stray");
+  caf::anon_send(admission, stray);
+  caf::anon_send(supervisor, stray);
+  fx.run();
+  CHECK(*gone == 0);
+  auto r = fx.execute(test::sim_job(2, 10));
+  fx.run_to_quiescence();
+  INFO(runtime::describe(r->error));
+  REQUIRE(r->value);
+  CHECK(r->value->state == runtime::job_state::succeeded);
+  caf::anon_send_exit(watcher, caf::exit_reason::user_shutdown);
+}
