@@ -182,14 +182,12 @@ int main(int argc, char** argv) {
       .add_option("--listen", listen,
                   "Where clients connect: HOST:PORT (port 0 picks a free one)")
       ->capture_default_str();
-  std::string cluster_listen = "127.0.0.1:7448";
-  auto cluster_listen_option =
-    app
-      .add_option("--cluster-listen", cluster_listen,
-                  "Where worker nodes join this head: HOST:PORT (port 0 picks "
-                  "a free one). Only nodes may reach it: clients use "
-                  "--listen")
-      ->capture_default_str();
+  std::string cluster_listen;
+  auto cluster_listen_option = app.add_option(
+    "--cluster-listen", cluster_listen,
+    "Let worker nodes join this head at HOST:PORT (e.g. 10.0.0.1:7448; port 0 "
+    "picks a free one). Only nodes may reach it: clients use --listen. "
+    "Without it no node can join");
   std::string join;
   app
     .add_option("--join", join,
@@ -349,7 +347,9 @@ int main(int argc, char** argv) {
   }
   std::string cluster_host;
   uint16_t cluster_port = 0;
-  if (!net::parse_endpoint(cluster_listen, cluster_host, cluster_port)) {
+  auto opens_cluster_port = app.count("--cluster-listen") > 0;
+  if (opens_cluster_port
+      && !net::parse_endpoint(cluster_listen, cluster_host, cluster_port)) {
     std::fprintf(stderr,
                  "vidnode: --cluster-listen: '%s' is not HOST:PORT (e.g. "
                  "127.0.0.1:7448)\n",
@@ -447,8 +447,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto registry = (*node)->registry();
-  auto published_cluster_port =
-    net::publish(sys, registry, cluster_host, cluster_port);
+  caf::expected<uint16_t> published_cluster_port{uint16_t{0}};
+  if (opens_cluster_port)
+    published_cluster_port =
+      net::publish(sys, registry, cluster_host, cluster_port);
   if (!published_cluster_port) {
     std::fprintf(stderr, "vidnode: --cluster-listen: cannot listen on %s: %s\n",
                  cluster_listen.c_str(),
@@ -467,8 +469,10 @@ int main(int argc, char** argv) {
                settings.max_concurrency, settings.queue_size);
   std::printf("vidnode listening on %s:%u\n", settings.listen_host.c_str(),
               static_cast<unsigned>((*server)->port()));
-  std::printf("vidnode accepting worker nodes on %s:%u\n", cluster_host.c_str(),
-              static_cast<unsigned>(*published_cluster_port));
+  if (opens_cluster_port)
+    std::printf("vidnode accepting worker nodes on %s:%u\n",
+                cluster_host.c_str(),
+                static_cast<unsigned>(*published_cluster_port));
   std::fflush(stdout);
 
   int sig = 0;
@@ -481,8 +485,9 @@ int main(int argc, char** argv) {
   // The node answers every waiting client (through the gateway) and ends
   // its transfers within the grace period; whatever is left is aborted;
   // then the port closes.
-  caf::anon_send(net::transport_handle(sys), caf::unpublish_atom::value,
-                 registry.address(), *published_cluster_port);
+  if (opens_cluster_port)
+    caf::anon_send(net::transport_handle(sys), caf::unpublish_atom::value,
+                   registry.address(), *published_cluster_port);
   if (auto err = (*node)->stop(settings.shutdown_grace + stop_margin))
     spdlog::error("stopping: {}", runtime::describe(err));
   mover->abort_all();

@@ -763,3 +763,25 @@ TEST_CASE("vidnode --allow-file-urls DIR accepts file URLs of files inside "
   CHECK(hook.status == 4);
   std::filesystem::remove_all(top);
 }
+
+TEST_CASE("a node opens no cluster port unless --cluster-listen asks, so two "
+          "nodes run side by side on one machine",
+          "[integration][cluster]") {
+  auto start = [] {
+    return std::make_unique<test::child_process>(std::vector<std::string>{
+      VIDNODE_BIN, "--listen", "127.0.0.1:0", "--devices", "sim:1",
+      "--log-level", "warn"});
+  };
+  auto first = start();
+  auto second = start();
+  for (auto* node : {first.get(), second.get()}) {
+    auto line = node->read_line(20s);
+    INFO(node->stderr_text());
+    REQUIRE(line);
+    CHECK(line->rfind("vidnode listening on 127.0.0.1:", 0) == 0);
+    node->signal(SIGTERM);
+    REQUIRE(node->wait(30s) == 0);
+    CHECK(node->rest_of_stdout().find("accepting worker nodes")
+          == std::string::npos);
+  }
+}
