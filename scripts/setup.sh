@@ -11,6 +11,7 @@ packages=(
   libtorch-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libcurl4-openssl-dev
+  openssl
   python3
 )
 

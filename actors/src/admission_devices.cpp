@@ -108,6 +108,8 @@ void admission_state::attach(runtime::device_info info,
       device->models.push_back({name, 1, true});
   }
   device->resident = kept_resident;
+  // detach() above may have queried the ledger after `device` was found.
+  devices.touch(slot);
   dispatch();
 }
 

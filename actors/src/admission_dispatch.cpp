@@ -68,11 +68,10 @@ void admission_state::place() {
     if (!next)
       return;
     auto& rec = *jobs->find(next->id);
-    fill_candidates(rec);
     auto bytes = estimate_of(rec);
-    auto slot = choose_device(candidates, bytes);
+    auto slot = choose(rec, bytes);
     if (slot < 0) {
-      if (waits_for_memory_only())
+      if (waits_for_memory_only(rec))
         backfill(rec, t, is_live);
       return;
     }
@@ -98,11 +97,21 @@ bool admission_state::may_retry_on(const job_record& rec, int32_t slot) const {
   return !elsewhere;
 }
 
+int32_t admission_state::choose(const job_record& rec, uint64_t bytes) {
+  if (rec.crashed_on.empty())
+    return devices.choose(*rec.factory, rec.spec.model, bytes,
+                          settings.max_concurrency);
+  fill_candidates(rec);
+  return choose_device(candidates, bytes);
+}
+
 void admission_state::fill_candidates(const job_record& rec) {
+  // Read only: the non-const ledger would mark every slot as changed.
+  const auto& ledger = devices;
   candidates.clear();
-  for (int32_t slot = 0; slot < devices.size(); ++slot) {
+  for (int32_t slot = 0; slot < ledger.size(); ++slot) {
     placement_candidate c;
-    if (auto device = devices.find(slot)) {
+    if (auto device = ledger.find(slot)) {
       c.available = device->state == device_slot::health::up
                     && rec.factory->runs_on(device->info.kind)
                     && may_retry_on(rec, slot);
@@ -117,7 +126,10 @@ void admission_state::fill_candidates(const job_record& rec) {
   }
 }
 
-bool admission_state::waits_for_memory_only() const {
+bool admission_state::waits_for_memory_only(const job_record& rec) const {
+  if (rec.crashed_on.empty())
+    return devices.any_free_slot_for(*rec.factory, settings.max_concurrency);
+  // choose() filled the candidates for rec.
   for (const auto& c : candidates)
     if (c.available && c.running < c.slots)
       return true;
@@ -141,9 +153,8 @@ void admission_state::backfill(job_record& head, time_point t,
         || !devices.any_free_slot(settings.max_concurrency))
       return;
     auto& rec = *jobs->find(id);
-    fill_candidates(rec);
     auto bytes = estimate_of(rec);
-    auto slot = choose_device(candidates, bytes);
+    auto slot = choose(rec, bytes);
     if (slot < 0)
       continue;
     // Its entry turns stale once it runs; the queue drops it later.

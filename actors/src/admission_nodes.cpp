@@ -47,7 +47,10 @@ std::optional<std::string> invalid_devices(const node_registration& reg) {
 std::string why_gone(const caf::down_msg& msg) {
   if (msg.reason == caf::exit_reason::remote_link_unreachable)
     return "its connection closed, or it sent nothing for the node timeout";
-  return runtime::describe(msg.reason);
+  if (msg.reason == caf::exit_reason::user_shutdown
+      || msg.reason == caf::exit_reason::normal)
+    return "it stopped";
+  return "its supervisor ended (" + runtime::describe(msg.reason) + ")";
 }
 
 } // namespace
@@ -89,6 +92,11 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
 }
 
 void admission_state::on_down(const caf::down_msg& msg) {
+  // CAF sends a down message in the name of the actor that went; anything
+  // else is forged (a down message is an ordinary message on the wire).
+  if (self->current_sender() == nullptr
+      || self->current_sender()->address() != msg.source)
+    return;
   for (const auto& entry : nodes.nodes()) {
     if (entry.local || entry.state != cluster_node::status::up
         || !entry.supervisor || entry.supervisor.address() != msg.source)

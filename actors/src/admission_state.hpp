@@ -183,12 +183,17 @@ struct admission_state {
   /// under it while another device that can run it is in service.
   bool may_retry_on(const job_record& rec, int32_t slot) const;
 
+  /// The slot choose_device picks for `rec` needing `bytes`, or -1: from
+  /// the ledger's index, or for a job with crash history (rare) from
+  /// candidates filled by a scan of every device.
+  int32_t choose(const job_record& rec, uint64_t bytes);
+
   /// Fills `candidates` with every ledger slot as seen by `rec`.
   void fill_candidates(const job_record& rec);
 
-  /// Whether the job `candidates` were filled for has a free slot on a
-  /// device that can run it, and lacks only memory there.
-  bool waits_for_memory_only() const;
+  /// Whether `rec`, for which choose() just found no device, has a free
+  /// slot on a device that can run it, and lacks only memory there.
+  bool waits_for_memory_only(const job_record& rec) const;
 
   /// The job at the head of the queue, `head`, waits for memory: jobs
   /// behind it that fit now start first, at most `max_bypass` of them over

@@ -1,6 +1,8 @@
 #include "vidnode/actors/device_ledger.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
 
 namespace vidnode::actors {
 
@@ -25,6 +27,9 @@ void device_slot::lose_worker() {
     state = health::restarting;
 }
 
+device_ledger::device_ledger()
+  : check_(std::getenv("VIDNODE_CHECK_PLACEMENT") != nullptr) {}
+
 int32_t device_ledger::add(std::string node, runtime::device_info info) {
   device_slot slot;
   slot.name = info.name();
@@ -35,11 +40,15 @@ int32_t device_ledger::add(std::string node, runtime::device_info info) {
     free_slots_.pop_back();
     slots_[static_cast<size_t>(index)] = std::move(slot);
     in_use_[static_cast<size_t>(index)] = true;
+    touch(index);
     return index;
   }
   slots_.push_back(std::move(slot));
   in_use_.push_back(true);
-  return static_cast<int32_t>(slots_.size() - 1);
+  touched_flags_.push_back(false);
+  auto index = static_cast<int32_t>(slots_.size() - 1);
+  touch(index);
+  return index;
 }
 
 void device_ledger::free(int32_t slot) {
@@ -54,6 +63,7 @@ device_slot* device_ledger::find(int32_t slot) {
   if (slot < 0 || static_cast<size_t>(slot) >= slots_.size()
       || !in_use_[static_cast<size_t>(slot)])
     return nullptr;
+  touch(slot);
   return &slots_[static_cast<size_t>(slot)];
 }
 
@@ -72,7 +82,189 @@ int32_t device_ledger::slot_of(const std::string& node, int32_t index) const {
   return -1;
 }
 
+// -- the index ---------------------------------------------------------------
+
+const placement_entry& device_ledger::entry_of(size_t i,
+                                               placement_entry& x) const {
+  x.models.clear();
+  if (!in_use_[i]) {
+    x = placement_entry{};
+    return x;
+  }
+  const auto& device = slots_[i];
+  x.in_use = true;
+  // A lost node's devices still count for what the cluster can run (it may
+  // come back), but are never in service.
+  x.present = true;
+  x.in_service =
+    device.present() && device.state != device_slot::health::quarantined;
+  x.up = device.state == device_slot::health::up;
+  x.kind = device.info.kind;
+  x.running = static_cast<int32_t>(device.running.size());
+  x.reserved = device.reserved;
+  x.budget = device.budget();
+  for (const auto& model : device.models)
+    if (model.loaded)
+      x.models.push_back(model.model);
+  return x;
+}
+
+bool device_ledger::indexed_as(const placement_entry& x, size_t i) const {
+  if (!in_use_[i])
+    return !x.in_use;
+  const auto& device = slots_[i];
+  auto present = device.present();
+  if (!x.in_use || !x.present
+      || x.in_service
+           != (present && device.state != device_slot::health::quarantined)
+      || x.up != (device.state == device_slot::health::up)
+      || x.kind != device.info.kind
+      || x.running != static_cast<int32_t>(device.running.size())
+      || x.reserved != device.reserved || x.budget != device.budget())
+    return false;
+  size_t n = 0;
+  for (const auto& model : device.models)
+    if (model.loaded) {
+      if (n == x.models.size() || x.models[n] != model.model)
+        return false;
+      ++n;
+    }
+  return n == x.models.size();
+}
+
+void device_ledger::sync() const {
+  for (auto slot : touched_) {
+    auto i = static_cast<size_t>(slot);
+    touched_flags_[i] = false;
+    if (!indexed_as(index_.entry(slot), i))
+      index_.set(slot, entry_of(i, scratch_));
+  }
+  touched_.clear();
+}
+
+void device_ledger::sync(int32_t max_concurrency) const {
+  if (index_.slots() != max_concurrency) {
+    index_ = placement_index{max_concurrency};
+    touched_.clear();
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      touched_flags_[i] = true;
+      touched_.push_back(static_cast<int32_t>(i));
+    }
+  }
+  sync();
+}
+
+void device_ledger::index_differs(const char* query, const std::string& indexed,
+                                  const std::string& scanned) {
+  std::cerr << "vidnode: device_ledger::" << query << ": the placement index "
+            << "answered " << indexed << ", a scan of every device " << scanned
+            << " (a slot changed through a reference kept across a query, "
+               "or a bug in the index; see device_ledger.hpp)\n";
+  std::abort();
+}
+
+// -- queries
+// -------------------------------------------------------------------
+
 bool device_ledger::any_free_slot(int32_t max_concurrency) const {
+  sync(max_concurrency);
+  auto any = index_.any_free_slot();
+  if (check_ && any != any_free_slot_by_scan(max_concurrency))
+    index_differs("any_free_slot", std::to_string(any), std::to_string(!any));
+  return any;
+}
+
+bool device_ledger::any_free_slot_for(const gpu::model_factory& factory,
+                                      int32_t max_concurrency) const {
+  sync(max_concurrency);
+  auto any = index_.any_free_slot_for(factory);
+  if (check_) {
+    auto scanned = false;
+    for_each([&](int32_t, const device_slot& device) {
+      scanned =
+        scanned
+        || (device.state == device_slot::health::up
+            && factory.runs_on(device.info.kind)
+            && device.running.size() < static_cast<size_t>(max_concurrency));
+    });
+    if (any != scanned)
+      index_differs("any_free_slot_for", std::to_string(any),
+                    std::to_string(scanned));
+  }
+  return any;
+}
+
+int32_t device_ledger::choose(const gpu::model_factory& factory,
+                              const std::string& model, uint64_t bytes,
+                              int32_t max_concurrency) const {
+  sync(max_concurrency);
+  auto slot = index_.choose(factory, model, bytes);
+  if (check_) {
+    std::vector<placement_candidate> candidates(slots_.size());
+    for_each([&](int32_t i, const device_slot& device) {
+      auto& c = candidates[static_cast<size_t>(i)];
+      c.available = device.state == device_slot::health::up
+                    && factory.runs_on(device.info.kind);
+      c.running = static_cast<int32_t>(device.running.size());
+      c.slots = max_concurrency;
+      c.memory_bytes = device.budget();
+      c.memory_reserved = device.reserved;
+      auto cached = device.find_model(model);
+      c.has_model = cached != nullptr && cached->loaded;
+    });
+    auto scanned = choose_device(candidates, bytes);
+    if (slot != scanned)
+      index_differs("choose", "slot " + std::to_string(slot),
+                    "slot " + std::to_string(scanned));
+  }
+  return slot;
+}
+
+std::optional<std::string>
+device_ledger::no_device_left_for(const gpu::model_factory& factory) const {
+  sync();
+  // Only when none is in service but some are present is it worth a scan:
+  // the answer names every quarantined device.
+  auto in_service = index_.any_in_service_for(factory);
+  auto why = in_service || !index_.any_present_for(factory)
+               ? std::nullopt
+               : no_device_left_by_scan(factory);
+  if (check_ && why != no_device_left_by_scan(factory))
+    index_differs("no_device_left_for", why ? *why : "nothing", "otherwise");
+  return why;
+}
+
+bool device_ledger::any_runs(const gpu::model_factory& factory) const {
+  sync();
+  auto any = index_.any_present_for(factory);
+  if (check_ && any != any_runs_by_scan(factory))
+    index_differs("any_runs", std::to_string(any), std::to_string(!any));
+  return any;
+}
+
+uint64_t
+device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
+  sync();
+  auto largest = index_.largest_budget_for(factory);
+  if (check_ && largest != largest_budget_for_by_scan(factory))
+    index_differs("largest_budget_for", std::to_string(largest),
+                  std::to_string(largest_budget_for_by_scan(factory)));
+  return largest;
+}
+
+uint64_t device_ledger::largest_budget() const {
+  sync();
+  auto largest = index_.largest_budget();
+  if (check_ && largest != largest_budget_by_scan())
+    index_differs("largest_budget", std::to_string(largest),
+                  std::to_string(largest_budget_by_scan()));
+  return largest;
+}
+
+// -- the same by scans
+// ---------------------------------------------------------
+
+bool device_ledger::any_free_slot_by_scan(int32_t max_concurrency) const {
   for (size_t i = 0; i < slots_.size(); ++i)
     if (in_use_[i] && slots_[i].state == device_slot::health::up
         && slots_[i].running.size() < static_cast<size_t>(max_concurrency))
@@ -81,7 +273,7 @@ bool device_ledger::any_free_slot(int32_t max_concurrency) const {
 }
 
 std::optional<std::string>
-device_ledger::no_device_left_for(const gpu::model_factory& factory) const {
+device_ledger::no_device_left_by_scan(const gpu::model_factory& factory) const {
   std::string quarantined;
   bool any_in_service = false;
   for_each([&](int32_t, const device_slot& device) {
@@ -101,7 +293,7 @@ device_ledger::no_device_left_for(const gpu::model_factory& factory) const {
          + ")";
 }
 
-bool device_ledger::any_runs(const gpu::model_factory& factory) const {
+bool device_ledger::any_runs_by_scan(const gpu::model_factory& factory) const {
   bool any = false;
   for_each([&](int32_t, const device_slot& device) {
     any = any || factory.runs_on(device.info.kind);
@@ -109,8 +301,8 @@ bool device_ledger::any_runs(const gpu::model_factory& factory) const {
   return any;
 }
 
-uint64_t
-device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
+uint64_t device_ledger::largest_budget_for_by_scan(
+  const gpu::model_factory& factory) const {
   uint64_t largest = 0;
   for_each([&](int32_t, const device_slot& device) {
     if (factory.runs_on(device.info.kind))
@@ -119,7 +311,7 @@ device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
   return largest;
 }
 
-uint64_t device_ledger::largest_budget() const {
+uint64_t device_ledger::largest_budget_by_scan() const {
   uint64_t largest = 0;
   for_each([&](int32_t, const device_slot& device) {
     largest = std::max(largest, device.budget());

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/cli_options.hpp"
+#include "common/transport_options.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -149,6 +150,8 @@ int main(int argc, char** argv) {
                      "included (for wait and watch: to connect, and for each "
                      "answer of a node that has gone silent; --max-wait "
                      "bounds the wait itself)");
+  apps::transport_flags transport;
+  apps::add_transport_options(app, transport);
 
   // -- submit ---------------------------------------------------------------
   runtime::job_spec spec;
@@ -244,6 +247,8 @@ int main(int argc, char** argv) {
               << runtime::format_duration(options.request_timeout) << "\n";
     return exit_usage;
   }
+  if (auto code = apps::use_transport_flags(transport, options, "vidctl"))
+    return code;
   if (!net::parse_endpoint(endpoint, options.host, options.port)) {
     std::cerr << "vidctl: --connect: '" << endpoint
               << "' is not HOST:PORT (e.g. 127.0.0.1:7447)\n";
@@ -369,11 +374,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
-      {"ID", "STATE", "MODEL", "PRIO", "DEVICE", "STEP", "TRIES", "QUEUED",
-       "RAN", "ERROR"}};
+      {"ID", "STATE", "MODEL", "PRIO", "NODE", "DEVICE", "STEP", "TRIES",
+       "QUEUED", "RAN", "ERROR"}};
     for (const auto& r : *jobs)
       rows.push_back({std::to_string(r.id.value), runtime::to_string(r.state),
-                      r.model, std::to_string(r.priority), or_dash(r.device),
+                      r.model, std::to_string(r.priority),
+                      r.device.empty() ? "-" : r.node, or_dash(r.device),
                       std::to_string(r.step) + "/" + std::to_string(r.steps),
                       std::to_string(r.attempts),
                       runtime::format_duration(r.queue_time),

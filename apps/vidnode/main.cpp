@@ -25,6 +25,7 @@
 
 #include "common/cli_options.hpp"
 #include "vidnode/actors/cluster.hpp"
+#include "common/transport_options.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/curl_transfers.hpp"
@@ -295,6 +296,8 @@ int main(int argc, char** argv) {
                  "Longest message a client or node may send; a connection "
                  "that announces a longer one is closed before anything is "
                  "read (64KiB to 4095MiB)");
+  apps::transport_flags transport;
+  apps::add_transport_options(app, transport);
   net::curl_transfers::options transfer_options;
   bool allow_private_urls = false;
   app.add_flag("--allow-private-urls", allow_private_urls,
@@ -419,6 +422,8 @@ int main(int argc, char** argv) {
 
   raise_descriptor_limit();
   net::process_config cfg;
+  if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
+    return code;
   cfg.max_message_size(max_message_size);
   cfg.scheduler_policy(scheduler);
   cfg.scheduler_threads(threads);

@@ -10,6 +10,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -60,6 +61,10 @@ client::client(const options& opts)
 process_config& client::configure(process_config& cfg, const options& opts) {
   cfg.max_message_size(opts.max_message_size);
   cfg.connect_timeout(opts.connect_timeout);
+  // Both checked by connect before the client is made.
+  static_cast<void>(cfg.heartbeat(opts.heartbeat_interval, opts.node_timeout));
+  if (opts.tls.any())
+    static_cast<void>(use_tls(cfg, opts.tls, tls_role::client));
   return cfg;
 }
 
@@ -68,16 +73,34 @@ client::~client() {
 }
 
 caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
+  if (auto err = process_config::check_heartbeat(opts.heartbeat_interval,
+                                                 opts.node_timeout))
+    return err;
+  if (opts.tls.any())
+    if (auto err = check_tls_files(opts.tls, tls_role::client))
+      return err;
   std::unique_ptr<client> self_ptr{new client(opts)};
   auto& sys = self_ptr->sys_;
   auto where = opts.host + ":" + std::to_string(opts.port);
   caf::error failure;
   caf::strong_actor_ptr handle;
-  {
-    caf::scoped_actor self{sys};
+  using clock = std::chrono::steady_clock;
+  auto started = clock::now();
+  auto deadline = started + opts.connect_timeout;
+  // CAF 0.17.6 starts a new connection's silence clock at zero, so an
+  // attempt that gets no answer before the next heartbeat tick is dropped
+  // (connection_timeout) even if the node is only slow: attempts are
+  // repeated until the node has been silent for the node timeout.
+  auto silent_until = std::min(deadline, started + opts.node_timeout);
+  caf::scoped_actor self{sys};
+  for (auto again = true; again;) {
+    again = false;
+    auto left = std::max(
+      caf::timespan{1},
+      std::chrono::duration_cast<caf::timespan>(deadline - clock::now()));
     self
-      ->request(sys.middleman().actor_handle(), opts.connect_timeout,
-                caf::connect_atom::value, opts.host, opts.port)
+      ->request(transport_handle(sys), left, caf::connect_atom::value,
+                opts.host, opts.port)
       .receive(
         [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
             const std::set<std::string>& interface) {
@@ -93,11 +116,30 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
             handle = std::move(ptr);
         },
         [&](caf::error& err) {
-          if (err == caf::sec::request_timeout)
+          if (err == caf::sec::connection_timeout
+              && clock::now() < silent_until)
+            again = true;
+          else if (err == caf::sec::request_timeout)
             failure =
               make_error(errc::node_lost,
                          "no answer from " + where + " within "
                            + runtime::format_duration(opts.connect_timeout));
+          else if (err == caf::sec::connection_timeout)
+            failure = make_error(
+              errc::node_lost,
+              "cannot connect to " + where
+                + ": no answer to the handshake within the node timeout ("
+                + runtime::format_duration(opts.node_timeout)
+                + "); is the node hung?");
+          else if (err == caf::sec::disconnect_during_handshake)
+            failure = make_error(
+              errc::node_lost,
+              "cannot connect to " + where
+                + ": the connection was closed during the handshake (TLS "
+                  "on one side only, or a certificate the other side does "
+                  "not trust; "
+                + (opts.tls.any() ? "this client uses TLS)"
+                                  : "this client does not use TLS)"));
           else
             failure =
               make_error(errc::node_lost, "cannot connect to " + where + ": "

@@ -23,6 +23,8 @@
 
 #include "vidnode/runtime/units.hpp"
 
+#include "bounded_read.hpp"
+
 namespace vidnode::net {
 
 namespace {
@@ -39,23 +41,9 @@ public:
     : scribe_impl(mx, fd), limit_(limit) {}
 
   void configure_read(caf::io::receive_policy::config config) override {
-    if (config.second <= limit_) {
-      scribe_impl::configure_read(config);
-      return;
-    }
-    spdlog::warn("closing the connection from {}:{}: it announced a message "
-                 "of {} bytes, above the limit of {} (max-message-size)",
-                 addr(), port(), config.second, runtime::format_bytes(limit_));
-    // Reads at most one more byte (which BASP then rejects as malformed);
-    // the connection is closed from the multiplexer's loop, not from
-    // inside the broker's handler that called this.
-    scribe_impl::configure_read(caf::io::receive_policy::exactly(1));
-    caf::io::scribe_ptr self{this};
-    auto& mx = stream_.backend();
-    mx.post([self, &mx] {
-      if (!self->detached())
-        self->io_failure(&mx, caf::io::network::operation::read);
-    });
+    if (!detail::read_within_limit(*this, stream_.backend(), config, limit_))
+      config = caf::io::receive_policy::exactly(1);
+    scribe_impl::configure_read(config);
   }
 
 private:
@@ -136,8 +124,8 @@ hardened_multiplexer::hardened_multiplexer(caf::actor_system* sys)
     connect_timeout_(caf::get_or(sys->config(), connect_timeout_key,
                                  caf::timespan{std::chrono::seconds{10}})) {}
 
-caf::expected<caf::io::scribe_ptr>
-hardened_multiplexer::new_tcp_scribe(const std::string& host, uint16_t port) {
+caf::expected<native_socket>
+hardened_multiplexer::connect_socket(const std::string& host, uint16_t port) {
   auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -154,9 +142,17 @@ hardened_multiplexer::new_tcp_scribe(const std::string& host, uint16_t port) {
   for (auto a = addresses.get(); a != nullptr; a = a->ai_next) {
     auto fd = connect_before(*a, deadline, cause);
     if (fd >= 0)
-      return new_scribe(fd);
+      return fd;
   }
   return caf::make_error(caf::sec::cannot_connect_to_node, cause, host, port);
+}
+
+caf::expected<caf::io::scribe_ptr>
+hardened_multiplexer::new_tcp_scribe(const std::string& host, uint16_t port) {
+  auto fd = connect_socket(host, port);
+  if (!fd)
+    return std::move(fd.error());
+  return new_scribe(*fd);
 }
 
 native_socket hardened_multiplexer::fresh_descriptor(native_socket fd) {
@@ -179,11 +175,37 @@ native_socket hardened_multiplexer::fresh_descriptor(native_socket fd) {
   return fd;
 }
 
-caf::io::scribe_ptr hardened_multiplexer::new_scribe(native_socket fd) {
+native_socket hardened_multiplexer::prepare_connection(native_socket fd) {
   fd = fresh_descriptor(fd);
   caf::io::network::keepalive(fd, true);
-  return caf::make_counted<bounded_scribe>(*this, fd, max_message_size_);
+  return fd;
 }
+
+caf::io::scribe_ptr hardened_multiplexer::new_scribe(native_socket fd) {
+  return caf::make_counted<bounded_scribe>(*this, prepare_connection(fd),
+                                           max_message_size_);
+}
+
+namespace detail {
+
+bool read_within_limit(caf::io::scribe& scribe,
+                       caf::io::network::default_multiplexer& mx,
+                       caf::io::receive_policy::config config, size_t limit) {
+  if (config.second <= limit)
+    return true;
+  spdlog::warn("closing the connection from {}:{}: it announced a message "
+               "of {} bytes, above the limit of {} (max-message-size)",
+               scribe.addr(), scribe.port(), config.second,
+               runtime::format_bytes(limit));
+  caf::io::scribe_ptr self{&scribe};
+  mx.post([self, &mx] {
+    if (!self->detached())
+      self->io_failure(&mx, caf::io::network::operation::read);
+  });
+  return false;
+}
+
+} // namespace detail
 
 void load_middleman(caf::actor_system_config& cfg, size_t max_message_size) {
   if (max_message_size > 0)

@@ -8,7 +8,9 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/net/hardened_multiplexer.hpp"
+#include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
+#include "vidnode/runtime/units.hpp"
 
 namespace vidnode::net {
 
@@ -32,6 +34,36 @@ process_config::process_config() {
   set("middleman.app-identifiers",
       std::vector<std::string>{runtime::protocol_version});
   apply_default_scheduler(*this);
+  set("middleman.heartbeat-interval", default_heartbeat_interval);
+  set("middleman.connection-timeout", default_node_timeout);
+}
+
+caf::error process_config::check_heartbeat(caf::timespan interval,
+                                           caf::timespan node_timeout) {
+  using runtime::format_duration;
+  if (interval < min_heartbeat_interval || interval > max_heartbeat_interval)
+    return runtime::make_error(
+      runtime::errc::invalid_request,
+      "heartbeat: must be from " + format_duration(min_heartbeat_interval)
+        + " to " + format_duration(max_heartbeat_interval) + ", got "
+        + format_duration(interval));
+  if (node_timeout < 2 * interval || node_timeout > max_node_timeout)
+    return runtime::make_error(
+      runtime::errc::invalid_request,
+      "node-timeout: must be at least twice the heartbeat interval ("
+        + format_duration(2 * interval) + ") and at most "
+        + format_duration(max_node_timeout) + ", got "
+        + format_duration(node_timeout));
+  return caf::none;
+}
+
+caf::error process_config::heartbeat(caf::timespan interval,
+                                     caf::timespan node_timeout) {
+  if (auto err = check_heartbeat(interval, node_timeout))
+    return err;
+  set("middleman.heartbeat-interval", interval);
+  set("middleman.connection-timeout", node_timeout);
+  return caf::none;
 }
 
 bool process_config::scheduler_policy(const std::string& policy) {

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 
 namespace vidnode::net {
@@ -158,7 +159,7 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
     spdlog::warn("the published gateway ended ({}); publishing a new one on "
                  "port {}",
                  runtime::describe(msg.reason), st.port);
-    auto mm = self->system().middleman().actor_handle();
+    auto mm = transport_handle(self->system());
     self->send(mm, caf::unpublish_atom::value, msg.source, st.port);
     st.gateway = self->spawn(gateway, st.admission);
     self->monitor(st.gateway);
@@ -171,7 +172,7 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
       auto& st = self->state;
       if (st.stopping)
         return;
-      auto mm = self->system().middleman().actor_handle();
+      auto mm = transport_handle(self->system());
       auto sigs = self->system().message_types<admission_actor>();
       self
         ->request(mm, caf::infinite, caf::publish_atom::value, st.port,
@@ -199,7 +200,7 @@ caf::behavior keeper(caf::stateful_actor<keeper_state>* self,
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;
-      auto mm = self->system().middleman().actor_handle();
+      auto mm = transport_handle(self->system());
       self->send(mm, caf::unpublish_atom::value, st.gateway.address(), st.port);
       auto end = [=] {
         self->send_exit(self->state.gateway, caf::exit_reason::user_shutdown);
@@ -222,8 +223,8 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys,
     return runtime::make_error(runtime::errc::internal,
                                "the actor system has no middleman loaded");
   auto first = sys.spawn(gateway, admission);
-  auto published = sys.middleman().publish(
-    caf::actor_cast<admission_actor>(first), port, host.c_str(), true);
+  auto published =
+    net::publish(sys, caf::actor_cast<admission_actor>(first), host, port);
   if (!published) {
     caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
     return runtime::make_error(runtime::errc::internal,

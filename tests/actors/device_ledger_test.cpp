@@ -1,11 +1,27 @@
+#include <random>
+#include <string>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "vidnode/actors/device_ledger.hpp"
+#include "vidnode/actors/placement.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 
+#include "support/random_devices.hpp"
+
 using namespace vidnode;
+using actors::choose_device;
 using actors::device_ledger;
 using actors::device_slot;
+using actors::placement_candidate;
+using test::all_kinds;
+using test::chance;
+using test::factories;
+using test::gib;
+using test::model_names;
+using test::pick;
+using test::some_bytes;
 
 namespace {
 
@@ -26,6 +42,74 @@ const gpu::model_factory& sim_model() {
     return made;
   }();
   return *catalog->find("sim");
+}
+
+/// choose_device's candidates for every slot of `ledger`, as admission
+/// filled them before the index (for a job without crash history).
+std::vector<placement_candidate>
+candidates_of(const device_ledger& ledger, int32_t slots,
+              const gpu::model_factory& factory, const std::string& model) {
+  std::vector<placement_candidate> result(static_cast<size_t>(ledger.size()));
+  ledger.for_each([&](int32_t slot, const device_slot& device) {
+    auto& c = result[static_cast<size_t>(slot)];
+    c.available = device.state == device_slot::health::up
+                  && factory.runs_on(device.info.kind);
+    c.running = static_cast<int32_t>(device.running.size());
+    c.slots = slots;
+    c.memory_bytes = device.budget();
+    c.memory_reserved = device.reserved;
+    auto cached = device.find_model(model);
+    c.has_model = cached != nullptr && cached->loaded;
+  });
+  return result;
+}
+
+runtime::device_info random_device(std::mt19937& rng, int32_t index) {
+  runtime::device_info info;
+  info.index = index;
+  info.kind = pick(rng, all_kinds);
+  info.memory_bytes = some_bytes(rng);
+  return info;
+}
+
+/// One random change to the device in `slot`, made through `device`.
+void change(std::mt19937& rng, device_slot& device, int32_t slot) {
+  using health = device_slot::health;
+  switch (std::uniform_int_distribution<int>{0, 7}(rng)) {
+    case 0:
+      device.state =
+        pick(rng, std::vector<health>{health::starting, health::up, health::up,
+                                      health::up, health::restarting,
+                                      health::quarantined, health::lost});
+      break;
+    case 1:
+      device.running.push_back(runtime::job_id{static_cast<uint64_t>(slot)});
+      break;
+    case 2:
+      if (!device.running.empty())
+        device.running.pop_back();
+      break;
+    case 3:
+      device.reserved = some_bytes(rng);
+      break;
+    case 4:
+      device.resident = some_bytes(rng) / 2;
+      break;
+    case 5: {
+      const auto& name = pick(rng, model_names);
+      if (auto model = device.find_model(name))
+        model->loaded = !model->loaded;
+      else
+        device.models.push_back({name, 1, chance(rng, 0.7)});
+      break;
+    }
+    case 6:
+      device.info.memory_bytes = some_bytes(rng);
+      break;
+    default:
+      device.lose_worker();
+      break;
+  }
 }
 
 } // namespace
@@ -109,4 +193,110 @@ TEST_CASE("a device's budget leaves out what its loaded models hold",
   slot.state = device_slot::health::quarantined;
   slot.lose_worker();
   CHECK(slot.state == device_slot::health::quarantined);
+}
+
+TEST_CASE("the ledger's choice follows every change made through find, at "
+          "and for_each, through adds and frees",
+          "[placement_index]") {
+  std::mt19937 rng{8};
+  for (int round = 0; round < 40; ++round) {
+    device_ledger ledger;
+    auto slots = std::uniform_int_distribution<int32_t>{1, 3}(rng);
+    int32_t next_index = 0;
+    for (int i = 0; i < 12; ++i)
+      ledger.add("n" + std::to_string(i % 3), random_device(rng, next_index++));
+    for (int step = 0; step < 150; ++step) {
+      auto slot = std::uniform_int_distribution<int32_t>{0, ledger.size()}(rng);
+      switch (std::uniform_int_distribution<int>{0, 9}(rng)) {
+        case 0:
+          ledger.free(slot);
+          break;
+        case 1:
+          ledger.add("n" + std::to_string(step % 5),
+                     random_device(rng, next_index++));
+          break;
+        case 2:
+          ledger.for_each([&](int32_t i, device_slot& device) {
+            if (chance(rng, 0.3))
+              change(rng, device, i);
+          });
+          break;
+        case 3:
+          if (ledger.find(slot) != nullptr)
+            change(rng, ledger.at(slot), slot);
+          break;
+        case 4:
+          if (chance(rng, 0.2))
+            slots = std::uniform_int_distribution<int32_t>{1, 3}(rng);
+          break;
+        default:
+          if (auto device = ledger.find(slot))
+            change(rng, *device, slot);
+          break;
+      }
+      for (const auto& factory : factories) {
+        for (const auto& model : {"a", "b", "d"}) {
+          auto bytes = some_bytes(rng);
+          INFO("round " << round << ", step " << step << ", model " << model
+                        << ", bytes " << bytes);
+          CHECK(ledger.choose(factory, model, bytes, slots)
+                == choose_device(candidates_of(ledger, slots, factory, model),
+                                 bytes));
+        }
+        auto free_for = false;
+        ledger.for_each([&](int32_t, const device_slot& device) {
+          free_for = free_for
+                     || (device.state == device_slot::health::up
+                         && factory.runs_on(device.info.kind)
+                         && device.running.size() < static_cast<size_t>(slots));
+        });
+        CHECK(ledger.any_free_slot_for(factory, slots) == free_for);
+        ledger.largest_budget_for(factory);
+        ledger.any_runs(factory);
+        ledger.no_device_left_for(factory);
+      }
+      ledger.any_free_slot(slots);
+      ledger.largest_budget();
+    }
+  }
+}
+
+TEST_CASE("a reference kept across a query is seen again once touched",
+          "[placement_index]") {
+  device_ledger ledger;
+  runtime::device_info info;
+  info.memory_bytes = 16 * gib;
+  auto slot = ledger.add("a", info);
+  auto& device = ledger.at(slot);
+  CHECK(ledger.choose(factories[0], "a", gib, 1) == -1);
+  device.state = device_slot::health::up;
+  ledger.touch(slot);
+  CHECK(ledger.choose(factories[0], "a", gib, 1) == slot);
+  CHECK(ledger.any_free_slot(1));
+  ledger.at(slot).running.push_back(runtime::job_id{1});
+  CHECK_FALSE(ledger.any_free_slot(1));
+  CHECK(ledger.choose(factories[0], "a", gib, 1) == -1);
+  CHECK(ledger.choose(factories[0], "a", gib, 2) == slot);
+}
+
+TEST_CASE("a job goes to a device with its model even when another has "
+          "room, and to the least loaded one without",
+          "[placement_index]") {
+  device_ledger ledger;
+  runtime::device_info info;
+  info.memory_bytes = 16 * gib;
+  for (int32_t i = 0; i < 3; ++i) {
+    info.index = i;
+    ledger.at(ledger.add("a", info)).state = device_slot::health::up;
+  }
+  ledger.at(2).models.push_back({"m", 1, true});
+  ledger.at(2).running.push_back(runtime::job_id{1});
+  ledger.at(0).reserved = 4 * gib;
+  CHECK(ledger.choose(factories[0], "m", gib, 2) == 2);
+  CHECK(ledger.choose(factories[0], "other", gib, 2) == 1);
+  CHECK(ledger.choose(factories[0], "m", gib, 1) == 1);
+  CHECK(ledger.choose(factories[0], "m", 13 * gib, 1) == 1);
+  CHECK(ledger.choose(factories[0], "m", 16 * gib, 1) == 1);
+  CHECK(ledger.choose(factories[0], "m", 16 * gib + 1, 2) == -1);
+  CHECK(ledger.choose(factories[3], "m", gib, 2) == -1);
 }

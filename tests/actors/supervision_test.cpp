@@ -7,6 +7,9 @@
 #include <catch2/catch.hpp>
 
 #include "support/deterministic.hpp"
+#include "vidnode/actors/device_worker.hpp"
+#include "vidnode/gpu/devices.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/errc.hpp"
 
 using namespace std::chrono_literals;
@@ -339,4 +342,37 @@ TEST_CASE("when the device itself fails, its jobs are not charged; when the "
   CHECK(again->value->state == job_state::failed);
   CHECK(again->value->attempts == 1);
   CHECK(device_named(fx.nodes_now(), "sim:0").state == "quarantined");
+}
+
+TEST_CASE("a worker attached in place of one that still runs a job takes "
+          "the job again at no charge",
+          "[admission][supervision]") {
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(1), "sim:1");
+  auto r = fx.execute(sim_job(5, 100));
+  fx.run();
+  fx.advance(150ms);
+  REQUIRE(device_named(fx.nodes_now(), "sim:0").state == "busy");
+  std::vector<runtime::device_info> infos;
+  std::string error;
+  REQUIRE(gpu::parse_devices("sim:1", infos, error));
+  auto worker = actors::spawn_device_worker(
+    fx.sys, infos[0], fx.node.admission, gpu::model_catalog::builtin(),
+    settings_with(1).output_dir, false,
+    std::make_shared<actors::device_models>());
+  auto admission = fx.node.admission;
+  auto info = infos[0];
+  fx.sys.spawn([=](caf::event_based_actor* self) {
+    self->send(admission, actors::attach_atom::value, info, worker, int32_t{0},
+               std::vector<std::string>{}, uint64_t{0});
+  });
+  // The old worker's job goes back to the queue and to the new worker: the
+  // device takes jobs at once.
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->attempts == 2);
+  CHECK(device_named(fx.nodes_now(), "sim:0").state == "idle");
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  fx.run();
 }

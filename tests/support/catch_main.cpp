@@ -16,4 +16,12 @@ const bool quiet_logs = [] {
   return true;
 }();
 
+/// Every device ledger made in a test (and in the processes tests start)
+/// compares its indexed answers with scans of every device and aborts on a
+/// difference (see device_ledger.hpp).
+const bool placement_checked = [] {
+  setenv("VIDNODE_CHECK_PLACEMENT", "1", 0);
+  return true;
+}();
+
 } // namespace

@@ -12,6 +12,7 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/placement.hpp"
+#include "vidnode/actors/placement_index.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/job.hpp"
@@ -19,7 +20,10 @@
 
 namespace vidnode::actors {
 
-/// Admission's view of one device.
+/// Admission's view of one device. The fields placement reads (state,
+/// info, running, reserved, resident, models) are indexed by the ledger:
+/// change a slot of a ledger only through its non-const accessors (see
+/// device_ledger).
 struct device_slot {
   enum class health {
     /// Registered; its worker has not attached yet.
@@ -94,8 +98,31 @@ struct device_slot {
 /// Every device admission places jobs on, each in a numbered slot that stays
 /// the device's until the slot is freed (its node forgotten). Slot numbers
 /// are what job records and leases refer to.
+///
+/// The ledger answers placement and admission's checks from a
+/// placement_index instead of scanning every device: a slot handed out for
+/// change (by the non-const find, at or for_each) is marked, and the next
+/// query (choose, any_free_slot, the budgets, ...) first brings the index
+/// up to date with the marked slots, O(log n) each for n devices (the costs
+/// given below come on top). So a change made through a reference is seen
+/// by every later query, with one exception: a reference kept across a
+/// query and used to change the slot after it must be obtained again, or
+/// the slot touch()ed, before the next query. The queries that take
+/// `max_concurrency` expect the same figure every time: another one
+/// rebuilds the index, O(n log n).
+///
+/// With the environment variable VIDNODE_CHECK_PLACEMENT set when the
+/// ledger is made (the tests set it), every indexed answer is compared with
+/// a scan of every device, and a difference aborts the process naming the
+/// query: the test-time proof that no change escaped the index.
+///
+/// Not thread-safe, not even its const queries (they update the index):
+/// the admission actor is its only user.
 class device_ledger {
 public:
+  /// An empty ledger; checks against scans if VIDNODE_CHECK_PLACEMENT is set.
+  device_ledger();
+
   /// Adds `node`'s device `info`; returns its slot number (a freed one is
   /// reused).
   int32_t add(std::string node, runtime::device_info info);
@@ -104,13 +131,15 @@ public:
   void free(int32_t slot);
 
   /// The device in `slot`, or null if there is none (out of range, freed).
+  /// Marks the slot as changed (see the class comment).
   device_slot* find(int32_t slot);
 
   /// The device in `slot`, or null.
   const device_slot* find(int32_t slot) const;
 
-  /// The device in `slot`, which must exist.
+  /// The device in `slot`, which must exist. Marks the slot as changed.
   device_slot& at(int32_t slot) {
+    touch(slot);
     return slots_[static_cast<size_t>(slot)];
   }
 
@@ -127,24 +156,53 @@ public:
     return static_cast<int32_t>(slots_.size());
   }
 
-  /// Whether some device takes jobs and has a free slot.
+  /// Marks `slot` as changed (nothing if there is no such slot): the next
+  /// query reads it again. Needed only for changes made through a
+  /// reference obtained before a query.
+  void touch(int32_t slot) {
+    auto i = static_cast<size_t>(slot);
+    if (slot >= 0 && i < touched_flags_.size() && !touched_flags_[i]) {
+      touched_flags_[i] = true;
+      touched_.push_back(slot);
+    }
+  }
+
+  /// Whether some device takes jobs and has a free slot. O(1).
   bool any_free_slot(int32_t max_concurrency) const;
+
+  /// Whether some device that takes jobs, has a free slot and is of a kind
+  /// that runs `factory`'s model exists. O(device kinds).
+  bool any_free_slot_for(const gpu::model_factory& factory,
+                         int32_t max_concurrency) const;
+
+  /// The slot of the device choose_device (placement.hpp) picks for a job
+  /// of `model`, run by `factory`, that needs `bytes`, when every device
+  /// that is up and of a kind `factory` runs on is available to it, with
+  /// `max_concurrency` slots each; -1 if none fits. For a job that must
+  /// avoid some devices (one whose worker died under it), build the
+  /// candidates and call choose_device instead. O(log n) in the common
+  /// case; devices passed over for lack of memory add to it.
+  int32_t choose(const gpu::model_factory& factory, const std::string& model,
+                 uint64_t bytes, int32_t max_concurrency) const;
 
   /// Why no device can take `factory`'s jobs any more (every present device
   /// that runs its model is quarantined), or nothing if one can or none
-  /// runs it at all.
+  /// runs it at all. O(device kinds); a scan when the answer is a reason
+  /// (it names every quarantined device).
   std::optional<std::string>
   no_device_left_for(const gpu::model_factory& factory) const;
 
   /// Whether a device in the ledger can run `factory`'s model. Devices of a
   /// lost node count until it is forgotten: it may come back.
+  /// O(device kinds).
   bool any_runs(const gpu::model_factory& factory) const;
 
   /// The largest budget (bytes) of a device in the ledger (lost ones
-  /// included) that runs `factory`'s model; 0 if none.
+  /// included) that runs `factory`'s model; 0 if none. O(device kinds).
   uint64_t largest_budget_for(const gpu::model_factory& factory) const;
 
   /// The largest budget (bytes) of any device in the ledger; 0 if none.
+  /// O(device kinds).
   uint64_t largest_budget() const;
 
   /// What `vidctl nodes` shows for the device in `slot`, which must exist.
@@ -153,12 +211,16 @@ public:
   /// What `vidctl nodes` shows for every device, in slot order.
   std::vector<runtime::device_status> statuses(int32_t max_concurrency) const;
 
-  /// Calls `f(int32_t slot, device_slot&)` for every used slot.
+  /// Calls `f(int32_t slot, device_slot&)` for every used slot, and marks
+  /// every one of them as changed: O(n log n) at the next query. Prefer the
+  /// const overload to read.
   template <class F>
   void for_each(F&& f) {
     for (size_t i = 0; i < slots_.size(); ++i)
-      if (in_use_[i])
+      if (in_use_[i]) {
+        touch(static_cast<int32_t>(i));
         f(static_cast<int32_t>(i), slots_[i]);
+      }
   }
 
   /// Calls `f(int32_t slot, const device_slot&)` for every used slot.
@@ -170,9 +232,46 @@ public:
   }
 
 private:
+  /// Brings the index up to date with the touched slots.
+  void sync() const;
+
+  /// sync(), for devices with `max_concurrency` slots each (a new figure
+  /// rebuilds the index).
+  void sync(int32_t max_concurrency) const;
+
+  /// What the index should hold for slot `i`, written into `x` (whose
+  /// storage is reused).
+  const placement_entry& entry_of(size_t i, placement_entry& x) const;
+
+  /// Whether `x` is what the index should hold for slot `i` (allocates
+  /// nothing).
+  bool indexed_as(const placement_entry& x, size_t i) const;
+
+  // The answers of a scan over every device, for check_.
+
+  bool any_free_slot_by_scan(int32_t max_concurrency) const;
+  bool any_runs_by_scan(const gpu::model_factory& factory) const;
+  uint64_t largest_budget_for_by_scan(const gpu::model_factory& factory) const;
+  uint64_t largest_budget_by_scan() const;
+  std::optional<std::string>
+  no_device_left_by_scan(const gpu::model_factory& factory) const;
+
+  /// Reports an indexed answer that differs from the scan's, and aborts.
+  [[noreturn]] static void index_differs(const char* query,
+                                         const std::string& indexed,
+                                         const std::string& scanned);
+
   std::vector<device_slot> slots_;
   std::vector<bool> in_use_;
   std::vector<int32_t> free_slots_;
+  /// Slots changed since the index was last brought up to date.
+  mutable std::vector<int32_t> touched_;
+  mutable std::vector<bool> touched_flags_;
+  mutable placement_index index_;
+  /// Scratch space of sync().
+  mutable placement_entry scratch_;
+  /// Compare every indexed answer with a scan (VIDNODE_CHECK_PLACEMENT).
+  bool check_ = false;
 };
 
 /// The name `vidctl nodes` shows for a device's health.

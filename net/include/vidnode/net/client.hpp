@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "vidnode/net/process_config.hpp"
+#include "vidnode/net/tls.hpp"
 #include "vidnode/runtime/protocol.hpp"
 
 namespace vidnode::net {
@@ -39,10 +40,26 @@ public:
     /// jobs with long prompts can be large); a longer one closes the
     /// connection.
     size_t max_message_size = size_t{1} << 30;
+    /// How often heartbeats are sent to the node (process_config::heartbeat).
+    caf::timespan heartbeat_interval =
+      process_config::default_heartbeat_interval;
+    /// How long the node may stay silent before the connection counts as
+    /// lost (node_lost), also while a reply or a long poll is awaited.
+    caf::timespan node_timeout = process_config::default_node_timeout;
+    /// Mutual TLS with these files (see net/tls.hpp); none: plain TCP.
+    tls_files tls;
   };
 
   /// Connects to the node at `opts.host:opts.port` and checks that it speaks
-  /// vidnode's protocol.
+  /// vidnode's protocol. Bad heartbeat settings or TLS files (see
+  /// process_config::check_heartbeat and check_tls_files) are refused with
+  /// invalid_request before anything is started. Fails with node_lost when
+  /// the node cannot be reached, does not answer the handshake within
+  /// `opts.node_timeout` (it is hung; CAF drops an attempt that got no
+  /// answer by the next heartbeat, and connect tries again until then), or
+  /// closes the connection during the handshake (TLS at one end only, or a
+  /// certificate the other end does not trust, which the error says); in
+  /// any case within `opts.connect_timeout`.
   static caf::expected<std::unique_ptr<client>> connect(const options& opts);
 
   /// Closes the connection.

@@ -68,6 +68,20 @@ public:
   caf::expected<caf::io::scribe_ptr> new_tcp_scribe(const std::string& host,
                                                     uint16_t port) override;
 
+  /// Connects a TCP socket to `host`:`port` as new_tcp_scribe does (every
+  /// address in turn, within the connect timeout) and returns it, blocking,
+  /// without wrapping it. Fails with caf::sec::cannot_connect_to_node naming
+  /// the cause.
+  caf::expected<caf::io::network::native_socket>
+  connect_socket(const std::string& host, uint16_t port);
+
+  /// What every connection's socket goes through before it is wrapped:
+  /// moves `fd` to a descriptor number not used recently (closing the old
+  /// number) and turns on TCP keepalive. Returns the socket's new number.
+  /// Used by new_scribe and by the TLS transport (net/tls.hpp).
+  caf::io::network::native_socket
+  prepare_connection(caf::io::network::native_socket fd);
+
   /// The longest message a peer may send, in bytes.
   size_t max_message_size() const noexcept {
     return max_message_size_;

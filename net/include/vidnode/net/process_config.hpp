@@ -1,8 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include <caf/actor_system_config.hpp>
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
 
 namespace vidnode::net {
 
@@ -13,6 +16,10 @@ namespace vidnode::net {
 /// is measured with. Applications that embed vidnode in their own
 /// actor_system_config call actors::add_types and net::load_middleman
 /// instead.
+///
+/// Heartbeats are on: every process that talks to vidnode must send them,
+/// because a node drops a connection it has heard nothing on for its node
+/// timeout (and CAF sees a hung or cut-off peer only through them).
 class process_config : public caf::actor_system_config {
 public:
   /// The scheduler policy vidnode uses unless told otherwise: work sharing,
@@ -27,7 +34,46 @@ public:
   /// benchmarks use it to measure exactly what vidnode runs with).
   static void apply_default_scheduler(caf::actor_system_config& cfg);
 
+  /// How often a process sends heartbeats on each connection, by default.
+  static constexpr caf::timespan default_heartbeat_interval =
+    std::chrono::seconds{1};
+
+  /// How long a connection may stay silent (no message, no heartbeat)
+  /// before it is dropped as lost, by default: five heartbeats.
+  static constexpr caf::timespan default_node_timeout = std::chrono::seconds{5};
+
+  /// Bounds of the heartbeat interval. CAF 0.17.6 drops a new outgoing
+  /// connection that got no answer by its first heartbeat tick, so a very
+  /// short interval would drop healthy connections still in their
+  /// handshake.
+  static constexpr caf::timespan min_heartbeat_interval =
+    std::chrono::milliseconds{100};
+  static constexpr caf::timespan max_heartbeat_interval =
+    std::chrono::minutes{1};
+
+  /// Most a node timeout may be; at least it is twice the interval.
+  static constexpr caf::timespan max_node_timeout = std::chrono::minutes{10};
+
+  /// Why `interval` and `node_timeout` are not usable heartbeat settings,
+  /// or nothing: the interval must be from 100 ms to 1 min, the node timeout
+  /// at least twice the interval (one late heartbeat must not drop a
+  /// healthy link) and at most 10 min. The error is
+  /// runtime::errc::invalid_request naming the setting ("heartbeat: ..." or
+  /// "node-timeout: ...").
+  static caf::error check_heartbeat(caf::timespan interval,
+                                    caf::timespan node_timeout);
+
+  /// Sets up vidnode's types, middleman, protocol version, scheduler and
+  /// heartbeats with their defaults.
   process_config();
+
+  /// Sets `middleman.heartbeat-interval` to `interval` and
+  /// `middleman.connection-timeout` to `node_timeout`: a connection on which
+  /// nothing arrived for `node_timeout` is dropped and every actor of its
+  /// peer seen as down. Every peer must send heartbeats more often than
+  /// this process's node timeout, or healthy idle links are dropped. Bad
+  /// values (see check_heartbeat) are refused and change nothing.
+  caf::error heartbeat(caf::timespan interval, caf::timespan node_timeout);
 
   /// Sets `scheduler.policy` ("sharing" or "stealing"); false if unknown.
   bool scheduler_policy(const std::string& policy);

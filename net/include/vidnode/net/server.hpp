@@ -28,7 +28,10 @@ namespace vidnode::net {
 class server {
 public:
   /// Publishes a gateway to `admission` on `host:port` (0 picks a free
-  /// port). The system must have the middleman loaded (process_config).
+  /// port) through transport_handle (net/transport.hpp): with TLS on
+  /// (use_tls), the port takes only TLS clients whose certificate the
+  /// cluster CA signed. The system must have the middleman loaded
+  /// (process_config).
   static caf::expected<std::unique_ptr<server>>
   start(caf::actor_system& sys, runtime::admission_actor admission,
         const std::string& host, uint16_t port);

@@ -1,0 +1,388 @@
+/// Deterministic tests of a head and worker nodes: each worker node is an
+/// actor system of its own (its own CAF node id) on a test coordinator of
+/// its own, in this process; the fixture runs every system's messages and
+/// moves their clocks together. A node is "lost" the way CAF reports it: its
+/// supervisor's proxy on the head goes down with remote_link_unreachable.
+
+#include <algorithm>
+#include <memory>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <catch2/catch.hpp>
+
+#include "support/deterministic.hpp"
+#include "vidnode/actors/cluster.hpp"
+#include "vidnode/actors/node_supervisor.hpp"
+#include "vidnode/gpu/devices.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/errc.hpp"
+
+using namespace std::chrono_literals;
+using namespace vidnode;
+using runtime::errc;
+using runtime::job_id;
+using runtime::job_state;
+using test::settings_with;
+using test::sim_job;
+
+namespace {
+
+using time_point = caf::actor_clock::time_point;
+
+/// A deterministic config with CAF's middleman on its testing backend, for
+/// the CAF node id it gives the system (nothing goes over a network).
+struct worker_config : test::deterministic_config {
+  worker_config() {
+    load<caf::io::middleman>();
+    set("middleman.network-backend", caf::atom("testing"));
+    set("middleman.manual-multiplexing", true);
+    set("middleman.workers", size_t{0});
+  }
+};
+
+/// One worker node: its own actor system, supervisor and cluster member.
+struct worker_system {
+  worker_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scheduler::test_coordinator& sched{
+    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
+  std::string name;
+  actors::node_supervisor_actor supervisor;
+  caf::actor member;
+  caf::actor connector;
+  int joins = 0;
+  caf::error refusal;
+
+  /// Ends the node's actors: the supervisor ends its workers first.
+  ~worker_system() {
+    if (supervisor) {
+      auto sup = supervisor;
+      sys.spawn([sup](caf::event_based_actor* self) {
+        self->request(sup, caf::infinite, actors::shutdown_atom::value)
+          .then([=](caf::ok_atom) {
+            self->send_exit(sup, caf::exit_reason::user_shutdown);
+          });
+      });
+    }
+    for (auto& handle : {caf::actor_cast<caf::actor>(member), connector})
+      if (handle)
+        caf::anon_send_exit(handle, caf::exit_reason::kill);
+    while (sched.run() > 0 || sched.trigger_timeout())
+      ;
+  }
+};
+
+/// Answers the member's connect as the middleman would: with the head's
+/// registry.
+caf::behavior fake_connector(caf::event_based_actor*, caf::node_id head,
+                             caf::strong_actor_ptr registry,
+                             std::set<std::string> interface) {
+  return {
+    [=](caf::connect_atom, const std::string&,
+        uint16_t) -> caf::result<caf::node_id, caf::strong_actor_ptr,
+                                 std::set<std::string>> {
+      return {head, registry, interface};
+    },
+  };
+}
+
+struct cluster_fixture {
+  test::deterministic_fixture head;
+  std::vector<std::unique_ptr<worker_system>> workers;
+
+  /// Starts a worker node `name` with `devices` that joins the head.
+  worker_system&
+  add_worker(const std::string& name, const std::string& devices,
+             runtime::node_settings settings = settings_with(1)) {
+    auto& w = *workers.emplace_back(std::make_unique<worker_system>());
+    w.name = name;
+    settings.node_name = name;
+    std::vector<runtime::device_info> infos;
+    std::string error;
+    REQUIRE(gpu::parse_devices(devices, infos, error));
+    w.supervisor = actors::spawn_node_supervisor(
+      w.sys, settings, infos, actors::admission_control_actor{},
+      gpu::model_catalog::builtin());
+    w.connector =
+      w.sys.spawn(fake_connector, head.sys.node(),
+                  caf::actor_cast<caf::strong_actor_ptr>(head.node.registry),
+                  head.sys.message_types<actors::cluster_registry_actor>());
+    actors::join_options options;
+    options.host = "head";
+    options.port = 1;
+    options.connector = w.connector;
+    auto* out = &w;
+    options.on_joined = [out](const std::string&) { ++out->joins; };
+    options.on_refused = [out](const caf::error& why) { out->refusal = why; };
+    w.member =
+      actors::spawn_cluster_member(w.sys, name, infos, w.supervisor, options);
+    run();
+    return w;
+  }
+
+  /// Runs every system's messages that are due now.
+  void run() {
+    for (;;) {
+      auto ran = head.sched.run();
+      for (auto& w : workers)
+        ran += w->sched.run();
+      if (ran == 0)
+        return;
+    }
+  }
+
+  time_point next_timeout() {
+    auto next = time_point::max();
+    auto of = [&](caf::scheduler::test_coordinator& s) {
+      const auto& schedule = s.clock().schedule();
+      if (!schedule.empty())
+        next = std::min(next, schedule.begin()->first);
+    };
+    of(head.sched);
+    for (auto& w : workers)
+      of(w->sched);
+    return next;
+  }
+
+  void set_time(time_point t) {
+    auto move = [&](caf::scheduler::test_coordinator& s) {
+      const auto& schedule = s.clock().schedule();
+      if (!schedule.empty() && schedule.begin()->first <= t)
+        s.trigger_timeout();
+      if (s.clock().current_time < t)
+        s.clock().current_time = t;
+    };
+    move(head.sched);
+    for (auto& w : workers)
+      move(w->sched);
+  }
+
+  /// Moves every clock forward by `delta`, running what falls due.
+  void advance(caf::timespan delta) {
+    auto target = head.now() + delta;
+    run();
+    for (auto t = next_timeout(); t <= target; t = next_timeout()) {
+      set_time(t);
+      run();
+    }
+    set_time(target);
+    run();
+  }
+
+  /// Runs until nothing is left to do, at most `limit` ahead.
+  void run_to_quiescence(caf::timespan limit = 10min) {
+    auto target = head.now() + limit;
+    run();
+    for (auto t = next_timeout(); t <= target; t = next_timeout()) {
+      set_time(t);
+      run();
+    }
+  }
+
+  /// The head loses `w` as CAF reports a dropped connection: the head's
+  /// monitor of the node's supervisor fires with remote_link_unreachable.
+  /// The node itself goes on (a partition): its workers still report, too
+  /// late.
+  void cut(worker_system& w) {
+    caf::send_as(caf::actor_cast<caf::actor>(w.supervisor),
+                 caf::actor_cast<caf::actor>(head.node.admission),
+                 caf::down_msg{w.supervisor.address(),
+                               caf::exit_reason::remote_link_unreachable});
+    run();
+  }
+
+  std::vector<runtime::device_status> devices_of(const std::string& node) {
+    std::vector<runtime::device_status> result;
+    for (auto& device : head.nodes_now())
+      if (device.node == node)
+        result.push_back(device);
+    return result;
+  }
+};
+
+} // namespace
+
+TEST_CASE("worker nodes join the head and their devices run its jobs",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "none");
+  auto& w1 = fx.add_worker("w1", "sim:2");
+  auto& w2 = fx.add_worker("w2", "sim:2");
+  REQUIRE(w1.sys.node() != fx.head.sys.node());
+  CHECK(w1.joins == 1);
+  CHECK(w2.joins == 1);
+  CHECK(fx.devices_of("w1").size() == 2);
+  CHECK(fx.devices_of("w2").size() == 2);
+  std::vector<std::shared_ptr<test::reply<runtime::job_result>>> replies;
+  for (int i = 0; i < 8; ++i)
+    replies.push_back(fx.head.execute(sim_job(10, 100)));
+  fx.run_to_quiescence();
+  std::map<std::string, int> per_node;
+  for (auto& r : replies) {
+    REQUIRE(r->value);
+    CHECK(r->value->state == job_state::succeeded);
+    CHECK(r->value->attempts == 1);
+    per_node[r->value->node] += 1;
+  }
+  CHECK(per_node["w1"] == 4);
+  CHECK(per_node["w2"] == 4);
+}
+
+TEST_CASE("a lost node's running jobs run again elsewhere with the attempt "
+          "counted, and its late reports are ignored",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "none");
+  auto& w1 = fx.add_worker("w1", "sim:1");
+  fx.add_worker("w2", "sim:1");
+  // Two jobs of 10 x 100 ms: one per node.
+  auto a = fx.head.execute(sim_job(10, 100));
+  auto b = fx.head.execute(sim_job(10, 100));
+  fx.advance(300ms);
+  auto on_w1 =
+    fx.head.status_now(job_id{1}).node == "w1" ? job_id{1} : job_id{2};
+  auto cut_at = fx.head.now();
+  fx.cut(w1);
+  auto lost = fx.devices_of("w1");
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0].state == "lost");
+  CHECK(lost[0].last_error.find("node lost") != std::string::npos);
+  auto requeued = fx.head.status_now(on_w1);
+  CHECK(requeued.state == job_state::queued);
+  // w1's worker goes on and reports progress and success: all ignored.
+  fx.run_to_quiescence();
+  for (auto& r : {a, b}) {
+    REQUIRE(r->value);
+    CHECK(r->value->state == job_state::succeeded);
+    CHECK(r->value->node == "w2");
+  }
+  auto again = fx.head.status_now(on_w1);
+  CHECK(again.attempts == 2);
+  CHECK(again.node == "w2");
+  // It ran after the other job, on the one device left.
+  CHECK(again.started_at
+        > fx.head.status_now(on_w1 == job_id{1} ? job_id{2} : job_id{1})
+            .started_at);
+  (void)cut_at;
+}
+
+TEST_CASE("a job whose node is lost under every attempt fails after "
+          "max-attempts instead of looping",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto settings = settings_with(1);
+  settings.max_attempts = 2;
+  fx.head.start_node(settings, "none");
+  auto& w1 = fx.add_worker("w1", "sim:1");
+  auto r = fx.head.execute(sim_job(10, 100));
+  fx.advance(200ms);
+  fx.cut(w1);
+  CHECK(fx.head.status_now(job_id{1}).state == job_state::queued);
+  auto& w2 = fx.add_worker("w2", "sim:1");
+  fx.advance(200ms);
+  CHECK(fx.head.status_now(job_id{1}).node == "w2");
+  fx.cut(w2);
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::failed);
+  CHECK(r->value->attempts == 2);
+  CHECK(runtime::is(r->value->error, errc::worker_lost));
+  CHECK(runtime::describe(r->value->error).find("node w2 was lost")
+        != std::string::npos);
+}
+
+TEST_CASE("a lost node is shown until lost-node-ttl, then forgotten; a node "
+          "under its name then joins as new",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto settings = settings_with(1);
+  settings.lost_node_ttl = 1min;
+  fx.head.start_node(settings, "sim:1");
+  auto& w1 = fx.add_worker("w1", "sim:2");
+  fx.cut(w1);
+  CHECK(fx.devices_of("w1").size() == 2);
+  fx.advance(59s);
+  CHECK(fx.devices_of("w1").size() == 2);
+  fx.advance(2s);
+  CHECK(fx.devices_of("w1").empty());
+  auto& again = fx.add_worker("w1", "sim:1");
+  CHECK(again.joins == 1);
+  auto devices = fx.devices_of("w1");
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].state == "idle");
+  // The head's own device is untouched throughout.
+  CHECK(fx.devices_of("test-node").size() == 1);
+}
+
+TEST_CASE("a node under a name that is up is refused; under a lost node's "
+          "name it replaces the lost one at once",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "sim:1");
+  auto& w1 = fx.add_worker("w1", "sim:1");
+  auto& twin = fx.add_worker("w1", "sim:4");
+  CHECK(twin.joins == 0);
+  CHECK(runtime::is(twin.refusal, errc::invalid_request));
+  CHECK(runtime::describe(twin.refusal).find("'w1' is already taken")
+        != std::string::npos);
+  auto& head_name = fx.add_worker("test-node", "sim:1");
+  CHECK(runtime::describe(head_name.refusal).find("the head itself")
+        != std::string::npos);
+  CHECK(fx.devices_of("w1").size() == 1);
+  fx.cut(w1);
+  auto& successor = fx.add_worker("w1", "sim:3");
+  CHECK(successor.joins == 1);
+  auto devices = fx.devices_of("w1");
+  CHECK(devices.size() == 3);
+  for (auto& device : devices)
+    CHECK(device.state == "idle");
+}
+
+TEST_CASE("actors of a node that never registered cannot attach devices, "
+          "detach them, report on jobs or fake a node's loss",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "none");
+  fx.add_worker("w1", "sim:1");
+  auto r = fx.head.execute(sim_job(10, 100));
+  fx.advance(100ms);
+  auto before = fx.head.status_now(job_id{1});
+  REQUIRE(before.state == job_state::running);
+  // An outsider: its own node, never joined.
+  worker_system outsider;
+  outsider.name = "outsider";
+  auto admission = fx.head.node.admission;
+  auto lease = uint64_t{1};
+  auto w1_supervisor = fx.workers.front()->supervisor;
+  outsider.sys.spawn([=](caf::event_based_actor* self) {
+    // A forged loss of w1: a down message not sent by its supervisor.
+    self->send(caf::actor_cast<caf::actor>(admission),
+               caf::down_msg{w1_supervisor.address(),
+                             caf::exit_reason::remote_link_unreachable});
+    runtime::device_info info;
+    info.index = 0;
+    info.memory_bytes = 1;
+    self->send(admission, actors::attach_atom::value, info,
+               actors::device_worker_actor{}, int32_t{0},
+               std::vector<std::string>{}, uint64_t{0});
+    self->send(admission, actors::done_atom::value, job_id{1}, lease,
+               actors::finished_job{"/etc/passwd", 0});
+    self->send(admission, actors::failed_atom::value, job_id{1}, lease,
+               runtime::make_error(errc::internal, "forged"), uint64_t{0});
+    self->request(admission, caf::infinite, actors::detach_atom::value,
+                  int32_t{0}, runtime::make_error(errc::internal, "forged"));
+  });
+  outsider.sched.run();
+  fx.run();
+  auto after = fx.head.status_now(job_id{1});
+  CHECK(after.state == job_state::running);
+  CHECK(after.attempts == 1);
+  auto w1 = fx.devices_of("w1");
+  REQUIRE(w1.size() == 1);
+  CHECK(w1[0].state == "busy");
+  CHECK(fx.head.nodes_now().size() == 1);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->output != "/etc/passwd");
+}
