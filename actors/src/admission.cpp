@@ -127,7 +127,10 @@ admission_behavior(admission_state::pointer self,
         rec->observers.push_back(std::move(observer));
       return st.snapshot(*rec);
     },
-    // -- supervisor --------------------------------------------------------
+    [=](runtime::read_output_atom, job_id id, uint64_t offset,
+        uint32_t max_bytes) -> caf::result<runtime::output_chunk> {
+      return self->state.read_output(id, offset, max_bytes);
+    },
     // -- nodes and their supervisors ----------------------------------------
     [=](join_atom, node_registration& reg) -> caf::result<std::string> {
       auto& st = self->state;
@@ -191,6 +194,15 @@ admission_behavior(admission_state::pointer self,
       if (self->state.from_this_node())
         self->state.uploaded(id, std::move(err));
     },
+    [=](copied_atom, uint64_t copy, std::string& path, caf::error& err) {
+      if (self->state.from_this_node())
+        self->state.copied(copy, std::move(path), std::move(err));
+    },
+    // -- files of other nodes ----------------------------------------------
+    [=](read_input_atom, job_id id, uint64_t lease, uint64_t offset,
+        uint32_t max_bytes) -> caf::result<runtime::output_chunk> {
+      return self->state.read_input(id, lease, offset, max_bytes);
+    },
     // -- timers ------------------------------------------------------------
     [=](tick_atom) {
       if (self->state.from_this_node())
@@ -249,6 +261,7 @@ void admission_state::init(runtime::node_settings node_settings,
                                             settings.webhook_retry_delay});
   mono_epoch = self->clock().now();
   wall_epoch = caf::make_timestamp();
+  clear_staging();
 }
 
 admission_control_actor

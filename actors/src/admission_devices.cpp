@@ -257,6 +257,9 @@ void admission_state::on_done(job_id id, uint64_t lease, finished_job out) {
   auto rec = attempt_of(id, lease);
   if (rec == nullptr)
     return;
+  // A written video stays on the node that wrote it; reads go there.
+  if (!out.output.empty() && out.output.front() == '/')
+    rec->result.output_node = devices.at(rec->device).node;
   estimates->observed_peak(rec->shape_key, out.peak_bytes);
   // The device's next job goes out before anyone is told of this one; this
   // one ended before that.

@@ -279,7 +279,7 @@ void admission_state::finalize(job_record& rec, job_state state,
     error = make_error(
       static_cast<errc>(error.code()),
       runtime::detail_of(error) + "; the upload to " + rec.spec.output_url
-        + " was aborted and the video is kept at " + rec.video_path);
+        + " was aborted and the video is kept at " + where_kept(rec));
   }
   if (r.state == job_state::running)
     r.run_time = std::chrono::duration_cast<caf::timespan>(t - rec.started);

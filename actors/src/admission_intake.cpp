@@ -344,6 +344,10 @@ void admission_state::start_upload(job_record& rec, std::string video) {
   rec.uploading = true;
   rec.video_path = std::move(video);
   rec.transfer = std::make_shared<abort_signal>();
+  if (output_is_remote(rec)) {
+    start_staging(rec);
+    return;
+  }
   spawn_transfer(self, *mover, upload_task, mover,
                  caf::actor_cast<admission_control_actor>(self), rec.result.id,
                  rec.video_path, rec.spec.output_url, rec.transfer);
@@ -356,14 +360,17 @@ void admission_state::uploaded(job_id id, caf::error err) {
     return;
   rec->uploading = false;
   rec->transfer = nullptr;
-  if (err)
+  if (err) {
     finalize(*rec, job_state::failed,
              make_error(errc::transfer_failed, runtime::detail_of(err)
                                                  + "; the video is kept at "
-                                                 + rec->video_path),
+                                                 + where_kept(*rec)),
              rec->video_path);
-  else
-    finalize(*rec, job_state::succeeded, caf::none, rec->spec.output_url);
+    return;
+  }
+  // The URL is the output now; the written video stays where it was.
+  rec->result.output_node.clear();
+  finalize(*rec, job_state::succeeded, caf::none, rec->spec.output_url);
 }
 
 } // namespace vidnode::actors

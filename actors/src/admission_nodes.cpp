@@ -118,6 +118,7 @@ void admission_state::lose_node(cluster_node& node, const std::string& why) {
   auto t = now();
   auto name = node.name;
   nodes.lose(node, t, wall(t), why);
+  fail_reads(node, why);
   auto reason =
     make_error(errc::worker_lost, "node " + name + " was lost: " + why);
   auto shown = "node lost " + runtime::format_timestamp(wall(t)) + ": " + why;

@@ -78,6 +78,7 @@ void admission_state::finish_shutdown_if_done() {
   draining = true;
   auto answer = [this] {
     stopped = true;
+    fail_all_reads();
     for (auto& request : shutdown_requests)
       request.deliver(caf::ok_atom::value);
     shutdown_requests.clear();

@@ -7,9 +7,11 @@
 /// by responsibility in admission_intake.cpp (checks, accepting, inputs and
 /// outputs, deadlines), admission_dispatch.cpp (placement, attempts, the end
 /// of a job), admission_devices.cpp (workers attaching and dying, worker
-/// reports, quarantine), admission_nodes.cpp (nodes joining and being lost)
-/// and admission_shutdown.cpp; admission.cpp maps messages onto them.
+/// reports, quarantine), admission_nodes.cpp (nodes joining and being lost),
+/// admission_files.cpp (video and input files read across nodes) and
+/// admission_shutdown.cpp; admission.cpp maps messages onto them.
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -103,6 +105,31 @@ struct admission_state {
   time_point mono_epoch;
   caf::timestamp wall_epoch;
 
+  /// Most reads of video and input files in flight at once, clients' and
+  /// workers' together; more are refused (queue_full) until some end.
+  static constexpr size_t max_reads_in_flight = 64;
+
+  /// Longest wait for one chunk from a node (a node that is lost fails its
+  /// reads at once; this bounds a node that hangs without heartbeats).
+  static constexpr caf::timespan read_timeout = std::chrono::seconds{30};
+
+  /// A read of a file in flight on a node: answered by the node, or failed
+  /// when the node is lost or admission stops.
+  struct pending_read {
+    /// The node that reads (a name in `nodes`).
+    std::string node;
+    caf::typed_response_promise<runtime::output_chunk> promise;
+  };
+
+  /// Reads in flight, by number.
+  std::map<uint64_t, pending_read> reads;
+  uint64_t next_read = 0;
+
+  /// Videos being copied from a worker node to the head before their
+  /// upload: copy number -> job.
+  std::map<uint64_t, runtime::job_id> staging_copies;
+  uint64_t next_copy = 0;
+
   // -- time, snapshots and events (admission_intake.cpp) -------------------
 
   time_point now() const;
@@ -158,7 +185,8 @@ struct admission_state {
   void fetched(runtime::job_id id, std::string path, caf::error err);
 
   /// Uploads a finished job's video on a transfer actor; the job ends when
-  /// the upload does.
+  /// the upload does. A video on a worker node is first copied to the head
+  /// (start_staging).
   void start_upload(job_record& rec, std::string video);
 
   void uploaded(runtime::job_id id, caf::error err);
@@ -311,6 +339,54 @@ struct admission_state {
   /// Every device for `vidctl nodes`: node by node in the order they
   /// joined (this one first), each node's devices by index.
   std::vector<runtime::device_status> device_statuses() const;
+
+  // -- files across nodes (admission_files.cpp) ----------------------------
+
+  /// A client's read of a piece of job `id`'s video, served by the node
+  /// that holds it (runtime::admission_actor documents the errors).
+  caf::result<runtime::output_chunk>
+  read_output(runtime::job_id id, uint64_t offset, uint32_t max_bytes);
+
+  /// A worker node's read of a piece of the input of job `id`'s running
+  /// attempt `lease`; only the node that runs the attempt may read it.
+  caf::result<runtime::output_chunk> read_input(runtime::job_id id,
+                                                uint64_t lease, uint64_t offset,
+                                                uint32_t max_bytes);
+
+  /// Reads `path` on `node` (the head's own files on a local reader, a
+  /// worker node's through its supervisor) and answers with the chunk, or
+  /// with an error that names the node.
+  caf::result<runtime::output_chunk> read_on(const cluster_node& node,
+                                             std::string path, uint64_t offset,
+                                             uint32_t max_bytes);
+
+  /// Answers the reads in flight on `node` (it was lost) with
+  /// output_unavailable naming it and `why`.
+  void fail_reads(const cluster_node& node, const std::string& why);
+
+  /// Answers every read in flight with shutting_down (admission stops).
+  void fail_all_reads();
+
+  /// Whether `rec`'s video was written on another node than the head.
+  bool output_is_remote(const job_record& rec) const;
+
+  /// Where `rec`'s written video is, for messages: its path, and the node
+  /// when that is not the head.
+  std::string where_kept(const job_record& rec) const;
+
+  /// Copies `rec`'s video from the worker node that wrote it to the head's
+  /// staging directory, then uploads it from there (the head's transfers
+  /// and URL policy do every upload); the staged copy is removed when the
+  /// upload ends, whatever the end.
+  void start_staging(job_record& rec);
+
+  /// A staging copy ended: uploads the copy, or fails the job (re-queues it
+  /// when the worker node was lost, since the video went with it).
+  void copied(uint64_t copy, std::string path, caf::error err);
+
+  /// Removes staged copies left by an earlier run of the head (its
+  /// `staging/` subdirectory of the output directory); called at start.
+  void clear_staging() const;
 
   // -- shutdown (admission_shutdown.cpp) -----------------------------------
 

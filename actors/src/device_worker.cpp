@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -44,6 +45,15 @@ struct device_worker_state {
   static inline const char* name = "vidnode.device_worker";
 
   explicit device_worker_state(pointer self) : self(self) {}
+
+  /// Removes the inputs copied for attempts that did not end before the
+  /// worker did.
+  ~device_worker_state() {
+    for (auto& [lease, path] : copied_inputs) {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+  }
 
   /// One model in the cache.
   struct cache_entry {
@@ -99,6 +109,79 @@ struct device_worker_state {
   };
   std::vector<encoding_attempt> encoding;
 
+  /// An attempt whose input is being copied from the head before it starts
+  /// (it holds its slot meanwhile).
+  struct input_copy {
+    uint64_t lease;
+    job_ticket ticket;
+    caf::actor copier;
+  };
+  std::vector<input_copy> copying;
+  /// Inputs copied from the head, by attempt: removed when it ends.
+  std::vector<std::pair<uint64_t, std::string>> copied_inputs;
+
+  /// Whether `ticket`'s input lives on another node (the head's admission
+  /// runs elsewhere) and must be copied here first.
+  bool input_is_remote(const job_ticket& ticket) const {
+    return !ticket.audio_path.empty() && admission
+           && admission.node() != self->node();
+  }
+
+  /// Copies `ticket`'s input from the head in chunks; the attempt starts
+  /// when it is here (`copied`).
+  void copy_input(job_ticket ticket) {
+    auto lease = ticket.lease;
+    auto path = (std::filesystem::path{output_dir} / "copies"
+                 / ("job-" + std::to_string(ticket.id.value) + "-audio-"
+                    + std::to_string(lease)))
+                  .string();
+    chunk_source source{
+      caf::actor_cast<caf::actor>(admission),
+      caf::make_message(read_input_atom::value, ticket.id, lease), "the head"};
+    auto copier =
+      spawn_chunked_copy(self->system(), std::move(source), std::move(path),
+                         lease, caf::actor_cast<caf::actor>(self));
+    copying.push_back({lease, std::move(ticket), std::move(copier)});
+  }
+
+  /// The input of attempt `lease` is here (or not): the attempt starts, or
+  /// fails.
+  void input_copied(uint64_t lease, std::string path, caf::error err) {
+    auto i = std::find_if(copying.begin(), copying.end(),
+                          [&](const auto& x) { return x.lease == lease; });
+    if (i == copying.end()) {
+      std::error_code ec;
+      if (!path.empty())
+        std::filesystem::remove(path, ec);
+      return;
+    }
+    auto ticket = std::move(i->ticket);
+    copying.erase(i);
+    if (err) {
+      self->send(admission, failed_atom::value, ticket.id, lease,
+                 make_error(errc::transfer_failed,
+                            "audio_url: copying the fetched audio from the "
+                            "head to "
+                              + where() + " failed: " + runtime::describe(err)),
+                 uint64_t{0});
+      return;
+    }
+    copied_inputs.emplace_back(lease, path);
+    ticket.audio_path = std::move(path);
+    start(std::move(ticket));
+  }
+
+  /// Removes the input copied for attempt `lease`, if any.
+  void forget_input(uint64_t lease) {
+    for (auto i = copied_inputs.begin(); i != copied_inputs.end(); ++i)
+      if (i->first == lease) {
+        std::error_code ec;
+        std::filesystem::remove(i->second, ec);
+        copied_inputs.erase(i);
+        return;
+      }
+  }
+
   std::string where() const {
     return "device " + device.name();
   }
@@ -113,6 +196,7 @@ struct device_worker_state {
       return true;
     } catch (const gpu::job_error& e) {
       erase_attempt(lease);
+      forget_input(lease);
       self->send(admission, failed_atom::value, id, lease,
                  make_error(e.code(), e.what()), uint64_t{0});
     } catch (const gpu::out_of_memory& e) {
@@ -161,6 +245,17 @@ struct device_worker_state {
   }
 
   void run(job_ticket ticket) {
+    if (exiting)
+      return;
+    if (input_is_remote(ticket)) {
+      copy_input(std::move(ticket));
+      return;
+    }
+    start(std::move(ticket));
+  }
+
+  /// Runs an attempt whose input, if any, is on this node.
+  void start(job_ticket ticket) {
     if (exiting)
       return;
     auto i = cache.find(ticket.spec.model);
@@ -272,6 +367,7 @@ struct device_worker_state {
     auto audio_path = std::move(attempt.audio_path);
     erase_attempt(lease);
     if (!output.video) {
+      forget_input(lease);
       self->send(admission, done_atom::value, id, lease,
                  finished_job{std::move(output.location), output.peak_bytes});
       return;
@@ -292,6 +388,7 @@ struct device_worker_state {
   /// An encoder reported: the job's video is at `path`, or `err` says why
   /// not. Nothing happens if the job was aborted meanwhile.
   void encoded(uint64_t lease, std::string path, caf::error err) {
+    forget_input(lease);
     auto i = std::find_if(encoding.begin(), encoding.end(),
                           [&](const auto& x) { return x.lease == lease; });
     if (i == encoding.end())
@@ -308,6 +405,19 @@ struct device_worker_state {
 
   void abort(runtime::job_id id, uint64_t lease) {
     erase_attempt(lease);
+    // An encoder still reads the input: it is removed when it reports.
+    auto encoding_now =
+      std::any_of(encoding.begin(), encoding.end(),
+                  [&](const auto& x) { return x.lease == lease; });
+    if (!encoding_now)
+      forget_input(lease);
+    for (auto i = copying.begin(); i != copying.end(); ++i)
+      if (i->lease == lease) {
+        // The copier removes what it wrote.
+        self->send_exit(i->copier, caf::exit_reason::user_shutdown);
+        copying.erase(i);
+        break;
+      }
     encoding.erase(std::remove_if(encoding.begin(), encoding.end(),
                                   [&](auto& x) { return x.lease == lease; }),
                    encoding.end());
@@ -349,6 +459,9 @@ device_worker_actor::behavior_type device_worker_behavior(
     },
     [=](encoded_atom, uint64_t lease, std::string& path, caf::error& err) {
       self->state.encoded(lease, std::move(path), std::move(err));
+    },
+    [=](copied_atom, uint64_t lease, std::string& path, caf::error& err) {
+      self->state.input_copied(lease, std::move(path), std::move(err));
     },
   };
 }

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "vidnode/actors/device_worker.hpp"
+#include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/actors/restart_intensity.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -236,6 +237,16 @@ struct node_supervisor_state {
                         == caf::actor_cast<caf::strong_actor_ptr>(admission)));
   }
 
+  /// Whether the current message comes from an actor of this node or of
+  /// the head's (the node of the admission actor the supervisor reports
+  /// to): who may read the node's files.
+  bool from_node_or_head() const {
+    const auto& sender = self->current_sender();
+    return sender != nullptr
+           && (sender->node() == self->node()
+               || (admission && sender->node() == admission.node()));
+  }
+
   void finish_shutdown() {
     for (auto& promise : shutdown_promises)
       promise.deliver(caf::ok_atom::value);
@@ -276,6 +287,17 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
       const auto& sender = self->current_sender();
       if (sender != nullptr && sender->node() == self->node())
         self->state.bind(caf::actor_cast<admission_control_actor>(next));
+    },
+    [=](read_file_atom, std::string& path, uint64_t offset,
+        uint32_t max_bytes) -> caf::result<runtime::output_chunk> {
+      auto& st = self->state;
+      if (!st.from_node_or_head())
+        return runtime::make_error(runtime::errc::unauthorized,
+                                   "only the head reads this node's files");
+      // Disk I/O runs on a reader of its own, which answers the requester.
+      auto reader = spawn_file_reader(self->system(), st.settings.output_dir);
+      return self->delegate(reader, read_file_atom::value, std::move(path),
+                            offset, max_bytes);
     },
     [=](shutdown_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;

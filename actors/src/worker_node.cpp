@@ -1,5 +1,7 @@
 #include <unistd.h>
 
+#include <filesystem>
+
 #include <caf/scoped_actor.hpp>
 
 #include "vidnode/actors/cluster.hpp"
@@ -44,6 +46,10 @@ worker_node::start(caf::actor_system& sys,
              ? buf
              : "localhost";
   }
+  // Inputs copied from the head by an earlier run that was killed.
+  std::error_code ec;
+  std::filesystem::remove_all(
+    std::filesystem::path{settings.output_dir} / "copies", ec);
   auto supervisor = spawn_node_supervisor(
     sys, settings, devices, admission_control_actor{}, std::move(catalog));
   auto member =

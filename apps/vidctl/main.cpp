@@ -4,7 +4,11 @@
 /// submit --wait); 2 bad usage; 3 the node cannot be reached or was lost;
 /// 4 the node refused the request (the typed error is on stderr).
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -64,8 +68,13 @@ void print_result(const runtime::job_result& r) {
   if (r.reserved_bytes > 0)
     std::cout << "  memory    " << runtime::format_bytes(r.reserved_bytes)
               << " reserved\n";
-  if (!r.output.empty())
-    std::cout << "  output    " << r.output << "\n";
+  if (!r.output.empty()) {
+    std::cout << "  output    " << r.output;
+    if (!r.output_node.empty())
+      std::cout << " on node " << r.output_node << " (`vidctl fetch "
+                << r.id.value << " FILE` downloads it)";
+    std::cout << "\n";
+  }
   std::cout << "  queued    " << runtime::format_duration(r.queue_time)
             << ", ran " << runtime::format_duration(r.run_time) << "\n";
   std::cout << "  accepted  " << runtime::format_timestamp(r.accepted_at)
@@ -109,6 +118,61 @@ void print_json_array(const std::vector<T>& items) {
 int finish_with(const runtime::job_result& r) {
   print_result(r);
   return r.state == runtime::job_state::succeeded ? 0 : exit_not_succeeded;
+}
+
+/// The ".part" file of a download in progress, removed if a signal ends
+/// vidctl (async-signal-safe: a fixed buffer and unlink).
+char partial_file[4096] = {};
+
+extern "C" void remove_partial_file(int sig) {
+  if (partial_file[0] != '\0')
+    ::unlink(partial_file);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+/// Downloads job `id`'s video to `file`; prints what it wrote (stderr, or
+/// nothing with --json: the caller adds it to its document). A signal
+/// during the download removes the partial file.
+caf::expected<uint64_t> download(net::client& node, runtime::job_id id,
+                                 const std::string& file) {
+  auto part = file + ".part";
+  if (part.size() < sizeof(partial_file))
+    std::memcpy(partial_file, part.c_str(), part.size() + 1);
+  constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
+  void (*before[3])(int) = {};
+  for (size_t i = 0; i < 3; ++i)
+    before[i] = std::signal(signals[i], remove_partial_file);
+  auto written = node.fetch_output(id, file);
+  for (size_t i = 0; i < 3; ++i)
+    std::signal(signals[i], before[i]);
+  partial_file[0] = '\0';
+  if (written && !json_output)
+    std::cerr << "vidctl: wrote " << runtime::format_bytes(*written) << " ("
+              << *written << " bytes) to " << file << "\n";
+  return written;
+}
+
+/// Prints a job's result and, if it succeeded and `file` is not empty,
+/// downloads its video there (with --json, the document gains
+/// `"download": {"path", "bytes"}`). The exit status: as finish_with, or
+/// the download's error's.
+int finish_with_download(net::client& node, const runtime::job_result& r,
+                         const std::string& file) {
+  if (file.empty() || r.state != runtime::job_state::succeeded)
+    return finish_with(r);
+  auto written = download(node, r.id, file);
+  if (!written) {
+    print_result(r);
+    return fail(written.error());
+  }
+  if (json_output) {
+    auto doc = net::to_json(r);
+    doc["download"] = {{"path", file}, {"bytes", *written}};
+    std::cout << doc.dump() << "\n";
+    return 0;
+  }
+  return finish_with(r);
 }
 
 caf::expected<runtime::job_id> parse_id(const std::string& text) {
@@ -206,6 +270,12 @@ int main(int argc, char** argv) {
                      "POST the job's result as JSON here when it ends");
   submit->add_flag("--wait", submit_wait,
                    "Wait for the job to end and print its result");
+  std::string download_file;
+  submit
+    ->add_option("--download", download_file,
+                 "With --wait: once the job succeeded, download its video "
+                 "to FILE (written as FILE.part, renamed when complete)")
+    ->needs(submit->get_option("--wait"));
 
   // -- job commands ---------------------------------------------------------
   std::string id_text;
@@ -217,6 +287,17 @@ int main(int argc, char** argv) {
   wait->add_option("id", id_text, "Job id")->required();
   apps::add_duration(*wait, "--max-wait", max_wait,
                      "Give up waiting after this long (exit 1)", false);
+  wait->add_option("--download", download_file,
+                   "Once the job succeeded, download its video to FILE from "
+                   "the node that wrote it, through this node (written as "
+                   "FILE.part, renamed when complete)");
+  auto fetch = app.add_subcommand(
+    "fetch", "Download a finished job's video from the node that holds it");
+  fetch->add_option("id", id_text, "Job id")->required();
+  fetch
+    ->add_option("file", download_file,
+                 "Where to write it (as FILE.part, renamed when complete)")
+    ->required();
   auto watch = app.add_subcommand(
     "watch", "Print a job's events until it ends; exit 0 only if it "
              "succeeded");
@@ -267,7 +348,7 @@ int main(int argc, char** argv) {
     }
   }
   caf::expected<runtime::job_id> id = runtime::job_id{};
-  if (*status || *wait || *watch || *cancel) {
+  if (*status || *wait || *watch || *cancel || *fetch) {
     id = parse_id(id_text);
     if (!id) {
       std::cerr << "vidctl: " << runtime::detail_of(id.error()) << "\n";
@@ -284,13 +365,12 @@ int main(int argc, char** argv) {
     attempt.connect_timeout = options.request_timeout;
     attempt.request_timeout = std::max<caf::timespan>(
       options.request_timeout / 3, std::chrono::seconds{1});
-    auto submitted =
-      net::submit_with_retries(attempt, spec, deadline,
-                               [](const caf::error& err) {
-                                 std::cerr << "vidctl: " << runtime::describe(err)
-                                           << "; submitting again under the "
-                                              "same idempotency key\n";
-                               });
+    auto submitted = net::submit_with_retries(
+      attempt, spec, deadline, [](const caf::error& err) {
+        std::cerr << "vidctl: " << runtime::describe(err)
+                  << "; submitting again under the "
+                     "same idempotency key\n";
+      });
     if (!submitted)
       return fail(submitted.error());
     if (!submit_wait) {
@@ -307,7 +387,7 @@ int main(int argc, char** argv) {
     auto result = submitted->connection->wait(submitted->id);
     if (!result)
       return fail(result.error());
-    return finish_with(*result);
+    return finish_with_download(*submitted->connection, *result, download_file);
   }
 
   // Connecting and the reply share --timeout (waits: see --timeout's help).
@@ -334,7 +414,19 @@ int main(int argc, char** argv) {
     auto result = node.wait(*id, max_wait);
     if (!result)
       return fail(result.error());
-    return finish_with(*result);
+    return finish_with_download(node, *result, download_file);
+  }
+  if (*fetch) {
+    auto written = download(node, *id, download_file);
+    if (!written)
+      return fail(written.error());
+    if (json_output)
+      std::cout << nlohmann::json{{"id", id->value},
+                                  {"path", download_file},
+                                  {"bytes", *written}}
+                     .dump()
+                << "\n";
+    return 0;
   }
   if (*watch) {
     auto result = node.watch(*id, [](const runtime::job_event& e) {

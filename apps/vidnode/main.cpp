@@ -32,6 +32,7 @@
 #include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
+#include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/settings.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -112,8 +113,7 @@ int run_worker_node(caf::actor_system& sys,
   actors::join_options options;
   options.host = host;
   options.port = port;
-  options.connector =
-    caf::actor_cast<caf::actor>(sys.middleman().actor_handle());
+  options.connector = caf::actor_cast<caf::actor>(net::transport_handle(sys));
   auto head = host + ":" + std::to_string(port);
   auto name = std::make_shared<std::string>();
   options.on_joined = [head, name](const std::string&) {
@@ -448,7 +448,7 @@ int main(int argc, char** argv) {
   }
   auto registry = (*node)->registry();
   auto published_cluster_port =
-    sys.middleman().publish(registry, cluster_port, cluster_host.c_str(), true);
+    net::publish(sys, registry, cluster_host, cluster_port);
   if (!published_cluster_port) {
     std::fprintf(stderr, "vidnode: --cluster-listen: cannot listen on %s: %s\n",
                  cluster_listen.c_str(),
@@ -481,7 +481,8 @@ int main(int argc, char** argv) {
   // The node answers every waiting client (through the gateway) and ends
   // its transfers within the grace period; whatever is left is aborted;
   // then the port closes.
-  sys.middleman().unpublish(registry, *published_cluster_port);
+  caf::anon_send(net::transport_handle(sys), caf::unpublish_atom::value,
+                 registry.address(), *published_cluster_port);
   if (auto err = (*node)->stop(settings.shutdown_grace + stop_margin))
     spdlog::error("stopping: {}", runtime::describe(err));
   mover->abort_all();

@@ -8,6 +8,30 @@ namespace {
 
 constexpr double max_simulated_ms = 600000; // ten minutes
 constexpr uint64_t max_mem_mb = 1ull << 24; // 16 TiB
+/// Most bytes of frames a sim job with `video` may make (1 GiB).
+constexpr uint64_t max_video_bytes = 1ull << 30;
+
+/// The frames of a sim video: a gradient that moves with the frame number
+/// and the seed (cheap to make, and to encode).
+video_frames sim_frames(const runtime::job_spec& spec) {
+  video_frames video;
+  video.frames = spec.frames;
+  video.width = spec.width;
+  video.height = spec.height;
+  video.fps = spec.fps;
+  video.rgb.resize(static_cast<size_t>(spec.frames) * spec.height * spec.width
+                   * 3);
+  auto out = video.rgb.data();
+  auto shift = static_cast<int>(spec.seed % 256);
+  for (int32_t f = 0; f < spec.frames; ++f)
+    for (int32_t y = 0; y < spec.height; ++y)
+      for (int32_t x = 0; x < spec.width; ++x) {
+        *out++ = static_cast<uint8_t>(x + 4 * f + shift);
+        *out++ = static_cast<uint8_t>(y + 2 * f);
+        *out++ = static_cast<uint8_t>((x + y) / 2 + shift);
+      }
+  return video;
+}
 
 bool parse_number(const std::string& text, double& out) {
   if (text.empty())
@@ -41,7 +65,7 @@ class sim_job_run : public job_run {
 public:
   sim_job_run(const runtime::job_spec& spec, sim_options options,
               int32_t attempt, std::string device)
-    : model_(spec.model), seed_(spec.seed), width_(spec.width),
+    : spec_(spec), model_(spec.model), seed_(spec.seed), width_(spec.width),
       height_(spec.height), frames_(spec.frames), steps_(spec.steps),
       options_(std::move(options)), attempt_(attempt),
       device_(std::move(device)) {}
@@ -83,10 +107,15 @@ public:
                    + std::to_string(width_) + "x" + std::to_string(height_)
                    + "x" + std::to_string(frames_);
     out.peak_bytes = options_.peak_mb.value_or(options_.mem_mb) << 20;
+    if (options_.video) {
+      out.location.clear();
+      out.video = sim_frames(spec_);
+    }
     return out;
   }
 
 private:
+  runtime::job_spec spec_;
   std::string model_;
   uint64_t seed_;
   int32_t width_;
@@ -114,8 +143,8 @@ public:
     auto options = parse_sim_options(spec, error);
     if (!options)
       throw job_error(runtime::errc::invalid_request, error);
-    auto run = std::make_unique<sim_job_run>(spec, std::move(*options),
-                                             attempt, device_);
+    auto run = std::make_unique<sim_job_run>(spec, std::move(*options), attempt,
+                                             device_);
     busy = run->inject(0) ? never_completes : device_time{0};
     return run;
   }
@@ -149,8 +178,8 @@ std::optional<sim_fault> parse_sim_fault(const std::string& text,
       return std::nullopt;
     }
   } else if (kind.size() > always.size()
-      && kind.compare(kind.size() - always.size(), always.size(), always)
-           == 0) {
+             && kind.compare(kind.size() - always.size(), always.size(), always)
+                  == 0) {
     fault.attempts = 0;
     kind.resize(kind.size() - always.size());
   }
@@ -208,6 +237,21 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
         result.mem_mb = static_cast<uint64_t>(mb);
       else
         result.peak_mb = static_cast<uint64_t>(mb);
+    } else if (key == "video") {
+      if (value != "0" && value != "1" && value != "true" && value != "false") {
+        error =
+          "options: video must be 0, 1, true or false, got '" + value + "'";
+        return std::nullopt;
+      }
+      result.video = value == "1" || value == "true";
+      auto bytes = uint64_t(spec.width) * uint64_t(spec.height)
+                   * uint64_t(spec.frames) * 3;
+      if (result.video && bytes > max_video_bytes) {
+        error = "options: video: the frames would take "
+                + std::to_string(bytes >> 20)
+                + " MiB, more than the sim model's 1024 MiB";
+        return std::nullopt;
+      }
     } else if (key == "fault") {
       result.fault = parse_sim_fault(value, error);
       if (!result.fault)
@@ -220,7 +264,7 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
       }
     } else {
       error = "options: '" + key + "' is not an option of model " + spec.model
-              + " (known: step_ms, load_ms, mem_mb, peak_mb, fault)";
+              + " (known: step_ms, load_ms, mem_mb, peak_mb, fault, video)";
       return std::nullopt;
     }
   }

@@ -1,7 +1,15 @@
 #include "vidnode/net/client.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
 #include <future>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -154,6 +162,12 @@ caf::expected<std::unique_ptr<client>> client::connect(const options& opts) {
 
 template <class T, class... Ts>
 caf::expected<T> client::call(caf::timespan timeout, Ts... xs) {
+  return start_call<T>(timeout, std::move(xs)...).get();
+}
+
+template <class T, class... Ts>
+std::future<caf::expected<T>> client::start_call(caf::timespan timeout,
+                                                 Ts... xs) {
   auto result = std::make_shared<one_shot<T>>();
   auto future = result->promise.get_future();
   auto admission = admission_;
@@ -181,7 +195,7 @@ caf::expected<T> client::call(caf::timespan timeout, Ts... xs) {
           self->quit();
         });
   });
-  return future.get();
+  return future;
 }
 
 caf::expected<runtime::job_id> client::submit(const runtime::job_spec& spec) {
@@ -283,6 +297,97 @@ client::list(const runtime::list_query& query) {
 caf::expected<std::vector<runtime::device_status>> client::nodes() {
   return call<std::vector<runtime::device_status>>(opts_.request_timeout,
                                                    runtime::nodes_atom::value);
+}
+
+caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
+                                             const std::string& path,
+                                             progress_function progress,
+                                             fetch_options options) {
+  auto part = path + ".part";
+  auto out = std::fopen(part.c_str(), "wb");
+  if (out == nullptr)
+    return make_error(errc::invalid_request,
+                      "cannot write " + part + ": " + std::strerror(errno));
+  auto done = false;
+  // Whatever goes wrong, no half-written file is left behind.
+  auto cleanup = [&] {
+    if (out != nullptr)
+      std::fclose(out);
+    out = nullptr;
+    if (!done)
+      std::remove(part.c_str());
+  };
+  struct on_exit {
+    std::function<void()> f;
+    ~on_exit() {
+      f();
+    }
+  } guard{cleanup};
+  auto chunk_bytes =
+    std::clamp<uint32_t>(options.chunk_bytes, 1, runtime::max_chunk_bytes);
+  auto window = std::max<uint32_t>(options.window, 1);
+  std::deque<
+    std::pair<uint64_t, std::future<caf::expected<runtime::output_chunk>>>>
+    in_flight;
+  uint64_t next = 0;
+  auto ask = [&] {
+    in_flight.emplace_back(
+      next, start_call<runtime::output_chunk>(opts_.request_timeout,
+                                              runtime::read_output_atom::value,
+                                              id, next, chunk_bytes));
+    next += chunk_bytes;
+  };
+  // The first read alone: its answer tells the size.
+  ask();
+  std::optional<uint64_t> size;
+  uint64_t written = 0;
+  auto job = "job " + runtime::to_string(id);
+  while (!in_flight.empty()) {
+    auto offset = in_flight.front().first;
+    auto chunk = in_flight.front().second.get();
+    in_flight.pop_front();
+    if (!chunk)
+      return std::move(chunk.error());
+    if (!size)
+      size = chunk->size;
+    else if (chunk->size != *size)
+      return make_error(errc::output_unavailable,
+                        "the video of " + job
+                          + " changed size during the download ("
+                          + std::to_string(*size) + " -> "
+                          + std::to_string(chunk->size) + " bytes)");
+    if (offset > *size
+        || chunk->bytes.size()
+             != std::min<uint64_t>(chunk_bytes, *size - offset))
+      return make_error(errc::output_unavailable,
+                        "the video of " + job + " ended early, at "
+                          + std::to_string(offset + chunk->bytes.size())
+                          + " of " + std::to_string(*size) + " bytes");
+    const auto& bytes = chunk->bytes;
+    if (!bytes.empty()
+        && std::fwrite(bytes.data(), 1, bytes.size(), out) != bytes.size())
+      return make_error(errc::invalid_request,
+                        "writing " + part + ": " + std::strerror(errno));
+    written += bytes.size();
+    if (progress)
+      progress(written, *size);
+    while (in_flight.size() < window && next < *size)
+      ask();
+  }
+  if (std::fflush(out) != 0 || ::fsync(fileno(out)) != 0) {
+    return make_error(errc::invalid_request,
+                      "writing " + part + ": " + std::strerror(errno));
+  }
+  auto closed = std::fclose(out);
+  out = nullptr;
+  if (closed != 0)
+    return make_error(errc::invalid_request,
+                      "writing " + part + ": " + std::strerror(errno));
+  if (std::rename(part.c_str(), path.c_str()) != 0)
+    return make_error(errc::invalid_request, "renaming " + part + " to " + path
+                                               + ": " + std::strerror(errno));
+  done = true;
+  return written;
 }
 
 std::string make_idempotency_key() {

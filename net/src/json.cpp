@@ -33,6 +33,8 @@ nlohmann::json to_json(const runtime::job_result& r) {
     {"error", to_json(r.error)},
     {"output",
      r.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.output)},
+    {"output_node", r.output_node.empty() ? nlohmann::json(nullptr)
+                                          : nlohmann::json(r.output_node)},
     {"model", r.model},
     {"priority", r.priority},
     {"device",

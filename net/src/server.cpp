@@ -118,6 +118,9 @@ gateway_actor::behavior_type gateway(gateway_pointer self,
       return forward<std::vector<job_result>>(self, x, std::move(query));
     },
     [=](nodes_atom x) { return forward<std::vector<device_status>>(self, x); },
+    [=](read_output_atom x, job_id id, uint64_t offset, uint32_t max_bytes) {
+      return forward<output_chunk>(self, x, id, offset, max_bytes);
+    },
     [=](subscribe_atom x, job_id id, job_observer_actor& observer) {
       // A subscriber waits for the job's last event: draining waits for it.
       watch_client(self, caf::actor_cast<caf::strong_actor_ptr>(observer));

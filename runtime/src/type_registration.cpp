@@ -15,6 +15,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<model_load_info>("vidnode::model_load_info");
   cfg.add_message_type<device_status>("vidnode::device_status");
   cfg.add_message_type<list_query>("vidnode::list_query");
+  cfg.add_message_type<output_chunk>("vidnode::output_chunk");
   cfg.add_message_type<std::vector<job_id>>("vidnode::job_id_list");
   cfg.add_message_type<std::vector<job_result>>("vidnode::job_result_list");
   cfg.add_message_type<std::vector<device_status>>(

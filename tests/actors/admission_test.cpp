@@ -178,6 +178,32 @@ TEST_CASE("a cancelled queued job never runs", "[admission]") {
   CHECK(result.attempts == 0);
 }
 
+TEST_CASE("reading a video is refused with a typed error for an unknown job, "
+          "one that is queued or running, and an output that is no file",
+          "[admission]") {
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(1), "sim:1");
+  auto running = fx.submit_now(sim_job(2, 100));
+  auto queued = fx.submit_now(sim_job(1, 100));
+  auto expect = [&](job_id id, errc code, const std::string& words) {
+    auto read = fx.read_output(id);
+    fx.run();
+    REQUIRE(read->arrived());
+    REQUIRE_FALSE(read->value);
+    CHECK(runtime::is(read->error, code));
+    CHECK_THAT(runtime::describe(read->error), Catch::Contains(words));
+  };
+  expect(running, errc::no_output, "is running: it has no video yet");
+  expect(queued, errc::no_output, "is queued: it has no video yet");
+  expect(job_id{99}, errc::unknown_job, "no job 99");
+  fx.run_to_quiescence();
+  auto done = fx.status_now(running);
+  REQUIRE(done.state == job_state::succeeded);
+  // A sim job without the video option names a location, not a file.
+  CHECK(done.output_node.empty());
+  expect(running, errc::no_output, "is not a file");
+}
+
 TEST_CASE("cancelling a running job frees its device at once", "[admission]") {
   test::deterministic_fixture fx;
   fx.start_node(settings_with(1), "sim:1");

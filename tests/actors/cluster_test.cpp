@@ -291,7 +291,7 @@ TEST_CASE("a job whose node is lost under every attempt fails after "
         != std::string::npos);
 }
 
-TEST_CASE("a lost node is shown until lost-node-ttl, then forgotten; a node "
+TEST_CASE("a lost node is shown until lost-node-ttl, then forgotten, a node "
           "under its name then joins as new",
           "[cluster]") {
   cluster_fixture fx;
@@ -314,7 +314,7 @@ TEST_CASE("a lost node is shown until lost-node-ttl, then forgotten; a node "
   CHECK(fx.devices_of("test-node").size() == 1);
 }
 
-TEST_CASE("a node under a name that is up is refused; under a lost node's "
+TEST_CASE("a node under a name that is up is refused, under a lost node's "
           "name it replaces the lost one at once",
           "[cluster]") {
   cluster_fixture fx;

@@ -30,7 +30,7 @@ struct two_nodes {
 
 } // namespace
 
-TEST_CASE("a node name is held by one node that is up; the same CAF node "
+TEST_CASE("a node name is held by one node that is up, the same CAF node "
           "registers again, another one only once the first is lost",
           "[node_membership]") {
   two_nodes ids;

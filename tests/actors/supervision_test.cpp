@@ -290,7 +290,7 @@ TEST_CASE("jobs that each crash once, wherever they run, quarantine no "
   CHECK(later->value->state == job_state::succeeded);
 }
 
-TEST_CASE("when the device itself fails, its jobs are not charged; when the "
+TEST_CASE("when the device itself fails, its jobs are not charged, when the "
           "last device for a model is quarantined its queued jobs fail at "
           "once, new ones are refused, and after the cool-down it is "
           "probed and serves again",

@@ -93,7 +93,7 @@ int32_t loads_of(const runtime::device_status& device,
 
 } // namespace
 
-TEST_CASE("tiny-t2v runs on cuda:0; its measured peak becomes the next "
+TEST_CASE("tiny-t2v runs on cuda:0, its measured peak becomes the next "
           "job's reservation",
           "[gpu]") {
   test_config cfg;

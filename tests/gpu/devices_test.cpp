@@ -147,7 +147,7 @@ TEST_CASE("cuda devices get their free memory less the reserve",
   }
 }
 
-TEST_CASE("cuda:ORDINALS picks devices in the order given; MEMORY caps them",
+TEST_CASE("cuda:ORDINALS picks devices in the order given, MEMORY caps them",
           "[devices][cuda]") {
   std::vector<device_info> devices;
   std::string error;

@@ -88,8 +88,8 @@ TEST_CASE("a fault on one device fires on every attempt there and nowhere "
 TEST_CASE("a malformed fault is refused with the usage", "[sim]") {
   for (auto text : {"", "oom", "oom@", "boom@3", "OOM@3", "oom@-1", "oom@3.5",
                     "oom@ 3", "oom@3x0", "oom@3x", "oom@x2", "oom@3x2x2",
-                    "oom-always@3x2", "-always@3", "oom@1234567",
-                    "crash-on-@3", "crash-on-sim:1@3x2", "-on-sim:0@1"}) {
+                    "oom-always@3x2", "-always@3", "oom@1234567", "crash-on-@3",
+                    "crash-on-sim:1@3x2", "-on-sim:0@1"}) {
     std::string error;
     auto fault = parse_sim_fault(text, error);
     INFO("'" << text << "'");
@@ -132,6 +132,7 @@ TEST_CASE("a bad sim option is refused naming it", "[sim]") {
       {{{"mem_mb", "16777217"}}, "mem_mb must be"},
       {{{"fault", "oom@5"}}, "fault: step 5 is beyond the job's 4 steps"},
       {{{"fault", "melt@1"}}, "fault: 'melt@1' is not"},
+      {{{"video", "yes"}}, "video must be 0, 1, true or false"},
     };
   gpu::sim_model_factory factory;
   for (auto& [options, reason] : cases) {
@@ -181,6 +182,35 @@ TEST_CASE("a sim job takes load_ms to load and step_ms per step, then "
   CHECK(left == device_time{0});
   CHECK(out.location == "sim://sim/7-64x64x4");
   CHECK(out.peak_bytes == 512ull << 20);
+}
+
+TEST_CASE("a sim job with the video option makes frames of its size and no "
+          "location, and a video too large to hold is refused",
+          "[sim]") {
+  auto spec = sim_spec({{"video", "1"}});
+  spec.width = 32;
+  spec.height = 16;
+  spec.frames = 3;
+  spec.fps = 6;
+  auto p = gpu::sim_model_factory{}.make("sim", runtime::device_info{});
+  device_time busy{0};
+  auto run = p->begin(spec, 1, busy);
+  auto out = run->finish(busy);
+  CHECK(out.location.empty());
+  REQUIRE(out.video);
+  CHECK(out.video->width == 32);
+  CHECK(out.video->height == 16);
+  CHECK(out.video->frames == 3);
+  CHECK(out.video->fps == 6);
+  CHECK(out.video->rgb.size() == 32u * 16u * 3u * 3u);
+  spec.options["video"] = "false";
+  CHECK_FALSE(p->begin(spec, 1, busy)->finish(busy).video);
+  auto huge = sim_spec({{"video", "true"}});
+  huge.width = huge.height = 4096;
+  huge.frames = 64;
+  auto refusal = gpu::sim_model_factory{}.validate(huge);
+  REQUIRE(refusal);
+  CHECK_THAT(*refusal, Catch::Contains("more than the sim model's 1024 MiB"));
 }
 
 TEST_CASE("an oom fault throws at its step only on the attempts it names",

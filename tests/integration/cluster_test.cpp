@@ -757,11 +757,10 @@ TEST_CASE("a worker node cut off by a network partition has its jobs re-run "
     CHECK(job["state"] == "succeeded");
 }
 
-TEST_CASE(
-  "a killed worker node is shown as lost, with when and why, until "
-  "--lost-node-ttl has passed, and started again under its name it joins "
-  "as new",
-  "[cluster]") {
+TEST_CASE("a killed worker node is shown as lost, with when and why, until "
+          "--lost-node-ttl has passed, started again under its name it joins "
+          "as new",
+          "[cluster]") {
   constexpr auto ttl = 2s;
   test_cluster cluster;
   cluster.start_head(0, 0, "127.0.0.1", {"--lost-node-ttl", "2s"});

@@ -147,6 +147,8 @@ forgetful_gateway_actor::behavior_type forgetful_gateway(
     },
     [=](subscribe_atom, job_id,
         job_observer_actor&) -> caf::result<job_result> { return unused(); },
+    [=](read_output_atom, job_id, uint64_t,
+        uint32_t) -> caf::result<output_chunk> { return unused(); },
     [=](keys_atom) { return self->state.keys; },
   };
 }

@@ -154,6 +154,13 @@ deterministic_fixture::subscribe(runtime::job_id id) {
   return log;
 }
 
+std::shared_ptr<reply<runtime::output_chunk>>
+deterministic_fixture::read_output(runtime::job_id id, uint64_t offset,
+                                   uint32_t max_bytes) {
+  return ask<runtime::output_chunk>(runtime::read_output_atom::value, id,
+                                    offset, max_bytes);
+}
+
 runtime::job_id deterministic_fixture::submit_now(runtime::job_spec spec) {
   auto r = submit(std::move(spec));
   run();

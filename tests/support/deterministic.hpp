@@ -88,6 +88,9 @@ public:
   list(runtime::list_query query = {});
   std::shared_ptr<reply<std::vector<runtime::device_status>>> nodes();
   std::shared_ptr<event_log> subscribe(runtime::job_id id);
+  std::shared_ptr<reply<runtime::output_chunk>>
+  read_output(runtime::job_id id, uint64_t offset = 0,
+              uint32_t max_bytes = runtime::default_chunk_bytes);
 
   /// Submits and runs until the id arrives; fails the test if refused.
   runtime::job_id submit_now(runtime::job_spec spec);

@@ -59,7 +59,10 @@ struct join_options {
 
 /// A worker node: its supervisor and device workers, and the cluster member
 /// that registers them with the head. No admission: jobs come from the
-/// head.
+/// head. Its videos stay in its `--output-dir` (settings.output_dir), from
+/// which the head reads them for clients and uploads (`read_file`,
+/// interfaces.hpp); inputs copied from the head go to its `copies/`
+/// subdirectory, emptied at start.
 ///
 /// Thread-safety: start and stop block; call them from one non-actor
 /// thread.

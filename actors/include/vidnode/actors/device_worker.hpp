@@ -48,6 +48,15 @@ struct device_models {
 /// .y4m in builds without FFmpeg; the directory is created if missing); the
 /// job's output is that path.
 ///
+/// A ticket's audio_path is a path on the head. A worker whose `admission`
+/// runs on another node copies it first, in chunks through admission
+/// (`read_input`), to `output_dir`/copies/ on a detached actor of its own,
+/// then starts the attempt; the attempt holds its device slot meanwhile
+/// (a copy over the cluster's network, never a download from the URL,
+/// which the head did before the job was queued). The copy is removed when
+/// the attempt ends, is aborted, or the worker exits; a failed copy fails
+/// the attempt (transfer_failed).
+///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
 /// the test coordinator).

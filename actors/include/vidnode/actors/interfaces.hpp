@@ -30,7 +30,9 @@ struct job_ticket {
   runtime::job_spec spec;
   /// 1 for the first attempt.
   int32_t attempt = 1;
-  /// The fetched audio track to mux into the video, if any (a local path).
+  /// The fetched audio track to mux into the video, if any: a path on the
+  /// head, which a worker on another node copies (read_input) before it
+  /// starts the attempt.
   std::string audio_path;
 };
 
@@ -120,13 +122,29 @@ using join_atom = caf::atom_constant<caf::atom("join")>;
 /// attach the devices to (null: the head is lost; stop every job).
 using bind_atom = caf::atom_constant<caf::atom("bind")>;
 
+/// The head -> a node's supervisor -> a file reader: read a piece of a file
+/// in the node's output directory (file_chunks.hpp).
+using read_file_atom = caf::atom_constant<caf::atom("readfile")>;
+/// A worker node's device worker -> admission: read a piece of the input
+/// (the fetched audio) of the job whose attempt it runs.
+using read_input_atom = caf::atom_constant<caf::atom("readinput")>;
+/// A chunked copy -> whoever started it (a device worker: its attempt's
+/// input; admission: a video staged for its upload): the file is copied, or
+/// why not.
+using copied_atom = caf::atom_constant<caf::atom("copied")>;
+
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
+///
+/// `copied, lease, path, error`: the input of attempt `lease`, copied from
+/// the head (a worker on another node than admission copies a ticket's
+/// audio_path before it starts the attempt), is at `path`, or `error`.
 using device_worker_actor = caf::typed_actor<
   caf::reacts_to<run_atom, job_ticket>,
   caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<step_atom, uint64_t>, caf::reacts_to<loaded_atom, std::string>,
-  caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>>;
+  caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
+  caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
@@ -134,11 +152,20 @@ using device_worker_actor = caf::typed_actor<
 /// (the head's, an admission_control_actor as an untyped handle: the two
 /// interfaces name each other) its workers report to; every worker is
 /// replaced when it changes, keeping its loaded models.
+///
+/// `read_file, path, offset, max_bytes -> chunk`: a piece of a file inside
+/// the node's output directory, read on a short-lived detached actor of its
+/// own (file_chunks.hpp: read_file_chunk's rules and errors), so disk I/O
+/// never blocks the supervisor. Served to actors of this node and of the
+/// node of the admission actor it is bound to (the head); refused
+/// (unauthorized) to anyone else.
 using node_supervisor_actor =
   caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
                    caf::reacts_to<probe_atom, int32_t>,
                    caf::reacts_to<fault_atom, int32_t, caf::error>,
                    caf::reacts_to<bind_atom, caf::actor>,
+                   caf::replies_to<read_file_atom, std::string, uint64_t,
+                                   uint32_t>::with<runtime::output_chunk>,
                    caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// What a node sends to register with the head.
@@ -162,7 +189,14 @@ typename Inspector::result_type inspect(Inspector& f, node_registration& x) {
 /// The admission actor with the messages devices and the supervisor send
 /// it. Only `runtime::admission_actor` is published; reports are accepted
 /// only from the worker currently registered for the device.
+///
+/// `read_input, id, lease, offset, max_bytes -> chunk`: a piece of the
+/// input (the fetched audio) of job `id`'s running attempt `lease`, for the
+/// node that runs it; refused (unauthorized) to any other sender, no_output
+/// when the attempt has no input or is no longer running.
 using admission_control_actor = runtime::admission_actor::extend<
+  caf::replies_to<read_input_atom, runtime::job_id, uint64_t, uint64_t,
+                  uint32_t>::with<runtime::output_chunk>,
   caf::replies_to<join_atom, node_registration>::with<std::string>,
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
                  int32_t, std::vector<std::string>, uint64_t>,
@@ -173,6 +207,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<computed_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<fetched_atom, runtime::job_id, std::string, caf::error>,
   caf::reacts_to<uploaded_atom, runtime::job_id, caf::error>,
+  caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
   caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error, uint64_t>,

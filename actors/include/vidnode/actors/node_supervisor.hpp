@@ -22,6 +22,9 @@ namespace vidnode::actors {
 ///
 /// `shutdown` ends every worker and replies once all are gone; no worker is
 /// restarted after it.
+///
+/// `read_file` serves pieces of files inside `settings.output_dir` to the
+/// head (interfaces.hpp), each on a detached reader of its own.
 node_supervisor_actor spawn_node_supervisor(
   caf::actor_system& sys, const runtime::node_settings& settings,
   std::vector<runtime::device_info> devices, admission_control_actor admission,

@@ -50,6 +50,11 @@ struct sim_options {
   std::optional<uint64_t> peak_mb;
   /// Injected fault (option `fault`), if any.
   std::optional<sim_fault> fault;
+  /// Whether the job makes frames (option `video`: 1 or true; default 0):
+  /// a moving gradient of the job's size that the device worker encodes
+  /// and stores like a real model's video (at most 1 GiB of frames).
+  /// Without it the output is a `sim://` location and no file.
+  bool video = false;
 };
 
 /// Reads and checks a sim job's options; nothing (and `error` says why) on

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,14 @@
 #include "vidnode/runtime/protocol.hpp"
 
 namespace vidnode::net {
+
+/// How client::fetch_output reads a video.
+struct fetch_options {
+  /// Bytes asked for per read (at most runtime::max_chunk_bytes).
+  uint32_t chunk_bytes = runtime::default_chunk_bytes;
+  /// Reads in flight at once (at least 1): the most chunks held in memory.
+  uint32_t window = 2;
+};
 
 /// A blocking client of a remote vidnode, for programs that do not speak
 /// CAF (vidctl is one). It owns its own actor_system.
@@ -98,6 +107,28 @@ public:
   /// The devices of the node.
   caf::expected<std::vector<runtime::device_status>> nodes();
 
+  /// Told how far a download got: bytes written so far, of the file's size.
+  /// Called on the caller's thread after each chunk.
+  using progress_function =
+    std::function<void(uint64_t written, uint64_t size)>;
+
+  /// Downloads job `id`'s video (see `read_output` in runtime/protocol.hpp)
+  /// from the node that holds it, through the node this client talks to,
+  /// into `path`. Chunks are written to `path` + ".part" in order, which is
+  /// renamed to `path` once every byte arrived (replacing a file there);
+  /// on any failure the ".part" file is removed and `path` is left alone.
+  /// Memory: at most `options.window` chunks. Each read waits at most the
+  /// request timeout. Returns the size of the file.
+  ///
+  /// Errors: those of read_output (unknown_job, no_output,
+  /// output_unavailable...); node_lost as for every call; output_unavailable
+  /// when the file changed size during the download; invalid_request when
+  /// `path` cannot be written (the context has the cause).
+  caf::expected<uint64_t> fetch_output(runtime::job_id id,
+                                       const std::string& path,
+                                       progress_function progress = nullptr,
+                                       fetch_options options = {});
+
   /// Sets how long each later call waits for a reply (see
   /// options::request_timeout).
   void request_timeout(caf::timespan timeout) noexcept {
@@ -115,6 +146,11 @@ private:
   /// Sets the message limit and connect timeout of `opts` in `cfg` before
   /// the actor system reads it.
   static process_config& configure(process_config& cfg, const options& opts);
+
+  /// Sends one request; the future holds its answer, or node_lost when the
+  /// connection dropped or no answer came within `timeout`.
+  template <class T, class... Ts>
+  std::future<caf::expected<T>> start_call(caf::timespan timeout, Ts... xs);
 
   template <class T, class... Ts>
   caf::expected<T> call(caf::timespan timeout, Ts... xs);

@@ -44,6 +44,14 @@ enum class errc : uint8_t {
   /// Fetching an input or uploading an output failed: the context names the
   /// URL and the cause.
   transfer_failed,
+  /// The job has no video file to read: it has not ended, it ended without
+  /// one, or its output is a URL (it was uploaded) or not a file. The
+  /// context says which.
+  no_output,
+  /// The job's video cannot be read now: the node that holds it is lost or
+  /// gone, the file was removed, or reading it failed. The context names
+  /// the node and the cause.
+  output_unavailable,
 };
 
 /// The name of a code as users see it ("queue_full").

@@ -118,6 +118,10 @@ struct job_result {
   caf::error error;
   /// Where the output is (a path or URL); empty until it succeeded.
   std::string output;
+  /// The node whose output directory holds `output` when it is a video file
+  /// (a path on that node, which `vidctl fetch` downloads through the head);
+  /// empty when the output is a URL or no file.
+  std::string output_node;
   /// The model and priority the job was submitted with.
   std::string model;
   int32_t priority = 0;
@@ -146,9 +150,10 @@ struct job_result {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state, x.error,
-           x.output, x.model, x.priority, x.device, x.node, x.attempts, x.step,
-           x.steps, x.reserved_bytes, x.accepted_at, x.started_at,
-           x.computed_at, x.finished_at, x.queue_time, x.run_time);
+           x.output, x.output_node, x.model, x.priority, x.device, x.node,
+           x.attempts, x.step, x.steps, x.reserved_bytes, x.accepted_at,
+           x.started_at, x.computed_at, x.finished_at, x.queue_time,
+           x.run_time);
 }
 
 /// What a subscriber receives: every state change and every step of

@@ -11,6 +11,7 @@
 /// connection itself: CAF does not fail requests in flight to a node that
 /// died (net/client.hpp does this for you).
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,8 @@ namespace vidnode::runtime {
 
 /// Sent in the handshake (`middleman.app-identifiers`): nodes and clients
 /// of incompatible protocol versions refuse each other at connect.
-constexpr const char* protocol_version = "vidnode/1";
+/// Version 2 added `read_output` and job_result::output_node.
+constexpr const char* protocol_version = "vidnode/2";
 
 /// Submit a job; the reply is its id (or a refusal).
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
@@ -42,6 +44,31 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 using nodes_atom = caf::atom_constant<caf::atom("nodes")>;
 /// Receive a job's events.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+/// Read a piece of a job's video file.
+using read_output_atom = caf::atom_constant<caf::atom("readout")>;
+
+/// The length of a chunk clients ask for by default: 1 MiB.
+constexpr uint32_t default_chunk_bytes = uint32_t{1} << 20;
+
+/// The longest chunk a read returns: 4 MiB (longer asks are cut to it), well
+/// under the smallest message limit a node accepts (64 KiB is the least
+/// --max-message-size, so a node set that low needs smaller asks).
+constexpr uint32_t max_chunk_bytes = uint32_t{4} << 20;
+
+/// A piece of a job's video file.
+struct output_chunk {
+  /// The file's size in bytes when the chunk was read (the same for every
+  /// chunk of a file that does not change; a reader compares them).
+  uint64_t size = 0;
+  /// The bytes from the offset asked for: at most the length asked for, and
+  /// fewer only at the end of the file (none at the end).
+  std::vector<uint8_t> bytes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, output_chunk& x) {
+  return f(caf::meta::type_name("vidnode::output_chunk"), x.size, x.bytes);
+}
 
 /// What a subscriber implements to receive a job's events.
 using job_observer_actor = caf::typed_actor<caf::reacts_to<job_event>>;
@@ -65,6 +92,16 @@ using job_observer_actor = caf::typed_actor<caf::reacts_to<job_event>>;
 /// - `subscribe, id, observer -> result`: the observer receives every later
 ///   event of the job; the reply is the current snapshot. An ended job sends
 ///   no events.
+/// - `read_output, id, offset, max_bytes -> chunk`: up to `max_bytes` (cut
+///   to max_chunk_bytes) of the job's video file from byte `offset`, read on
+///   the node that wrote it (job_result::output_node) and relayed by the
+///   head; stateless, so a client reads a file chunk by chunk and may have
+///   several reads in flight. Errors: unknown_job; no_output (the job has
+///   not ended, has no video file, or its output is a URL); invalid_request
+///   (`offset` beyond the end); output_unavailable (the node that holds the
+///   video is lost or gone, the file was removed, a read failed; each named
+///   in the context). A job whose upload failed or was cancelled still has
+///   its video file, and reads serve it.
 using admission_actor = caf::typed_actor<
   caf::replies_to<submit_atom, job_spec>::with<job_id>,
   caf::replies_to<execute_atom, job_spec>::with<job_result>,
@@ -73,7 +110,8 @@ using admission_actor = caf::typed_actor<
   caf::replies_to<cancel_atom, job_id>::with<job_result>,
   caf::replies_to<list_atom, list_query>::with<std::vector<job_result>>,
   caf::replies_to<nodes_atom>::with<std::vector<device_status>>,
-  caf::replies_to<subscribe_atom, job_id,
-                  job_observer_actor>::with<job_result>>;
+  caf::replies_to<subscribe_atom, job_id, job_observer_actor>::with<job_result>,
+  caf::replies_to<read_output_atom, job_id, uint64_t,
+                  uint32_t>::with<output_chunk>>;
 
 } // namespace vidnode::runtime
