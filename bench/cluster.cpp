@@ -21,13 +21,16 @@
 ///   vidnode is: net::process_config), from the same client in the same
 ///   run. Target: at most 1.5x. Shown beside it, to tell where the time
 ///   goes: the echo behind a forwarding actor (the gateway's shape), a
-///   status request through the head (gateway and admission, no job work)
-///   and the execute round trip of a zero-work job (head -> worker ->
-///   head).
+///   status request through the head (gateway and admission, no job work),
+///   the execute round trip of a zero-work job (head -> worker -> head),
+///   and, once both devices are busy for good, a submit whose job only
+///   queues against an echo measured at the same time.
 ///
-/// Each transport is one `transport` entry: today plain TCP; mutual TLS
-/// (issue 8) adds an entry whose flags carry --tls-cert/--tls-key/--tls-ca
-/// and whose client and echo connect through caf::openssl.
+/// Everything runs over plain TCP; the round trips run again over mutual
+/// TLS (vidnode's transport, net/tls.hpp): every vidnode and the echo with
+/// a node certificate, the client with a client certificate, all made by
+/// scripts/make-certs.sh in a temporary directory. Heartbeats are vidnode's
+/// defaults (1 s, node timeout 5 s) in every process.
 ///
 /// Usage: bench_cluster [SCALE] (or VIDNODE_BENCH_SCALE): multiplies the
 /// jobs per device, the failover trials and the round trips.
@@ -39,6 +42,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -57,6 +61,8 @@
 #include <caf/scoped_actor.hpp>
 
 #include "vidnode/net/process_config.hpp"
+#include "vidnode/net/tls.hpp"
+#include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/job.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -76,10 +82,10 @@ using wall_clock = std::chrono::system_clock;
 constexpr const char* loopback = "127.0.0.1";
 constexpr double scaling_target = 0.95;
 constexpr double submit_target = 1.5;
-/// The node timeout failover is judged against: --node-timeout's default
-/// where heartbeats exist (issue 8). A node killed with SIGKILL on loopback
-/// closes its connection at once, so failover should be far below it.
-constexpr auto node_timeout = 5s;
+/// The node timeout failover is judged against: --node-timeout's default.
+/// A node killed with SIGKILL on loopback closes its connection, so
+/// failover should be far below it.
+constexpr auto node_timeout = net::process_config::default_node_timeout;
 constexpr auto failover_margin = 200ms;
 constexpr size_t devices_per_node = 2;
 
@@ -161,17 +167,90 @@ private:
   std::quick_exit(1);
 }
 
-/// How the client, the nodes and the echo talk. Only plain TCP exists yet.
-struct transport {
-  std::string name;
-  /// Added to every vidnode's command line.
-  std::vector<std::string> node_flags;
-  /// Added to the echo process's command line.
-  std::vector<std::string> echo_flags;
+/// A cluster CA with node and client certificates (scripts/make-certs.sh)
+/// in a temporary directory, removed when it goes.
+class certificate_dir {
+public:
+  certificate_dir() : dir_("vidnode-bench-cluster-certs") {
+    failure_cleanup::add(dir_.path());
+    auto command = std::string{"bash "} + MAKE_CERTS_SCRIPT + " " + dir_.path()
+                   + " >/dev/null 2>&1";
+    if (std::system(command.c_str()) != 0)
+      fail("making certificates", command + " did not succeed");
+  }
+
+  ~certificate_dir() {
+    failure_cleanup::remove(dir_.path());
+  }
+
+  certificate_dir(const certificate_dir&) = delete;
+  certificate_dir& operator=(const certificate_dir&) = delete;
+
+  net::tls_files files(const std::string& name) const {
+    return {dir_.path() + "/" + name + ".pem",
+            dir_.path() + "/" + name + ".key", dir_.path() + "/ca.pem", ""};
+  }
+
+  /// vidnode's flags for `name`'s certificate.
+  std::vector<std::string> flags(const std::string& name) const {
+    auto f = files(name);
+    return {"--tls-cert", f.certificate, "--tls-key", f.key, "--tls-ca", f.ca};
+  }
+
+private:
+  test::temp_directory dir_;
 };
 
-std::vector<transport> transports() {
-  return {{"plain TCP", {}, {}}};
+/// How the client, the nodes and the echo talk: plain TCP, or mutual TLS
+/// through vidnode's transport (net/tls.hpp) on every connection.
+struct transport {
+  std::string name;
+  /// Added to every vidnode's command line, and the echo process's.
+  std::vector<std::string> node_flags;
+  /// The client's certificate; none: plain TCP.
+  net::tls_files client_files;
+  /// Whether throughput and failover run over it too (else only the round
+  /// trips, which are what TLS changes).
+  bool everything = true;
+};
+
+std::vector<transport> transports(const certificate_dir& certs) {
+  return {{"plain TCP", {}, {}, true},
+          {"mutual TLS", certs.flags("node"), certs.files("client"), false}};
+}
+
+/// Connects `sys` to what is published at 127.0.0.1:`port` through
+/// vidnode's transport (TLS when `sys` was configured for it), expecting
+/// the messaging interface of `Handle`.
+template <class Handle>
+Handle connect_to(caf::actor_system& sys, uint16_t port) {
+  Handle result;
+  caf::scoped_actor self{sys};
+  self
+    ->request(net::transport_handle(sys), caf::duration{10s},
+              caf::connect_atom::value, std::string{loopback}, port)
+    .receive(
+      [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>& interface) {
+        if (!ptr || interface != sys.message_types<Handle>())
+          fail("connecting to 127.0.0.1:" + std::to_string(port),
+               "not the interface asked for");
+        result = caf::actor_cast<Handle>(ptr);
+      },
+      [&](caf::error& err) {
+        fail("connecting to 127.0.0.1:" + std::to_string(port),
+             sys.render(err));
+      });
+  return result;
+}
+
+/// `cfg` set up for `via`'s client side.
+net::process_config& client_config(net::process_config& cfg,
+                                   const transport& via) {
+  if (via.client_files.any())
+    if (auto err = net::use_tls(cfg, via.client_files, net::tls_role::client))
+      fail("use_tls", caf::to_string(err));
+  return cfg;
 }
 
 runtime::job_spec timed_job(int32_t steps, int32_t ms_per_step) {
@@ -202,11 +281,7 @@ public:
     }
     for (size_t i = 0; i < workers; ++i)
       add_worker("w" + std::to_string(i + 1));
-    auto admission = client_.middleman().remote_actor<runtime::admission_actor>(
-      loopback, head_->port());
-    if (!admission)
-      fail("connecting to the head", client_.render(admission.error()));
-    admission_ = *admission;
+    admission_ = connect_to<runtime::admission_actor>(client_, head_->port());
     if (!await_devices(client_, admission_, workers * devices_per_node, 60s))
       fail("starting the cluster", "the workers' devices did not come up");
   }
@@ -256,7 +331,7 @@ private:
   std::unique_ptr<test::head_process> head_;
   std::vector<std::unique_ptr<test::worker_process>> workers_;
   net::process_config cfg_;
-  caf::actor_system client_{cfg_};
+  caf::actor_system client_{client_config(cfg_, via_)};
   runtime::admission_actor admission_;
 };
 
@@ -406,17 +481,30 @@ caf::behavior forwarder(caf::event_based_actor* self, caf::actor target) {
   };
 }
 
-/// This program with --serve-echo: publishes an echo actor and a forwarder
-/// to it on 127.0.0.1 (port 0 each), prints "echo listening on
-/// 127.0.0.1:PORT" and "forwarder listening on 127.0.0.1:PORT", and waits
-/// to be killed.
-int serve_echo() {
+/// This program with --serve-echo [--tls-cert F --tls-key F --tls-ca F]:
+/// publishes an echo actor and a forwarder to it on 127.0.0.1 (port 0
+/// each) through vidnode's transport, as a vidnode node would (mutual TLS
+/// with the files given), prints "echo listening on 127.0.0.1:PORT" and
+/// "forwarder listening on 127.0.0.1:PORT", and waits to be killed.
+int serve_echo(int argc, char** argv) {
   net::process_config cfg;
+  net::tls_files files;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    (flag == "--tls-cert"  ? files.certificate
+     : flag == "--tls-key" ? files.key
+                           : files.ca) = argv[i + 1];
+  }
+  if (files.any())
+    if (auto err = net::use_tls(cfg, files, net::tls_role::node)) {
+      std::cerr << "use_tls: " << caf::to_string(err) << '\n';
+      std::quick_exit(1);
+    }
   caf::actor_system sys{cfg};
   auto echo_actor = sys.spawn(echo);
   auto forwarding = sys.spawn(forwarder, echo_actor);
-  auto port = sys.middleman().publish(echo_actor, 0, loopback);
-  auto forwarder_port = sys.middleman().publish(forwarding, 0, loopback);
+  auto port = net::publish(sys, echo_actor, loopback, 0);
+  auto forwarder_port = net::publish(sys, forwarding, loopback, 0);
   if (!port || !forwarder_port) {
     std::cerr << "cannot publish: "
               << sys.render(port ? forwarder_port.error() : port.error())
@@ -458,7 +546,7 @@ std::vector<round_trip_kind> measure_round_trips(const transport& via,
                                                  const std::string& self_path) {
   bench_cluster cluster{via, 1};
   std::vector<std::string> argv = {self_path, "--serve-echo"};
-  argv.insert(argv.end(), via.echo_flags.begin(), via.echo_flags.end());
+  argv.insert(argv.end(), via.node_flags.begin(), via.node_flags.end());
   test::child_process echo_process{argv};
   failure_cleanup::add(echo_process.pid());
   std::shared_ptr<void> forget_echo{
@@ -467,13 +555,8 @@ std::vector<round_trip_kind> measure_round_trips(const transport& via,
   auto forwarder_port =
     port_of(echo_process, "forwarder listening on 127.0.0.1:");
   auto& sys = cluster.client();
-  auto remote_echo = sys.middleman().remote_actor(loopback, echo_port);
-  auto remote_forwarder =
-    sys.middleman().remote_actor(loopback, forwarder_port);
-  if (!remote_echo || !remote_forwarder)
-    fail(
-      "connecting to the echo",
-      sys.render(remote_echo ? remote_forwarder.error() : remote_echo.error()));
+  auto echo_actor = connect_to<caf::actor>(sys, echo_port);
+  auto forwarder_actor = connect_to<caf::actor>(sys, forwarder_port);
   auto admission = cluster.admission();
   auto accept_id = [](runtime::job_id) { return std::string{}; };
   auto accept_any = [](const runtime::job_result&) { return std::string{}; };
@@ -487,8 +570,6 @@ std::vector<round_trip_kind> measure_round_trips(const transport& via,
         [&](runtime::job_id id) { known = id; },
         [&](caf::error& err) { fail("submitting", runtime::describe(err)); });
   }
-  auto echo_actor = *remote_echo;
-  auto forwarder_actor = *remote_forwarder;
   std::vector<round_trip_kind> kinds = {
     {"bare CAF echo (a process of its own)",
      [&](round_trip_counts n) {
@@ -587,6 +668,36 @@ std::vector<round_trip_kind> measure_round_trips(const transport& via,
   return kinds;
 }
 
+/// Prints the round trips of `via` and records the judged one.
+void print_round_trips(const transport& via,
+                       const std::vector<round_trip_kind>& kinds,
+                       round_trip_counts counts) {
+  const auto& echo_p50 = kinds.front().summary.p50_us;
+  const auto& submit = kinds.at(3).summary;
+  auto ratio = submit.p50_us / echo_p50;
+  markdown_table trips{
+    {"request", "p50 us", "p99 us", "p50 / echo p50", "target", "met?"}};
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const auto& kind = kinds[i];
+    auto judged = i == 3;
+    // The last two were measured together, later: against their own echo.
+    auto echo = i < 5 ? echo_p50 : kinds.at(5).summary.p50_us;
+    trips.add(
+      {kind.name, fixed(kind.summary.p50_us), fixed(kind.summary.p99_us),
+       fixed(kind.summary.p50_us / echo, 2) + "x", judged ? "<= 1.5x" : "-",
+       judged ? verdict(ratio <= submit_target) : "-"});
+  }
+  trips.print("Remote round trips over " + via.name + " ("
+              + grouped(static_cast<double>(counts.measured / 4 * 4))
+              + " sequential requests each, from one scoped_actor, in "
+                "interleaved quarters)");
+  record_summary(
+    {"cluster remote submit p50 (" + via.name + ")",
+     fixed(submit.p50_us) + " us",
+     fixed(echo_p50) + " us (echo over " + via.name + ", own process)",
+     fixed(ratio, 2) + "x", "<= 1.5x", ratio <= submit_target});
+}
+
 /// The judged workload (200 ms jobs) and short jobs (20 ms) beside it.
 std::vector<throughput_series> throughput_workloads(double factor) {
   return {{4, 50, scaled(10, factor, 2), true},
@@ -654,7 +765,7 @@ void measure_scaling(const transport& via, const throughput_series& series) {
 int main(int argc, char** argv) {
   using namespace vidnode::bench;
   if (argc > 1 && std::strcmp(argv[1], "--serve-echo") == 0)
-    return serve_echo();
+    return serve_echo(argc, argv);
   auto factor = scale(argc, argv);
   auto trials = scaled(5, factor, 3);
   round_trip_counts counts{scaled(200, factor, 4), scaled(2000, factor, 100)};
@@ -666,8 +777,13 @@ int main(int argc, char** argv) {
       self_path.assign(buf, static_cast<size_t>(n));
   }
 
+  certificate_dir certs;
   std::cout << "## bench_cluster\n\n";
-  for (const auto& via : transports()) {
+  for (const auto& via : transports(certs)) {
+    auto kinds = measure_round_trips(via, counts, self_path);
+    print_round_trips(via, kinds, counts);
+    if (!via.everything)
+      continue;
     for (const auto& series : throughput_workloads(factor))
       measure_scaling(via, series);
 
@@ -695,35 +811,11 @@ int main(int argc, char** argv) {
        fixed(failover_median) + " ms (max " + fixed(failover_max) + ")",
        "node timeout " + fixed(limit_ms - 200, 0) + " ms", "-",
        "<= node timeout + 200 ms", failover_median <= limit_ms});
-
-    // Remote round trips.
-    auto kinds = measure_round_trips(via, counts, self_path);
-    const auto& echo_p50 = kinds.front().summary.p50_us;
-    const auto& submit = kinds.at(3).summary;
-    auto ratio = submit.p50_us / echo_p50;
-    markdown_table trips{
-      {"request", "p50 us", "p99 us", "p50 / echo p50", "target", "met?"}};
-    for (size_t i = 0; i < kinds.size(); ++i) {
-      const auto& kind = kinds[i];
-      auto judged = i == 3;
-      // The last two were measured together, later: against their own echo.
-      auto echo = i < 5 ? echo_p50 : kinds.at(5).summary.p50_us;
-      trips.add(
-        {kind.name, fixed(kind.summary.p50_us), fixed(kind.summary.p99_us),
-         fixed(kind.summary.p50_us / echo, 2) + "x", judged ? "<= 1.5x" : "-",
-         judged ? verdict(ratio <= submit_target) : "-"});
-    }
-    trips.print("Remote round trips over " + via.name + " ("
-                + grouped(static_cast<double>(counts.measured / 4 * 4))
-                + " sequential requests each, from one scoped_actor, in "
-                  "interleaved quarters)");
-    record_summary({"cluster remote submit p50 (" + via.name + ")",
-                    fixed(submit.p50_us) + " us",
-                    fixed(echo_p50) + " us (echo, own process)",
-                    fixed(ratio, 2) + "x", "<= 1.5x", ratio <= submit_target});
   }
   // The processes are gone; nothing of the client systems is left to wait
-  // for, but CAF 0.17.6 can hang at exit (CAF.md): leave at once.
+  // for, but CAF 0.17.6 can hang at exit (CAF.md): leave at once, with the
+  // certificates removed (quick_exit runs no destructor).
+  failure_cleanup::run();
   std::cout.flush();
   std::quick_exit(0);
 }
