@@ -42,9 +42,13 @@ admission_behavior(admission_state::pointer self,
       auto rec = st.accept(std::move(spec));
       if (!rec)
         return std::move(rec.error());
-      auto id = (*rec)->result.id;
+      // The answer leaves before the job's ticket: on a cluster the ticket
+      // goes out through the same network thread, and the client should
+      // not wait behind a job it does not wait for.
+      auto promise = self->make_response_promise<job_id>();
+      promise.deliver((*rec)->result.id);
       st.dispatch();
-      return id;
+      return promise;
     },
     [=](runtime::execute_atom, job_spec& spec) -> caf::result<job_result> {
       auto& st = self->state;
