@@ -449,8 +449,8 @@ int main(int argc, char** argv) {
   auto registry = (*node)->registry();
   caf::expected<uint16_t> published_cluster_port{uint16_t{0}};
   if (opens_cluster_port)
-    published_cluster_port =
-      net::publish(sys, registry, cluster_host, cluster_port);
+    published_cluster_port = net::publish(
+      sys, registry, cluster_host, cluster_port, true, net::port_peers::nodes);
   if (!published_cluster_port) {
     std::fprintf(stderr, "vidnode: --cluster-listen: cannot listen on %s: %s\n",
                  cluster_listen.c_str(),

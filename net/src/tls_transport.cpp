@@ -4,6 +4,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include <openssl/x509v3.h>
+
 #include <caf/detail/socket_guard.hpp>
 #include <caf/io/basp_broker.hpp>
 #include <caf/io/middleman.hpp>
@@ -95,8 +97,9 @@ private:
 /// preparation and a TLS session.
 class tls_doorman : public caf::io::network::doorman_impl {
 public:
-  tls_doorman(hardened_multiplexer& mx, native_socket fd, tls_context context)
-    : doorman_impl(mx, fd), context_(std::move(context)) {}
+  tls_doorman(hardened_multiplexer& mx, native_socket fd, tls_context context,
+              port_peers peers)
+    : doorman_impl(mx, fd), context_(std::move(context)), peers_(peers) {}
 
   bool new_connection() override {
     if (detached())
@@ -110,6 +113,14 @@ public:
       spdlog::error("TLS: cannot take a connection: OpenSSL is out of memory");
       return false;
     }
+    // The peer's certificate is then verified as a TLS server's: only a
+    // certificate that allows serverAuth (a node's) passes the handshake.
+    if (peers_ == port_peers::nodes
+        && SSL_set_purpose(ssl.get(), X509_PURPOSE_SSL_SERVER) != 1) {
+      spdlog::error("TLS: cannot take a connection: OpenSSL refused to "
+                    "require a node certificate");
+      return false;
+    }
     auto connection = caf::make_counted<tls_scribe>(mx, fd, std::move(ssl));
     guard.release();
     auto hdl = connection->hdl();
@@ -119,6 +130,7 @@ public:
 
 private:
   tls_context context_;
+  port_peers peers_;
 };
 
 /// The middleman actor's interface (publish, connect, unpublish), with every
@@ -126,9 +138,10 @@ private:
 class tls_middleman : public caf::io::middleman_actor_impl {
 public:
   tls_middleman(caf::actor_config& cfg, caf::actor basp,
-                hardened_multiplexer* mx, tls_context context)
+                hardened_multiplexer* mx, tls_context context,
+                std::shared_ptr<std::atomic<port_peers>> next_peers)
     : middleman_actor_impl(cfg, std::move(basp)), mx_(*mx),
-      context_(std::move(context)) {}
+      context_(std::move(context)), next_peers_(std::move(next_peers)) {}
 
   const char* name() const override {
     return "vidnode.tls_middleman";
@@ -156,12 +169,14 @@ protected:
     auto fd = caf::io::network::new_tcp_acceptor_impl(port, addr, reuse);
     if (!fd)
       return std::move(fd.error());
-    return caf::make_counted<tls_doorman>(mx_, *fd, context_);
+    return caf::make_counted<tls_doorman>(
+      mx_, *fd, context_, next_peers_->exchange(port_peers::any));
   }
 
 private:
   hardened_multiplexer& mx_;
   tls_context context_;
+  std::shared_ptr<std::atomic<port_peers>> next_peers_;
 };
 
 /// The running TLS middleman actor of each actor system (there is no slot
@@ -169,6 +184,8 @@ private:
 /// let remote peers message it).
 std::mutex running_mutex;
 std::map<const caf::actor_system*, caf::io::middleman_actor> running;
+std::map<const caf::actor_system*, std::shared_ptr<std::atomic<port_peers>>>
+  running_peers;
 
 } // namespace
 
@@ -191,10 +208,18 @@ caf::io::middleman_actor tls_transport::handle_of(caf::actor_system& sys) {
   return i != running.end() ? i->second : caf::io::middleman_actor{};
 }
 
+void tls_transport::next_port_peers(caf::actor_system& sys, port_peers peers) {
+  std::lock_guard<std::mutex> guard{running_mutex};
+  auto i = running_peers.find(&sys);
+  if (i != running_peers.end())
+    i->second->store(peers);
+}
+
 tls_transport::tls_transport(caf::actor_system& sys,
                              std::unique_ptr<caf::actor_system::module> openssl,
                              tls_context context)
-  : sys_(sys), openssl_(std::move(openssl)), context_(std::move(context)) {}
+  : sys_(sys), openssl_(std::move(openssl)), context_(std::move(context)),
+    next_peers_(std::make_shared<std::atomic<port_peers>>(port_peers::any)) {}
 
 tls_transport::~tls_transport() = default;
 
@@ -209,19 +234,21 @@ void tls_transport::start() {
   auto mx = static_cast<hardened_multiplexer*>(&sys_.middleman().backend());
   // Detached: connect blocks for up to the connect timeout.
   if (caf::get_or(sys_.config(), "middleman.attach-utility-actors", false))
-    actor_ =
-      sys_.spawn<tls_middleman, caf::hidden>(std::move(basp), mx, context_);
+    actor_ = sys_.spawn<tls_middleman, caf::hidden>(std::move(basp), mx,
+                                                    context_, next_peers_);
   else
     actor_ = sys_.spawn<tls_middleman, caf::detached + caf::hidden>(
-      std::move(basp), mx, context_);
+      std::move(basp), mx, context_, next_peers_);
   std::lock_guard<std::mutex> guard{running_mutex};
   running[&sys_] = actor_;
+  running_peers[&sys_] = next_peers_;
 }
 
 void tls_transport::stop() {
   {
     std::lock_guard<std::mutex> guard{running_mutex};
     running.erase(&sys_);
+    running_peers.erase(&sys_);
   }
   if (actor_) {
     caf::scoped_actor self{sys_, true};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include <caf/actor_system.hpp>
@@ -7,6 +8,7 @@
 #include <caf/io/middleman_actor.hpp>
 
 #include "vidnode/net/tls.hpp"
+#include "vidnode/net/transport.hpp"
 
 #include "tls_stream.hpp"
 
@@ -50,6 +52,12 @@ public:
   /// no tls_transport (or it has stopped). Any thread.
   static caf::io::middleman_actor handle_of(caf::actor_system& sys);
 
+  /// Sets who may connect to the next port `sys`'s TLS middleman opens
+  /// (the port then keeps it; later ports take `any` again unless set
+  /// anew). Does nothing when `sys` has no tls_transport. Any thread;
+  /// net::publish serializes the calls with its publishing.
+  static void next_port_peers(caf::actor_system& sys, port_peers peers);
+
   ~tls_transport() override;
 
   void start() override;
@@ -71,6 +79,8 @@ private:
   std::unique_ptr<caf::actor_system::module> openssl_;
   tls_context context_;
   caf::io::middleman_actor actor_;
+  /// Read and reset by the middleman actor when it opens a port.
+  std::shared_ptr<std::atomic<port_peers>> next_peers_;
 };
 
 } // namespace vidnode::net::detail

@@ -64,11 +64,14 @@ struct test_system {
 /// Publishes an actor that answers an int with the int, on a free port of
 /// 127.0.0.1, through the transport; ends it when destroyed.
 struct echo_server {
-  explicit echo_server(caf::actor_system& sys) : sys(sys) {
+  explicit echo_server(caf::actor_system& sys,
+                       net::port_peers peers = net::port_peers::any)
+    : sys(sys) {
     echo =
       sys.spawn([]() -> caf::behavior { return {[](int x) { return x; }}; });
-    auto published = net::publish(
-      sys, caf::actor_cast<caf::strong_actor_ptr>(echo), {}, "127.0.0.1", 0);
+    auto published =
+      net::publish(sys, caf::actor_cast<caf::strong_actor_ptr>(echo), {},
+                   "127.0.0.1", 0, true, peers);
     REQUIRE(published);
     port = *published;
   }
@@ -349,4 +352,26 @@ TEST_CASE("two actor systems with certificates of one CA talk over TLS, "
     CHECK(err);
     CHECK(std::chrono::steady_clock::now() - start < 2s);
   }
+}
+
+TEST_CASE("a port for nodes refuses a client certificate of the cluster CA "
+          "in the handshake and takes a node's, while a port for anyone "
+          "beside it takes both",
+          "[tls]") {
+  certificates certs;
+  test_system server{files_of(certs, "node")};
+  echo_server nodes_only{*server.sys, net::port_peers::nodes};
+  echo_server anyone{*server.sys};
+  {
+    test_system node{files_of(certs, "node")};
+    CHECK_FALSE(echo_through(*node.sys, nodes_only.port));
+    CHECK_FALSE(echo_through(*node.sys, anyone.port));
+  }
+  test_system client{files_of(certs, "client"), tls_role::client};
+  auto start = std::chrono::steady_clock::now();
+  auto err = echo_through(*client.sys, nodes_only.port);
+  INFO(runtime::describe(err));
+  CHECK(err == caf::sec::disconnect_during_handshake);
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  CHECK_FALSE(echo_through(*client.sys, anyone.port));
 }
