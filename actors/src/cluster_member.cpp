@@ -41,6 +41,8 @@ struct member_state {
   bool stopping = false;
   /// Joined at least once: later losses are logged as the head's loss.
   bool ever_joined = false;
+  /// Connections in a row closed during the handshake (see join_options).
+  int cut_handshakes = 0;
 };
 
 using member_pointer = caf::stateful_actor<member_state>*;
@@ -55,11 +57,30 @@ void retry_later(member_pointer self, const caf::error& why) {
   auto& st = self->state;
   if (st.stopping)
     return;
-  spdlog::warn("cannot join the head at {}: {}; next try in {}",
-               where(st.options), runtime::describe(why),
-               runtime::format_duration(st.backoff));
+  if (why == caf::sec::disconnect_during_handshake)
+    spdlog::warn("cannot join the head at {}: the connection was closed "
+                 "during the handshake ({} in a row); next try in {}",
+                 where(st.options), st.cut_handshakes,
+                 runtime::format_duration(st.backoff));
+  else
+    spdlog::warn("cannot join the head at {}: {}; next try in {}",
+                 where(st.options), runtime::describe(why),
+                 runtime::format_duration(st.backoff));
   self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
   st.backoff = std::min(st.backoff * 2, st.options.backoff_max);
+}
+
+/// Why the member gives up after handshakes cut in a row.
+caf::error handshake_refusal(const member_state& st) {
+  return make_error(
+    errc::unauthorized,
+    "the connection to the head at " + where(st.options)
+      + " was closed during the handshake " + std::to_string(st.cut_handshakes)
+      + " times in a row: TLS is on at one end only, or one end does not "
+        "trust the other's certificate (this node runs "
+      + (st.options.tls ? "with" : "without")
+      + " TLS; compare --tls-cert, --tls-key and --tls-ca here and on the "
+        "head)");
 }
 
 void refuse(member_pointer self, const caf::error& why) {
@@ -134,6 +155,7 @@ void try_join(member_pointer self) {
         auto& st = self->state;
         if (st.stopping || attempt != st.attempt)
           return;
+        st.cut_handshakes = 0;
         if (!ptr) {
           retry_later(self,
                       make_error(errc::node_lost, "nothing is published at "
@@ -153,8 +175,19 @@ void try_join(member_pointer self) {
                       attempt);
       },
       [=](caf::error& err) {
-        if (self->state.stopping || attempt != self->state.attempt)
+        auto& st = self->state;
+        if (st.stopping || attempt != st.attempt)
           return;
+        if (err == caf::sec::disconnect_during_handshake) {
+          ++st.cut_handshakes;
+          if (st.options.handshake_failure_limit > 0
+              && st.cut_handshakes >= st.options.handshake_failure_limit) {
+            refuse(self, handshake_refusal(st));
+            return;
+          }
+        } else if (err == caf::sec::cannot_connect_to_node) {
+          st.cut_handshakes = 0;
+        }
         retry_later(self, err);
       });
 }

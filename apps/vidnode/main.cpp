@@ -32,6 +32,7 @@
 #include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
+#include "vidnode/net/tls.hpp"
 #include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -105,7 +106,7 @@ std::optional<std::string> unusable_directory(const std::string& dir) {
 std::atomic<int> worker_exit_status{0};
 
 /// Runs a worker node that joins the head at `host:port` until SIGINT or
-/// SIGTERM (or the head refuses it: exit 2).
+/// SIGTERM (or the head refuses it, or cuts its handshakes: exit 2).
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
@@ -114,6 +115,7 @@ int run_worker_node(caf::actor_system& sys,
   options.host = host;
   options.port = port;
   options.connector = caf::actor_cast<caf::actor>(net::transport_handle(sys));
+  options.tls = net::tls_enabled(sys);
   auto head = host + ":" + std::to_string(port);
   auto name = std::make_shared<std::string>();
   options.on_joined = [head, name](const std::string&) {

@@ -5,6 +5,7 @@
 /// supervisor's proxy on the head goes down with remote_link_unreachable.
 
 #include <algorithm>
+#include <deque>
 #include <memory>
 
 #include <caf/all.hpp>
@@ -73,15 +74,25 @@ struct worker_system {
   }
 };
 
+/// How the connects a test scripts end, in turn: each takes the next
+/// error; once none is left, they succeed.
+using connect_script = std::shared_ptr<std::deque<caf::error>>;
+
 /// Answers the member's connect as the middleman would: with the head's
-/// registry.
+/// registry, or with the next error of `script`.
 caf::behavior fake_connector(caf::event_based_actor*, caf::node_id head,
                              caf::strong_actor_ptr registry,
-                             std::set<std::string> interface) {
+                             std::set<std::string> interface,
+                             connect_script script) {
   return {
     [=](caf::connect_atom, const std::string&,
         uint16_t) -> caf::result<caf::node_id, caf::strong_actor_ptr,
                                  std::set<std::string>> {
+      if (!script->empty()) {
+        auto err = std::move(script->front());
+        script->pop_front();
+        return err;
+      }
       return {head, registry, interface};
     },
   };
@@ -92,9 +103,10 @@ struct cluster_fixture {
   std::vector<std::unique_ptr<worker_system>> workers;
 
   /// Starts a worker node `name` with `devices` that joins the head.
-  worker_system&
-  add_worker(const std::string& name, const std::string& devices,
-             runtime::node_settings settings = settings_with(1)) {
+  worker_system& add_worker(
+    const std::string& name, const std::string& devices,
+    runtime::node_settings settings = settings_with(1),
+    connect_script script = std::make_shared<std::deque<caf::error>>()) {
     auto& w = *workers.emplace_back(std::make_unique<worker_system>());
     w.name = name;
     settings.node_name = name;
@@ -107,7 +119,8 @@ struct cluster_fixture {
     w.connector =
       w.sys.spawn(fake_connector, head.sys.node(),
                   caf::actor_cast<caf::strong_actor_ptr>(head.node.registry),
-                  head.sys.message_types<actors::cluster_registry_actor>());
+                  head.sys.message_types<actors::cluster_registry_actor>(),
+                  std::move(script));
     actors::join_options options;
     options.host = "head";
     options.port = 1;
@@ -188,6 +201,18 @@ struct cluster_fixture {
     caf::send_as(caf::actor_cast<caf::actor>(w.supervisor),
                  caf::actor_cast<caf::actor>(head.node.admission),
                  caf::down_msg{w.supervisor.address(),
+                               caf::exit_reason::remote_link_unreachable});
+    run();
+  }
+
+  /// `w` loses the head as CAF reports a dropped connection (the head
+  /// loses `w` too): the member's monitor of the registry fires with
+  /// remote_link_unreachable.
+  void lose_head(worker_system& w) {
+    cut(w);
+    auto registry = caf::actor_cast<caf::actor>(head.node.registry);
+    caf::send_as(registry, w.member,
+                 caf::down_msg{registry.address(),
                                caf::exit_reason::remote_link_unreachable});
     run();
   }
@@ -385,4 +410,56 @@ TEST_CASE("actors of a node that never registered cannot attach devices, "
   REQUIRE(r->value);
   CHECK(r->value->state == job_state::succeeded);
   CHECK(r->value->output != "/etc/passwd");
+}
+
+TEST_CASE("a worker node keeps trying while nothing listens and gives up "
+          "after three connections in a row closed during the handshake, "
+          "saying why",
+          "[cluster]") {
+  using caf::sec;
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "sim:1");
+  auto cut = caf::make_error(sec::disconnect_during_handshake);
+  auto refused = caf::make_error(sec::cannot_connect_to_node);
+  auto silent = caf::make_error(sec::connection_timeout);
+  // Refused connections start the count again; silence leaves it.
+  auto script = std::make_shared<std::deque<caf::error>>(std::deque<caf::error>{
+    refused, refused, refused, refused, refused, refused, refused, refused, cut,
+    cut, refused, cut, silent, cut, cut});
+  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), script);
+  fx.run_to_quiescence();
+  CHECK(script->empty());
+  CHECK(w.joins == 0);
+  CHECK(runtime::is(w.refusal, errc::unauthorized));
+  auto why = runtime::describe(w.refusal);
+  CHECK(why.find("the connection to the head at head:1 was closed during "
+                 "the handshake 3 times in a row")
+        != std::string::npos);
+  CHECK(why.find("this node runs without TLS") != std::string::npos);
+  CHECK(fx.devices_of("w1").empty());
+}
+
+TEST_CASE("a worker node that joined before gives up after three "
+          "connections in a row closed during the handshake too, and joins "
+          "again after two",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "sim:1");
+  auto cut = caf::make_error(caf::sec::disconnect_during_handshake);
+  auto script = std::make_shared<std::deque<caf::error>>();
+  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), script);
+  REQUIRE(w.joins == 1);
+  *script = {cut, cut};
+  fx.lose_head(w);
+  fx.run_to_quiescence(1min);
+  CHECK(script->empty());
+  CHECK(w.joins == 2);
+  CHECK_FALSE(w.refusal);
+  CHECK(fx.devices_of("w1").size() == 1);
+  *script = {cut, cut, cut};
+  fx.lose_head(w);
+  fx.run_to_quiescence(1min);
+  CHECK(script->empty());
+  CHECK(w.joins == 2);
+  CHECK(runtime::is(w.refusal, errc::unauthorized));
 }

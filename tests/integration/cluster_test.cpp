@@ -105,30 +105,6 @@ wall_clock::time_point parse_time(const std::string& text) {
          + std::chrono::milliseconds{millis};
 }
 
-/// When a process logged the first line of `log` (its stderr) that contains
-/// `needle`: spdlog prefixes each line with "[2026-12-01 05:55:55.212]", in
-/// local time.
-std::optional<wall_clock::time_point> logged_at(const std::string& log,
-                                                const std::string& needle) {
-  auto at = log.find(needle);
-  if (at == std::string::npos)
-    return std::nullopt;
-  auto line = log.rfind('\n', at);
-  line = line == std::string::npos ? 0 : line + 1;
-  std::tm tm{};
-  int millis = 0;
-  if (std::sscanf(log.c_str() + line, "[%d-%d-%d %d:%d:%d.%d]", &tm.tm_year,
-                  &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
-                  &millis)
-      != 7)
-    return std::nullopt;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  tm.tm_isdst = -1;
-  return wall_clock::from_time_t(std::mktime(&tm))
-         + std::chrono::milliseconds{millis};
-}
-
 wall_clock::time_point time_of(const json& result, const char* field) {
   return parse_time(result.at(field).get<std::string>());
 }
@@ -828,7 +804,7 @@ TEST_CASE("a second worker node under a name that is up exits 2 within a "
   REQUIRE(status);
   CHECK(*status == 2);
   auto joining_at =
-    logged_at(second.process().stderr_text(), "worker node twin serving");
+    test::logged_at(second.process().stderr_text(), "worker node twin serving");
   REQUIRE(joining_at);
   CHECK(ms(exited_at - *joining_at) < 1000);
   CHECK_THAT(second.process().stderr_text(),

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 
@@ -188,6 +190,27 @@ size_t count_devices(const nlohmann::json& nodes, const std::string& node,
       ++n;
   }
   return n;
+}
+
+std::optional<std::chrono::system_clock::time_point>
+logged_at(const std::string& log, const std::string& needle) {
+  auto at = log.find(needle);
+  if (at == std::string::npos)
+    return std::nullopt;
+  auto line = log.rfind('\n', at);
+  line = line == std::string::npos ? 0 : line + 1;
+  std::tm tm{};
+  int millis = 0;
+  if (std::sscanf(log.c_str() + line, "[%d-%d-%d %d:%d:%d.%d]", &tm.tm_year,
+                  &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+                  &millis)
+      != 7)
+    return std::nullopt;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  tm.tm_isdst = -1;
+  return std::chrono::system_clock::from_time_t(std::mktime(&tm))
+         + std::chrono::milliseconds{millis};
 }
 
 bool poll_until(const std::function<bool()>& probe,

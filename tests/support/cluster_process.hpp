@@ -162,6 +162,12 @@ private:
 size_t count_devices(const nlohmann::json& nodes, const std::string& node,
                      const std::vector<std::string>& states);
 
+/// When a vidnode process logged the first line of `log` (its stderr) that
+/// contains `needle`: spdlog prefixes each line with "[2026-12-01
+/// 05:55:55.212]", in local time. Nothing if no line contains it.
+std::optional<std::chrono::system_clock::time_point>
+logged_at(const std::string& log, const std::string& needle);
+
 /// Calls `probe` until it returns true or `timeout` has passed (each call
 /// runs a vidctl or reads output, which paces the loop); calls `between`
 /// after every failed probe (to pump processes). True if `probe` did.

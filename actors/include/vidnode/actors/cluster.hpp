@@ -7,7 +7,7 @@
 /// to the head's registry, registers the node's supervisor and devices,
 /// binds the supervisor to the head's admission actor, watches the head, and
 /// when the head is lost stops the node's jobs and joins again with capped
-/// exponential backoff until the head is back.
+/// exponential backoff until the head is back (or gives up: join_options).
 
 #include <functional>
 #include <memory>
@@ -33,6 +33,25 @@ spawn_cluster_registry(caf::actor_system& sys,
                        admission_control_actor admission);
 
 /// How a worker node finds and keeps its head.
+///
+/// Failures to connect are of two kinds. Nothing listening (the connection
+/// refused, the host unreachable, no TCP connection within the connect
+/// timeout: CAF's cannot_connect_to_node) and silence (no answer within the
+/// timeouts) mean a head that is down, restarting or hung: the member tries
+/// again with backoff, forever. A TCP connection closed during the
+/// handshake, by either end (CAF's disconnect_during_handshake), is what TLS
+/// on at one end only gives, and a certificate that either end does not
+/// trust (measured with vidnode's TLS transport: a plain node and a TLS
+/// head, a TLS node and a plain head, a node with another CA's certificate
+/// and CA, the same node trusting the head's CA as well): after
+/// `handshake_failure_limit` such connections in a row the member gives up
+/// through on_refused, whether or not it joined before (a head restarted
+/// with other TLS settings, or a certificate that expired, needs the node
+/// restarted with other files anyway). A connection that completes its
+/// handshake, or finds nothing listening, starts the count again: a head
+/// that restarts refuses connections while it is away, so only a handshake
+/// cut as it dies counts, once; silence neither adds to the count nor
+/// starts it again.
 struct join_options {
   /// The head's cluster port.
   std::string host;
@@ -48,12 +67,22 @@ struct join_options {
   /// head; doubles with each failure up to `backoff_max`.
   caf::timespan backoff = std::chrono::milliseconds{100};
   caf::timespan backoff_max = std::chrono::seconds{5};
+  /// Connections in a row that may be closed during the handshake before
+  /// the member gives up (see above); 0: never give up. With the defaults
+  /// the third comes about 0.3 s after the first when the node never
+  /// joined, and within 15 s (three times `backoff_max`) after a loss.
+  int handshake_failure_limit = 3;
+  /// Whether `connector` uses TLS: only the words of a refusal depend on it.
+  bool tls = false;
   /// Called (from an actor thread) each time the node has registered, with
   /// the head's name.
   std::function<void(const std::string& head)> on_joined;
   /// Called (from an actor thread) when the head refuses the node for good
   /// (a duplicate --node-name, another protocol version, not a cluster
-  /// port); the member then stops trying.
+  /// port), or its connections were closed during the handshake
+  /// `handshake_failure_limit` times in a row (errc::unauthorized naming
+  /// the head's address and the likely cause);
+  /// the member then stops trying.
   std::function<void(const caf::error& reason)> on_refused;
 };
 
