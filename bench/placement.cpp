@@ -31,8 +31,9 @@
 /// Then placement alone, without actors: ns per job of choosing a device
 /// in a device ledger and recording the job's start and end, with the
 /// ledger's placement index against a scan of every device as admission
-/// made it before the index, for 4, 1,000 and 10,000 devices (not judged:
-/// it shows where the time goes).
+/// made it before the index, for 4, 1,000 and 10,000 devices on nodes of 8
+/// that serve one of two model lists (two serving profiles, both of which
+/// serve the jobs' model) (not judged: it shows where the time goes).
 ///
 /// As in bench_dispatch, the two device counts are measured in interleaved
 /// rounds, each in a fresh actor_system (vidnode's default scheduler), and
@@ -265,14 +266,20 @@ void measure(const device_setup& setup, const workload& load, size_t jobs,
 
 /// Placement without actors: ns per job of choosing a device in a ledger
 /// of `devices` sim devices (each up, one slot, the model loaded, half of
-/// them busy) and recording the job's start and, later, its end, with
+/// them busy; on nodes of 8 that serve the sim models, every other one a
+/// model more) and recording the job's start and, later, its end, with
 /// `choose` picking the slot.
 template <class Choose>
 double ns_per_job(int32_t devices, size_t jobs, Choose choose) {
   constexpr uint64_t bytes = 1ull << 30;
+  const std::vector<std::vector<std::string>> model_lists{
+    {"sim", "sim-*"}, {"sim", "sim-*", "toy"}};
   actors::device_ledger ledger;
   for (const auto& info : device_setup{1, devices}.infos()) {
-    auto& device = ledger.at(ledger.add("bench", info));
+    auto node = info.index / 8;
+    const auto& models = model_lists[static_cast<size_t>(node % 2)];
+    auto& device =
+      ledger.at(ledger.add("bench-" + std::to_string(node), info, models));
     device.state = actors::device_slot::health::up;
     device.models.push_back({"sim", 1, true});
   }
@@ -320,7 +327,8 @@ void print_placement_alone(double factor) {
       actors::placement_candidate c;
       if (auto device = ledger.find(slot)) {
         c.available = device->state == actors::device_slot::health::up
-                      && sim.runs_on(device->info.kind);
+                      && sim.runs_on(device->info.kind)
+                      && ledger.serves(*device, "sim");
         c.running = static_cast<int32_t>(device->running.size());
         c.slots = 1;
         c.memory_bytes = device->budget();
@@ -347,7 +355,8 @@ void print_placement_alone(double factor) {
   }
   table.print("Placement alone: choosing the device and recording the job's "
               "start and end in the device ledger, no actors (one slot per "
-              "device, half of them busy, every one with the model)");
+              "device, half of them busy, every one with the model, nodes of "
+              "8 devices in two serving profiles)");
   std::cout << "Index cost per job, 1,000 devices over 4: "
             << fixed(index_ns[1] / index_ns[0], 2)
             << "x; 10,000 over 4: " << fixed(index_ns[2] / index_ns[0], 2)

@@ -241,8 +241,9 @@ void admission_state::init(runtime::node_settings node_settings,
   node_name = node_name_of(settings);
   auto local =
     nodes.join(node_name, self->node(), node_supervisor_actor{}, true);
+  auto served = models->served();
   for (auto& info : node_devices)
-    (*local)->slots.push_back(devices.add(node_name, std::move(info)));
+    (*local)->slots.push_back(devices.add(node_name, std::move(info), served));
   queue = std::make_unique<job_queue>(settings.aging_interval);
   memory_estimates::policy memory_policy;
   memory_policy.headroom = settings.memory_headroom;

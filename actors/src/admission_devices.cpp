@@ -110,6 +110,7 @@ void admission_state::attach(runtime::device_info info,
   device->resident = kept_resident;
   // detach() above may have queried the ledger after `device` was found.
   devices.touch(slot);
+  unpark();
   dispatch();
 }
 
@@ -193,6 +194,7 @@ void admission_state::probe(int32_t slot) {
   end_quarantine(*device);
   device->state = device_slot::health::up;
   spdlog::info("device {} is probed: it takes jobs again", device->name);
+  unpark();
   dispatch();
 }
 
@@ -292,7 +294,7 @@ void admission_state::on_failed(job_id id, uint64_t lease, caf::error reason,
     // The retry reserves more; if no device has that much, it fails.
     auto raised = estimates->out_of_memory(rec->shape_key, rec->reserved_bytes,
                                            needed_bytes);
-    if (raised > devices.largest_budget_for(*rec->factory)) {
+    if (raised > devices.largest_budget_for(*rec->factory, rec->spec.model)) {
       finalize(*rec, job_state::failed,
                make_error(errc::out_of_memory,
                           runtime::detail_of(reason) + "; a retry would need "

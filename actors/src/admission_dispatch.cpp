@@ -29,14 +29,14 @@ void admission_state::fail_stranded_jobs() {
   std::vector<job_id> stranded;
   jobs->for_each([&](job_record& rec) {
     if (rec.result.state == job_state::queued
-        && devices.no_device_left_for(*rec.factory))
+        && devices.no_device_left_for(*rec.factory, rec.spec.model))
       stranded.push_back(rec.result.id);
   });
   for (auto id : stranded) {
     auto rec = jobs->find(id);
     if (rec == nullptr)
       continue;
-    auto why = devices.no_device_left_for(*rec->factory);
+    auto why = devices.no_device_left_for(*rec->factory, rec->spec.model);
     leave_queue(*rec);
     finalize(*rec, job_state::failed, make_error(errc::worker_lost, *why));
   }
@@ -55,7 +55,7 @@ void admission_state::dispatch() {
 }
 
 void admission_state::place() {
-  if (queue->empty() || !devices.any_free_slot(settings.max_concurrency))
+  if (queue->empty())
     return;
   auto t = now();
   auto is_live = [this](const job_queue::entry& x) {
@@ -68,15 +68,63 @@ void admission_state::place() {
     if (!next)
       return;
     auto& rec = *jobs->find(next->id);
-    auto bytes = estimate_of(rec);
-    auto slot = choose(rec, bytes);
-    if (slot < 0) {
-      if (waits_for_memory_only(rec))
-        backfill(rec, t, is_live);
-      return;
+    auto any_free = devices.any_free_slot(settings.max_concurrency);
+    if (any_free) {
+      auto bytes = estimate_of(rec);
+      auto slot = choose(rec, bytes);
+      if (slot >= 0) {
+        queue->pop(*next);
+        start_attempt(rec, slot, bytes);
+        continue;
+      }
     }
-    queue->pop(*next);
-    start_attempt(rec, slot, bytes);
+    if (park_if_unplaceable(rec, *next))
+      continue;
+    if (any_free)
+      backfill(rec, t, is_live);
+    return;
+  }
+}
+
+bool admission_state::park_if_unplaceable(job_record& rec,
+                                          const job_queue::entry& entry) {
+  if (devices.any_in_service_for(*rec.factory, rec.spec.model))
+    return false;
+  queue->pop(entry);
+  rec.parked = true;
+  parked.emplace(rec.seq, rec.result.id.value);
+  spdlog::info("job {} waits for a node: {}", rec.result.id.value,
+               why_unplaceable(rec).value_or("no device can run it"));
+  return true;
+}
+
+void admission_state::unpark() {
+  std::vector<job_id> ready;
+  for (auto i = parked.rbegin(); i != parked.rend(); ++i) {
+    auto rec = jobs->find(job_id{i->second});
+    if (rec != nullptr
+        && devices.any_in_service_for(*rec->factory, rec->spec.model))
+      ready.push_back(rec->result.id);
+  }
+  // Latest first, each to the front of its level: in acceptance order.
+  for (auto id : ready) {
+    auto& rec = *jobs->find(id);
+    parked.erase({rec.seq, id.value});
+    rec.parked = false;
+    auto bytes = estimate_of(rec);
+    auto largest = devices.largest_budget_for(*rec.factory, rec.spec.model);
+    if (bytes > largest) {
+      finalize(rec, job_state::failed,
+               make_error(errc::too_large,
+                          "needs " + runtime::format_bytes(bytes)
+                            + " but the largest device that can run model '"
+                            + rec.spec.model + "' has "
+                            + runtime::format_bytes(largest)));
+      continue;
+    }
+    rec.queue_ticket = jobs->next_ticket();
+    queue->push_front(job_queue::entry{id, rec.seq, rec.accepted,
+                                       rec.spec.priority, rec.queue_ticket});
   }
 }
 
@@ -92,7 +140,8 @@ bool admission_state::may_retry_on(const job_record& rec, int32_t slot) const {
     elsewhere =
       elsewhere
       || (device.present() && device.state != device_slot::health::quarantined
-          && rec.factory->runs_on(device.info.kind) && !failed_on(other));
+          && rec.factory->runs_on(device.info.kind)
+          && devices.serves(device, rec.spec.model) && !failed_on(other));
   });
   return !elsewhere;
 }
@@ -114,6 +163,7 @@ void admission_state::fill_candidates(const job_record& rec) {
     if (auto device = ledger.find(slot)) {
       c.available = device->state == device_slot::health::up
                     && rec.factory->runs_on(device->info.kind)
+                    && ledger.serves(*device, rec.spec.model)
                     && may_retry_on(rec, slot);
       c.running = static_cast<int32_t>(device->running.size());
       c.slots = settings.max_concurrency;
@@ -126,14 +176,10 @@ void admission_state::fill_candidates(const job_record& rec) {
   }
 }
 
-bool admission_state::waits_for_memory_only(const job_record& rec) const {
-  if (rec.crashed_on.empty())
-    return devices.any_free_slot_for(*rec.factory, settings.max_concurrency);
-  // choose() filled the candidates for rec.
-  for (const auto& c : candidates)
-    if (c.available && c.running < c.slots)
-      return true;
-  return false;
+bool admission_state::could_run_on(const job_record& rec, int32_t slot) const {
+  const auto& device = devices.at(slot);
+  return rec.factory->runs_on(device.info.kind)
+         && devices.serves(device, rec.spec.model);
 }
 
 template <class IsLive>
@@ -157,10 +203,12 @@ void admission_state::backfill(job_record& head, time_point t,
     auto slot = choose(rec, bytes);
     if (slot < 0)
       continue;
+    auto bypasses = could_run_on(head, slot);
     // Its entry turns stale once it runs; the queue drops it later.
     queue->forget();
     start_attempt(rec, slot, bytes);
-    head.bypassed += 1;
+    if (bypasses)
+      head.bypassed += 1;
   }
 }
 

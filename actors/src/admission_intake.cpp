@@ -138,15 +138,16 @@ void admission_state::on_tick() {
     rec->deadline = time_point::max();
     if (rec->result.state == job_state::queued) {
       auto fetching = rec->awaiting_inputs;
+      auto unplaceable = why_unplaceable(*rec);
       leave_queue(*rec);
       auto limit = effective_queue_timeout(rec->spec);
+      auto why = fetching      ? " while its audio_url was still downloading"
+                 : unplaceable ? ": " + *unplaceable
+                               : std::string{" without a free device"};
       finalize(*rec, job_state::timed_out,
                make_error(errc::queue_timeout,
                           "waited " + runtime::format_duration(limit)
-                            + (fetching ? " in the queue while its "
-                                          "audio_url was still downloading"
-                                        : " in the queue without a free "
-                                          "device")));
+                            + " in the queue" + why));
     } else if (rec->result.state == job_state::running) {
       auto limit = effective_run_timeout(rec->spec);
       auto device = rec->result.device;
@@ -212,17 +213,19 @@ caf::error admission_state::check(const job_spec& spec,
   declared = factory->estimate_peak_bytes(spec);
   shape_key = memory_estimates::key_of(spec);
   auto bytes = estimates->estimate(shape_key, declared);
-  if (!devices.any_runs(*factory))
-    return make_error(errc::unknown_model, "model: no device of node "
-                                             + node_name + " can run '"
-                                             + spec.model + "'");
-  if (auto why = devices.no_device_left_for(*factory))
+  // A job no device can run now is queued: a node that serves its model
+  // may join (or come back), and its queue timeout bounds the wait.
+  if (auto why = devices.no_device_left_for(*factory, spec.model))
     return make_error(errc::worker_lost, "model '" + spec.model + "': " + *why);
-  if (bytes > devices.largest_budget_for(*factory))
-    return make_error(errc::too_large,
-                      "needs " + runtime::format_bytes(bytes)
-                        + " but the largest device has "
-                        + runtime::format_bytes(devices.largest_budget()));
+  if (devices.any_runs(*factory, spec.model)) {
+    auto largest = devices.largest_budget_for(*factory, spec.model);
+    if (bytes > largest)
+      return make_error(errc::too_large,
+                        "needs " + runtime::format_bytes(bytes)
+                          + " but the largest device that can run model '"
+                          + spec.model + "' has "
+                          + runtime::format_bytes(largest));
+  }
   if (!mover
       && (!spec.audio_url.empty() || !spec.output_url.empty()
           || !spec.webhook_url.empty()))
@@ -238,7 +241,7 @@ caf::error admission_state::check(const job_spec& spec,
         return make_error(errc::invalid_request, std::string{field_of(use)}
                                                    + ": "
                                                    + runtime::detail_of(err));
-  auto queued = queue->size() + awaiting_inputs;
+  auto queued = queue->size() + awaiting_inputs + parked.size();
   if (queued >= settings.queue_size)
     return make_error(errc::queue_full,
                       std::to_string(queued) + " jobs are queued (queue-size "
@@ -295,9 +298,29 @@ void admission_state::leave_queue(job_record& rec) {
   if (rec.awaiting_inputs) {
     rec.awaiting_inputs = false;
     --awaiting_inputs;
+  } else if (rec.parked) {
+    rec.parked = false;
+    parked.erase({rec.seq, rec.result.id.value});
   } else {
     queue->forget();
   }
+}
+
+std::optional<std::string>
+admission_state::why_unplaceable(const job_record& rec) const {
+  const auto& model = rec.spec.model;
+  if (devices.any_in_service_for(*rec.factory, model))
+    return std::nullopt;
+  if (!devices.any_node_serves(model))
+    return "no registered node serves model '" + model + "'";
+  std::string kinds;
+  for (auto kind : {runtime::device_kind::sim, runtime::device_kind::cpu,
+                    runtime::device_kind::cuda})
+    if (rec.factory->runs_on(kind))
+      kinds +=
+        (kinds.empty() ? "" : ", ") + std::string{runtime::to_string(kind)};
+  return "the nodes that serve model '" + model
+         + "' have no device of a kind it runs on (" + kinds + ")";
 }
 
 // -- transfers ---------------------------------------------------------------

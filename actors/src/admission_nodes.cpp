@@ -12,6 +12,7 @@
 
 #include "admission_state.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/model_pattern.hpp"
 #include "vidnode/runtime/protocol.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -27,6 +28,9 @@ namespace {
 /// Most devices one node may register.
 constexpr size_t max_devices_per_node = 4096;
 
+/// Most model patterns one node may register.
+constexpr size_t max_models_per_node = 1024;
+
 /// Why `reg`'s devices cannot be registered, or nothing.
 std::optional<std::string> invalid_devices(const node_registration& reg) {
   if (reg.devices.size() > max_devices_per_node)
@@ -41,6 +45,25 @@ std::optional<std::string> invalid_devices(const node_registration& reg) {
       return "devices: " + device.name() + " has no memory";
   }
   return std::nullopt;
+}
+
+/// Why `reg`'s models cannot be registered, or nothing.
+std::optional<std::string> invalid_models(const node_registration& reg) {
+  if (reg.models.size() > max_models_per_node)
+    return "models: " + std::to_string(reg.models.size())
+           + " registered, at most " + std::to_string(max_models_per_node);
+  for (const auto& pattern : reg.models)
+    if (auto why = runtime::invalid_model_pattern(pattern))
+      return "models: " + *why;
+  return std::nullopt;
+}
+
+/// `models` for the log: "sim, sim-*" or "no model".
+std::string describe_models(const std::vector<std::string>& models) {
+  std::string result;
+  for (const auto& model : models)
+    result += (result.empty() ? "" : ", ") + model;
+  return result.empty() ? "no model" : result;
 }
 
 /// What a down message says about why a node's actor went.
@@ -71,6 +94,8 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
                       "supervisor");
   if (auto why = invalid_devices(reg))
     return make_error(errc::invalid_request, *why);
+  if (auto why = invalid_models(reg))
+    return make_error(errc::invalid_request, *why);
   auto id = reg.supervisor.node();
   if (auto err = nodes.check_join(reg.name, id))
     return err;
@@ -84,10 +109,12 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
     return std::move(joined.error());
   auto& node = **joined;
   for (auto& info : reg.devices)
-    node.slots.push_back(devices.add(node.name, std::move(info)));
+    node.slots.push_back(devices.add(node.name, std::move(info), reg.models));
   self->monitor(reg.supervisor);
-  spdlog::info("node {} joined with {} device(s) (registration {})", node.name,
-               node.slots.size(), node.incarnation);
+  spdlog::info("node {} joined with {} device(s) serving {} (registration {})",
+               node.name, node.slots.size(), describe_models(reg.models),
+               node.incarnation);
+  unpark();
   return node_name;
 }
 

@@ -70,6 +70,9 @@ struct admission_state {
   webhook_sender_actor webhooks;
   /// Jobs whose inputs are being fetched (they count as queued).
   size_t awaiting_inputs = 0;
+  /// Jobs no device in service can run, waiting outside the queue (they
+  /// count as queued; job_record::parked): (acceptance order, id).
+  std::set<std::pair<uint64_t, uint64_t>> parked;
   std::string node_name;
   std::unique_ptr<job_queue> queue;
   std::unique_ptr<memory_estimates> estimates;
@@ -173,8 +176,14 @@ struct admission_state {
   /// Puts `rec` in the queue (at the front for a retry).
   void enqueue(job_record& rec, bool at_front);
 
-  /// Takes a queued job out of the queue (or stops waiting for its inputs).
+  /// Takes a queued job out of the queue (or stops waiting for its inputs,
+  /// or out of the parked jobs).
   void leave_queue(job_record& rec);
+
+  /// Why no device can take `rec` however long it waits as things stand
+  /// (no node in service serves its model on a device of a kind it runs
+  /// on), or nothing.
+  std::optional<std::string> why_unplaceable(const job_record& rec) const;
 
   // -- transfers (admission_intake.cpp) ------------------------------------
 
@@ -207,6 +216,18 @@ struct admission_state {
 
   void place();
 
+  /// Parks `rec`, the job `entry` at the front of the queue stands for, if
+  /// no device in service can run it, so that it holds up no job behind
+  /// it; returns whether it did.
+  bool park_if_unplaceable(job_record& rec, const job_queue::entry& entry);
+
+  /// Puts the parked jobs that a device in service can run now back at the
+  /// front of the queue, in acceptance order (their queue deadlines run
+  /// on). Fails those too large for every such device (too_large), the
+  /// check their intake could not make. Called whenever a device may have
+  /// come into service: a node joined, a worker attached, a probe.
+  void unpark();
+
   /// Whether `rec` may run in `slot`: not on a device whose worker died
   /// under it while another device that can run it is in service.
   bool may_retry_on(const job_record& rec, int32_t slot) const;
@@ -219,13 +240,17 @@ struct admission_state {
   /// Fills `candidates` with every ledger slot as seen by `rec`.
   void fill_candidates(const job_record& rec);
 
-  /// Whether `rec`, for which choose() just found no device, has a free
-  /// slot on a device that can run it, and lacks only memory there.
-  bool waits_for_memory_only(const job_record& rec) const;
+  /// Whether the device in `slot` (which must exist) is of a kind `rec`'s
+  /// model runs on and on a node that serves it.
+  bool could_run_on(const job_record& rec, int32_t slot) const;
 
-  /// The job at the head of the queue, `head`, waits for memory: jobs
-  /// behind it that fit now start first, at most `max_bypass` of them over
-  /// its whole wait, so it cannot be starved.
+  /// The job at the head of the queue, `head`, cannot start: it waits for
+  /// memory, or for a slot, on the devices that can run it. Jobs behind it
+  /// that fit now start first. Those that take a device `head` could run
+  /// on bypass it: at most `max_bypass` of them over its whole wait, so it
+  /// cannot be starved (0: none starts). Those that take a device it cannot
+  /// run on (another kind, a node that does not serve its model) delay it
+  /// in nothing and are not counted.
   template <class IsLive>
   void backfill(job_record& head, time_point t, IsLive& is_live);
 

@@ -28,6 +28,8 @@ struct member_state {
 
   std::string node_name;
   std::vector<runtime::device_info> devices;
+  /// The models the node serves (gpu::model_catalog::served).
+  std::vector<std::string> models;
   node_supervisor_actor supervisor;
   join_options options;
   /// The head's registry and admission actor while joined.
@@ -121,6 +123,7 @@ void register_with(member_pointer self, cluster_registry_actor registry,
   reg.protocol = runtime::protocol_version;
   reg.supervisor = st.supervisor;
   reg.devices = st.devices;
+  reg.models = st.models;
   self
     ->request(registry, st.options.join_timeout, join_atom::value,
               std::move(reg))
@@ -194,11 +197,13 @@ void try_join(member_pointer self) {
 
 caf::behavior member_behavior(member_pointer self, std::string name,
                               std::vector<runtime::device_info> devices,
+                              std::vector<std::string> models,
                               node_supervisor_actor supervisor,
                               join_options options) {
   auto& st = self->state;
   st.node_name = std::move(name);
   st.devices = std::move(devices);
+  st.models = std::move(models);
   st.supervisor = std::move(supervisor);
   st.options = std::move(options);
   st.backoff = st.options.backoff;
@@ -236,10 +241,12 @@ caf::behavior member_behavior(member_pointer self, std::string name,
 
 caf::actor spawn_cluster_member(caf::actor_system& sys, std::string name,
                                 std::vector<runtime::device_info> devices,
+                                std::vector<std::string> models,
                                 node_supervisor_actor supervisor,
                                 join_options options) {
   return sys.spawn(member_behavior, std::move(name), std::move(devices),
-                   std::move(supervisor), std::move(options));
+                   std::move(models), std::move(supervisor),
+                   std::move(options));
 }
 
 } // namespace vidnode::actors

@@ -30,11 +30,13 @@ void device_slot::lose_worker() {
 device_ledger::device_ledger()
   : check_(std::getenv("VIDNODE_CHECK_PLACEMENT") != nullptr) {}
 
-int32_t device_ledger::add(std::string node, runtime::device_info info) {
+int32_t device_ledger::add(std::string node, runtime::device_info info,
+                           const std::vector<std::string>& served) {
   device_slot slot;
   slot.name = info.name();
   slot.info = std::move(info);
   slot.node = std::move(node);
+  slot.profile = profiles_.acquire(served);
   if (!free_slots_.empty()) {
     auto index = free_slots_.back();
     free_slots_.pop_back();
@@ -54,6 +56,7 @@ int32_t device_ledger::add(std::string node, runtime::device_info info) {
 void device_ledger::free(int32_t slot) {
   if (find(slot) == nullptr)
     return;
+  profiles_.release(slots_[static_cast<size_t>(slot)].profile);
   slots_[static_cast<size_t>(slot)] = device_slot{};
   in_use_[static_cast<size_t>(slot)] = false;
   free_slots_.push_back(slot);
@@ -100,6 +103,7 @@ const placement_entry& device_ledger::entry_of(size_t i,
     device.present() && device.state != device_slot::health::quarantined;
   x.up = device.state == device_slot::health::up;
   x.kind = device.info.kind;
+  x.profile = device.profile;
   x.running = static_cast<int32_t>(device.running.size());
   x.reserved = device.reserved;
   x.budget = device.budget();
@@ -118,7 +122,7 @@ bool device_ledger::indexed_as(const placement_entry& x, size_t i) const {
       || x.in_service
            != (present && device.state != device_slot::health::quarantined)
       || x.up != (device.state == device_slot::health::up)
-      || x.kind != device.info.kind
+      || x.kind != device.info.kind || x.profile != device.profile
       || x.running != static_cast<int32_t>(device.running.size())
       || x.reserved != device.reserved || x.budget != device.budget())
     return false;
@@ -175,22 +179,14 @@ bool device_ledger::any_free_slot(int32_t max_concurrency) const {
 }
 
 bool device_ledger::any_free_slot_for(const gpu::model_factory& factory,
+                                      const std::string& model,
                                       int32_t max_concurrency) const {
   sync(max_concurrency);
-  auto any = index_.any_free_slot_for(factory);
-  if (check_) {
-    auto scanned = false;
-    for_each([&](int32_t, const device_slot& device) {
-      scanned =
-        scanned
-        || (device.state == device_slot::health::up
-            && factory.runs_on(device.info.kind)
-            && device.running.size() < static_cast<size_t>(max_concurrency));
-    });
-    if (any != scanned)
-      index_differs("any_free_slot_for", std::to_string(any),
-                    std::to_string(scanned));
-  }
+  auto any = index_.any_free_slot_for(factory, profiles_.serving(model));
+  if (check_
+      && any != any_free_slot_for_by_scan(factory, model, max_concurrency))
+    index_differs("any_free_slot_for", std::to_string(any),
+                  std::to_string(!any));
   return any;
 }
 
@@ -198,21 +194,9 @@ int32_t device_ledger::choose(const gpu::model_factory& factory,
                               const std::string& model, uint64_t bytes,
                               int32_t max_concurrency) const {
   sync(max_concurrency);
-  auto slot = index_.choose(factory, model, bytes);
+  auto slot = index_.choose(factory, profiles_.serving(model), model, bytes);
   if (check_) {
-    std::vector<placement_candidate> candidates(slots_.size());
-    for_each([&](int32_t i, const device_slot& device) {
-      auto& c = candidates[static_cast<size_t>(i)];
-      c.available = device.state == device_slot::health::up
-                    && factory.runs_on(device.info.kind);
-      c.running = static_cast<int32_t>(device.running.size());
-      c.slots = max_concurrency;
-      c.memory_bytes = device.budget();
-      c.memory_reserved = device.reserved;
-      auto cached = device.find_model(model);
-      c.has_model = cached != nullptr && cached->loaded;
-    });
-    auto scanned = choose_device(candidates, bytes);
+    auto scanned = choose_by_scan(factory, model, bytes, max_concurrency);
     if (slot != scanned)
       index_differs("choose", "slot " + std::to_string(slot),
                     "slot " + std::to_string(scanned));
@@ -221,34 +205,55 @@ int32_t device_ledger::choose(const gpu::model_factory& factory,
 }
 
 std::optional<std::string>
-device_ledger::no_device_left_for(const gpu::model_factory& factory) const {
+device_ledger::no_device_left_for(const gpu::model_factory& factory,
+                                  const std::string& model) const {
   sync();
   // Only when none is in service but some are present is it worth a scan:
   // the answer names every quarantined device.
-  auto in_service = index_.any_in_service_for(factory);
-  auto why = in_service || !index_.any_present_for(factory)
+  const auto& serving = profiles_.serving(model);
+  auto in_service = index_.any_in_service_for(factory, serving);
+  auto why = in_service || !index_.any_present_for(factory, serving)
                ? std::nullopt
-               : no_device_left_by_scan(factory);
-  if (check_ && why != no_device_left_by_scan(factory))
+               : no_device_left_by_scan(factory, model);
+  if (check_ && why != no_device_left_by_scan(factory, model))
     index_differs("no_device_left_for", why ? *why : "nothing", "otherwise");
   return why;
 }
 
-bool device_ledger::any_runs(const gpu::model_factory& factory) const {
+bool device_ledger::any_runs(const gpu::model_factory& factory,
+                             const std::string& model) const {
   sync();
-  auto any = index_.any_present_for(factory);
-  if (check_ && any != any_runs_by_scan(factory))
+  auto any = index_.any_present_for(factory, profiles_.serving(model));
+  if (check_ && any != any_runs_by_scan(factory, model))
     index_differs("any_runs", std::to_string(any), std::to_string(!any));
   return any;
 }
 
-uint64_t
-device_ledger::largest_budget_for(const gpu::model_factory& factory) const {
+bool device_ledger::any_in_service_for(const gpu::model_factory& factory,
+                                       const std::string& model) const {
   sync();
-  auto largest = index_.largest_budget_for(factory);
-  if (check_ && largest != largest_budget_for_by_scan(factory))
+  auto any = index_.any_in_service_for(factory, profiles_.serving(model));
+  if (check_ && any != any_in_service_for_by_scan(factory, model))
+    index_differs("any_in_service_for", std::to_string(any),
+                  std::to_string(!any));
+  return any;
+}
+
+bool device_ledger::any_node_serves(const std::string& model) const {
+  sync();
+  auto any = index_.any_in_service_in(profiles_.serving(model));
+  if (check_ && any != any_node_serves_by_scan(model))
+    index_differs("any_node_serves", std::to_string(any), std::to_string(!any));
+  return any;
+}
+
+uint64_t device_ledger::largest_budget_for(const gpu::model_factory& factory,
+                                           const std::string& model) const {
+  sync();
+  auto largest = index_.largest_budget_for(factory, profiles_.serving(model));
+  if (check_ && largest != largest_budget_for_by_scan(factory, model))
     index_differs("largest_budget_for", std::to_string(largest),
-                  std::to_string(largest_budget_for_by_scan(factory)));
+                  std::to_string(largest_budget_for_by_scan(factory, model)));
   return largest;
 }
 
@@ -264,6 +269,12 @@ uint64_t device_ledger::largest_budget() const {
 // -- the same by scans
 // ---------------------------------------------------------
 
+bool device_ledger::can_run(const device_slot& device,
+                            const gpu::model_factory& factory,
+                            const std::string& model) const {
+  return factory.runs_on(device.info.kind) && serves(device, model);
+}
+
 bool device_ledger::any_free_slot_by_scan(int32_t max_concurrency) const {
   for (size_t i = 0; i < slots_.size(); ++i)
     if (in_use_[i] && slots_[i].state == device_slot::health::up
@@ -272,13 +283,44 @@ bool device_ledger::any_free_slot_by_scan(int32_t max_concurrency) const {
   return false;
 }
 
+bool device_ledger::any_free_slot_for_by_scan(const gpu::model_factory& factory,
+                                              const std::string& model,
+                                              int32_t max_concurrency) const {
+  auto any = false;
+  for_each([&](int32_t, const device_slot& device) {
+    any = any
+          || (device.state == device_slot::health::up
+              && device.running.size() < static_cast<size_t>(max_concurrency)
+              && can_run(device, factory, model));
+  });
+  return any;
+}
+
+int32_t device_ledger::choose_by_scan(const gpu::model_factory& factory,
+                                      const std::string& model, uint64_t bytes,
+                                      int32_t max_concurrency) const {
+  std::vector<placement_candidate> candidates(slots_.size());
+  for_each([&](int32_t i, const device_slot& device) {
+    auto& c = candidates[static_cast<size_t>(i)];
+    c.available = device.state == device_slot::health::up
+                  && can_run(device, factory, model);
+    c.running = static_cast<int32_t>(device.running.size());
+    c.slots = max_concurrency;
+    c.memory_bytes = device.budget();
+    c.memory_reserved = device.reserved;
+    auto cached = device.find_model(model);
+    c.has_model = cached != nullptr && cached->loaded;
+  });
+  return choose_device(candidates, bytes);
+}
+
 std::optional<std::string>
-device_ledger::no_device_left_by_scan(const gpu::model_factory& factory) const {
+device_ledger::no_device_left_by_scan(const gpu::model_factory& factory,
+                                      const std::string& model) const {
   std::string quarantined;
   bool any_in_service = false;
   for_each([&](int32_t, const device_slot& device) {
-    if (any_in_service || !device.present()
-        || !factory.runs_on(device.info.kind))
+    if (any_in_service || !device.present() || !can_run(device, factory, model))
       return;
     if (device.state != device_slot::health::quarantined) {
       any_in_service = true;
@@ -293,19 +335,44 @@ device_ledger::no_device_left_by_scan(const gpu::model_factory& factory) const {
          + ")";
 }
 
-bool device_ledger::any_runs_by_scan(const gpu::model_factory& factory) const {
+bool device_ledger::any_runs_by_scan(const gpu::model_factory& factory,
+                                     const std::string& model) const {
   bool any = false;
   for_each([&](int32_t, const device_slot& device) {
-    any = any || factory.runs_on(device.info.kind);
+    any = any || can_run(device, factory, model);
   });
   return any;
 }
 
-uint64_t device_ledger::largest_budget_for_by_scan(
-  const gpu::model_factory& factory) const {
+bool device_ledger::any_in_service_for_by_scan(
+  const gpu::model_factory& factory, const std::string& model) const {
+  bool any = false;
+  for_each([&](int32_t, const device_slot& device) {
+    any =
+      any
+      || (device.present() && device.state != device_slot::health::quarantined
+          && can_run(device, factory, model));
+  });
+  return any;
+}
+
+bool device_ledger::any_node_serves_by_scan(const std::string& model) const {
+  bool any = false;
+  for_each([&](int32_t, const device_slot& device) {
+    any =
+      any
+      || (device.present() && device.state != device_slot::health::quarantined
+          && serves(device, model));
+  });
+  return any;
+}
+
+uint64_t
+device_ledger::largest_budget_for_by_scan(const gpu::model_factory& factory,
+                                          const std::string& model) const {
   uint64_t largest = 0;
   for_each([&](int32_t, const device_slot& device) {
-    if (factory.runs_on(device.info.kind))
+    if (can_run(device, factory, model))
       largest = std::max(largest, device.budget());
   });
   return largest;
@@ -350,6 +417,7 @@ runtime::device_status device_ledger::status_of(int32_t slot,
   status.running = device.running;
   status.restarts = device.restarts;
   status.last_error = device.last_error;
+  status.served_models = served_by(device);
   return status;
 }
 

@@ -19,13 +19,26 @@ bool fits(const placement_entry& x, uint64_t bytes) {
 
 const placement_entry unused_entry{};
 
+/// The element of `xs` for `x`'s class, made if missing.
+template <class T>
+T& class_of(std::vector<std::vector<T>>& xs, const placement_entry& x) {
+  auto p = static_cast<size_t>(x.profile);
+  if (p >= xs.size())
+    xs.resize(p + 1);
+  auto& kinds = xs[p];
+  auto k = static_cast<size_t>(x.kind);
+  if (k >= kinds.size())
+    kinds.resize(k + 1);
+  return kinds[k];
+}
+
 } // namespace
 
 bool operator==(const placement_entry& x, const placement_entry& y) {
-  return std::tie(x.in_use, x.present, x.in_service, x.up, x.kind, x.running,
-                  x.reserved, x.budget, x.models)
-         == std::tie(y.in_use, y.present, y.in_service, y.up, y.kind, y.running,
-                     y.reserved, y.budget, y.models);
+  return std::tie(x.in_use, x.present, x.in_service, x.up, x.kind, x.profile,
+                  x.running, x.reserved, x.budget, x.models)
+         == std::tie(y.in_use, y.present, y.in_service, y.up, y.kind, y.profile,
+                     y.running, y.reserved, y.budget, y.models);
 }
 
 void placement_index::group::insert(int32_t slot, const placement_entry& x) {
@@ -83,86 +96,79 @@ void placement_index::set(int32_t slot, const placement_entry& x) {
 
 bool placement_index::same_groups(const placement_entry& x,
                                   const placement_entry& y) const {
-  return x.in_use && y.in_use && x.kind == y.kind && x.present == y.present
-         && x.in_service == y.in_service && takes_jobs(x) == takes_jobs(y)
-         && x.models == y.models;
+  return x.in_use && y.in_use && x.kind == y.kind && x.profile == y.profile
+         && x.present == y.present && x.in_service == y.in_service
+         && takes_jobs(x) == takes_jobs(y) && x.models == y.models;
 }
 
 void placement_index::move(int32_t slot, const placement_entry& from,
                            const placement_entry& to) {
-  auto& kind = state_of(from.kind);
+  auto& state = state_of(from);
   if (from.present && from.budget != to.budget)
-    if (auto budget = kind.budgets.extract(from.budget)) {
+    if (auto budget = state.budgets.extract(from.budget)) {
       budget.value() = to.budget;
-      kind.budgets.insert(std::move(budget));
+      state.budgets.insert(std::move(budget));
     }
   if (!takes_jobs(from))
     return;
-  kind.free.move(slot, from, to);
+  state.free.move(slot, from, to);
   for (const auto& model : from.models)
-    model_group(model, from.kind).move(slot, from, to);
+    model_group(model, from).move(slot, from, to);
 }
 
 bool placement_index::takes_jobs(const placement_entry& x) const noexcept {
   return x.in_use && x.up && x.running < slots_;
 }
 
-placement_index::kind_state&
-placement_index::state_of(runtime::device_kind kind) {
-  auto i = static_cast<size_t>(kind);
-  if (i >= kinds_.size())
-    kinds_.resize(i + 1);
-  return kinds_[i];
+placement_index::class_state&
+placement_index::state_of(const placement_entry& x) {
+  return class_of(classes_, x);
 }
 
-placement_index::group&
-placement_index::model_group(const std::string& model,
-                             runtime::device_kind kind) {
+placement_index::group& placement_index::model_group(const std::string& model,
+                                                     const placement_entry& x) {
   auto i = by_model_.find(model);
   if (i == by_model_.end())
-    i = by_model_.emplace(model, std::vector<group>{}).first;
-  auto k = static_cast<size_t>(kind);
-  if (k >= i->second.size())
-    i->second.resize(k + 1);
-  return i->second[k];
+    i = by_model_.emplace(model, by_class<group>{}).first;
+  return class_of(i->second, x);
 }
 
 void placement_index::join(int32_t slot, const placement_entry& x) {
   if (!x.in_use)
     return;
-  auto& kind = state_of(x.kind);
+  auto& state = state_of(x);
   if (x.present) {
-    ++kind.present;
-    kind.budgets.insert(x.budget);
+    ++state.present;
+    state.budgets.insert(x.budget);
   }
   if (x.in_service)
-    ++kind.in_service;
+    ++state.in_service;
   if (!takes_jobs(x))
     return;
   ++free_devices_;
-  kind.free.insert(slot, x);
+  state.free.insert(slot, x);
   for (const auto& model : x.models)
-    model_group(model, x.kind).insert(slot, x);
+    model_group(model, x).insert(slot, x);
 }
 
 void placement_index::leave(int32_t slot, const placement_entry& x) {
   if (!x.in_use)
     return;
-  auto& kind = state_of(x.kind);
+  auto& state = state_of(x);
   if (x.present) {
-    --kind.present;
-    auto i = kind.budgets.find(x.budget);
-    if (i != kind.budgets.end())
-      kind.budgets.erase(i);
+    --state.present;
+    auto i = state.budgets.find(x.budget);
+    if (i != state.budgets.end())
+      state.budgets.erase(i);
   }
   if (x.in_service)
-    --kind.in_service;
+    --state.in_service;
   if (!takes_jobs(x))
     return;
   --free_devices_;
-  kind.free.erase(slot, x);
+  state.free.erase(slot, x);
   for (const auto& model : x.models)
-    model_group(model, x.kind).erase(slot, x);
+    model_group(model, x).erase(slot, x);
 }
 
 int32_t placement_index::first_fit(const group& x, uint64_t bytes) const {
@@ -176,17 +182,24 @@ int32_t placement_index::first_fit(const group& x, uint64_t bytes) const {
   return -1;
 }
 
-template <class F>
-void placement_index::for_kinds_of(const gpu::model_factory& factory,
-                                   F&& f) const {
-  for (size_t i = 0; i < kinds_.size(); ++i) {
-    auto kind = static_cast<runtime::device_kind>(i);
-    if (factory.runs_on(kind))
-      f(kind, kinds_[i]);
+template <class T, class F>
+void placement_index::for_classes_of(const by_class<T>& xs,
+                                     const gpu::model_factory& factory,
+                                     const std::vector<int32_t>& profiles,
+                                     F&& f) {
+  for (auto profile : profiles) {
+    auto p = static_cast<size_t>(profile);
+    if (profile < 0 || p >= xs.size())
+      continue;
+    const auto& kinds = xs[p];
+    for (size_t k = 0; k < kinds.size(); ++k)
+      if (factory.runs_on(static_cast<runtime::device_kind>(k)))
+        f(kinds[k]);
   }
 }
 
 int32_t placement_index::choose(const gpu::model_factory& factory,
+                                const std::vector<int32_t>& profiles,
                                 const std::string& model,
                                 uint64_t bytes) const {
   // choose_device ranks a device with the model before any without it,
@@ -208,49 +221,62 @@ int32_t placement_index::choose(const gpu::model_factory& factory,
   };
   auto with_model = by_model_.find(model);
   if (with_model != by_model_.end())
-    for_kinds_of(factory, [&](runtime::device_kind kind, const kind_state&) {
-      auto k = static_cast<size_t>(kind);
-      if (k < with_model->second.size())
-        consider(first_fit(with_model->second[k], bytes));
-    });
+    for_classes_of(with_model->second, factory, profiles,
+                   [&](const group& x) { consider(first_fit(x, bytes)); });
   if (best >= 0)
     return best;
-  for_kinds_of(factory, [&](runtime::device_kind, const kind_state& x) {
+  for_classes_of(classes_, factory, profiles, [&](const class_state& x) {
     consider(first_fit(x.free, bytes));
   });
   return best;
 }
 
 bool placement_index::any_free_slot_for(
-  const gpu::model_factory& factory) const {
+  const gpu::model_factory& factory,
+  const std::vector<int32_t>& profiles) const {
   auto any = false;
-  for_kinds_of(factory, [&](runtime::device_kind, const kind_state& x) {
+  for_classes_of(classes_, factory, profiles, [&](const class_state& x) {
     any = any || !x.free.order.empty();
   });
   return any;
 }
 
-bool placement_index::any_present_for(const gpu::model_factory& factory) const {
+bool placement_index::any_present_for(
+  const gpu::model_factory& factory,
+  const std::vector<int32_t>& profiles) const {
   auto any = false;
-  for_kinds_of(factory, [&](runtime::device_kind, const kind_state& x) {
-    any = any || x.present > 0;
-  });
+  for_classes_of(classes_, factory, profiles,
+                 [&](const class_state& x) { any = any || x.present > 0; });
   return any;
 }
 
 bool placement_index::any_in_service_for(
-  const gpu::model_factory& factory) const {
+  const gpu::model_factory& factory,
+  const std::vector<int32_t>& profiles) const {
   auto any = false;
-  for_kinds_of(factory, [&](runtime::device_kind, const kind_state& x) {
-    any = any || x.in_service > 0;
-  });
+  for_classes_of(classes_, factory, profiles,
+                 [&](const class_state& x) { any = any || x.in_service > 0; });
   return any;
 }
 
-uint64_t
-placement_index::largest_budget_for(const gpu::model_factory& factory) const {
+bool placement_index::any_in_service_in(
+  const std::vector<int32_t>& profiles) const {
+  for (auto profile : profiles) {
+    auto p = static_cast<size_t>(profile);
+    if (profile < 0 || p >= classes_.size())
+      continue;
+    for (const auto& x : classes_[p])
+      if (x.in_service > 0)
+        return true;
+  }
+  return false;
+}
+
+uint64_t placement_index::largest_budget_for(
+  const gpu::model_factory& factory,
+  const std::vector<int32_t>& profiles) const {
   uint64_t largest = 0;
-  for_kinds_of(factory, [&](runtime::device_kind, const kind_state& x) {
+  for_classes_of(classes_, factory, profiles, [&](const class_state& x) {
     if (!x.budgets.empty())
       largest = std::max(largest, *x.budgets.rbegin());
   });
@@ -259,9 +285,10 @@ placement_index::largest_budget_for(const gpu::model_factory& factory) const {
 
 uint64_t placement_index::largest_budget() const {
   uint64_t largest = 0;
-  for (const auto& x : kinds_)
-    if (!x.budgets.empty())
-      largest = std::max(largest, *x.budgets.rbegin());
+  for (const auto& kinds : classes_)
+    for (const auto& x : kinds)
+      if (!x.budgets.empty())
+        largest = std::max(largest, *x.budgets.rbegin());
   return largest;
 }
 

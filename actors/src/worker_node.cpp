@@ -27,10 +27,11 @@ worker_node::start(caf::actor_system& sys,
   std::error_code ec;
   std::filesystem::remove_all(
     std::filesystem::path{settings.output_dir} / "copies", ec);
+  auto models = catalog->served();
   auto supervisor = spawn_node_supervisor(
     sys, settings, devices, admission_control_actor{}, std::move(catalog));
-  auto member =
-    spawn_cluster_member(sys, name, devices, supervisor, std::move(options));
+  auto member = spawn_cluster_member(sys, name, devices, std::move(models),
+                                     supervisor, std::move(options));
   return std::unique_ptr<worker_node>{
     new worker_node(sys, std::move(supervisor), std::move(member),
                     std::move(devices), std::move(name))};

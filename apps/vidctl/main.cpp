@@ -52,6 +52,19 @@ std::string or_dash(const std::string& x) {
   return x.empty() ? "-" : x;
 }
 
+/// The models a node serves, for a table: "sim,sim-*,tiny-t2v", cut after
+/// about 40 characters with how many more there are ("a,b,+3").
+std::string compact_models(const std::vector<std::string>& models) {
+  constexpr size_t width = 40;
+  std::string result;
+  for (size_t i = 0; i < models.size(); ++i) {
+    if (!result.empty() && result.size() + 1 + models[i].size() > width)
+      return result + ",+" + std::to_string(models.size() - i);
+    result += (result.empty() ? "" : ",") + models[i];
+  }
+  return or_dash(result);
+}
+
 void print_result(const runtime::job_result& r) {
   if (json_output) {
     std::cout << net::to_json(r).dump() << "\n";
@@ -315,7 +328,8 @@ int main(int argc, char** argv) {
                    "Most jobs shown (0: all)");
   list->add_flag("--active", active_only, "Only queued and running jobs");
   auto nodes = app.add_subcommand(
-    "nodes", "Show each device: state, slots, models loaded, restarts");
+    "nodes", "Show each device: the models its node serves, state, slots, "
+             "models loaded, restarts");
 
   try {
     app.parse(argc, argv);
@@ -489,9 +503,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::vector<std::vector<std::string>> rows = {
-      {"NODE", "DEVICE", "STATE", "SLOTS", "MEMORY", "MODELS(LOADS)", "RUNNING",
-       "RESTARTS", "LAST ERROR"}};
+      {"NODE", "SERVES", "DEVICE", "STATE", "SLOTS", "MEMORY", "MODELS(LOADS)",
+       "RUNNING", "RESTARTS", "LAST ERROR"}};
+    const std::string* previous_node = nullptr;
     for (const auto& d : *devices) {
+      // What a node serves is shown on its first device's row only.
+      auto serves = previous_node != nullptr && *previous_node == d.node
+                      ? std::string{}
+                      : compact_models(d.served_models);
+      previous_node = &d.node;
       std::string models;
       for (const auto& m : d.models) {
         if (!models.empty())
@@ -505,7 +525,7 @@ int main(int argc, char** argv) {
         running += std::to_string(job.value);
       }
       rows.push_back(
-        {d.node, d.device, d.state,
+        {d.node, serves, d.device, d.state,
          std::to_string(d.slots_in_use) + "/" + std::to_string(d.slots),
          runtime::format_bytes(d.memory_reserved) + "/"
            + runtime::format_bytes(d.memory_bytes),

@@ -1,10 +1,22 @@
 #include "vidnode/gpu/model_catalog.hpp"
 
+#include <algorithm>
+
+#include "vidnode/runtime/model_pattern.hpp"
+
 #include "vidnode/gpu/sim_pipeline.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/torchscript_model.hpp"
 
 namespace vidnode::gpu {
+
+bool model_factory::serves(const std::string& model) const {
+  const auto& patterns = served();
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& pattern) {
+                       return runtime::model_pattern_matches(pattern, model);
+                     });
+}
 
 std::shared_ptr<const model_catalog>
 model_catalog::builtin(const catalog_options& options) {
@@ -52,6 +64,15 @@ const model_factory* model_catalog::find(const std::string& model) const {
     if (factory->serves(model))
       return factory.get();
   return nullptr;
+}
+
+std::vector<std::string> model_catalog::served() const {
+  std::vector<std::string> result;
+  for (const auto& factory : factories_)
+    for (const auto& pattern : factory->served())
+      if (std::find(result.begin(), result.end(), pattern) == result.end())
+        result.push_back(pattern);
+  return result;
 }
 
 } // namespace vidnode::gpu

@@ -271,9 +271,9 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
   return result;
 }
 
-bool sim_model_factory::serves(const std::string& model) const {
-  return model == "sim"
-         || (model.size() > 4 && model.compare(0, 4, "sim-") == 0);
+const std::vector<std::string>& sim_model_factory::served() const {
+  static const std::vector<std::string> patterns{"sim", "sim-*"};
+  return patterns;
 }
 
 bool sim_model_factory::runs_on(runtime::device_kind) const {

@@ -338,8 +338,9 @@ bool torch_available() noexcept {
 tiny_t2v_factory::tiny_t2v_factory(std::string weights_path)
   : weights_path_(std::move(weights_path)) {}
 
-bool tiny_t2v_factory::serves(const std::string& model) const {
-  return model == model_name;
+const std::vector<std::string>& tiny_t2v_factory::served() const {
+  static const std::vector<std::string> patterns{model_name};
+  return patterns;
 }
 
 bool tiny_t2v_factory::runs_on(runtime::device_kind kind) const {

@@ -200,7 +200,7 @@ struct torchscript_factory::cpu_copy {
 
 torchscript_factory::torchscript_factory(std::string name, std::string path,
                                          std::unique_ptr<cpu_copy> estimator)
-  : name_(std::move(name)), path_(std::move(path)),
+  : name_(std::move(name)), served_{name_}, path_(std::move(path)),
     estimator_(std::move(estimator)) {}
 
 torchscript_factory::~torchscript_factory() = default;
@@ -225,8 +225,8 @@ torchscript_factory::open(const std::string& name, const std::string& path,
   return std::make_shared<torchscript_factory>(name, path, std::move(copy));
 }
 
-bool torchscript_factory::serves(const std::string& model) const {
-  return model == name_;
+const std::vector<std::string>& torchscript_factory::served() const {
+  return served_;
 }
 
 bool torchscript_factory::runs_on(runtime::device_kind kind) const {

@@ -88,6 +88,7 @@ nlohmann::json to_json(const runtime::device_status& s) {
     {"restarts", s.restarts},
     {"last_error", s.last_error.empty() ? nlohmann::json(nullptr)
                                         : nlohmann::json(s.last_error)},
+    {"served_models", s.served_models},
   };
 }
 

@@ -60,16 +60,22 @@ caf::error check_dimension(const char* field, int32_t value) {
 
 } // namespace
 
+std::optional<std::string> invalid_model_name(const std::string& model) {
+  if (model.empty())
+    return "must not be empty";
+  if (model.size() > job_limits::max_model_bytes)
+    return "longer than " + std::to_string(job_limits::max_model_bytes)
+           + " bytes";
+  for (char c : model)
+    if (!is_name_char(c))
+      return "may only contain letters, digits and - _ . : /";
+  return std::nullopt;
+}
+
 caf::error validate(const job_spec& spec) {
   using lim = job_limits;
-  if (spec.model.empty())
-    return bad("model", "must not be empty");
-  if (spec.model.size() > lim::max_model_bytes)
-    return bad("model", "longer than " + std::to_string(lim::max_model_bytes)
-                          + " bytes");
-  for (char c : spec.model)
-    if (!is_name_char(c))
-      return bad("model", "may only contain letters, digits and - _ . : /");
+  if (auto why = invalid_model_name(spec.model))
+    return bad("model", *why);
   if (spec.prompt.size() > lim::max_prompt_bytes)
     return bad("prompt", "longer than " + std::to_string(lim::max_prompt_bytes)
                            + " bytes");

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <catch2/catch.hpp>
 
 #include "support/deterministic.hpp"
+#include "support/models.hpp"
 #include "vidnode/actors/cluster.hpp"
 #include "vidnode/actors/node_supervisor.hpp"
 #include "vidnode/gpu/devices.hpp"
@@ -102,20 +104,28 @@ struct cluster_fixture {
   test::deterministic_fixture head;
   std::vector<std::unique_ptr<worker_system>> workers;
 
-  /// Starts a worker node `name` with `devices` that joins the head.
-  worker_system& add_worker(
-    const std::string& name, const std::string& devices,
-    runtime::node_settings settings = settings_with(1),
-    connect_script script = std::make_shared<std::deque<caf::error>>()) {
+  /// Starts a worker node `name` with `devices` that joins the head,
+  /// serving the models of `catalog` (null: the built-in models) and
+  /// registering `registered` as what it serves (default: its catalog's);
+  /// its connection attempts play back `script` (see fake_connector).
+  worker_system&
+  add_worker(const std::string& name, const std::string& devices,
+             runtime::node_settings settings = settings_with(1),
+             std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
+             std::optional<std::vector<std::string>> registered = {},
+             connect_script script =
+               std::make_shared<std::deque<caf::error>>()) {
     auto& w = *workers.emplace_back(std::make_unique<worker_system>());
     w.name = name;
     settings.node_name = name;
     std::vector<runtime::device_info> infos;
     std::string error;
     REQUIRE(gpu::parse_devices(devices, infos, error));
+    if (!catalog)
+      catalog = gpu::model_catalog::builtin();
+    auto models = registered ? *registered : catalog->served();
     w.supervisor = actors::spawn_node_supervisor(
-      w.sys, settings, infos, actors::admission_control_actor{},
-      gpu::model_catalog::builtin());
+      w.sys, settings, infos, actors::admission_control_actor{}, catalog);
     w.connector =
       w.sys.spawn(fake_connector, head.sys.node(),
                   caf::actor_cast<caf::strong_actor_ptr>(head.node.registry),
@@ -128,8 +138,8 @@ struct cluster_fixture {
     auto* out = &w;
     options.on_joined = [out](const std::string&) { ++out->joins; };
     options.on_refused = [out](const caf::error& why) { out->refusal = why; };
-    w.member =
-      actors::spawn_cluster_member(w.sys, name, infos, w.supervisor, options);
+    w.member = actors::spawn_cluster_member(w.sys, name, infos, models,
+                                            w.supervisor, options);
     run();
     return w;
   }
@@ -426,7 +436,7 @@ TEST_CASE("a worker node keeps trying while nothing listens and gives up "
   auto script = std::make_shared<std::deque<caf::error>>(std::deque<caf::error>{
     refused, refused, refused, refused, refused, refused, refused, refused, cut,
     cut, refused, cut, silent, cut, cut});
-  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), script);
+  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), nullptr, {}, script);
   fx.run_to_quiescence();
   CHECK(script->empty());
   CHECK(w.joins == 0);
@@ -447,7 +457,7 @@ TEST_CASE("a worker node that joined before gives up after three "
   fx.head.start_node(settings_with(1), "sim:1");
   auto cut = caf::make_error(caf::sec::disconnect_during_handshake);
   auto script = std::make_shared<std::deque<caf::error>>();
-  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), script);
+  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), nullptr, {}, script);
   REQUIRE(w.joins == 1);
   *script = {cut, cut};
   fx.lose_head(w);
@@ -462,4 +472,149 @@ TEST_CASE("a worker node that joined before gives up after three "
   CHECK(script->empty());
   CHECK(w.joins == 2);
   CHECK(runtime::is(w.refusal, errc::unauthorized));
+}
+
+namespace {
+
+/// A job of the test model "toy" (a sim model under another name).
+runtime::job_spec toy_job(int32_t steps, int step_ms) {
+  auto spec = sim_job(steps, step_ms);
+  spec.model = "toy";
+  return spec;
+}
+
+} // namespace
+
+TEST_CASE("jobs of a model one node serves run only there, jobs of the "
+          "models every node serves run anywhere, and the head shows what "
+          "each node serves",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto toy = test::catalog_with("toy");
+  fx.head.start_node(settings_with(1), "none", toy);
+  fx.add_worker("w1", "sim:1");
+  fx.add_worker("w2", "sim:1", settings_with(1), toy);
+  auto w1 = fx.devices_of("w1");
+  auto w2 = fx.devices_of("w2");
+  REQUIRE(w1.size() == 1);
+  REQUIRE(w2.size() == 1);
+  auto builtin = gpu::model_catalog::builtin()->served();
+  std::sort(builtin.begin(), builtin.end());
+  CHECK(w1[0].served_models == builtin);
+  auto with_toy = builtin;
+  with_toy.push_back("toy");
+  CHECK(w2[0].served_models == with_toy);
+  std::vector<std::shared_ptr<test::reply<runtime::job_result>>> toys, sims;
+  for (int i = 0; i < 3; ++i)
+    toys.push_back(fx.head.execute(toy_job(10, 100)));
+  for (int i = 0; i < 3; ++i)
+    sims.push_back(fx.head.execute(sim_job(10, 100)));
+  fx.run_to_quiescence();
+  for (auto& r : toys) {
+    REQUIRE(r->value);
+    CHECK(r->value->state == job_state::succeeded);
+    CHECK(r->value->node == "w2");
+  }
+  // The toy jobs queued for w2 held up none of the sim jobs behind them:
+  // w1 ran those meanwhile.
+  for (auto& r : sims) {
+    REQUIRE(r->value);
+    CHECK(r->value->state == job_state::succeeded);
+    CHECK(r->value->node == "w1");
+    CHECK(r->value->queue_time < 3s);
+  }
+}
+
+TEST_CASE("a job whose only node is lost waits queued without going to "
+          "another node, and runs on that node once it registers again",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto toy = test::catalog_with("toy");
+  fx.head.start_node(settings_with(1), "none", toy);
+  fx.add_worker("w1", "sim:1");
+  auto& w2 = fx.add_worker("w2", "sim:1", settings_with(1), toy);
+  auto r = fx.head.execute(toy_job(10, 100));
+  fx.advance(300ms);
+  REQUIRE(fx.head.status_now(job_id{1}).node == "w2");
+  fx.cut(w2);
+  // A minute without a node that serves toy: the job waits, and sim jobs
+  // submitted meanwhile run on w1 past it.
+  auto sim = fx.head.execute(sim_job(10, 100));
+  fx.advance(1min);
+  auto waiting = fx.head.status_now(job_id{1});
+  CHECK(waiting.state == job_state::queued);
+  CHECK(waiting.attempts == 1);
+  REQUIRE(sim->value);
+  CHECK(sim->value->state == job_state::succeeded);
+  CHECK(sim->value->node == "w1");
+  CHECK_FALSE(r->arrived());
+  fx.add_worker("w2", "sim:1", settings_with(1), toy);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->node == "w2");
+  CHECK(r->value->attempts == 2);
+}
+
+TEST_CASE("a job of a model no node serves is accepted, holds up no other "
+          "job and times out in the queue saying that no registered node "
+          "serves it",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "none", test::catalog_with("toy"));
+  fx.add_worker("w1", "sim:1");
+  auto spec = toy_job(10, 100);
+  spec.queue_timeout = 30s;
+  auto r = fx.head.execute(spec);
+  auto sim = fx.head.execute(sim_job(10, 100));
+  fx.advance(29s);
+  CHECK(fx.head.status_now(job_id{1}).state == job_state::queued);
+  REQUIRE(sim->value);
+  CHECK(sim->value->state == job_state::succeeded);
+  fx.advance(2s);
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::timed_out);
+  CHECK(runtime::is(r->value->error, errc::queue_timeout));
+  CHECK_THAT(runtime::describe(r->value->error),
+             Catch::Contains("waited 30s in the queue: no registered node "
+                             "serves model 'toy'"));
+  // A model the head itself does not know is refused as before.
+  auto unknown = toy_job(1, 1);
+  unknown.model = "nobody-knows";
+  auto refused = fx.head.submit(unknown);
+  fx.run();
+  CHECK(runtime::is(refused->error, errc::unknown_model));
+}
+
+TEST_CASE("a queued job too large for every device of the node that comes "
+          "to serve its model fails when that node joins",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto toy = test::catalog_with("toy");
+  fx.head.start_node(settings_with(1), "none", toy);
+  auto spec = toy_job(10, 100);
+  spec.options["mem_mb"] = "2048";
+  auto r = fx.head.execute(spec);
+  fx.run();
+  CHECK(fx.head.status_now(job_id{1}).state == job_state::queued);
+  fx.add_worker("w2", "sim:1:1GiB", settings_with(1), toy);
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::failed);
+  CHECK(runtime::is(r->value->error, errc::too_large));
+  CHECK_THAT(runtime::describe(r->value->error),
+             Catch::Contains("the largest device that can run model 'toy' "
+                             "has 1GiB"));
+}
+
+TEST_CASE("a node that registers a malformed model pattern is refused, "
+          "naming it",
+          "[cluster]") {
+  cluster_fixture fx;
+  fx.head.start_node(settings_with(1), "none");
+  auto& w = fx.add_worker("w1", "sim:1", settings_with(1), nullptr,
+                          std::vector<std::string>{"sim", "s*m"});
+  CHECK(w.joins == 0);
+  CHECK(runtime::is(w.refusal, errc::invalid_request));
+  CHECK_THAT(runtime::describe(w.refusal), Catch::Contains("models: 's*m'"));
+  CHECK(fx.devices_of("w1").empty());
 }

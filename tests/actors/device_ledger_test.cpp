@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "vidnode/actors/device_ledger.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
+#include "vidnode/runtime/model_pattern.hpp"
 
 #include "support/random_devices.hpp"
 
@@ -24,6 +26,12 @@ using test::pick;
 using test::some_bytes;
 
 namespace {
+
+/// What a node with the built-in models serves.
+const std::vector<std::string> sim_models{"sim", "sim-*"};
+
+/// What a node that serves every model registers.
+const std::vector<std::string> every_model{"*"};
 
 runtime::device_info sim_device(int32_t index, uint64_t memory) {
   runtime::device_info info;
@@ -44,8 +52,32 @@ const gpu::model_factory& sim_model() {
   return *catalog->find("sim");
 }
 
-/// choose_device's candidates for every slot of `ledger`, as admission
-/// filled them before the index (for a job without crash history).
+/// The models the random nodes n0 to n4 serve: every model, two names, a
+/// prefix, the same two names in another order, none.
+const std::vector<std::vector<std::string>> node_models{
+  {"*"}, {"a", "b"}, {"d*"}, {"b", "a", "b"}, {}};
+
+/// The name of random node `i`.
+std::string node_name(int i) {
+  return "n" + std::to_string(i);
+}
+
+/// Whether random node `node` serves `model`, from node_models directly.
+bool node_serves(const std::string& node, const std::string& model) {
+  const auto& patterns = node_models.at(std::stoul(node.substr(1)));
+  return std::any_of(patterns.begin(), patterns.end(), [&](auto& pattern) {
+    return runtime::model_pattern_matches(pattern, model);
+  });
+}
+
+/// Whether `device` of a random node can run a job of `model`.
+bool can_run(const device_slot& device, const gpu::model_factory& factory,
+             const std::string& model) {
+  return factory.runs_on(device.info.kind) && node_serves(device.node, model);
+}
+
+/// choose_device's candidates for every slot of `ledger` of random nodes,
+/// for a job without crash history.
 std::vector<placement_candidate>
 candidates_of(const device_ledger& ledger, int32_t slots,
               const gpu::model_factory& factory, const std::string& model) {
@@ -53,7 +85,7 @@ candidates_of(const device_ledger& ledger, int32_t slots,
   ledger.for_each([&](int32_t slot, const device_slot& device) {
     auto& c = result[static_cast<size_t>(slot)];
     c.available = device.state == device_slot::health::up
-                  && factory.runs_on(device.info.kind);
+                  && can_run(device, factory, model);
     c.running = static_cast<int32_t>(device.running.size());
     c.slots = slots;
     c.memory_bytes = device.budget();
@@ -118,9 +150,9 @@ TEST_CASE("the device ledger numbers each node's devices in slots and finds "
           "them by node and index",
           "[device_ledger]") {
   device_ledger ledger;
-  auto a0 = ledger.add("a", sim_device(0, 100));
-  auto a1 = ledger.add("a", sim_device(1, 100));
-  auto b0 = ledger.add("b", sim_device(0, 100));
+  auto a0 = ledger.add("a", sim_device(0, 100), sim_models);
+  auto a1 = ledger.add("a", sim_device(1, 100), sim_models);
+  auto b0 = ledger.add("b", sim_device(0, 100), sim_models);
   CHECK(ledger.size() == 3);
   CHECK(ledger.slot_of("a", 0) == a0);
   CHECK(ledger.slot_of("a", 1) == a1);
@@ -134,13 +166,13 @@ TEST_CASE("the device ledger numbers each node's devices in slots and finds "
 TEST_CASE("a freed slot is empty and reused by the next device",
           "[device_ledger]") {
   device_ledger ledger;
-  ledger.add("a", sim_device(0, 100));
-  auto b0 = ledger.add("b", sim_device(0, 100));
+  ledger.add("a", sim_device(0, 100), sim_models);
+  auto b0 = ledger.add("b", sim_device(0, 100), sim_models);
   ledger.free(b0);
   CHECK(ledger.find(b0) == nullptr);
   CHECK(ledger.slot_of("b", 0) == -1);
   CHECK(ledger.statuses(1).size() == 1);
-  CHECK(ledger.add("c", sim_device(0, 100)) == b0);
+  CHECK(ledger.add("c", sim_device(0, 100), sim_models) == b0);
   CHECK(ledger.at(b0).node == "c");
   CHECK(ledger.find(-1) == nullptr);
   CHECK(ledger.find(7) == nullptr);
@@ -150,8 +182,8 @@ TEST_CASE("lost and quarantined devices take no jobs, and a lost node's "
           "devices still count for what the cluster can run",
           "[device_ledger]") {
   device_ledger ledger;
-  auto a0 = ledger.add("a", sim_device(0, 100));
-  auto b0 = ledger.add("b", sim_device(0, 300));
+  auto a0 = ledger.add("a", sim_device(0, 100), sim_models);
+  auto b0 = ledger.add("b", sim_device(0, 300), sim_models);
   CHECK_FALSE(ledger.any_free_slot(1));
   ledger.at(a0).state = device_slot::health::up;
   CHECK(ledger.any_free_slot(1));
@@ -159,16 +191,16 @@ TEST_CASE("lost and quarantined devices take no jobs, and a lost node's "
   CHECK_FALSE(ledger.any_free_slot(1));
   CHECK(ledger.any_free_slot(2));
   CHECK(ledger.largest_budget() == 300);
-  CHECK(ledger.largest_budget_for(sim_model()) == 300);
+  CHECK(ledger.largest_budget_for(sim_model(), "sim") == 300);
   ledger.at(b0).state = device_slot::health::lost;
   CHECK(ledger.largest_budget() == 300);
-  CHECK(ledger.largest_budget_for(sim_model()) == 300);
-  CHECK(ledger.any_runs(sim_model()));
+  CHECK(ledger.largest_budget_for(sim_model(), "sim") == 300);
+  CHECK(ledger.any_runs(sim_model(), "sim"));
   CHECK(ledger.slot_of("b", 0) == -1);
-  CHECK_FALSE(ledger.no_device_left_for(sim_model()));
+  CHECK_FALSE(ledger.no_device_left_for(sim_model(), "sim"));
   ledger.at(a0).state = device_slot::health::quarantined;
   ledger.at(a0).last_error = "worn out";
-  auto why = ledger.no_device_left_for(sim_model());
+  auto why = ledger.no_device_left_for(sim_model(), "sim");
   REQUIRE(why);
   CHECK(why->find("sim:0: worn out") != std::string::npos);
   auto statuses = ledger.statuses(2);
@@ -196,15 +228,20 @@ TEST_CASE("a device's budget leaves out what its loaded models hold",
 }
 
 TEST_CASE("the ledger's choice follows every change made through find, at "
-          "and for_each, through adds and frees",
+          "and for_each, through adds and frees of nodes serving different "
+          "models",
           "[placement_index]") {
   std::mt19937 rng{8};
+  auto add = [&](device_ledger& ledger, int node, int32_t index) {
+    ledger.add(node_name(node), random_device(rng, index),
+               node_models[static_cast<size_t>(node)]);
+  };
   for (int round = 0; round < 40; ++round) {
     device_ledger ledger;
     auto slots = std::uniform_int_distribution<int32_t>{1, 3}(rng);
     int32_t next_index = 0;
     for (int i = 0; i < 12; ++i)
-      ledger.add("n" + std::to_string(i % 3), random_device(rng, next_index++));
+      add(ledger, i % 3, next_index++);
     for (int step = 0; step < 150; ++step) {
       auto slot = std::uniform_int_distribution<int32_t>{0, ledger.size()}(rng);
       switch (std::uniform_int_distribution<int>{0, 9}(rng)) {
@@ -212,8 +249,7 @@ TEST_CASE("the ledger's choice follows every change made through find, at "
           ledger.free(slot);
           break;
         case 1:
-          ledger.add("n" + std::to_string(step % 5),
-                     random_device(rng, next_index++));
+          add(ledger, step % 5, next_index++);
           break;
         case 2:
           ledger.for_each([&](int32_t i, device_slot& device) {
@@ -235,25 +271,37 @@ TEST_CASE("the ledger's choice follows every change made through find, at "
           break;
       }
       for (const auto& factory : factories) {
-        for (const auto& model : {"a", "b", "d"}) {
+        for (const std::string model : {"a", "b", "d", "dx"}) {
           auto bytes = some_bytes(rng);
           INFO("round " << round << ", step " << step << ", model " << model
                         << ", bytes " << bytes);
           CHECK(ledger.choose(factory, model, bytes, slots)
                 == choose_device(candidates_of(ledger, slots, factory, model),
                                  bytes));
+          auto free_for = false;
+          auto in_service = false;
+          auto served = false;
+          ledger.for_each([&](int32_t, const device_slot& device) {
+            auto serving = device.present()
+                           && device.state != device_slot::health::quarantined;
+            served = served || (serving && node_serves(device.node, model));
+            if (!can_run(device, factory, model))
+              return;
+            in_service = in_service || serving;
+            free_for =
+              free_for
+              || (device.state == device_slot::health::up
+                  && device.running.size() < static_cast<size_t>(slots));
+          });
+          CHECK(ledger.any_free_slot_for(factory, model, slots) == free_for);
+          CHECK(ledger.any_in_service_for(factory, model) == in_service);
+          CHECK(ledger.any_node_serves(model) == served);
+          // The other queries are checked against a scan by the ledger
+          // itself (VIDNODE_CHECK_PLACEMENT).
+          ledger.largest_budget_for(factory, model);
+          ledger.any_runs(factory, model);
+          ledger.no_device_left_for(factory, model);
         }
-        auto free_for = false;
-        ledger.for_each([&](int32_t, const device_slot& device) {
-          free_for = free_for
-                     || (device.state == device_slot::health::up
-                         && factory.runs_on(device.info.kind)
-                         && device.running.size() < static_cast<size_t>(slots));
-        });
-        CHECK(ledger.any_free_slot_for(factory, slots) == free_for);
-        ledger.largest_budget_for(factory);
-        ledger.any_runs(factory);
-        ledger.no_device_left_for(factory);
       }
       ledger.any_free_slot(slots);
       ledger.largest_budget();
@@ -266,7 +314,7 @@ TEST_CASE("a reference kept across a query is seen again once touched",
   device_ledger ledger;
   runtime::device_info info;
   info.memory_bytes = 16 * gib;
-  auto slot = ledger.add("a", info);
+  auto slot = ledger.add("a", info, every_model);
   auto& device = ledger.at(slot);
   CHECK(ledger.choose(factories[0], "a", gib, 1) == -1);
   device.state = device_slot::health::up;
@@ -287,7 +335,8 @@ TEST_CASE("a job goes to a device with its model even when another has "
   info.memory_bytes = 16 * gib;
   for (int32_t i = 0; i < 3; ++i) {
     info.index = i;
-    ledger.at(ledger.add("a", info)).state = device_slot::health::up;
+    ledger.at(ledger.add("a", info, every_model)).state =
+      device_slot::health::up;
   }
   ledger.at(2).models.push_back({"m", 1, true});
   ledger.at(2).running.push_back(runtime::job_id{1});
@@ -299,4 +348,48 @@ TEST_CASE("a job goes to a device with its model even when another has "
   CHECK(ledger.choose(factories[0], "m", 16 * gib, 1) == 1);
   CHECK(ledger.choose(factories[0], "m", 16 * gib + 1, 2) == -1);
   CHECK(ledger.choose(factories[3], "m", gib, 2) == -1);
+}
+
+TEST_CASE("a job goes only to devices of nodes that serve its model, and a "
+          "lost node's models count until its slots are freed",
+          "[device_ledger]") {
+  device_ledger ledger;
+  const std::vector<std::string> with_toy{"sim", "sim-*", "toy"};
+  auto a0 = ledger.add("a", sim_device(0, 100), sim_models);
+  auto b0 = ledger.add("b", sim_device(0, 300), with_toy);
+  auto c0 = ledger.add("c", sim_device(0, 100), {"sim-*", "sim"});
+  for (auto slot : {a0, b0, c0})
+    ledger.at(slot).state = device_slot::health::up;
+  // b is the busiest, and the only one that serves toy.
+  ledger.at(b0).running.push_back(runtime::job_id{1});
+  const auto& sim = sim_model();
+  CHECK(ledger.choose(sim, "toy", 0, 2) == b0);
+  CHECK(ledger.choose(sim, "sim", 0, 2) == a0);
+  CHECK(ledger.choose(sim, "toy", 0, 1) == -1);
+  CHECK_FALSE(ledger.any_free_slot_for(sim, "toy", 1));
+  CHECK(ledger.any_free_slot_for(sim, "sim-x", 1));
+  CHECK(ledger.largest_budget_for(sim, "toy") == 300);
+  CHECK(ledger.largest_budget_for(sim, "sim") == 300);
+  CHECK(ledger.largest_budget_for(sim, "other") == 0);
+  CHECK_FALSE(ledger.any_runs(sim, "other"));
+  // Nodes that serve the same models share one profile.
+  CHECK(ledger.at(a0).profile == ledger.at(c0).profile);
+  CHECK(ledger.at(a0).profile != ledger.at(b0).profile);
+  CHECK(ledger.served_by(ledger.at(c0)) == sim_models);
+  CHECK(ledger.status_of(b0, 1).served_models == with_toy);
+  ledger.at(b0).state = device_slot::health::lost;
+  CHECK_FALSE(ledger.any_in_service_for(sim, "toy"));
+  CHECK_FALSE(ledger.any_node_serves("toy"));
+  CHECK(ledger.any_runs(sim, "toy"));
+  CHECK_FALSE(ledger.no_device_left_for(sim, "toy"));
+  CHECK(ledger.any_node_serves("sim"));
+  ledger.free(b0);
+  CHECK_FALSE(ledger.any_runs(sim, "toy"));
+  CHECK(ledger.largest_budget_for(sim, "toy") == 0);
+  // A node that serves toy again gets the freed slot and a fresh profile.
+  auto d0 = ledger.add("d", sim_device(0, 200), {"toy"});
+  ledger.at(d0).state = device_slot::health::up;
+  CHECK(ledger.choose(sim, "toy", 0, 1) == d0);
+  CHECK(ledger.choose(sim, "sim", 0, 1) == a0);
+  CHECK(ledger.served_by(ledger.at(d0)) == std::vector<std::string>{"toy"});
 }

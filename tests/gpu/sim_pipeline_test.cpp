@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/gpu/sim_pipeline.hpp"
 
 using namespace std::chrono_literals;
@@ -155,6 +156,23 @@ TEST_CASE("the sim factory serves sim and sim-NAME on every device kind",
   CHECK(factory.runs_on(runtime::device_kind::cpu));
   CHECK(factory.runs_on(runtime::device_kind::cuda));
   CHECK_FALSE(factory.validate(sim_spec({{"step_ms", "10"}})));
+}
+
+TEST_CASE("a catalog lists the model patterns of its factories once each, "
+          "and finds a model by them",
+          "[sim]") {
+  auto builtin = gpu::model_catalog::builtin();
+  auto served = builtin->served();
+  REQUIRE(served.size() >= 2);
+  CHECK(served[0] == "sim");
+  CHECK(served[1] == "sim-*");
+  gpu::model_catalog catalog{*builtin};
+  catalog.add(std::make_shared<gpu::sim_model_factory>());
+  CHECK(catalog.served() == served);
+  for (const auto* model : {"sim", "sim-x"})
+    CHECK(catalog.find(model) != nullptr);
+  for (const auto* model : {"sim-", "simx", "other"})
+    CHECK(catalog.find(model) == nullptr);
 }
 
 TEST_CASE("the memory estimate is mem_mb in bytes", "[sim]") {

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/model_pattern.hpp"
 #include "vidnode/runtime/validation.hpp"
 
 using namespace std::chrono_literals;
@@ -116,4 +117,33 @@ TEST_CASE("the first bad field in declaration order is the one reported",
     s.model.clear();
   }));
   CHECK(detail_of(err) == "model: must not be empty");
+}
+
+TEST_CASE("a model pattern matches its own name, or with a trailing star "
+          "every longer name that starts with its prefix",
+          "[validation]") {
+  using vidnode::runtime::model_pattern_matches;
+  CHECK(model_pattern_matches("sim", "sim"));
+  CHECK_FALSE(model_pattern_matches("sim", "sim-large"));
+  CHECK(model_pattern_matches("sim-*", "sim-large"));
+  CHECK_FALSE(model_pattern_matches("sim-*", "sim-"));
+  CHECK_FALSE(model_pattern_matches("sim-*", "sim"));
+  CHECK_FALSE(model_pattern_matches("sim-*", "simulator"));
+  CHECK(model_pattern_matches("*", "anything"));
+  CHECK_FALSE(model_pattern_matches("*", ""));
+  CHECK_FALSE(model_pattern_matches("", "sim"));
+}
+
+TEST_CASE("a model pattern is a model name, or a prefix of one followed by "
+          "a star",
+          "[validation]") {
+  using vidnode::runtime::invalid_model_pattern;
+  for (const auto* ok : {"sim", "sim-*", "*", "org/model:v1.2", "a_b*"})
+    CHECK_FALSE(invalid_model_pattern(ok));
+  for (const auto* bad : {"", "**", "a*b", "sim *", "*sim"}) {
+    INFO("pattern '" << bad << "'");
+    CHECK(invalid_model_pattern(bad));
+  }
+  CHECK(invalid_model_pattern(std::string(129, 'm')));
+  CHECK_FALSE(invalid_model_pattern(std::string(128, 'm') + "*"));
 }

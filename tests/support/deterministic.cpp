@@ -58,15 +58,18 @@ deterministic_fixture::time_point deterministic_fixture::now() const {
   return sched.clock().current_time;
 }
 
-void deterministic_fixture::start_node(runtime::node_settings settings,
-                                       const std::string& devices) {
+void deterministic_fixture::start_node(
+  runtime::node_settings settings, const std::string& devices,
+  std::shared_ptr<const gpu::model_catalog> catalog) {
   std::vector<runtime::device_info> infos;
   std::string error;
   REQUIRE(gpu::parse_devices(devices, infos, error));
   if (settings.node_name.empty())
     settings.node_name = "test-node";
-  node = actors::spawn_node(sys, settings, std::move(infos),
-                            gpu::model_catalog::builtin());
+  if (!catalog)
+    catalog = gpu::model_catalog::builtin();
+  node =
+    actors::spawn_node(sys, settings, std::move(infos), std::move(catalog));
   run();
 }
 

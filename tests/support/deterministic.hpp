@@ -17,6 +17,7 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node.hpp"
+#include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
 
 namespace vidnode::test {
@@ -68,8 +69,10 @@ public:
   /// The test clock's time.
   time_point now() const;
 
-  /// Spawns a node with `settings` on `devices` ("sim:5", "sim:2:4GiB").
-  void start_node(runtime::node_settings settings, const std::string& devices);
+  /// Spawns a node with `settings` on `devices` ("sim:5", "sim:2:4GiB")
+  /// serving the models of `catalog` (null: the built-in models).
+  void start_node(runtime::node_settings settings, const std::string& devices,
+                  std::shared_ptr<const gpu::model_catalog> catalog = nullptr);
 
   /// Stops the node (admission and supervisor shutdown, then exit).
   void stop_node();

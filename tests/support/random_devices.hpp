@@ -33,8 +33,9 @@ class kinds_factory : public gpu::model_factory {
 public:
   explicit kinds_factory(unsigned kinds) : kinds_(kinds) {}
 
-  bool serves(const std::string&) const override {
-    return true;
+  const std::vector<std::string>& served() const override {
+    static const std::vector<std::string> everything{"*"};
+    return everything;
   }
 
   bool runs_on(device_kind kind) const override {

@@ -4,10 +4,11 @@
 /// The two ends of node registration. On the head, the registry (published
 /// on the cluster port, never on the client port) hands a joining node's
 /// registration to admission. On a worker node, the cluster member connects
-/// to the head's registry, registers the node's supervisor and devices,
-/// binds the supervisor to the head's admission actor, watches the head, and
-/// when the head is lost stops the node's jobs and joins again with capped
-/// exponential backoff until the head is back (or gives up: join_options).
+/// to the head's registry, registers the node's supervisor, devices and the
+/// models it serves, binds the supervisor to the head's admission actor,
+/// watches the head, and when the head is lost stops the node's jobs and
+/// joins again with capped exponential backoff until the head is back (or
+/// gives up: join_options).
 
 #include <functional>
 #include <memory>
@@ -142,10 +143,13 @@ private:
 };
 
 /// Spawns the cluster member of a worker node named `name` whose supervisor
-/// is `supervisor` and whose devices are `devices` (for worker_node and
-/// tests). It ends on `shutdown_atom` (replying ok) or an exit message.
+/// is `supervisor`, whose devices are `devices` and which serves `models`
+/// (model patterns: its catalog's served(), which the head places jobs by)
+/// (for worker_node and tests). It ends on `shutdown_atom` (replying ok) or
+/// an exit message.
 caf::actor spawn_cluster_member(caf::actor_system& sys, std::string name,
                                 std::vector<runtime::device_info> devices,
+                                std::vector<std::string> models,
                                 node_supervisor_actor supervisor,
                                 join_options options);
 

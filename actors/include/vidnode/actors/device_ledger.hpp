@@ -13,6 +13,7 @@
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/actors/placement_index.hpp"
+#include "vidnode/actors/serving_profiles.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/job.hpp"
@@ -21,7 +22,8 @@
 namespace vidnode::actors {
 
 /// Admission's view of one device. The fields placement reads (state,
-/// info, running, reserved, resident, models) are indexed by the ledger:
+/// info, running, reserved, resident, models, profile) are indexed by the
+/// ledger:
 /// change a slot of a ledger only through its non-const accessors (see
 /// device_ledger).
 struct device_slot {
@@ -43,6 +45,9 @@ struct device_slot {
   std::string name;
   /// The node the device belongs to.
   std::string node;
+  /// The serving profile of its node: the number, in the ledger's
+  /// serving_profiles, of the models the node serves. Set by the ledger.
+  int32_t profile = -1;
   device_worker_actor worker;
   health state = health::starting;
   int32_t restarts = 0;
@@ -99,6 +104,12 @@ struct device_slot {
 /// the device's until the slot is freed (its node forgotten). Slot numbers
 /// are what job records and leases refer to.
 ///
+/// Each device carries the models its node serves, as a serving profile
+/// (serving_profiles.hpp): a job of a model runs only on a device whose
+/// node serves the model and whose kind the model's factory (the head's,
+/// which knows how to check and size the job) runs on. In the queries
+/// below, such a device "can run" the job's model.
+///
 /// The ledger answers placement and admission's checks from a
 /// placement_index instead of scanning every device: a slot handed out for
 /// change (by the non-const find, at or for_each) is marked, and the next
@@ -123,9 +134,11 @@ public:
   /// An empty ledger; checks against scans if VIDNODE_CHECK_PLACEMENT is set.
   device_ledger();
 
-  /// Adds `node`'s device `info`; returns its slot number (a freed one is
-  /// reused).
-  int32_t add(std::string node, runtime::device_info info);
+  /// Adds `node`'s device `info`, whose node serves the models `served`
+  /// (model patterns, runtime/model_pattern.hpp); returns its slot number
+  /// (a freed one is reused).
+  int32_t add(std::string node, runtime::device_info info,
+              const std::vector<std::string>& served);
 
   /// Frees `slot` for reuse (its node is forgotten).
   void free(int32_t slot);
@@ -170,40 +183,68 @@ public:
   /// Whether some device takes jobs and has a free slot. O(1).
   bool any_free_slot(int32_t max_concurrency) const;
 
-  /// Whether some device that takes jobs, has a free slot and is of a kind
-  /// that runs `factory`'s model exists. O(device kinds).
+  // The queries for a job of `model`, run by `factory`, cost
+  // O(device kinds x profiles that serve `model`) unless said otherwise,
+  // and O(profiles) more the first time `model` is asked about after the
+  // profiles changed (serving_profiles::serving).
+
+  /// Whether some device that takes jobs, has a free slot and can run
+  /// `model` exists.
   bool any_free_slot_for(const gpu::model_factory& factory,
+                         const std::string& model,
                          int32_t max_concurrency) const;
 
   /// The slot of the device choose_device (placement.hpp) picks for a job
   /// of `model`, run by `factory`, that needs `bytes`, when every device
-  /// that is up and of a kind `factory` runs on is available to it, with
+  /// that is up and can run `model` is available to it, with
   /// `max_concurrency` slots each; -1 if none fits. For a job that must
   /// avoid some devices (one whose worker died under it), build the
   /// candidates and call choose_device instead. O(log n) in the common
-  /// case; devices passed over for lack of memory add to it.
+  /// case (times the classes above); devices passed over for lack of
+  /// memory add to it.
   int32_t choose(const gpu::model_factory& factory, const std::string& model,
                  uint64_t bytes, int32_t max_concurrency) const;
 
-  /// Why no device can take `factory`'s jobs any more (every present device
-  /// that runs its model is quarantined), or nothing if one can or none
-  /// runs it at all. O(device kinds); a scan when the answer is a reason
-  /// (it names every quarantined device).
+  /// Why no device can take jobs of `model` any more (every present device
+  /// that can run it is quarantined), or nothing if one can or none can
+  /// run it at all. A scan when the answer is a reason (it names every
+  /// quarantined device).
   std::optional<std::string>
-  no_device_left_for(const gpu::model_factory& factory) const;
+  no_device_left_for(const gpu::model_factory& factory,
+                     const std::string& model) const;
 
-  /// Whether a device in the ledger can run `factory`'s model. Devices of a
-  /// lost node count until it is forgotten: it may come back.
-  /// O(device kinds).
-  bool any_runs(const gpu::model_factory& factory) const;
+  /// Whether a device in the ledger can run `model`. Devices of a lost
+  /// node count until it is forgotten: it may come back.
+  bool any_runs(const gpu::model_factory& factory,
+                const std::string& model) const;
+
+  /// Whether a device in service (neither lost nor quarantined; its worker
+  /// may still be starting) can run `model`.
+  bool any_in_service_for(const gpu::model_factory& factory,
+                          const std::string& model) const;
+
+  /// Whether a device in service, of any kind, is on a node that serves
+  /// `model`.
+  bool any_node_serves(const std::string& model) const;
 
   /// The largest budget (bytes) of a device in the ledger (lost ones
-  /// included) that runs `factory`'s model; 0 if none. O(device kinds).
-  uint64_t largest_budget_for(const gpu::model_factory& factory) const;
+  /// included) that can run `model`; 0 if none.
+  uint64_t largest_budget_for(const gpu::model_factory& factory,
+                              const std::string& model) const;
 
   /// The largest budget (bytes) of any device in the ledger; 0 if none.
-  /// O(device kinds).
+  /// O(device kinds x profiles).
   uint64_t largest_budget() const;
+
+  /// Whether `device`'s node serves `model`. O(its patterns).
+  bool serves(const device_slot& device, const std::string& model) const {
+    return profiles_.serves(device.profile, model);
+  }
+
+  /// The models `device`'s node serves, as model patterns, sorted.
+  const std::vector<std::string>& served_by(const device_slot& device) const {
+    return profiles_.patterns(device.profile);
+  }
 
   /// What `vidctl nodes` shows for the device in `slot`, which must exist.
   runtime::device_status status_of(int32_t slot, int32_t max_concurrency) const;
@@ -249,12 +290,29 @@ private:
 
   // The answers of a scan over every device, for check_.
 
+  /// Whether `device` is of a kind `factory` runs and its node serves
+  /// `model`.
+  bool can_run(const device_slot& device, const gpu::model_factory& factory,
+               const std::string& model) const;
+
   bool any_free_slot_by_scan(int32_t max_concurrency) const;
-  bool any_runs_by_scan(const gpu::model_factory& factory) const;
-  uint64_t largest_budget_for_by_scan(const gpu::model_factory& factory) const;
+  bool any_free_slot_for_by_scan(const gpu::model_factory& factory,
+                                 const std::string& model,
+                                 int32_t max_concurrency) const;
+  int32_t choose_by_scan(const gpu::model_factory& factory,
+                         const std::string& model, uint64_t bytes,
+                         int32_t max_concurrency) const;
+  bool any_runs_by_scan(const gpu::model_factory& factory,
+                        const std::string& model) const;
+  bool any_in_service_for_by_scan(const gpu::model_factory& factory,
+                                  const std::string& model) const;
+  bool any_node_serves_by_scan(const std::string& model) const;
+  uint64_t largest_budget_for_by_scan(const gpu::model_factory& factory,
+                                      const std::string& model) const;
   uint64_t largest_budget_by_scan() const;
   std::optional<std::string>
-  no_device_left_by_scan(const gpu::model_factory& factory) const;
+  no_device_left_by_scan(const gpu::model_factory& factory,
+                         const std::string& model) const;
 
   /// Reports an indexed answer that differs from the scan's, and aborts.
   [[noreturn]] static void index_differs(const char* query,
@@ -264,6 +322,8 @@ private:
   std::vector<device_slot> slots_;
   std::vector<bool> in_use_;
   std::vector<int32_t> free_slots_;
+  /// The serving profiles of the devices in use.
+  serving_profiles profiles_;
   /// Slots changed since the index was last brought up to date.
   mutable std::vector<int32_t> touched_;
   mutable std::vector<bool> touched_flags_;

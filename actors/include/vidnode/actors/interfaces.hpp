@@ -178,12 +178,16 @@ struct node_registration {
   node_supervisor_actor supervisor;
   /// Its devices; `index` is unique and is what its messages name.
   std::vector<runtime::device_info> devices;
+  /// The models it serves, as model patterns (runtime/model_pattern.hpp;
+  /// gpu::model_catalog::served): the head places only jobs of these
+  /// models on its devices.
+  std::vector<std::string> models;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_registration& x) {
   return f(caf::meta::type_name("vidnode::node_registration"), x.name,
-           x.protocol, x.supervisor, x.devices);
+           x.protocol, x.supervisor, x.devices, x.models);
 }
 
 /// The admission actor with the messages devices and the supervisor send

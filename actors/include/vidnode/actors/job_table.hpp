@@ -62,6 +62,11 @@ struct job_record {
   /// The job's audio is being fetched: it is queued (for clients) but not
   /// yet in the queue.
   bool awaiting_inputs = false;
+  /// No device in service can run the job (no node that is up serves its
+  /// model on a device of a kind it runs on): it is queued (for clients)
+  /// but waits outside the queue, holding up no job behind it, until such
+  /// a device joins.
+  bool parked = false;
   /// The job's video is being uploaded: it is running, on no device.
   bool uploading = false;
   /// Ends the job's fetch or upload in flight, if any.

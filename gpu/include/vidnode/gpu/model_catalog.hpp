@@ -17,8 +17,14 @@ class model_factory {
 public:
   virtual ~model_factory() = default;
 
-  /// True if this factory serves the model named `model`.
-  virtual bool serves(const std::string& model) const = 0;
+  /// The models this factory serves, as model patterns
+  /// (runtime/model_pattern.hpp): what a node registers with the head, and
+  /// what serves() answers from.
+  virtual const std::vector<std::string>& served() const = 0;
+
+  /// True if this factory serves the model named `model`: if one of
+  /// served() matches it.
+  bool serves(const std::string& model) const;
 
   /// Whether this factory can run on devices of `kind`.
   virtual bool runs_on(runtime::device_kind kind) const = 0;
@@ -65,6 +71,10 @@ public:
 
   /// The factory serving `model`, or null.
   const model_factory* find(const std::string& model) const;
+
+  /// The model patterns of every factory, in catalog order, each once: the
+  /// models this catalog serves, as a node registers them with the head.
+  std::vector<std::string> served() const;
 
 private:
   std::vector<std::shared_ptr<const model_factory>> factories_;

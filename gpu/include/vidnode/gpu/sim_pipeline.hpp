@@ -68,7 +68,8 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
 /// their options. They run on every device kind.
 class sim_model_factory : public model_factory {
 public:
-  bool serves(const std::string& model) const override;
+  /// `sim` and `sim-*`.
+  const std::vector<std::string>& served() const override;
   bool runs_on(runtime::device_kind kind) const override;
   std::optional<std::string>
   validate(const runtime::job_spec& spec) const override;

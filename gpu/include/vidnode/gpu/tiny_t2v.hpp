@@ -30,7 +30,8 @@ public:
   /// `weights_path` empty: weights from the fixed seed.
   explicit tiny_t2v_factory(std::string weights_path = {});
 
-  bool serves(const std::string& model) const override;
+  /// `tiny-t2v`.
+  const std::vector<std::string>& served() const override;
   bool runs_on(runtime::device_kind kind) const override;
   std::optional<std::string>
   validate(const runtime::job_spec& spec) const override;

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vidnode/gpu/model_catalog.hpp"
 
@@ -39,7 +40,8 @@ public:
 
   ~torchscript_factory() override;
 
-  bool serves(const std::string& model) const override;
+  /// The model's name only.
+  const std::vector<std::string>& served() const override;
   bool runs_on(runtime::device_kind kind) const override;
   std::optional<std::string>
   validate(const runtime::job_spec& spec) const override;
@@ -61,6 +63,8 @@ public:
 
 private:
   std::string name_;
+  /// {name_}.
+  std::vector<std::string> served_;
   std::string path_;
   std::unique_ptr<cpu_copy> estimator_;
 };

@@ -213,13 +213,16 @@ struct device_status {
   int32_t restarts = 0;
   /// Why the worker last died (empty if it never did).
   std::string last_error;
+  /// The models the device's node serves, as model patterns
+  /// (model_pattern.hpp): only jobs of these models are placed on it.
+  std::vector<std::string> served_models;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, device_status& x) {
   return f(caf::meta::type_name("vidnode::device_status"), x.node, x.device,
            x.state, x.slots_in_use, x.slots, x.memory_bytes, x.memory_reserved,
-           x.models, x.running, x.restarts, x.last_error);
+           x.models, x.running, x.restarts, x.last_error, x.served_models);
 }
 
 /// Which jobs `list` returns: queued and running jobs first (oldest first),

@@ -81,9 +81,11 @@ struct node_settings {
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
-  /// While the next job waits for memory on a device with a free slot, jobs
-  /// behind it that fit now may start first: at most this many over its
-  /// whole wait (0: strictly in order).
+  /// While the next job waits for memory or a slot on the devices that can
+  /// run it, jobs behind it that fit now may start first: at most this many
+  /// on devices it could run on over its whole wait (those on devices it
+  /// cannot run on delay it in nothing and are not counted; 0: strictly in
+  /// order).
   int32_t max_bypass = 16;
   /// Added to a job shape's measured peak memory to make its next estimate
   /// (0.1 = 10%).

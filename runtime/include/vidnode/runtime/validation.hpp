@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include <caf/error.hpp>
 
@@ -28,6 +30,10 @@ struct job_limits {
   static constexpr size_t max_option_value_bytes = 4096;
   static constexpr size_t max_url_bytes = 2048;
 };
+
+/// Why `model` is not a valid model name ("must not be empty", "may only
+/// contain letters, digits and - _ . : /"), or nothing.
+std::optional<std::string> invalid_model_name(const std::string& model);
 
 /// Checks every field of `spec` against job_limits. Returns none, or
 /// errc::invalid_request whose context names the first bad field and why
