@@ -62,6 +62,7 @@ public:
     : head_system_(head_system) {
     auto settings = head_settings;
     settings.devices = "none";
+    settings.accepts_worker_nodes = true;
     auto head = actors::local_node::start(head_system, settings);
     if (!head)
       fail("starting the head", head_system.render(head.error()));

@@ -213,8 +213,15 @@ caf::error admission_state::check(const job_spec& spec,
   declared = factory->estimate_peak_bytes(spec);
   shape_key = memory_estimates::key_of(spec);
   auto bytes = estimates->estimate(shape_key, declared);
-  // A job no device can run now is queued: a node that serves its model
-  // may join (or come back), and its queue timeout bounds the wait.
+  // A job no device can run now is queued when worker nodes may join: a
+  // node that serves its model may come (or come back), and its queue
+  // timeout bounds the wait.
+  if (!settings.accepts_worker_nodes && !devices.any_runs(*factory, spec.model))
+    return make_error(errc::unknown_model,
+                      "model: no device of node " + node_name + " can run '"
+                        + spec.model
+                        + "' (and no worker node can join: it has no "
+                          "--cluster-listen)");
   if (auto why = devices.no_device_left_for(*factory, spec.model))
     return make_error(errc::worker_lost, "model '" + spec.model + "': " + *why);
   if (devices.any_runs(*factory, spec.model)) {

@@ -350,6 +350,7 @@ int main(int argc, char** argv) {
   std::string cluster_host;
   uint16_t cluster_port = 0;
   auto opens_cluster_port = app.count("--cluster-listen") > 0;
+  settings.accepts_worker_nodes = opens_cluster_port;
   if (opens_cluster_port
       && !net::parse_endpoint(cluster_listen, cluster_host, cluster_port)) {
     std::fprintf(stderr,

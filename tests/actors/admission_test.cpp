@@ -541,3 +541,26 @@ TEST_CASE("a job whose raised estimate fits no device fails, and its shape is "
   fx.run();
   CHECK(runtime::is(again->error, errc::too_large));
 }
+
+TEST_CASE("a job none of the node's devices can run is refused at once when "
+          "no worker node can join, and queued when one can",
+          "[admission]") {
+  auto settings = settings_with(1);
+  SECTION("without --cluster-listen") {
+    test::deterministic_fixture fx;
+    fx.start_node(settings, "none");
+    auto refused = fx.submit(sim_job(1, 10));
+    fx.run();
+    REQUIRE(refused->error);
+    CHECK(runtime::is(refused->error, errc::unknown_model));
+    CHECK(runtime::describe(refused->error).find("no worker node can join")
+          != std::string::npos);
+  }
+  SECTION("with --cluster-listen") {
+    settings.accepts_worker_nodes = true;
+    test::deterministic_fixture fx;
+    fx.start_node(settings, "none");
+    auto id = fx.submit_now(sim_job(1, 10));
+    CHECK(fx.status_now(id).state == job_state::queued);
+  }
+}

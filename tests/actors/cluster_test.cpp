@@ -26,12 +26,19 @@ using namespace vidnode;
 using runtime::errc;
 using runtime::job_id;
 using runtime::job_state;
-using test::settings_with;
 using test::sim_job;
 
 namespace {
 
 using time_point = caf::actor_clock::time_point;
+
+/// test::settings_with for a head that worker nodes may join
+/// (--cluster-listen).
+runtime::node_settings settings_with(int32_t concurrency) {
+  auto settings = test::settings_with(concurrency);
+  settings.accepts_worker_nodes = true;
+  return settings;
+}
 
 /// A deterministic config with CAF's middleman on its testing backend, for
 /// the CAF node id it gives the system (nothing goes over a network).
@@ -108,13 +115,12 @@ struct cluster_fixture {
   /// serving the models of `catalog` (null: the built-in models) and
   /// registering `registered` as what it serves (default: its catalog's);
   /// its connection attempts play back `script` (see fake_connector).
-  worker_system&
-  add_worker(const std::string& name, const std::string& devices,
-             runtime::node_settings settings = settings_with(1),
-             std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
-             std::optional<std::vector<std::string>> registered = {},
-             connect_script script =
-               std::make_shared<std::deque<caf::error>>()) {
+  worker_system& add_worker(
+    const std::string& name, const std::string& devices,
+    runtime::node_settings settings = settings_with(1),
+    std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
+    std::optional<std::vector<std::string>> registered = {},
+    connect_script script = std::make_shared<std::deque<caf::error>>()) {
     auto& w = *workers.emplace_back(std::make_unique<worker_system>());
     w.name = name;
     settings.node_name = name;

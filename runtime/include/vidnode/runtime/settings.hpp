@@ -78,6 +78,11 @@ struct node_settings {
   /// How long a lost worker node stays in `vidctl nodes` (as lost, with
   /// when and why) before the head forgets it.
   caf::timespan lost_node_ttl = std::chrono::minutes{10};
+  /// Whether worker nodes may join (the head opened its cluster port,
+  /// `--cluster-listen`). Without, a job that none of the node's own
+  /// devices can run is refused at once instead of queued for a node that
+  /// could never come.
+  bool accepts_worker_nodes = false;
   /// Run device workers of sim devices on their own threads, like real
   /// devices (sim pipelines never block, so by default they share the pool).
   bool detach_sim_workers = false;
