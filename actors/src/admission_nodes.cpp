@@ -66,6 +66,13 @@ std::string describe_models(const std::vector<std::string>& models) {
   return result.empty() ? "no model" : result;
 }
 
+/// Whether a down message says the node was stopped on purpose (its
+/// operator's SIGTERM, say), which no job can bring about.
+bool stopped_on_purpose(const caf::down_msg& msg) {
+  return msg.reason == caf::exit_reason::user_shutdown
+         || msg.reason == caf::exit_reason::normal;
+}
+
 /// What a down message says about why a node's actor went.
 std::string why_gone(const caf::down_msg& msg) {
   if (msg.reason == caf::exit_reason::remote_link_unreachable)
@@ -128,7 +135,7 @@ void admission_state::on_down(const caf::down_msg& msg) {
     if (entry.local || entry.state != cluster_node::status::up
         || !entry.supervisor || entry.supervisor.address() != msg.source)
       continue;
-    lose_node(*nodes.find(entry.name), why_gone(msg));
+    lose_node(*nodes.find(entry.name), why_gone(msg), !stopped_on_purpose(msg));
     return;
   }
   // A worker's proxy dies with its node's connection; a worker that merely
@@ -139,7 +146,8 @@ void admission_state::on_down(const caf::down_msg& msg) {
     lose_node(*node, why_gone(msg));
 }
 
-void admission_state::lose_node(cluster_node& node, const std::string& why) {
+void admission_state::lose_node(cluster_node& node, const std::string& why,
+                                bool charge) {
   if (node.local || node.state != cluster_node::status::up)
     return;
   auto t = now();
@@ -165,9 +173,12 @@ void admission_state::lose_node(cluster_node& node, const std::string& why) {
     device->supervisor = nullptr;
     device->last_error = shown;
   }
+  size_t failed = 0;
   for (auto id : lost)
-    if (auto rec = jobs->find(id); rec && !rec->ended())
-      retry_or_fail(*rec, reason, true);
+    if (auto rec = jobs->find(id); rec && !rec->ended()) {
+      retry_or_fail(*rec, reason, charge);
+      failed += rec->ended() ? 1 : 0;
+    }
   for (auto slot : node.slots)
     if (auto device = devices.find(slot)) {
       device->running.clear();
@@ -177,8 +188,10 @@ void admission_state::lose_node(cluster_node& node, const std::string& why) {
       for (auto& model : device->models)
         model.loaded = false;
     }
-  spdlog::warn("node {} is lost ({}); {} job(s) it ran are queued again", name,
-               why, lost.size());
+  spdlog::warn("node {} is lost ({}); of the {} job(s) it ran, {} are queued "
+               "again{} and {} failed (no attempt left)",
+               name, why, lost.size(), lost.size() - failed,
+               charge ? "" : " without counting the attempt", failed);
   arm_tick(t + settings.lost_node_ttl);
   fail_stranded_jobs();
   dispatch();

@@ -349,10 +349,12 @@ struct admission_state {
   void on_down(const caf::down_msg& msg);
 
   /// Takes `node`'s devices out of the ledger at once; the jobs that ran
-  /// there are queued again with the attempt counted (a job that takes its
-  /// node down every time must not loop forever). `node` is shown as lost
-  /// until settings.lost_node_ttl has passed.
-  void lose_node(cluster_node& node, const std::string& why);
+  /// there are queued again, with the attempt counted when `charge` (a job
+  /// that takes its node down every time must not loop forever; a node
+  /// stopped on purpose charges nothing). `node` is shown as lost until
+  /// settings.lost_node_ttl has passed.
+  void lose_node(cluster_node& node, const std::string& why,
+                 bool charge = true);
 
   /// Frees the ledger slots of `node` (lost or re-registering) and forgets
   /// that any job crashed in them.

@@ -221,6 +221,16 @@ struct cluster_fixture {
     run();
   }
 
+  /// The head loses `w` as when its operator stops it (SIGTERM): the
+  /// monitor of the node's supervisor fires with user_shutdown.
+  void stop(worker_system& w) {
+    caf::send_as(
+      caf::actor_cast<caf::actor>(w.supervisor),
+      caf::actor_cast<caf::actor>(head.node.admission),
+      caf::down_msg{w.supervisor.address(), caf::exit_reason::user_shutdown});
+    run();
+  }
+
   /// `w` loses the head as CAF reports a dropped connection (the head
   /// loses `w` too): the member's monitor of the registry fires with
   /// remote_link_unreachable.
@@ -330,6 +340,28 @@ TEST_CASE("a job whose node is lost under every attempt fails after "
   CHECK(runtime::is(r->value->error, errc::worker_lost));
   CHECK(runtime::describe(r->value->error).find("node w2 was lost")
         != std::string::npos);
+}
+
+TEST_CASE("a node stopped on purpose under every attempt costs the job no "
+          "attempt",
+          "[cluster]") {
+  cluster_fixture fx;
+  auto settings = settings_with(1);
+  settings.max_attempts = 2;
+  fx.head.start_node(settings, "none");
+  auto r = fx.head.execute(sim_job(10, 100));
+  for (const char* name : {"w1", "w2", "w3"}) {
+    auto& w = fx.add_worker(name, "sim:1");
+    fx.advance(200ms);
+    REQUIRE(fx.head.status_now(job_id{1}).node == name);
+    fx.stop(w);
+    CHECK(fx.head.status_now(job_id{1}).state == job_state::queued);
+  }
+  fx.add_worker("w4", "sim:1");
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->node == "w4");
 }
 
 TEST_CASE("a lost node is shown until lost-node-ttl, then forgotten, a node "
