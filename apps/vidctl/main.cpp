@@ -317,6 +317,8 @@ int main(int argc, char** argv) {
   auto nodes = app.add_subcommand(
     "nodes", "Show each device: state, slots, models loaded, restarts");
 
+  // An empty prompt is the default one; an empty id has its own message.
+  apps::refuse_empty_values(app, {"--prompt", "id"});
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
