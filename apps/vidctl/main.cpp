@@ -257,10 +257,16 @@ int main(int argc, char** argv) {
         std::cout << submitted->id.value << "\n";
       return 0;
     }
+    // From here on the user must learn the id, whatever happens.
+    auto accepted = std::to_string(submitted->id.value);
+    say_if_interrupted("vidctl: job " + accepted
+                       + " was accepted; `vidctl status " + accepted
+                       + "` shows it");
     submitted->connection->request_timeout(options.request_timeout);
     auto result = submitted->connection->wait(submitted->id);
     if (!result)
-      return fail(result.error());
+      return fail_after_accept(result.error(), submitted->id,
+                               spec.idempotency_key);
     return finish_with_download(*submitted->connection, *result, destination);
   }
 

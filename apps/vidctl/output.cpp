@@ -30,6 +30,22 @@ int fail(const caf::error& err) {
   return status_of(err);
 }
 
+int fail_after_accept(const caf::error& err, runtime::job_id id,
+                      const std::string& idempotency_key) {
+  if (json_output) {
+    std::cerr << nlohmann::json{{"error", net::to_json(err)},
+                                {"id", id.value},
+                                {"idempotency_key", idempotency_key}}
+                   .dump()
+              << "\n";
+  } else {
+    std::cerr << "vidctl: " << runtime::describe(err) << "\n"
+              << "vidctl: job " << id.value << " was accepted; `vidctl status "
+              << id.value << "` shows it\n";
+  }
+  return status_of(err);
+}
+
 int fail_local_file(const std::string& detail) {
   if (json_output)
     std::cerr << nlohmann::json{{"error",

@@ -41,6 +41,13 @@ extern bool json_output;
 /// returns the exit status it stands for (3 or 4).
 int fail(const caf::error& err);
 
+/// As fail, for an error that came after the node accepted job `id`
+/// (under `idempotency_key`): also says which job it was, so that the user
+/// can find it rather than submit it again (with --json the document has
+/// `id` and `idempotency_key` beside `error`).
+int fail_after_accept(const caf::error& err, runtime::job_id id,
+                      const std::string& idempotency_key);
+
 /// Prints a local problem with the downloaded file (`detail`, which names
 /// the file) on stderr and returns exit_local_file. With --json the
 /// document is `{"error": {"code": "local_file", "message": ...}}`.

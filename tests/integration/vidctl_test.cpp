@@ -1,7 +1,7 @@
 /// vidctl against real vidnode processes on 127.0.0.1: where downloads go
 /// (a temporary file of vidctl's own, a destination checked before anything
 /// is sent, a file replaced only with --force, local errors told apart from
-/// the node's).
+/// the node's), and a submit --wait cut off after the job was accepted.
 
 #include <signal.h>
 
@@ -288,4 +288,47 @@ TEST_CASE("SIGINT during a download removes vidctl's temporary file and "
   CHECK(entries(dl) == std::vector<std::string>{"x.mp4"});
   CHECK(read_file(dl / "x.mp4") == "older");
   worker.process().signal(SIGCONT);
+}
+
+TEST_CASE("a submit --wait cut off after the node accepted the job says "
+          "which job it was",
+          "[integration]") {
+  scratch_dir dir;
+  auto node = std::make_unique<node_process>(node_args(dir.path / "out"));
+  auto json_output = GENERATE(false, true);
+  std::vector<std::string> args = {"submit",   "--steps",      "2",
+                                   "--option", "fault=hang@1", "--wait"};
+  if (json_output)
+    args.push_back("--json");
+  auto waiting = node->start_vidctl(args);
+  REQUIRE(test::poll_until([&] { return job_count(*node) == 1; }, 20s));
+  auto id = node->vidctl_json({"list"})[0]["id"].get<uint64_t>();
+  auto note = "job " + std::to_string(id) + " was accepted; `vidctl status "
+              + std::to_string(id) + "` shows it";
+
+  SECTION("the node is killed") {
+    node->process->signal(SIGKILL);
+    auto status = waiting->wait(15s);
+    REQUIRE(status);
+    CHECK(*status == 3);
+    auto err = waiting->stderr_text();
+    INFO(err);
+    if (json_output) {
+      auto doc = json::parse(err);
+      CHECK(doc["error"]["code"] == "node_lost");
+      CHECK(doc["id"] == id);
+      CHECK_THAT(doc["idempotency_key"].get<std::string>(),
+                 Catch::StartsWith("auto-"));
+    } else {
+      CHECK_THAT(err, Catch::Contains("node_lost") && Catch::Contains(note));
+    }
+  }
+  SECTION("vidctl is interrupted") {
+    waiting->signal(SIGINT);
+    auto status = waiting->wait(10s);
+    REQUIRE(status);
+    CHECK(*status == 128 + SIGINT);
+    CHECK_THAT(waiting->stderr_text(), Catch::Contains(note));
+    node->vidctl({"cancel", std::to_string(id)});
+  }
 }
