@@ -14,6 +14,7 @@
 #include <string>
 #include <system_error>
 #include <type_traits>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -166,6 +167,31 @@ inline CLI::Option* add_size(CLI::App& app, const std::string& name,
   option->type_name("SIZE");
   option->default_str(runtime::format_bytes(target));
   return option;
+}
+
+/// Makes every option of `app` and of its subcommands that takes a value
+/// refuse an empty one ("--join: must not be empty"), given on the command
+/// line or in a --config file, except the options (or positionals) named in
+/// `may_be_empty`. Without this, CLI11 stores an empty string, which most
+/// options read as "not given" and so silently fall back to their default.
+/// Call after every option is added, before parsing.
+inline void refuse_empty_values(CLI::App& app,
+                                const std::vector<std::string>& may_be_empty) {
+  CLI::Validator not_empty{[](std::string& value) {
+                             return value.empty()
+                                      ? std::string{"must not be empty"}
+                                      : std::string{};
+                           },
+                           ""};
+  for (auto* option : app.get_options()) {
+    auto exempt = false;
+    for (const auto& name : may_be_empty)
+      exempt = exempt || option->check_name(name);
+    if (option->get_expected_min() > 0 && !exempt)
+      option->check(not_empty);
+  }
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    refuse_empty_values(*sub, may_be_empty);
 }
 
 /// Prints what a CLI11 error asks for and returns the exit status: 0 for

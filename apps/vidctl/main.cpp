@@ -2,13 +2,10 @@
 ///
 /// Exit status: 0 success; 1 the job ended but did not succeed (wait,
 /// submit --wait); 2 bad usage; 3 the node cannot be reached or was lost;
-/// 4 the node refused the request (the typed error is on stderr).
+/// 4 the node refused the request (the typed error is on stderr); 5 a
+/// downloaded video could not be written here.
 
-#include <unistd.h>
-
-#include <csignal>
-#include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -18,6 +15,9 @@
 
 #include "common/cli_options.hpp"
 #include "common/transport_options.hpp"
+#include "vidctl/downloads.hpp"
+#include "vidctl/interrupts.hpp"
+#include "vidctl/output.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -27,166 +27,8 @@
 namespace {
 
 using namespace vidnode;
+using namespace vidnode::vidctl;
 using runtime::errc;
-
-constexpr int exit_not_succeeded = 1;
-constexpr int exit_usage = 2;
-constexpr int exit_unreachable = 3;
-constexpr int exit_refused = 4;
-
-bool json_output = false;
-
-/// Prints `err` on stderr and returns the exit status it stands for.
-int fail(const caf::error& err) {
-  if (json_output)
-    std::cerr << nlohmann::json{{"error", net::to_json(err)}}.dump() << "\n";
-  else
-    std::cerr << "vidctl: " << runtime::describe(err) << "\n";
-  if (runtime::is(err, errc::node_lost)
-      || err.category() != runtime::error_category())
-    return exit_unreachable;
-  return exit_refused;
-}
-
-std::string or_dash(const std::string& x) {
-  return x.empty() ? "-" : x;
-}
-
-/// The models a node serves, for a table: "sim,sim-*,tiny-t2v", cut after
-/// about 40 characters with how many more there are ("a,b,+3").
-std::string compact_models(const std::vector<std::string>& models) {
-  constexpr size_t width = 40;
-  std::string result;
-  for (size_t i = 0; i < models.size(); ++i) {
-    if (!result.empty() && result.size() + 1 + models[i].size() > width)
-      return result + ",+" + std::to_string(models.size() - i);
-    result += (result.empty() ? "" : ",") + models[i];
-  }
-  return or_dash(result);
-}
-
-void print_result(const runtime::job_result& r) {
-  if (json_output) {
-    std::cout << net::to_json(r).dump() << "\n";
-    return;
-  }
-  std::cout << "job " << r.id.value << ": " << runtime::to_string(r.state)
-            << "\n";
-  std::cout << "  model     " << r.model << " (priority " << r.priority
-            << ")\n";
-  if (!r.device.empty())
-    std::cout << "  device    " << r.device << " on " << r.node << ", attempt "
-              << r.attempts << "\n";
-  std::cout << "  progress  " << r.step << "/" << r.steps << " steps\n";
-  if (r.reserved_bytes > 0)
-    std::cout << "  memory    " << runtime::format_bytes(r.reserved_bytes)
-              << " reserved\n";
-  if (!r.output.empty()) {
-    std::cout << "  output    " << r.output;
-    if (!r.output_node.empty())
-      std::cout << " on node " << r.output_node << " (`vidctl fetch "
-                << r.id.value << " FILE` downloads it)";
-    std::cout << "\n";
-  }
-  std::cout << "  queued    " << runtime::format_duration(r.queue_time)
-            << ", ran " << runtime::format_duration(r.run_time) << "\n";
-  std::cout << "  accepted  " << runtime::format_timestamp(r.accepted_at)
-            << "\n";
-  if (r.finished_at.time_since_epoch().count() != 0)
-    std::cout << "  finished  " << runtime::format_timestamp(r.finished_at)
-              << "\n";
-  if (r.error)
-    std::cout << "  error     " << runtime::describe(r.error) << "\n";
-}
-
-/// Prints rows as left-aligned columns.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (width.size() <= i)
-        width.push_back(0);
-      width[i] = std::max(width[i], row[i].size());
-    }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size())
-        line += std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
-}
-
-/// Prints `items` as one JSON array.
-template <class T>
-void print_json_array(const std::vector<T>& items) {
-  auto array = nlohmann::json::array();
-  for (const auto& x : items)
-    array.push_back(net::to_json(x));
-  std::cout << array.dump() << "\n";
-}
-
-int finish_with(const runtime::job_result& r) {
-  print_result(r);
-  return r.state == runtime::job_state::succeeded ? 0 : exit_not_succeeded;
-}
-
-/// The ".part" file of a download in progress, removed if a signal ends
-/// vidctl (async-signal-safe: a fixed buffer and unlink).
-char partial_file[4096] = {};
-
-extern "C" void remove_partial_file(int sig) {
-  if (partial_file[0] != '\0')
-    ::unlink(partial_file);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
-/// Downloads job `id`'s video to `file`; prints what it wrote (stderr, or
-/// nothing with --json: the caller adds it to its document). A signal
-/// during the download removes the partial file.
-caf::expected<uint64_t> download(net::client& node, runtime::job_id id,
-                                 const std::string& file) {
-  auto part = file + ".part";
-  if (part.size() < sizeof(partial_file))
-    std::memcpy(partial_file, part.c_str(), part.size() + 1);
-  constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
-  void (*before[3])(int) = {};
-  for (size_t i = 0; i < 3; ++i)
-    before[i] = std::signal(signals[i], remove_partial_file);
-  auto written = node.fetch_output(id, file);
-  for (size_t i = 0; i < 3; ++i)
-    std::signal(signals[i], before[i]);
-  partial_file[0] = '\0';
-  if (written && !json_output)
-    std::cerr << "vidctl: wrote " << runtime::format_bytes(*written) << " ("
-              << *written << " bytes) to " << file << "\n";
-  return written;
-}
-
-/// Prints a job's result and, if it succeeded and `file` is not empty,
-/// downloads its video there (with --json, the document gains
-/// `"download": {"path", "bytes"}`). The exit status: as finish_with, or
-/// the download's error's.
-int finish_with_download(net::client& node, const runtime::job_result& r,
-                         const std::string& file) {
-  if (file.empty() || r.state != runtime::job_state::succeeded)
-    return finish_with(r);
-  auto written = download(node, r.id, file);
-  if (!written) {
-    print_result(r);
-    return fail(written.error());
-  }
-  if (json_output) {
-    auto doc = net::to_json(r);
-    doc["download"] = {{"path", file}, {"bytes", *written}};
-    std::cout << doc.dump() << "\n";
-    return 0;
-  }
-  return finish_with(r);
-}
 
 caf::expected<runtime::job_id> parse_id(const std::string& text) {
   uint64_t value = 0;
@@ -205,6 +47,7 @@ caf::expected<runtime::job_id> parse_id(const std::string& text) {
 } // namespace
 
 int main(int argc, char** argv) {
+  handle_interrupts();
   using lim = runtime::job_limits;
   std::string endpoint = "127.0.0.1:7447";
   if (auto env = std::getenv("VIDNODE_ADDRESS"))
@@ -283,12 +126,19 @@ int main(int argc, char** argv) {
                      "POST the job's result as JSON here when it ends");
   submit->add_flag("--wait", submit_wait,
                    "Wait for the job to end and print its result");
-  std::string download_file;
-  submit
-    ->add_option("--download", download_file,
-                 "With --wait: once the job succeeded, download its video "
-                 "to FILE (written as FILE.part, renamed when complete)")
-    ->needs(submit->get_option("--wait"));
+  download_target destination{{}, "--download"};
+  auto submit_download =
+    submit
+      ->add_option("--download", destination.path,
+                   "With --wait: once the job succeeded, download its video "
+                   "to FILE (checked before the job is submitted; written "
+                   "to a temporary file beside it, renamed when complete)")
+      ->needs(submit->get_option("--wait"));
+  constexpr auto force_help = "Replace FILE if it exists (a regular file or "
+                              "a symbolic link; without --force a file there "
+                              "is refused before anything is sent)";
+  submit->add_flag("--force", destination.replace, force_help)
+    ->needs(submit_download);
 
   // -- job commands ---------------------------------------------------------
   std::string id_text;
@@ -300,17 +150,22 @@ int main(int argc, char** argv) {
   wait->add_option("id", id_text, "Job id")->required();
   apps::add_duration(*wait, "--max-wait", max_wait,
                      "Give up waiting after this long (exit 1)", false);
-  wait->add_option("--download", download_file,
-                   "Once the job succeeded, download its video to FILE from "
-                   "the node that wrote it, through this node (written as "
-                   "FILE.part, renamed when complete)");
+  auto wait_download = wait->add_option(
+    "--download", destination.path,
+    "Once the job succeeded, download its video to FILE from the node that "
+    "wrote it, through this node (checked before waiting; written to a "
+    "temporary file beside it, renamed when complete)");
+  wait->add_flag("--force", destination.replace, force_help)
+    ->needs(wait_download);
   auto fetch = app.add_subcommand(
     "fetch", "Download a finished job's video from the node that holds it");
   fetch->add_option("id", id_text, "Job id")->required();
   fetch
-    ->add_option("file", download_file,
-                 "Where to write it (as FILE.part, renamed when complete)")
+    ->add_option("file", destination.path,
+                 "Where to write it (through a temporary file beside it, "
+                 "renamed when complete)")
     ->required();
+  fetch->add_flag("--force", destination.replace, force_help);
   auto watch = app.add_subcommand(
     "watch", "Print a job's events until it ends; exit 0 only if it "
              "succeeded");
@@ -331,6 +186,8 @@ int main(int argc, char** argv) {
     "nodes", "Show each device: the models its node serves, state, slots, "
              "models loaded, restarts");
 
+  // An empty prompt is the default one; an empty id has its own message.
+  apps::refuse_empty_values(app, {"--prompt", "id"});
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -369,6 +226,10 @@ int main(int argc, char** argv) {
       return exit_usage;
     }
   }
+  if (*fetch)
+    destination.argument = "fetch FILE";
+  if (auto code = check_download_target(destination))
+    return code;
 
   if (*submit) {
     // Retried after a lost connection under one idempotency key (ours unless
@@ -397,11 +258,17 @@ int main(int argc, char** argv) {
         std::cout << submitted->id.value << "\n";
       return 0;
     }
+    // From here on the user must learn the id, whatever happens.
+    auto accepted = std::to_string(submitted->id.value);
+    say_if_interrupted("vidctl: job " + accepted
+                       + " was accepted; `vidctl status " + accepted
+                       + "` shows it");
     submitted->connection->request_timeout(options.request_timeout);
     auto result = submitted->connection->wait(submitted->id);
     if (!result)
-      return fail(result.error());
-    return finish_with_download(*submitted->connection, *result, download_file);
+      return fail_after_accept(result.error(), submitted->id,
+                               spec.idempotency_key);
+    return finish_with_download(*submitted->connection, *result, destination);
   }
 
   // Connecting and the reply share --timeout (waits: see --timeout's help).
@@ -428,16 +295,16 @@ int main(int argc, char** argv) {
     auto result = node.wait(*id, max_wait);
     if (!result)
       return fail(result.error());
-    return finish_with_download(node, *result, download_file);
+    return finish_with_download(node, *result, destination);
   }
   if (*fetch) {
-    auto written = download(node, *id, download_file);
-    if (!written)
-      return fail(written.error());
+    uint64_t written = 0;
+    if (auto code = download(node, *id, destination, written))
+      return code;
     if (json_output)
       std::cout << nlohmann::json{{"id", id->value},
-                                  {"path", download_file},
-                                  {"bytes", *written}}
+                                  {"path", destination.path},
+                                  {"bytes", written}}
                      .dump()
                 << "\n";
     return 0;

@@ -329,6 +329,7 @@ int main(int argc, char** argv) {
   apps::add_number(app, "--threads", threads, 0, max_threads,
                    "Scheduler threads (0: one per hardware thread; at most "
                      + std::to_string(max_threads) + ")");
+  apps::refuse_empty_values(app, {});
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,9 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <deque>
 #include <future>
 #include <optional>
@@ -18,6 +15,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "vidnode/net/download_file.hpp"
 #include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -303,26 +301,26 @@ caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
                                              const std::string& path,
                                              progress_function progress,
                                              fetch_options options) {
-  auto part = path + ".part";
-  auto out = std::fopen(part.c_str(), "wb");
-  if (out == nullptr)
-    return make_error(errc::invalid_request,
-                      "cannot write " + part + ": " + std::strerror(errno));
-  auto done = false;
-  // Whatever goes wrong, no half-written file is left behind.
-  auto cleanup = [&] {
-    if (out != nullptr)
-      std::fclose(out);
-    out = nullptr;
-    if (!done)
-      std::remove(part.c_str());
-  };
-  struct on_exit {
-    std::function<void()> f;
-    ~on_exit() {
-      f();
-    }
-  } guard{cleanup};
+  auto file = download_file::create(path, download_file::existing::replace);
+  if (!file)
+    return std::move(file.error());
+  auto written = fetch_output(
+    id,
+    [&](const std::vector<uint8_t>& bytes) {
+      return file->write(bytes.data(), bytes.size());
+    },
+    std::move(progress), options);
+  if (!written)
+    return written;
+  if (auto err = file->commit())
+    return err;
+  return written;
+}
+
+caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
+                                             const chunk_sink& sink,
+                                             progress_function progress,
+                                             fetch_options options) {
   auto chunk_bytes =
     std::clamp<uint32_t>(options.chunk_bytes, 1, runtime::max_chunk_bytes);
   auto window = std::max<uint32_t>(options.window, 1);
@@ -364,29 +362,15 @@ caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
                           + std::to_string(offset + chunk->bytes.size())
                           + " of " + std::to_string(*size) + " bytes");
     const auto& bytes = chunk->bytes;
-    if (!bytes.empty()
-        && std::fwrite(bytes.data(), 1, bytes.size(), out) != bytes.size())
-      return make_error(errc::invalid_request,
-                        "writing " + part + ": " + std::strerror(errno));
+    if (!bytes.empty())
+      if (auto err = sink(bytes))
+        return err;
     written += bytes.size();
     if (progress)
       progress(written, *size);
     while (in_flight.size() < window && next < *size)
       ask();
   }
-  if (std::fflush(out) != 0 || ::fsync(fileno(out)) != 0) {
-    return make_error(errc::invalid_request,
-                      "writing " + part + ": " + std::strerror(errno));
-  }
-  auto closed = std::fclose(out);
-  out = nullptr;
-  if (closed != 0)
-    return make_error(errc::invalid_request,
-                      "writing " + part + ": " + std::strerror(errno));
-  if (std::rename(part.c_str(), path.c_str()) != 0)
-    return make_error(errc::invalid_request, "renaming " + part + " to " + path
-                                               + ": " + std::strerror(errno));
-  done = true;
   return written;
 }
 

@@ -322,7 +322,7 @@ TEST_CASE("an --allow-file-urls that names no directory is refused at "
               / ("vidnode-cli-test-file-urls-" + std::to_string(getpid()));
   { std::ofstream{file} << "not a directory"; }
   for (auto dir : {file.string(), file.string() + "/below",
-                   std::string{"/nonexistent-vidnode-dir"}, std::string{}}) {
+                   std::string{"/nonexistent-vidnode-dir"}}) {
     auto r = run_vidnode({"--allow-file-urls", dir});
     INFO(dir);
     check_usage_error(r, "--allow-file-urls: '" + dir + "' is not a directory");
@@ -334,4 +334,70 @@ TEST_CASE("an --allow-file-urls that names no directory is refused at "
     {"submit", "--steps", "0", "--webhook-url", "http://127.0.0.1:1/hook"});
   INFO(r.err);
   CHECK(r.status == 0);
+}
+
+TEST_CASE("an empty value given explicitly to vidnode is refused with a "
+          "usage error naming the option, also from a config file",
+          "[integration][cli]") {
+  // Each would otherwise run: --join "" as a head, --node-name "" under the
+  // host name, --config "" with no file, the others with their defaults.
+  for (const auto& flag :
+       {"--join", "--node-name", "--output-dir", "--tiny-t2v-weights",
+        "--torchscript", "--allow-file-urls", "--config", "--tls-cert",
+        "--tls-key", "--tls-ca", "--cluster-listen", "--queue-timeout"}) {
+    auto r = std::string{flag} == "--join"
+               ? run_command({VIDNODE_BIN, "--devices", "sim:1", flag, ""}, 10s)
+               : run_vidnode({flag, ""});
+    INFO(flag);
+    check_usage_error(r, std::string{flag} + ": must not be empty");
+  }
+  for (const auto& flag : {"--listen", "--devices"}) {
+    auto r = run_command({VIDNODE_BIN, flag, ""}, 10s);
+    INFO(flag);
+    check_usage_error(r, std::string{flag} + ": must not be empty");
+  }
+  for (const auto& key : {"node-name", "join", "output-dir"}) {
+    config_file config{std::string{key} + " = \"\"\n"};
+    INFO(key);
+    check_usage_error(run_vidnode({"--config", config.path()}),
+                      std::string{key} + ": must not be empty");
+  }
+}
+
+TEST_CASE("an empty value given explicitly to vidctl is refused with a "
+          "usage error naming the option, and an empty prompt still is one",
+          "[integration][cli]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+         {"--connect", "", "list"},
+         {"--tls-cert", "", "list"},
+         {"--tls-key", "", "list"},
+         {"--tls-ca", "", "list"},
+         {"submit", "--model", ""},
+         {"submit", "--idempotency-key", ""},
+         {"submit", "--audio-url", ""},
+         {"submit", "--output-url", ""},
+         {"submit", "--webhook-url", ""},
+         {"submit", "--option", ""},
+         {"submit", "--wait", "--download", ""},
+         {"wait", "1", "--download", ""},
+         {"fetch", "1", ""},
+       }) {
+    auto r = run_command(
+      [&] {
+        std::vector<std::string> argv = {VIDCTL_BIN};
+        if (args[0] != "--connect")
+          argv.insert(argv.end(), {"--connect", "127.0.0.1:1"});
+        argv.insert(argv.end(), args.begin(), args.end());
+        return argv;
+      }(),
+      10s);
+    auto name = args[0] == "fetch"            ? std::string{"file"}
+                : args[0].rfind("--", 0) == 0 ? args[0]
+                                              : args[args.size() - 2];
+    INFO(args[0] << " " << name);
+    check_usage_error(r, name + ": must not be empty");
+  }
+  auto r = run_vidctl({"--timeout", "2s", "submit", "--prompt", ""});
+  INFO(r.err);
+  CHECK(r.status == 3);
 }

@@ -112,18 +112,33 @@ public:
   using progress_function =
     std::function<void(uint64_t written, uint64_t size)>;
 
+  /// Receives a download's bytes in order, one chunk per call, on the
+  /// caller's thread; an error stops the download, which then returns it.
+  using chunk_sink = std::function<caf::error(const std::vector<uint8_t>&)>;
+
   /// Downloads job `id`'s video (see `read_output` in runtime/protocol.hpp)
   /// from the node that holds it, through the node this client talks to,
-  /// into `path`. Chunks are written to `path` + ".part" in order, which is
-  /// renamed to `path` once every byte arrived (replacing a file there);
-  /// on any failure the ".part" file is removed and `path` is left alone.
-  /// Memory: at most `options.window` chunks. Each read waits at most the
-  /// request timeout. Returns the size of the file.
+  /// handing every byte to `sink` in order. Memory: at most
+  /// `options.window` chunks. Each read waits at most the request timeout.
+  /// Returns the size of the file.
   ///
   /// Errors: those of read_output (unknown_job, no_output,
   /// output_unavailable...); node_lost as for every call; output_unavailable
-  /// when the file changed size during the download; invalid_request when
-  /// `path` cannot be written (the context has the cause).
+  /// when the file changed size during the download; the sink's error
+  /// unchanged.
+  caf::expected<uint64_t> fetch_output(runtime::job_id id,
+                                       const chunk_sink& sink,
+                                       progress_function progress = nullptr,
+                                       fetch_options options = {});
+
+  /// Downloads job `id`'s video as above into `path` through a
+  /// net::download_file: a temporary file created exclusively beside it
+  /// (never a file that was there, never through a link), renamed over
+  /// `path` once every byte arrived, replacing a regular file or link
+  /// there; on any failure the temporary file is removed and `path` is
+  /// left alone. Errors: as above, and invalid_request when `path` cannot
+  /// be written (a directory, a missing directory, a full disk; the
+  /// context names the path and the cause).
   caf::expected<uint64_t> fetch_output(runtime::job_id id,
                                        const std::string& path,
                                        progress_function progress = nullptr,
