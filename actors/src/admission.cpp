@@ -239,6 +239,9 @@ void admission_state::init(runtime::node_settings node_settings,
                            std::shared_ptr<transfers> transfer_mover) {
   settings = std::move(node_settings);
   node_name = node_name_of(settings);
+  part_bytes = runtime::chunk_bytes_within(settings.max_message_size,
+                                           runtime::max_chunk_bytes);
+  copy_chunk_bytes = runtime::chunk_bytes_within(settings.max_message_size);
   auto local =
     nodes.join(node_name, self->node(), node_supervisor_actor{}, true);
   auto served = models->served();

@@ -3,6 +3,7 @@
 /// from worker nodes to the head for their upload (see admission_state.hpp;
 /// the reading and copying itself is file_chunks.hpp).
 
+#include <algorithm>
 #include <filesystem>
 
 #include <caf/actor_system.hpp>
@@ -149,32 +150,92 @@ caf::result<output_chunk> admission_state::read_on(const cluster_node& node,
                         + " reads of files are in flight; try again");
   auto promise = self->make_response_promise<output_chunk>();
   auto number = ++next_read;
-  reads.emplace(number, pending_read{node.name, promise});
+  pending_read read;
+  read.node = node.name;
+  read.promise = promise;
   // The head's own files are read on a reader of their own; a worker
   // node's supervisor spawns one there.
-  auto target = node.local
-                  ? spawn_file_reader(self->system(), settings.output_dir)
-                  : caf::actor_cast<file_reader_actor>(node.supervisor);
-  auto name = node.name;
-  auto answer = [this, number](caf::expected<output_chunk> x) {
-    auto i = reads.find(number);
-    if (i == reads.end())
-      return; // Failed already: the node was lost.
-    auto waiting = std::move(i->second.promise);
-    reads.erase(i);
-    if (x)
-      waiting.deliver(std::move(*x));
-    else
-      waiting.deliver(std::move(x.error()));
-  };
-  self
-    ->request(target, read_timeout, read_file_atom::value, std::move(path),
-              offset, max_bytes)
-    .then([answer](output_chunk& chunk) mutable { answer(std::move(chunk)); },
-          [answer, name](caf::error& err) mutable {
-            answer(read_error(name, err));
-          });
+  if (!node.local)
+    read.reader = caf::actor_cast<file_reader_actor>(node.supervisor);
+  read.path = std::move(path);
+  read.offset = offset;
+  read.left = std::min(max_bytes, runtime::max_chunk_bytes);
+  reads.emplace(number, std::move(read));
+  read_piece(number);
   return promise;
+}
+
+void admission_state::read_piece(uint64_t number) {
+  auto& read = reads.at(number);
+  auto target = read.reader;
+  auto asked = read.left;
+  if (target)
+    asked = std::min(asked, part_bytes);
+  else
+    target = spawn_file_reader(self->system(), settings.output_dir);
+  auto name = read.node;
+  self
+    ->request(target, read_timeout, read_file_atom::value, read.path,
+              read.offset, asked)
+    .then([this, number,
+           asked](output_chunk& piece) { piece_read(number, asked, piece); },
+          [this, number, name](caf::error& err) {
+            answer_read(number, read_error(name, err));
+          });
+}
+
+void admission_state::piece_read(uint64_t number, uint32_t asked,
+                                 output_chunk& piece) {
+  auto i = reads.find(number);
+  if (i == reads.end())
+    return; // Failed already: the node was lost.
+  auto& read = i->second;
+  auto n = piece.bytes.size();
+  if (n > asked) {
+    answer_read(number,
+                make_error(errc::output_unavailable,
+                           "node " + read.node + " sent " + std::to_string(n)
+                             + " bytes of " + read.path + " for a read of "
+                             + std::to_string(asked)));
+    return;
+  }
+  if (!read.sized) {
+    read.chunk.size = piece.size;
+    read.sized = true;
+  } else if (piece.size != read.chunk.size) {
+    answer_read(number, make_error(errc::output_unavailable,
+                                   read.path + " on node " + read.node
+                                     + " changed size during a read ("
+                                     + std::to_string(read.chunk.size) + " -> "
+                                     + std::to_string(piece.size) + " bytes)"));
+    return;
+  }
+  auto& bytes = read.chunk.bytes;
+  if (bytes.empty())
+    bytes = std::move(piece.bytes);
+  else
+    bytes.insert(bytes.end(), piece.bytes.begin(), piece.bytes.end());
+  read.offset += n;
+  read.left -= static_cast<uint32_t>(n);
+  // A piece shorter than asked ends at the end of the file.
+  if (read.left == 0 || n < asked) {
+    answer_read(number, std::move(read.chunk));
+    return;
+  }
+  read_piece(number);
+}
+
+void admission_state::answer_read(uint64_t number,
+                                  caf::expected<output_chunk> x) {
+  auto i = reads.find(number);
+  if (i == reads.end())
+    return; // Failed already: the node was lost.
+  auto waiting = std::move(i->second.promise);
+  reads.erase(i);
+  if (x)
+    waiting.deliver(std::move(*x));
+  else
+    waiting.deliver(std::move(x.error()));
 }
 
 void admission_state::fail_reads(const cluster_node& node,
@@ -236,6 +297,7 @@ void admission_state::start_staging(job_record& rec) {
                       caf::make_message(read_file_atom::value, rec.video_path),
                       "node " + node->name};
   copy_options options;
+  options.chunk_bytes = copy_chunk_bytes;
   options.cancel = rec.transfer;
   spawn_chunked_copy(self->system(), std::move(source), path.string(), copy,
                      caf::actor_cast<caf::actor>(self), std::move(options));

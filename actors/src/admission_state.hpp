@@ -23,6 +23,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "vidnode/actors/device_ledger.hpp"
+#include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/job_queue.hpp"
 #include "vidnode/actors/job_table.hpp"
@@ -116,12 +117,30 @@ struct admission_state {
   /// reads at once; this bounds a node that hangs without heartbeats).
   static constexpr caf::timespan read_timeout = std::chrono::seconds{30};
 
+  /// The longest piece of a file asked of a worker node, and the chunks of
+  /// copies from it: what fits in a message this node accepts
+  /// (runtime::chunk_bytes_within(settings.max_message_size)); set by init.
+  uint32_t part_bytes = runtime::max_chunk_bytes;
+  uint32_t copy_chunk_bytes = runtime::default_chunk_bytes;
+
   /// A read of a file in flight on a node: answered by the node, or failed
-  /// when the node is lost or admission stops.
+  /// when the node is lost or admission stops. A worker node's file is read
+  /// in pieces of at most part_bytes (its answers come to this node), joined
+  /// in `chunk` until `left` is 0 or the file ends.
   struct pending_read {
     /// The node that reads (a name in `nodes`).
     std::string node;
     caf::typed_response_promise<runtime::output_chunk> promise;
+    /// The worker node's supervisor; null for a file of this node, read
+    /// whole on a local reader.
+    file_reader_actor reader;
+    std::string path;
+    /// Where the next piece starts, and how many bytes are still wanted.
+    uint64_t offset = 0;
+    uint32_t left = 0;
+    /// What arrived so far; its size is the first piece's.
+    runtime::output_chunk chunk;
+    bool sized = false;
   };
 
   /// Reads in flight, by number.
@@ -386,6 +405,17 @@ struct admission_state {
   caf::result<runtime::output_chunk> read_on(const cluster_node& node,
                                              std::string path, uint64_t offset,
                                              uint32_t max_bytes);
+
+  /// Asks for the next piece of read `number`.
+  void read_piece(uint64_t number);
+
+  /// Piece `asked` bytes long of read `number` arrived: joins it, then
+  /// answers the read or asks for the next piece.
+  void piece_read(uint64_t number, uint32_t asked,
+                  runtime::output_chunk& piece);
+
+  /// Answers read `number` (if still in flight) with `x`.
+  void answer_read(uint64_t number, caf::expected<runtime::output_chunk> x);
 
   /// Answers the reads in flight on `node` (it was lost) with
   /// output_unavailable naming it and `why`.

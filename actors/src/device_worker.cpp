@@ -23,6 +23,21 @@ namespace {
 using runtime::errc;
 using runtime::make_error;
 
+/// The most of an exception's text a report carries: reports go to the head,
+/// and must fit in the messages it accepts whatever a pipeline threw.
+constexpr size_t max_reported_text = 8192;
+
+/// `what`, cut to max_reported_text bytes (saying how much was cut).
+std::string reported(const char* what) {
+  std::string text{what};
+  if (text.size() > max_reported_text) {
+    auto cut = text.size() - max_reported_text;
+    text.resize(max_reported_text);
+    text += "... (" + std::to_string(cut) + " more bytes)";
+  }
+  return text;
+}
+
 /// Writes one job's video on its own thread, reports to `worker`, and ends.
 void encoder(caf::event_based_actor* self, device_worker_actor worker,
              uint64_t lease, std::string path, std::string output_dir,
@@ -82,6 +97,8 @@ struct device_worker_state {
   admission_control_actor admission;
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::string output_dir;
+  /// Length of the chunks of inputs copied from the head.
+  uint32_t input_chunk_bytes = runtime::default_chunk_bytes;
   std::map<std::string, cache_entry> cache;
   std::shared_ptr<device_models> kept;
   /// At most max_concurrency entries: a vector beats a hash map here.
@@ -139,9 +156,11 @@ struct device_worker_state {
     chunk_source source{
       caf::actor_cast<caf::actor>(admission),
       caf::make_message(read_input_atom::value, ticket.id, lease), "the head"};
-    auto copier =
-      spawn_chunked_copy(self->system(), std::move(source), std::move(path),
-                         lease, caf::actor_cast<caf::actor>(self));
+    copy_options options;
+    options.chunk_bytes = input_chunk_bytes;
+    auto copier = spawn_chunked_copy(
+      self->system(), std::move(source), std::move(path), lease,
+      caf::actor_cast<caf::actor>(self), std::move(options));
     copying.push_back({lease, std::move(ticket), std::move(copier)});
   }
 
@@ -199,9 +218,10 @@ struct device_worker_state {
       erase_attempt(lease);
       forget_input(lease);
       self->send(admission, failed_atom::value, id, lease,
-                 make_error(e.code(), e.what()), uint64_t{0});
+                 make_error(e.code(), reported(e.what())), uint64_t{0});
     } catch (const gpu::out_of_memory& e) {
-      auto reason = make_error(errc::out_of_memory, where() + ": " + e.what());
+      auto reason =
+        make_error(errc::out_of_memory, where() + ": " + reported(e.what()));
       spdlog::warn("{}: job {} ran out of memory (it needs at least {}); the "
                    "worker restarts, keeping its loaded models",
                    where(), id.value,
@@ -213,11 +233,13 @@ struct device_worker_state {
     } catch (const gpu::device_failure& e) {
       spdlog::error("{}: the device failed running job {}: {}", where(),
                     id.value, e.what());
-      crash(id, lease, where() + ": device failed: " + e.what(), true);
+      crash(id, lease, where() + ": device failed: " + reported(e.what()),
+            true);
     } catch (const std::exception& e) {
       spdlog::error("{}: worker crashed running job {}: {}", where(), id.value,
                     e.what());
-      crash(id, lease, where() + ": worker crashed: " + e.what(), false);
+      crash(id, lease, where() + ": worker crashed: " + reported(e.what()),
+            false);
     } catch (...) {
       crash(id, lease, where() + ": worker crashed (unknown exception)", false);
     }
@@ -436,13 +458,14 @@ device_worker_actor::behavior_type device_worker_behavior(
   device_worker_state::pointer self, runtime::device_info device,
   admission_control_actor admission,
   std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
-  std::shared_ptr<device_models> kept) {
+  uint32_t input_chunk_bytes, std::shared_ptr<device_models> kept) {
   auto& st = self->state;
   survive_stray_errors(self, "a device worker");
   st.device = std::move(device);
   st.admission = std::move(admission);
   st.catalog = std::move(catalog);
   st.output_dir = std::move(output_dir);
+  st.input_chunk_bytes = input_chunk_bytes;
   st.kept = kept ? std::move(kept) : std::make_shared<device_models>();
   for (auto& [model, pipeline] : st.kept->ready) {
     device_worker_state::cache_entry entry;
@@ -474,14 +497,16 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    std::string output_dir, bool detached,
-                    std::shared_ptr<device_models> kept) {
+                    std::string output_dir, uint64_t max_message_size,
+                    bool detached, std::shared_ptr<device_models> kept) {
+  auto chunk_bytes = runtime::chunk_bytes_within(max_message_size);
   if (detached)
-    return sys.spawn<caf::detached>(device_worker_behavior, device,
-                                    std::move(admission), std::move(catalog),
-                                    std::move(output_dir), std::move(kept));
+    return sys.spawn<caf::detached>(
+      device_worker_behavior, device, std::move(admission), std::move(catalog),
+      std::move(output_dir), chunk_bytes, std::move(kept));
   return sys.spawn(device_worker_behavior, device, std::move(admission),
-                   std::move(catalog), std::move(output_dir), std::move(kept));
+                   std::move(catalog), std::move(output_dir), chunk_bytes,
+                   std::move(kept));
 }
 
 uint64_t device_models::resident_bytes() const {

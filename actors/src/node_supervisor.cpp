@@ -55,9 +55,9 @@ struct node_supervisor_state {
       return;
     auto detached = device.info.kind != runtime::device_kind::sim
                     || settings.detach_sim_workers;
-    device.worker =
-      spawn_device_worker(self->system(), device.info, admission, catalog,
-                          settings.output_dir, detached, device.models);
+    device.worker = spawn_device_worker(
+      self->system(), device.info, admission, catalog, settings.output_dir,
+      settings.max_message_size, detached, device.models);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts, device.models->names(),

@@ -165,8 +165,6 @@ int main(int argc, char** argv) {
   std::string scheduler = net::process_config::default_scheduler_policy;
   size_t threads = 0;
   size_t poll_attempts = 100;
-  uint64_t max_message_size =
-    net::hardened_multiplexer::default_max_message_size;
 
   CLI::App app{"vidnode: serves video-generation jobs on this machine's "
                "devices.\nClients submit with vidctl or over CAF remote "
@@ -292,10 +290,11 @@ int main(int argc, char** argv) {
   apps::add_number(app, "--max-results", settings.max_results, 1,
                    std::numeric_limits<uint32_t>::max(),
                    "Most finished results kept");
-  apps::add_size(app, "--max-message-size", max_message_size,
+  apps::add_size(app, "--max-message-size", settings.max_message_size,
                  "Longest message a client or node may send; a connection "
                  "that announces a longer one is closed before anything is "
-                 "read (64KiB to 4095MiB)");
+                 "read, and chunks of files are asked for within it (512KiB "
+                 "to 4095MiB)");
   apps::transport_flags transport;
   apps::add_transport_options(app, transport);
   net::curl_transfers::options transfer_options;
@@ -386,13 +385,6 @@ int main(int argc, char** argv) {
       }
     settings.torchscript_models.emplace_back(name, entry.substr(eq + 1));
   }
-  if (max_message_size < (64u << 10) || max_message_size >= (4ull << 30)) {
-    std::fprintf(stderr,
-                 "vidnode: --max-message-size: must be from 64KiB to "
-                 "4095MiB, got %s\n",
-                 runtime::format_bytes(max_message_size).c_str());
-    return 2;
-  }
   if (auto err = runtime::validate(settings)) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
     return 2;
@@ -428,7 +420,7 @@ int main(int argc, char** argv) {
   net::process_config cfg;
   if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
     return code;
-  cfg.max_message_size(max_message_size);
+  cfg.max_message_size(settings.max_message_size);
   cfg.scheduler_policy(scheduler);
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);

@@ -322,7 +322,7 @@ caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
                                              progress_function progress,
                                              fetch_options options) {
   auto chunk_bytes =
-    std::clamp<uint32_t>(options.chunk_bytes, 1, runtime::max_chunk_bytes);
+    runtime::chunk_bytes_within(opts_.max_message_size, options.chunk_bytes);
   auto window = std::max<uint32_t>(options.window, 1);
   std::deque<
     std::pair<uint64_t, std::future<caf::expected<runtime::output_chunk>>>>

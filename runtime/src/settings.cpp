@@ -110,6 +110,11 @@ caf::error validate(const node_settings& s) {
     return bad("cuda-reserve", "must be at most 1TiB");
   if (!(s.oom_estimate_growth > 1 && s.oom_estimate_growth <= 100))
     return bad("oom-estimate-growth", "must be above 1 and at most 100");
+  if (s.max_message_size < lim::min_message_size
+      || s.max_message_size >= lim::message_size_bound)
+    return bad("max-message-size",
+               "must be from " + format_bytes(lim::min_message_size)
+                 + " to 4095MiB, got " + format_bytes(s.max_message_size));
   return caf::none;
 }
 

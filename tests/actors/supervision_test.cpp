@@ -358,7 +358,7 @@ TEST_CASE("a worker attached in place of one that still runs a job takes "
   REQUIRE(gpu::parse_devices("sim:1", infos, error));
   auto worker = actors::spawn_device_worker(
     fx.sys, infos[0], fx.node.admission, gpu::model_catalog::builtin(),
-    settings_with(1).output_dir, false,
+    settings_with(1).output_dir, settings_with(1).max_message_size, false,
     std::make_shared<actors::device_models>());
   auto admission = fx.node.admission;
   auto info = infos[0];

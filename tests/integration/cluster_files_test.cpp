@@ -131,13 +131,17 @@ public:
 
 /// Starts a worker node named `name` that joins `cluster_address`; returns
 /// once it has joined.
-std::unique_ptr<child_process> start_worker(const std::string& cluster_address,
-                                            const std::string& name,
-                                            const fs::path& output_dir,
-                                            const std::string& devices) {
-  auto worker = std::make_unique<child_process>(std::vector<std::string>{
-    VIDNODE_BIN, "--join", cluster_address, "--devices", devices, "--node-name",
-    name, "--output-dir", output_dir.string(), "--log-level", "warn"});
+std::unique_ptr<child_process>
+start_worker(const std::string& cluster_address, const std::string& name,
+             const fs::path& output_dir, const std::string& devices,
+             std::vector<std::string> args = {}) {
+  std::vector<std::string> argv = {
+    VIDNODE_BIN,   "--join",       cluster_address,
+    "--devices",   devices,        "--node-name",
+    name,          "--output-dir", output_dir.string(),
+    "--log-level", "warn"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto worker = std::make_unique<child_process>(argv);
   auto line = worker->read_line(20s);
   INFO(worker->stderr_text());
   REQUIRE(line);
@@ -444,6 +448,69 @@ TEST_CASE("an --audio-url fetched by the head reaches the worker node that "
   CHECK(info->audio_seconds == Approx(2.0).margin(0.05)); // 16 frames at 8
   CHECK(files_in(dir.path / "w1" / "copies").empty());
   CHECK(files_in(dir.path / "head" / "inputs").empty());
+}
+
+TEST_CASE("at the smallest --max-message-size a video of several chunks is "
+          "fetched from a worker node through the head while another job "
+          "runs there, which stays on its first attempt, and an input longer "
+          "than the worker's limit reaches it",
+          "[integration][cluster][transfers]") {
+  scratch_dir dir;
+  const std::string limit = "512KiB";
+  auto inputs = dir.path / "inputs";
+  fs::create_directories(inputs);
+  // 36 s at 48 kHz: about 1.7 MB, more than three chunks of the limit.
+  auto wav = test::silent_wav(36, 48000);
+  REQUIRE(wav.size() > 3 * (512u << 10));
+  std::ofstream{inputs / "voice.wav", std::ios::binary} << wav;
+  head_node head{
+    dir.path / "head",
+    {"--max-message-size", limit, "--allow-file-urls", inputs.string()}};
+  auto worker = start_worker(head.cluster_address, "w1", dir.path / "w1",
+                             "sim:2", {"--max-message-size", limit});
+  auto long_job =
+    head.vidctl_json({"submit", "--steps", "1000", "--option", "step_ms=100"});
+  auto long_id = std::to_string(long_job["id"].get<uint64_t>());
+  auto job = sim_video_job("16", "8");
+  if (gpu::video_encoding_available())
+    job.insert(job.end(),
+               {"--audio-url", "file://" + (inputs / "voice.wav").string()});
+  auto id = std::to_string(head.vidctl_json(job)["id"].get<uint64_t>());
+  auto file = dir.path / "video.mp4";
+  auto result = head.vidctl_json({"wait", id, "--download", file.string()});
+  REQUIRE(result["state"] == "succeeded");
+  CHECK(result["output_node"] == "w1");
+  CHECK(result["attempts"] == 1);
+  auto on_worker = fs::path{result["output"].get<std::string>()};
+  CHECK(read_file(file) == read_file(on_worker));
+  if (gpu::video_encoding_available()) {
+    std::string error;
+    auto info = gpu::probe_video(file.string(), error);
+    INFO(error);
+    REQUIRE(info);
+    CHECK(info->has_audio);
+    CHECK(files_in(dir.path / "w1" / "copies").empty());
+  }
+  // The node serves whatever file is at the output path: 3 MiB and a bit
+  // of noise make chunks of 1 MiB that the head reads in pieces.
+  std::string noise(3 * (1 << 20) + 12345, '\0');
+  std::mt19937 gen{5};
+  for (auto& c : noise)
+    c = static_cast<char>(gen() & 0xff);
+  std::ofstream{on_worker, std::ios::binary | std::ios::trunc} << noise;
+  auto copy = dir.path / "copy.mp4";
+  auto fetched = head.vidctl_json({"fetch", id, copy.string()});
+  CHECK(fetched["bytes"] == noise.size());
+  CHECK(read_file(copy) == noise);
+  auto beside = head.vidctl_json({"status", long_id});
+  CHECK(beside["state"] == "running");
+  CHECK(beside["node"] == "w1");
+  CHECK(beside["attempts"] == 1);
+  head.vidctl({"cancel", long_id});
+  auto log = head.process->stderr_text();
+  CHECK_THAT(log, !Catch::Contains("closing the connection"));
+  CHECK_THAT(log, !Catch::Contains("is lost"));
+  CHECK_THAT(worker->stderr_text(), !Catch::Contains("closing the connection"));
 }
 
 TEST_CASE("tiny-t2v on a cpu worker node: the video downloaded with vidctl "

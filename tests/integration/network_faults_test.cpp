@@ -167,20 +167,25 @@ TEST_CASE("a connection that announces a 4 GiB message is closed before the "
 TEST_CASE("a message above --max-message-size closes its connection, and one "
           "below it is read",
           "[integration]") {
-  node_process node{{"--devices", "sim:1", "--max-message-size", "64KiB"}};
+  node_process node{{"--devices", "sim:1", "--max-message-size", "512KiB"}};
   {
     test::raw_connection attacker{node.port};
-    REQUIRE(attacker.send(test::basp_header(1, (64u << 10) + 1)));
+    REQUIRE(attacker.send(test::basp_header(1, (512u << 10) + 1)));
     CHECK(attacker.closed_by_peer());
   }
-  // A prompt of 16 KiB fits in 64 KiB: the request is read and answered.
+  // A prompt of 16 KiB fits in 512 KiB: the request is read and answered.
   auto served = node.vidctl(
     {"submit", "--steps", "0", "--prompt", std::string(16384, 'x')});
   INFO(served.err);
   CHECK(served.status == 0);
-  auto refused = run_command({VIDNODE_BIN, "--max-message-size", "1KiB"});
-  CHECK(refused.status == 2);
-  CHECK_THAT(refused.err, Catch::Contains("--max-message-size"));
+  // Below 512 KiB some job a client may submit would not fit.
+  for (auto size : {"1KiB", "64KiB", "511KiB"}) {
+    auto refused = run_command(
+      {VIDNODE_BIN, "--listen", "127.0.0.1:0", "--max-message-size", size});
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.err,
+               Catch::Contains("--max-message-size: must be from 512KiB"));
+  }
 }
 
 TEST_CASE("vidctl submits again under one idempotency key when a reply does "

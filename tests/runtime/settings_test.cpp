@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/protocol.hpp"
 #include "vidnode/runtime/settings.hpp"
 
 using namespace std::chrono_literals;
@@ -47,6 +48,8 @@ TEST_CASE("every bound of the settings is itself accepted", "[settings]") {
     [](node_settings& s) { s.max_bypass = 100000; },
     [](node_settings& s) { s.cuda_reserve_bytes = 0; },
     [](node_settings& s) { s.cuda_reserve_bytes = 1ull << 40; },
+    [](node_settings& s) { s.max_message_size = 512u << 10; },
+    [](node_settings& s) { s.max_message_size = (4ull << 30) - 1; },
   };
   for (size_t i = 0; i < edges.size(); ++i) {
     INFO("bound #" << i);
@@ -80,6 +83,10 @@ TEST_CASE("a bad setting is refused as an invalid request naming that "
     {"max-bypass", [](node_settings& s) { s.max_bypass = 100001; }},
     {"cuda-reserve",
      [](node_settings& s) { s.cuda_reserve_bytes = (1ull << 40) + 1; }},
+    {"max-message-size",
+     [](node_settings& s) { s.max_message_size = (512u << 10) - 1; }},
+    {"max-message-size",
+     [](node_settings& s) { s.max_message_size = 4ull << 30; }},
   };
   for (auto& [setting, change] : cases) {
     auto err = validate(with(change));
@@ -96,4 +103,25 @@ TEST_CASE("a refused setting shows the value it got", "[settings]") {
     == "max-concurrency: must be between 1 and 64, got 65");
   CHECK(detail_of(validate(with([](node_settings& s) { s.run_timeout = -5s; })))
         == "run-timeout: must be positive, got -5s");
+  CHECK(detail_of(validate(
+          with([](node_settings& s) { s.max_message_size = 64u << 10; })))
+        == "max-message-size: must be from 512KiB to 4095MiB, got 64KiB");
+}
+
+TEST_CASE("chunks are asked for at 1 MiB, cut to what fits in the asker's "
+          "message size limit with room for the envelope",
+          "[settings]") {
+  using vidnode::runtime::chunk_bytes_within;
+  using vidnode::runtime::chunk_envelope_bytes;
+  using vidnode::runtime::max_chunk_bytes;
+  constexpr uint64_t mib = 1 << 20;
+  CHECK(chunk_bytes_within(vidnode::runtime::default_max_message_size) == mib);
+  CHECK(chunk_bytes_within(mib) == mib - chunk_envelope_bytes);
+  CHECK(chunk_bytes_within(mib + chunk_envelope_bytes) == mib);
+  CHECK(chunk_bytes_within(512u << 10) == (512u << 10) - chunk_envelope_bytes);
+  CHECK(chunk_bytes_within(64u << 10, 1000) == 1000);
+  CHECK(chunk_bytes_within(1ull << 30, uint32_t{16} << 20) == max_chunk_bytes);
+  CHECK(chunk_bytes_within(1ull << 30, 0) == 1);
+  CHECK(chunk_bytes_within(chunk_envelope_bytes) == 1);
+  CHECK(chunk_bytes_within(0) == 1);
 }

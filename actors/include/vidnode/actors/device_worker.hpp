@@ -50,12 +50,13 @@ struct device_models {
 ///
 /// A ticket's audio_path is a path on the head. A worker whose `admission`
 /// runs on another node copies it first, in chunks through admission
-/// (`read_input`), to `output_dir`/copies/ on a detached actor of its own,
-/// then starts the attempt; the attempt holds its device slot meanwhile
-/// (a copy over the cluster's network, never a download from the URL,
-/// which the head did before the job was queued). The copy is removed when
-/// the attempt ends, is aborted, or the worker exits; a failed copy fails
-/// the attempt (transfer_failed).
+/// (`read_input`) that fit in `max_message_size` (the longest message this
+/// node accepts; runtime::chunk_bytes_within), to `output_dir`/copies/ on a
+/// detached actor of its own, then starts the attempt; the attempt holds
+/// its device slot meanwhile (a copy over the cluster's network, never a
+/// download from the URL, which the head did before the job was queued).
+/// The copy is removed when the attempt ends, is aborted, or the worker
+/// exits; a failed copy fails the attempt (transfer_failed).
 ///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
@@ -64,7 +65,7 @@ device_worker_actor
 spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
-                    std::string output_dir, bool detached,
-                    std::shared_ptr<device_models> kept);
+                    std::string output_dir, uint64_t max_message_size,
+                    bool detached, std::shared_ptr<device_models> kept);
 
 } // namespace vidnode::actors

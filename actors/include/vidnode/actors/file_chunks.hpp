@@ -71,7 +71,9 @@ struct chunk_source {
 
 /// How a chunked copy runs.
 struct copy_options {
-  /// Bytes asked for per request.
+  /// Bytes asked for per request (cut to runtime::max_chunk_bytes). The
+  /// chunks come to the copy's node: use runtime::chunk_bytes_within its
+  /// message size limit.
   uint32_t chunk_bytes = runtime::default_chunk_bytes;
   /// Requests in flight at once (at least 1); also the most chunks held in
   /// memory.

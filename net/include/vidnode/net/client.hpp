@@ -17,7 +17,8 @@ namespace vidnode::net {
 
 /// How client::fetch_output reads a video.
 struct fetch_options {
-  /// Bytes asked for per read (at most runtime::max_chunk_bytes).
+  /// Bytes asked for per read, cut to what fits in a message the client
+  /// accepts (runtime::chunk_bytes_within(options::max_message_size)).
   uint32_t chunk_bytes = runtime::default_chunk_bytes;
   /// Reads in flight at once (at least 1): the most chunks held in memory.
   uint32_t window = 2;

@@ -7,6 +7,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
 
+#include "vidnode/runtime/settings.hpp"
+
 namespace vidnode::net {
 
 /// CAF's default network backend with two faults of CAF 0.17.6's BASP
@@ -40,9 +42,10 @@ public:
   static constexpr const char* max_message_size_key =
     "vidnode.max-message-size";
 
-  /// What a node accepts by default: 16 MiB, far above any request of the
-  /// client protocol (a job_spec with a 16 KiB prompt is under 20 KiB).
-  static constexpr size_t default_max_message_size = size_t{16} << 20;
+  /// What a node accepts by default: runtime::default_max_message_size
+  /// (16 MiB), far above any request of the client protocol.
+  static constexpr size_t default_max_message_size =
+    runtime::default_max_message_size;
 
   /// The config key of the longest time an outgoing TCP connection may take
   /// to be established (a caf::timespan; default 10 s).

@@ -51,10 +51,31 @@ using read_output_atom = caf::atom_constant<caf::atom("readout")>;
 /// The length of a chunk clients ask for by default: 1 MiB.
 constexpr uint32_t default_chunk_bytes = uint32_t{1} << 20;
 
-/// The longest chunk a read returns: 4 MiB (longer asks are cut to it), well
-/// under the smallest message limit a node accepts (64 KiB is the least
-/// --max-message-size, so a node set that low needs smaller asks).
+/// The longest chunk a read returns: 4 MiB (longer asks are cut to it).
 constexpr uint32_t max_chunk_bytes = uint32_t{4} << 20;
+
+/// Room kept in a message for what surrounds a chunk's bytes: the reply's
+/// other fields and type names and the actors it passed (a reply of 1 MiB
+/// measured 40 bytes more; CAF's 32-byte BASP header is not counted against
+/// a message size limit).
+constexpr uint32_t chunk_envelope_bytes = 4096;
+
+/// The length to ask for per chunk when the reply must fit in
+/// `max_message_size` bytes, the longest message the asker accepts (its
+/// --max-message-size: replies come to the asker): `wanted`, cut to
+/// max_chunk_bytes and to `max_message_size` less chunk_envelope_bytes,
+/// and at least 1. Every chunk vidnode asks for (a client's reads, the
+/// head's reads of a worker node's files, copies between nodes) is sized
+/// here; whoever answers never sends more than was asked.
+constexpr uint32_t chunk_bytes_within(uint64_t max_message_size,
+                                      uint32_t wanted = default_chunk_bytes) {
+  uint64_t room = max_message_size > chunk_envelope_bytes
+                    ? max_message_size - chunk_envelope_bytes
+                    : 1;
+  uint64_t length = wanted < max_chunk_bytes ? wanted : max_chunk_bytes;
+  length = length < room ? length : room;
+  return length > 0 ? static_cast<uint32_t>(length) : 1;
+}
 
 /// A piece of a job's video file.
 struct output_chunk {
@@ -96,9 +117,12 @@ using job_observer_actor = caf::typed_actor<caf::reacts_to<job_event>>;
 /// - `read_output, id, offset, max_bytes -> chunk`: up to `max_bytes` (cut
 ///   to max_chunk_bytes) of the job's video file from byte `offset`, read on
 ///   the node that wrote it (job_result::output_node) and relayed by the
-///   head; stateless, so a client reads a file chunk by chunk and may have
-///   several reads in flight. Errors: unknown_job; no_output (the job has
-///   not ended, has no video file, or its output is a URL); invalid_request
+///   head, which reads it from that node in pieces that fit its own message
+///   size limit and answers with them joined; stateless, so a client reads
+///   a file chunk by chunk and may have several reads in flight. A client
+///   asks for chunk_bytes_within its own message size limit. Errors:
+///   unknown_job; no_output (the job has not ended, has no video file, or its
+///   output is a URL); invalid_request
 ///   (`offset` beyond the end); output_unavailable (the node that holds the
 ///   video is lost or gone, the file was removed, a read failed; each named
 ///   in the context). A job whose upload failed or was cancelled still has

@@ -42,7 +42,18 @@ struct settings_limits {
   /// From 0.
   static constexpr int32_t max_bypass = 100000;
   static constexpr int32_t max_webhook_attempts = 100;
+  /// The least max_message_size. Below it some message vidnode must
+  /// exchange may not fit: the largest job a client may submit
+  /// (job_limits: about 290 KiB serialized, mostly 64 options of 4 KiB),
+  /// and its ticket to a worker node, fit with room to spare; the other
+  /// messages between nodes are far smaller.
+  static constexpr uint64_t min_message_size = uint64_t{512} << 10;
+  /// max_message_size must be below this (BASP's length field is 32 bits).
+  static constexpr uint64_t message_size_bound = uint64_t{4} << 30;
 };
+
+/// The longest message a vidnode process accepts by default: 16 MiB.
+constexpr uint64_t default_max_message_size = uint64_t{16} << 20;
 
 /// Everything a node is configured with. Defaults are the documented ones
 /// (README, "Settings"); `validate` checks a value set before a node starts.
@@ -118,6 +129,13 @@ struct node_settings {
   /// Users' TorchScript models served by name: (name, path). Checked
   /// against the contract when the node starts.
   std::vector<std::pair<std::string, std::string>> torchscript_models;
+  /// The longest message, in bytes, this node's process accepts
+  /// (--max-message-size). It must equal what the process's middleman
+  /// enforces (net::process_config::max_message_size, net::load_middleman):
+  /// the node asks its peers for chunks of files that fit in it
+  /// (chunk_bytes_within in protocol.hpp), and nothing checks that the two
+  /// agree.
+  uint64_t max_message_size = default_max_message_size;
 };
 
 /// Why `name` cannot be a node's name (1 to 64 letters, digits and - _ .),
