@@ -131,7 +131,7 @@ struct fake_cluster {
     auto sup = supervisor;
     sys.spawn([=](caf::event_based_actor* self) {
       actors::node_registration reg{"w1", runtime::protocol_version, sup,
-                                    devices};
+                                    devices, {"sim", "sim-*"}};
       self->request(registry, caf::infinite, actors::join_atom::value, reg)
         .then([=](actors::admission_control_actor& admission, std::string&) {
           self->send(sup, actors::bind_atom::value,
