@@ -31,6 +31,9 @@ using test::run_command;
 namespace {
 
 namespace fs = std::filesystem;
+using test::entries;
+using test::read_file;
+using test::write_file;
 
 /// A fresh directory, removed with everything in it at the end.
 struct scratch_dir {
@@ -43,25 +46,6 @@ struct scratch_dir {
     return path / name;
   }
 };
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in{path, std::ios::binary};
-  return {std::istreambuf_iterator<char>{in}, {}};
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream{path, std::ios::binary | std::ios::trunc} << text;
-}
-
-/// The names in `dir`, sorted.
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (auto& entry : fs::directory_iterator{dir, ec})
-    names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 /// A sim job that writes a small video (64x48, 12 frames).
 std::vector<std::string> video_job() {

@@ -25,23 +25,9 @@ using net::download_file;
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in{path, std::ios::binary};
-  return {std::istreambuf_iterator<char>{in}, {}};
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream{path, std::ios::binary | std::ios::trunc} << text;
-}
-
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (auto& entry : fs::directory_iterator{dir})
-    names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using test::entries;
+using test::read_file;
+using test::write_file;
 
 caf::error write_text(download_file& file, const std::string& text) {
   return file.write(reinterpret_cast<const uint8_t*>(text.data()), text.size());

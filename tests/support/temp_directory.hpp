@@ -1,13 +1,17 @@
 #pragma once
 
 /// @file
-/// A scratch directory for tests.
+/// A scratch directory for tests, and small helpers for the files in it.
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace vidnode::test {
 
@@ -40,5 +44,27 @@ public:
 private:
   std::string path_;
 };
+
+/// The whole content of `path` (empty if it cannot be read).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, {}};
+}
+
+/// Replaces the content of `path` with `text`.
+inline void write_file(const std::filesystem::path& path,
+                       const std::string& text) {
+  std::ofstream{path, std::ios::binary | std::ios::trunc} << text;
+}
+
+/// The names in `dir`, sorted (none if it cannot be listed).
+inline std::vector<std::string> entries(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto& entry : std::filesystem::directory_iterator{dir, ec})
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 } // namespace vidnode::test
