@@ -49,25 +49,21 @@ struct scratch_dir {
   fs::path path{dir.path()};
 };
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in{path, std::ios::binary};
-  return {std::istreambuf_iterator<char>{in}, {}};
-}
-
-/// The files in `dir` (none if it does not exist).
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (auto& entry : fs::directory_iterator{dir, ec})
-    names.push_back(entry.path().filename().string());
-  return names;
+/// Replaces `path` with `size` random bytes (from `seed`) and returns them.
+std::string write_noise(const fs::path& path, size_t size, uint32_t seed) {
+  std::string noise(size, '\0');
+  std::mt19937 gen{seed};
+  for (auto& c : noise)
+    c = static_cast<char>(gen() & 0xff);
+  std::ofstream{path, std::ios::binary | std::ios::trunc} << noise;
+  return noise;
 }
 
 /// True if a download to `file` left a temporary file beside it
 /// (`FILE.XXXXXX.part`).
 bool partial_file_left(const fs::path& file) {
   auto prefix = file.filename().string() + ".";
-  for (const auto& name : files_in(file.parent_path()))
+  for (const auto& name : test::entries(file.parent_path()))
     if (name.rfind(prefix, 0) == 0)
       return true;
   return false;
@@ -187,7 +183,7 @@ TEST_CASE("a video written on a worker node is downloaded through the head "
   auto on_worker = fs::path{result["output"].get<std::string>()};
   CHECK(on_worker.parent_path() == dir.path / "w1");
   CHECK(result["download"]["bytes"] == fs::file_size(on_worker));
-  CHECK(read_file(file) == read_file(on_worker));
+  CHECK(test::read_file(file) == test::read_file(on_worker));
   CHECK_FALSE(partial_file_left(file));
   if (gpu::video_encoding_available()) {
     std::string error;
@@ -204,15 +200,11 @@ TEST_CASE("a video written on a worker node is downloaded through the head "
   SECTION("vidctl fetch streams a file of several chunks, two in flight") {
     // The node serves whatever file is at the output path: 5 MiB and a bit
     // of noise make six reads of 1 MiB.
-    std::string noise(5 * (1 << 20) + 12345, '\0');
-    std::mt19937 gen{7};
-    for (auto& c : noise)
-      c = static_cast<char>(gen() & 0xff);
-    std::ofstream{on_worker, std::ios::binary | std::ios::trunc} << noise;
+    auto noise = write_noise(on_worker, 5 * (1 << 20) + 12345, 7);
     auto copy = dir.path / "copy.mp4";
     auto fetched = head.vidctl_json({"fetch", id, copy.string()});
     CHECK(fetched["bytes"] == noise.size());
-    CHECK(read_file(copy) == noise);
+    CHECK(test::read_file(copy) == noise);
   }
 }
 
@@ -227,7 +219,8 @@ TEST_CASE("a video made on a device of the head itself is downloaded the "
   auto result = head.vidctl_json({"wait", id, "--download", file.string()});
   REQUIRE(result["state"] == "succeeded");
   CHECK(result["output_node"] == "head");
-  CHECK(read_file(file) == read_file(result["output"].get<std::string>()));
+  CHECK(test::read_file(file)
+        == test::read_file(result["output"].get<std::string>()));
 }
 
 TEST_CASE("fetching a job that is unknown, queued, running, failed or has no "
@@ -407,8 +400,8 @@ TEST_CASE("an --output-url upload of a video made on a worker node leaves "
   auto id = result["id"].get<uint64_t>();
   auto on_worker = dir.path / "w1" / ("job-" + std::to_string(id) + ".mp4");
   REQUIRE(fs::exists(on_worker));
-  CHECK(web.read("uploads/up.mp4") == read_file(on_worker));
-  CHECK(files_in(dir.path / "head" / "staging").empty());
+  CHECK(web.read("uploads/up.mp4") == test::read_file(on_worker));
+  CHECK(test::entries(dir.path / "head" / "staging").empty());
   // An uploaded video is fetched from its URL, not through the head.
   auto r = head.vidctl(
     {"--json", "fetch", std::to_string(id), (dir.path / "x.mp4").string()});
@@ -446,8 +439,8 @@ TEST_CASE("an --audio-url fetched by the head reaches the worker node that "
   REQUIRE(info);
   CHECK(info->has_audio);
   CHECK(info->audio_seconds == Approx(2.0).margin(0.05)); // 16 frames at 8
-  CHECK(files_in(dir.path / "w1" / "copies").empty());
-  CHECK(files_in(dir.path / "head" / "inputs").empty());
+  CHECK(test::entries(dir.path / "w1" / "copies").empty());
+  CHECK(test::entries(dir.path / "head" / "inputs").empty());
 }
 
 TEST_CASE("at the smallest --max-message-size a video of several chunks is "
@@ -482,26 +475,22 @@ TEST_CASE("at the smallest --max-message-size a video of several chunks is "
   CHECK(result["output_node"] == "w1");
   CHECK(result["attempts"] == 1);
   auto on_worker = fs::path{result["output"].get<std::string>()};
-  CHECK(read_file(file) == read_file(on_worker));
+  CHECK(test::read_file(file) == test::read_file(on_worker));
   if (gpu::video_encoding_available()) {
     std::string error;
     auto info = gpu::probe_video(file.string(), error);
     INFO(error);
     REQUIRE(info);
     CHECK(info->has_audio);
-    CHECK(files_in(dir.path / "w1" / "copies").empty());
+    CHECK(test::entries(dir.path / "w1" / "copies").empty());
   }
   // The node serves whatever file is at the output path: 3 MiB and a bit
   // of noise make chunks of 1 MiB that the head reads in pieces.
-  std::string noise(3 * (1 << 20) + 12345, '\0');
-  std::mt19937 gen{5};
-  for (auto& c : noise)
-    c = static_cast<char>(gen() & 0xff);
-  std::ofstream{on_worker, std::ios::binary | std::ios::trunc} << noise;
+  auto noise = write_noise(on_worker, 3 * (1 << 20) + 12345, 5);
   auto copy = dir.path / "copy.mp4";
   auto fetched = head.vidctl_json({"fetch", id, copy.string()});
   CHECK(fetched["bytes"] == noise.size());
-  CHECK(read_file(copy) == noise);
+  CHECK(test::read_file(copy) == noise);
   auto beside = head.vidctl_json({"status", long_id});
   CHECK(beside["state"] == "running");
   CHECK(beside["node"] == "w1");

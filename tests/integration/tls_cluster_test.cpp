@@ -221,15 +221,7 @@ TEST_CASE("a TLS cluster of a head, two worker nodes and vidctl runs jobs "
   // same trusting both CAs (refused by the head alone), and none. Started
   // at once; each is timed from its own first try.
   certificates other{{"--node", "w3"}};
-  {
-    std::ifstream ours{cluster.certs().path("ca.pem")};
-    std::ifstream theirs{other.path("ca.pem")};
-    std::stringstream both;
-    both << ours.rdbuf() << theirs.rdbuf();
-    other.write("both.pem", both.str());
-  }
-  auto trusting_both = other.flags("w3");
-  trusting_both.back() = other.path("both.pem");
+  auto trusting_both = other.flags_trusting_also("w3", cluster.certs());
   auto& other_ca =
     cluster.add_worker("other-ca", other.flags("w3"), "", "info");
   auto& trusts_us = cluster.add_worker("trusts-us", trusting_both, "", "info");

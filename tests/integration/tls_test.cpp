@@ -191,13 +191,7 @@ TEST_CASE("a TLS node refuses at once a vidctl without certificates and one "
     WARN("refused in " << in_ms(took));
   }
   SECTION("also when that client trusts this node's CA") {
-    std::ifstream ours{certs.path("ca.pem")};
-    std::ifstream theirs{other.path("ca.pem")};
-    std::stringstream both;
-    both << ours.rdbuf() << theirs.rdbuf();
-    other.write("both.pem", both.str());
-    auto flags = other.flags("client");
-    flags.back() = other.path("both.pem");
+    auto flags = other.flags_trusting_also("client", certs);
     check_refused_in(strings{VIDCTL_BIN, "--connect", node.address, "--timeout",
                              "30s", "nodes"}
                        + flags,

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "support/process.hpp"
@@ -80,6 +81,19 @@ void certificates::write(const std::string& file,
 std::vector<std::string> certificates::flags(const std::string& name) const {
   return {"--tls-cert",        path(name + ".pem"), "--tls-key",
           path(name + ".key"), "--tls-ca",          path("ca.pem")};
+}
+
+std::vector<std::string>
+certificates::flags_trusting_also(const std::string& name,
+                                  const certificates& other) const {
+  std::ifstream ours{path("ca.pem")};
+  std::ifstream theirs{other.path("ca.pem")};
+  std::stringstream both;
+  both << ours.rdbuf() << theirs.rdbuf();
+  write("both.pem", both.str());
+  auto result = flags(name);
+  result.back() = path("both.pem");
+  return result;
 }
 
 } // namespace vidnode::test

@@ -42,6 +42,11 @@ public:
   /// The vidnode or vidctl flags for `name`.pem, `name`.key and ca.pem.
   std::vector<std::string> flags(const std::string& name) const;
 
+  /// flags(name), but trusting `other`'s CA as well as this one: a CA file
+  /// `both.pem` of the two.
+  std::vector<std::string> flags_trusting_also(const std::string& name,
+                                               const certificates& other) const;
+
 private:
   temp_directory dir_{"vidnode-certs"};
 };
