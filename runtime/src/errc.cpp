@@ -11,12 +11,26 @@ namespace vidnode::runtime {
 
 namespace {
 
-constexpr std::array<const char*, 18> names = {
-  "none",          "invalid_request",    "unknown_model", "queue_full",
-  "too_large",     "queue_timeout",      "run_timeout",   "cancelled",
-  "out_of_memory", "worker_lost",        "node_lost",     "unauthorized",
-  "internal",      "unknown_job",        "shutting_down", "transfer_failed",
-  "no_output",     "output_unavailable",
+constexpr std::array<const char*, 19> names = {
+  "none",
+  "invalid_request",
+  "unknown_model",
+  "queue_full",
+  "too_large",
+  "queue_timeout",
+  "run_timeout",
+  "cancelled",
+  "out_of_memory",
+  "worker_lost",
+  "node_lost",
+  "unauthorized",
+  "internal",
+  "unknown_job",
+  "shutting_down",
+  "transfer_failed",
+  "no_output",
+  "output_unavailable",
+  "journal_unavailable",
 };
 
 } // namespace

@@ -19,7 +19,7 @@ using vidnode::runtime::make_error;
 namespace {
 
 constexpr auto first_code = static_cast<uint8_t>(errc::invalid_request);
-constexpr auto last_code = static_cast<uint8_t>(errc::output_unavailable);
+constexpr auto last_code = static_cast<uint8_t>(errc::journal_unavailable);
 
 } // namespace
 

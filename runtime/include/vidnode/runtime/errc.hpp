@@ -52,6 +52,10 @@ enum class errc : uint8_t {
   /// gone, the file was removed, or reading it failed. The context names
   /// the node and the cause.
   output_unavailable,
+  /// The head cannot journal: the job was not accepted because its record
+  /// could not be made durable (the disk is full, or writing failed), or
+  /// the journal cannot be opened. The context names the file and cause.
+  journal_unavailable,
 };
 
 /// The name of a code as users see it ("queue_full").
