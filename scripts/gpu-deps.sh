@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bundles the Debian packages the GPU machine lacks (CAF, spdlog + fmt,
-# nlohmann-json, CLI11, Catch2 v2) into the git-ignored .deps/ of the checkout,
-# so that they travel with it (carry: .deps/root, about 15 MiB unpacked).
+# nlohmann-json, CLI11, SQLite, cereal, Catch2 v2) into the git-ignored
+# .deps/ of the checkout, so that they travel with it (carry: .deps/root,
+# about 20 MiB unpacked).
 # Run it on a Debian 12 machine with apt; it downloads into .deps/debs/ and
 # unpacks each package with dpkg -x into .deps/root/. Idempotent: packages
 # already downloaded are neither fetched nor unpacked again.
@@ -39,16 +40,19 @@ if [ "${1:-}" = "--cmake-args" ]; then
 fi
 
 # Exactly what vidnode's CMake files use (find_package CAF/spdlog/nlohmann_json/
-# CLI11/Catch2; spdlog's config needs fmt). The runtime libraries come along.
-# libcaf-openssl0.17: libcaf-dev's libcaf_openssl.so points at it (64 KB).
-# Not bundled: libcurl/libssl (the GPU machine has them), libtorch, FFmpeg,
-# cereal (nothing in the tree includes it).
+# CLI11/SQLite3/cereal/Catch2; spdlog's config needs fmt). The runtime
+# libraries come along (libsqlite3-dev's libsqlite3.so points into
+# libsqlite3-0). libcaf-openssl0.17: libcaf-dev's libcaf_openssl.so points at
+# it (64 KB). Not bundled: libcurl/libssl (the GPU machine has them),
+# libtorch, FFmpeg.
 packages=(
   libcaf-dev libcaf-core0.17 libcaf-io0.17 libcaf-openssl0.17
   libspdlog-dev libspdlog1.10
   libfmt-dev libfmt9
   nlohmann-json3-dev
   libcli11-dev
+  libsqlite3-dev libsqlite3-0
+  libcereal-dev
   catch2
 )
 

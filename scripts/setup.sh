@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libcaf-dev libssl-dev
   libspdlog-dev nlohmann-json3-dev libcli11-dev libcereal-dev
+  libsqlite3-dev
   catch2
   libtorch-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
