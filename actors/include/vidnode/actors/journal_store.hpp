@@ -61,7 +61,9 @@ struct journaled_job {
 struct journal_contents {
   /// The jobs, in id order (which is acceptance order).
   std::vector<journaled_job> jobs;
-  /// Learned memory estimates, (shape key, bytes), oldest learned first.
+  /// Learned memory estimates, (shape key, bytes), oldest learned first (a
+  /// figure changed later keeps the place where its key was first learned,
+  /// as in memory_estimates).
   std::vector<std::pair<std::string, uint64_t>> estimates;
   /// The highest job id ever journaled, also of jobs forgotten since: ids
   /// are never reused.
@@ -71,7 +73,11 @@ struct journal_contents {
   uint64_t generation = 0;
 };
 
-/// The changes of one transaction.
+/// The changes of one transaction. They are applied in the order of the
+/// fields: a job both in `jobs` and in `forgotten` (or an estimate both in
+/// `estimates` and in `forgotten_estimates`) ends forgotten, so a batch that
+/// learns again a key it had forgotten must drop the key from
+/// `forgotten_estimates`.
 struct journal_batch {
   /// Jobs accepted or changed: each record replaces the job's previous one.
   std::vector<journaled_job> jobs;
@@ -108,7 +114,14 @@ public:
   /// context names the file and the cause): the directory or file cannot
   /// be created or opened; another process holds it open; it is not a
   /// vidnode journal; it has another format version; it is corrupt (SQLite
-  /// finds it malformed, or a record does not decode).
+  /// finds it malformed, or a record does not decode). Nothing is written
+  /// to a file that is refused.
+  ///
+  /// While open, the store holds an flock on `journal.db.lock` beside the
+  /// database, which holds the holder's pid for the message of a second
+  /// opener, and SQLite's exclusive lock on the database itself, so that
+  /// no other program writes it either. Both go when the store is
+  /// destroyed or the process ends.
   static caf::expected<std::unique_ptr<journal_store>>
   open(const std::string& dir, journal_sync sync);
 
@@ -120,9 +133,11 @@ public:
   /// What the journal held when it was opened (moved out by the caller).
   journal_contents& contents() noexcept;
 
-  /// Writes `batch` in one transaction, all of it or (on error) none of it.
-  /// Errors (errc::journal_unavailable, the context says why): the disk or
-  /// file is full; any other failure to write.
+  /// Writes `batch` in one transaction, all of it or (on error) none of it;
+  /// with journal_sync::full it is on the disk when this returns. Errors
+  /// (errc::journal_unavailable, the context says why): the disk or file is
+  /// full; any other failure to write. The store stays usable after an
+  /// error: a later commit succeeds once the cause is gone.
   caf::error commit(const journal_batch& batch);
 
   /// The database file's path.
@@ -130,7 +145,8 @@ public:
 
   /// Test hook: caps the database at `pages` pages of its page size, so
   /// that commits that would grow it past fail as on a full disk (SQLite's
-  /// max_page_count).
+  /// max_page_count, which is never set below the current size: 1 caps the
+  /// database at its size now).
   void limit_pages(uint64_t pages);
 
 private:

@@ -1,0 +1,938 @@
+#include "vidnode/actors/journal_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <streambuf>
+#include <system_error>
+#include <type_traits>
+
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/cereal.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/string.hpp>
+
+#include <sqlite3.h>
+
+#include "vidnode/runtime/errc.hpp"
+
+// -- records ---------------------------------------------------------------
+//
+// Each row of `jobs` is one cereal binary archive of a journaled_job. The
+// save/load functions are non-intrusive and live here only: nothing outside
+// this file sees cereal. A type's version is written once per record; a
+// record of a version newer than this file knows is refused as corrupt.
+// Times are int64 nanoseconds; an error is (category atom as uint64, code,
+// detail string).
+
+namespace vidnode::runtime {
+
+namespace {
+
+/// The one version of every record type this file writes.
+constexpr std::uint32_t record_version = 1;
+
+void check_version(const char* type, std::uint32_t version) {
+  if (version > record_version)
+    throw cereal::Exception(
+      std::string{"a "} + type + " record of version " + std::to_string(version)
+      + "; this vidnode reads up to version " + std::to_string(record_version));
+}
+
+int64_t nanos(caf::timespan x) noexcept {
+  return x.count();
+}
+
+int64_t nanos(caf::timestamp x) noexcept {
+  return x.time_since_epoch().count();
+}
+
+/// The context of an error of another category than vidnode's, as text.
+std::string context_text(const caf::message& context) {
+  if (context.empty())
+    return {};
+  if (context.match_elements<std::string>())
+    return context.get_as<std::string>(0);
+  return caf::to_string(context);
+}
+
+template <class Archive>
+void save_error(Archive& ar, const caf::error& err) {
+  if (!err) {
+    ar(uint64_t{0}, uint8_t{0}, std::string{});
+    return;
+  }
+  auto category = err.category();
+  auto detail =
+    category == error_category() ? detail_of(err) : context_text(err.context());
+  ar(static_cast<uint64_t>(category), err.code(), detail);
+}
+
+template <class Archive>
+void load_error(Archive& ar, caf::error& err) {
+  uint64_t category = 0;
+  uint8_t code = 0;
+  std::string detail;
+  ar(category, code, detail);
+  auto atom = static_cast<caf::atom_value>(category);
+  if (code == 0)
+    err = caf::error{};
+  else if (atom == error_category())
+    err = detail.empty()
+            ? make_error(static_cast<errc>(code))
+            : make_error(static_cast<errc>(code), std::move(detail));
+  else if (detail.empty())
+    err = caf::error{code, atom};
+  else
+    err = caf::error{code, atom, caf::make_message(std::move(detail))};
+}
+
+} // namespace
+
+// Found by cereal through argument-dependent lookup. Defined in this file
+// only (no other file may define save/load for these types).
+
+template <class Archive>
+void save(Archive& ar, const job_spec& x, std::uint32_t) {
+  ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
+     x.priority, nanos(x.queue_timeout), nanos(x.run_timeout),
+     x.idempotency_key, x.options, x.audio_url, x.output_url, x.webhook_url);
+}
+
+template <class Archive>
+void load(Archive& ar, job_spec& x, std::uint32_t version) {
+  check_version("job_spec", version);
+  int64_t queue_timeout = 0;
+  int64_t run_timeout = 0;
+  ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
+     x.priority, queue_timeout, run_timeout, x.idempotency_key, x.options,
+     x.audio_url, x.output_url, x.webhook_url);
+  x.queue_timeout = caf::timespan{queue_timeout};
+  x.run_timeout = caf::timespan{run_timeout};
+}
+
+template <class Archive>
+void save(Archive& ar, const job_result& x, std::uint32_t) {
+  ar(x.id.value, static_cast<uint8_t>(x.state));
+  save_error(ar, x.error);
+  ar(x.output, x.output_node, x.model, x.priority, x.device, x.node, x.attempts,
+     x.step, x.steps, x.reserved_bytes, nanos(x.accepted_at),
+     nanos(x.started_at), nanos(x.computed_at), nanos(x.finished_at),
+     nanos(x.queue_time), nanos(x.run_time));
+}
+
+template <class Archive>
+void load(Archive& ar, job_result& x, std::uint32_t version) {
+  check_version("job_result", version);
+  uint8_t state = 0;
+  ar(x.id.value, state);
+  if (state > static_cast<uint8_t>(job_state::timed_out))
+    throw cereal::Exception("a job state of " + std::to_string(state));
+  x.state = static_cast<job_state>(state);
+  load_error(ar, x.error);
+  int64_t times[6] = {};
+  ar(x.output, x.output_node, x.model, x.priority, x.device, x.node, x.attempts,
+     x.step, x.steps, x.reserved_bytes, times[0], times[1], times[2], times[3],
+     times[4], times[5]);
+  x.accepted_at = caf::timestamp{caf::timespan{times[0]}};
+  x.started_at = caf::timestamp{caf::timespan{times[1]}};
+  x.computed_at = caf::timestamp{caf::timespan{times[2]}};
+  x.finished_at = caf::timestamp{caf::timespan{times[3]}};
+  x.queue_time = caf::timespan{times[4]};
+  x.run_time = caf::timespan{times[5]};
+}
+
+} // namespace vidnode::runtime
+
+namespace vidnode::actors {
+
+template <class Archive>
+void save(Archive& ar, const journaled_job& x, std::uint32_t) {
+  ar(x.result, x.spec, x.charged_failures, x.lease, x.device_index);
+}
+
+template <class Archive>
+void load(Archive& ar, journaled_job& x, std::uint32_t version) {
+  runtime::check_version("journaled_job", version);
+  ar(x.result, x.spec, x.charged_failures, x.lease, x.device_index);
+}
+
+} // namespace vidnode::actors
+
+CEREAL_CLASS_VERSION(vidnode::runtime::job_spec, 1)
+CEREAL_CLASS_VERSION(vidnode::runtime::job_result, 1)
+CEREAL_CLASS_VERSION(vidnode::actors::journaled_job, 1)
+
+namespace vidnode::actors {
+
+namespace {
+
+// -- encoding and decoding ---------------------------------------------------
+
+/// A stream buffer that appends to a string: cereal's output archive writes
+/// records through it into a buffer that is reused.
+class string_sink : public std::streambuf {
+public:
+  explicit string_sink(std::string& out) : out_(out) {}
+
+protected:
+  std::streamsize xsputn(const char* data, std::streamsize size) override {
+    out_.append(data, static_cast<size_t>(size));
+    return size;
+  }
+
+  int_type overflow(int_type c) override {
+    if (!traits_type::eq_int_type(c, traits_type::eof()))
+      out_.push_back(traits_type::to_char_type(c));
+    return traits_type::not_eof(c);
+  }
+
+private:
+  std::string& out_;
+};
+
+/// Reads what cereal::BinaryOutputArchive wrote, from one record in memory.
+/// Unlike cereal::BinaryInputArchive it checks every size (of a string or a
+/// map) against the bytes left before anything is allocated, so that a
+/// damaged record fails to decode instead of asking for gigabytes.
+class record_reader
+  : public cereal::InputArchive<record_reader, cereal::AllowEmptyClassElision> {
+public:
+  record_reader(const void* data, size_t size)
+    : InputArchive(this), pos_(static_cast<const char*>(data)),
+      end_(pos_ + size) {}
+
+  /// Copies the next `size` bytes to `out`; throws cereal::Exception when
+  /// fewer are left.
+  void read(void* out, size_t size) {
+    if (size > left())
+      throw cereal::Exception("the record ends early");
+    if (size > 0)
+      std::memcpy(out, pos_, size);
+    pos_ += size;
+  }
+
+  /// Bytes not read yet.
+  size_t left() const noexcept {
+    return static_cast<size_t>(end_ - pos_);
+  }
+
+private:
+  const char* pos_;
+  const char* end_;
+};
+
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T>>
+CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, T& x) {
+  ar.read(std::addressof(x), sizeof(x));
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::NameValuePair<T>& x) {
+  ar(x.value);
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::SizeTag<T>& x) {
+  ar(x.size);
+  // Every element of a string or a map takes at least one byte.
+  if (x.size > ar.left())
+    throw cereal::Exception("a size of " + std::to_string(x.size)
+                            + " with only " + std::to_string(ar.left())
+                            + " bytes left");
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::BinaryData<T>& x) {
+  ar.read(x.data, static_cast<size_t>(x.size));
+}
+
+/// Decodes one record; throws cereal::Exception (or std::exception) when it
+/// does not decode or has bytes left over.
+journaled_job decode(const void* data, size_t size) {
+  journaled_job job;
+  record_reader reader{data, size};
+  reader(job);
+  if (reader.left() != 0)
+    throw cereal::Exception(std::to_string(reader.left())
+                            + " bytes after the record");
+  return job;
+}
+
+// -- SQLite ----------------------------------------------------------------
+
+struct database_closer {
+  void operator()(sqlite3* db) const noexcept {
+    sqlite3_close(db);
+  }
+};
+
+using database = std::unique_ptr<sqlite3, database_closer>;
+
+struct statement_finalizer {
+  void operator()(sqlite3_stmt* stmt) const noexcept {
+    sqlite3_finalize(stmt);
+  }
+};
+
+using statement = std::unique_ptr<sqlite3_stmt, statement_finalizer>;
+
+/// A file descriptor, closed (and with it any flock on it) when the object
+/// goes.
+class file_descriptor {
+public:
+  file_descriptor() = default;
+  ~file_descriptor() {
+    reset();
+  }
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+
+  int get() const noexcept {
+    return fd_;
+  }
+
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = fd;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+/// Resets a statement (and clears its bindings) when the scope ends, so
+/// that a reused statement never holds a read or write open.
+class statement_reset {
+public:
+  explicit statement_reset(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~statement_reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  statement_reset(const statement_reset&) = delete;
+  statement_reset& operator=(const statement_reset&) = delete;
+
+private:
+  sqlite3_stmt* stmt_;
+};
+
+/// Steps `stmt` until it is done; returns SQLITE_DONE or the error.
+int run(sqlite3_stmt* stmt) {
+  statement_reset reset{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    // Rows of a statement run for its effect (incremental_vacuum) are
+    // ignored.
+  }
+  return rc;
+}
+
+/// What went wrong, in words a user understands, for a result code of
+/// SQLite on `db`.
+std::string cause_of(sqlite3* db, int rc) {
+  std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  auto system_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
+  auto with_errno = [&](std::string text) {
+    if (system_errno != 0)
+      text += std::string{" ("} + std::strerror(system_errno) + ")";
+    return text;
+  };
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return "the disk is full";
+    case SQLITE_NOTADB:
+      return "not a SQLite database (another program's file, or damaged); "
+             "it was left as it is";
+    case SQLITE_CORRUPT:
+      return "corrupt: SQLite says: " + message;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "locked by another process";
+    case SQLITE_IOERR:
+      return with_errno("I/O error: " + message);
+    case SQLITE_CANTOPEN:
+      return with_errno("cannot open the file");
+    case SQLITE_READONLY:
+      return "cannot write: " + message;
+    case SQLITE_PERM:
+      return with_errno("permission denied");
+    case SQLITE_NOMEM:
+      return "out of memory";
+    default:
+      return message;
+  }
+}
+
+/// The result of a journal that cannot be used.
+caf::error unavailable(const std::string& path, const std::string& cause) {
+  return runtime::make_error(runtime::errc::journal_unavailable,
+                             path + ": " + cause);
+}
+
+/// The name of the file beside the database that holds the lock and the
+/// id of the process holding it.
+constexpr const char* lock_file_suffix = ".lock";
+
+/// Freed pages are given back to the file system (incremental vacuum, in
+/// the transaction that freed them) once at least this many are free and
+/// they are at least a quarter of the file: otherwise SQLite reuses them.
+constexpr int64_t vacuum_min_free_pages = 256;
+
+/// A WAL file larger than this is truncated to it after a checkpoint (one
+/// very large transaction leaves no file of its size behind).
+constexpr int64_t wal_size_limit = 16 * 1024 * 1024;
+
+/// The marker row of `meta`.
+constexpr const char* marker_key = "application";
+constexpr const char* marker_value = "vidnode journal";
+
+} // namespace
+
+// -- journal_sync and journal_batch ------------------------------------------
+
+const char* to_string(journal_sync sync) noexcept {
+  return sync == journal_sync::full ? "full" : "normal";
+}
+
+bool from_string(const std::string& text, journal_sync& sync) noexcept {
+  if (text == "full")
+    sync = journal_sync::full;
+  else if (text == "normal")
+    sync = journal_sync::normal;
+  else
+    return false;
+  return true;
+}
+
+void journal_batch::clear() noexcept {
+  jobs.clear();
+  forgotten.clear();
+  estimates.clear();
+  forgotten_estimates.clear();
+}
+
+// -- journal_store -----------------------------------------------------------
+
+struct journal_store::impl {
+  // Destroyed in reverse order: the statements, then the database (which
+  // checkpoints the WAL into the file), then the lock.
+
+  /// The database file.
+  std::string path;
+  /// The lock file beside it, held (flock) while open.
+  file_descriptor lock_file;
+  database db;
+  journal_contents contents;
+
+  statement begin;
+  statement commit;
+  statement rollback;
+  statement put_job;
+  statement drop_job;
+  statement put_estimate;
+  statement drop_estimate;
+  statement raise_last_job_id;
+  statement free_pages;
+  statement pages;
+  statement vacuum;
+
+  /// The `learned` value of the next estimate written.
+  int64_t next_learned = 1;
+  /// The record being written (reused).
+  std::string record;
+  string_sink sink{record};
+  std::ostream record_stream{&sink};
+
+  caf::error fail(int rc) const {
+    return unavailable(path, cause_of(db.get(), rc));
+  }
+
+  caf::error fail(const std::string& cause) const {
+    return unavailable(path, cause);
+  }
+
+  /// Runs `sql` (no rows expected) or returns why not.
+  caf::error exec(const char* sql) {
+    auto rc = sqlite3_exec(db.get(), sql, nullptr, nullptr, nullptr);
+    return rc == SQLITE_OK ? caf::error{} : fail(rc);
+  }
+
+  /// Prepares a statement that is kept for reuse.
+  caf::error prepare(const char* sql, statement& out) {
+    sqlite3_stmt* stmt = nullptr;
+    auto rc = sqlite3_prepare_v3(db.get(), sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                 &stmt, nullptr);
+    out.reset(stmt);
+    return rc == SQLITE_OK ? caf::error{} : fail(rc);
+  }
+
+  /// Runs a query, calling `row` with the statement at each of its rows;
+  /// stops at the first error, of SQLite or of `row`.
+  template <class F>
+  caf::error query(const char* sql, F row) {
+    statement stmt;
+    if (auto err = prepare(sql, stmt))
+      return err;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW)
+      if (auto err = row(stmt.get()))
+        return err;
+    return rc == SQLITE_DONE ? caf::error{} : fail(rc);
+  }
+
+  /// One integer from a query of one row and column.
+  caf::error query_integer(const char* sql, int64_t& out) {
+    return query(sql, [&](sqlite3_stmt* stmt) {
+      out = sqlite3_column_int64(stmt, 0);
+      return caf::error{};
+    });
+  }
+
+  /// Takes the lock file beside the database, or says which process has it.
+  caf::error lock() {
+    auto lock_path = path + lock_file_suffix;
+    lock_file.reset(
+      ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    auto fd = lock_file.get();
+    if (fd < 0)
+      return fail("cannot create the lock file " + lock_path + ": "
+                  + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      auto error = errno;
+      std::string holder;
+      char text[32] = {};
+      auto n = ::pread(fd, text, sizeof(text) - 1, 0);
+      for (ssize_t i = 0; i < n && text[i] >= '0' && text[i] <= '9'; ++i)
+        holder += text[i];
+      lock_file.reset();
+      if (error != EWOULDBLOCK)
+        return fail("cannot lock " + lock_path + ": " + std::strerror(error));
+      return fail("in use by another process"
+                  + (holder.empty() ? std::string{} : " (pid " + holder + ")")
+                  + ", which holds " + lock_path
+                  + "; only one vidnode head may use a state directory");
+    }
+    // Only the pid in a second opener's message depends on this write.
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) == 0)
+      (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+    return {};
+  }
+
+  /// Opens the database without writing to it and tells whether it has no
+  /// tables yet (a new journal) or is a vidnode journal.
+  caf::error open_database(bool& is_new) {
+    sqlite3* raw = nullptr;
+    auto rc = sqlite3_open_v2(path.c_str(), &raw,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                                | SQLITE_OPEN_NOMUTEX,
+                              nullptr);
+    db.reset(raw);
+    if (rc != SQLITE_OK)
+      return fail(rc);
+    sqlite3_extended_result_codes(db.get(), 1);
+    // Until the journal is accepted, closing leaves a WAL of a crashed run
+    // where it is rather than writing it into a file that is refused.
+    sqlite3_db_config(db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    // Before the first access: SQLite then holds the database's lock from
+    // the first read (shared) and first write (exclusive) until it closes,
+    // so that no other program writes it under us, and keeps the WAL
+    // index in memory (no -shm file).
+    if (auto err = exec("PRAGMA locking_mode=EXCLUSIVE"))
+      return err;
+    bool has_meta = false;
+    int64_t entries = 0;
+    auto err =
+      query("SELECT type, name FROM sqlite_master", [&](sqlite3_stmt* stmt) {
+        ++entries;
+        auto type = sqlite3_column_text(stmt, 0);
+        auto name = sqlite3_column_text(stmt, 1);
+        if (type != nullptr && name != nullptr
+            && std::strcmp(reinterpret_cast<const char*>(type), "table") == 0
+            && std::strcmp(reinterpret_cast<const char*>(name), "meta") == 0)
+          has_meta = true;
+        return caf::error{};
+      });
+    if (err)
+      return err;
+    is_new = entries == 0;
+    if (!is_new && !has_meta)
+      return fail("not a vidnode journal (a SQLite database of another "
+                  "program); it was left as it is");
+    return {};
+  }
+
+  /// Creates the tables of a new journal.
+  caf::error create() {
+    // Only possible before the first table exists.
+    if (auto err = exec("PRAGMA auto_vacuum=INCREMENTAL"))
+      return err;
+    if (auto err = use_wal())
+      return err;
+    auto sql = std::string{"BEGIN IMMEDIATE;"
+                           "CREATE TABLE meta(key TEXT PRIMARY KEY, value "
+                           "NOT NULL);"
+                           "INSERT INTO meta VALUES('"}
+               + marker_key + "', '" + marker_value + "');"
+               + "INSERT INTO meta VALUES('format_version', "
+               + std::to_string(format_version)
+               + ");"
+                 "INSERT INTO meta VALUES('generation', 0);"
+                 "INSERT INTO meta VALUES('last_job_id', 0);"
+                 "CREATE TABLE jobs(id INTEGER PRIMARY KEY, record BLOB NOT "
+                 "NULL);"
+                 "CREATE TABLE estimates(key TEXT PRIMARY KEY, bytes INTEGER "
+                 "NOT NULL, learned INTEGER NOT NULL);"
+                 "COMMIT;";
+    if (auto err = exec(sql.c_str())) {
+      sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      return err;
+    }
+    return {};
+  }
+
+  caf::error use_wal() {
+    std::string mode;
+    auto err = query("PRAGMA journal_mode=WAL", [&](sqlite3_stmt* stmt) {
+      if (auto text = sqlite3_column_text(stmt, 0))
+        mode = reinterpret_cast<const char*>(text);
+      return caf::error{};
+    });
+    if (err)
+      return err;
+    if (mode != "wal")
+      return fail("cannot use a write-ahead log (journal mode " + mode + ")");
+    return {};
+  }
+
+  /// Checks the marker and the format version of an existing journal.
+  caf::error check_meta() {
+    std::string marker;
+    int64_t version = -1;
+    auto err = query("SELECT key, value FROM meta", [&](sqlite3_stmt* stmt) {
+      auto key = sqlite3_column_text(stmt, 0);
+      if (key == nullptr)
+        return caf::error{};
+      auto name = std::string{reinterpret_cast<const char*>(key)};
+      if (name == marker_key) {
+        if (auto text = sqlite3_column_text(stmt, 1))
+          marker = reinterpret_cast<const char*>(text);
+      } else if (name == "format_version"
+                 && sqlite3_column_type(stmt, 1) == SQLITE_INTEGER) {
+        version = sqlite3_column_int64(stmt, 1);
+      }
+      return caf::error{};
+    });
+    if (err)
+      return err;
+    if (marker != marker_value)
+      return fail("not a vidnode journal (its meta table has no vidnode "
+                  "marker); it was left as it is");
+    if (version != format_version)
+      return fail(
+        "the journal has format version "
+        + (version < 0 ? std::string{"unknown"} : std::to_string(version))
+        + "; this vidnode reads format version "
+        + std::to_string(format_version)
+        + " (journals are never converted silently); it was left "
+          "as it is");
+    return {};
+  }
+
+  /// SQLite's quick check of the whole file (its structure, not the
+  /// records' content).
+  caf::error check_integrity() {
+    std::string verdict;
+    auto err = query("PRAGMA quick_check(1)", [&](sqlite3_stmt* stmt) {
+      if (auto text = sqlite3_column_text(stmt, 0))
+        verdict = reinterpret_cast<const char*>(text);
+      return caf::error{};
+    });
+    if (err)
+      return err;
+    if (verdict != "ok")
+      return fail("corrupt: SQLite's check says: " + verdict);
+    return {};
+  }
+
+  caf::error configure(journal_sync sync) {
+    if (auto err = use_wal())
+      return err;
+    if (auto err =
+          exec(sync == journal_sync::full ? "PRAGMA synchronous=FULL"
+                                          : "PRAGMA synchronous=NORMAL"))
+      return err;
+    auto limit = "PRAGMA journal_size_limit=" + std::to_string(wal_size_limit);
+    return exec(limit.c_str());
+  }
+
+  /// Reads the jobs and estimates into `contents`.
+  caf::error read() {
+    // Growing the vector as records come would move every job about twice.
+    int64_t count = 0;
+    if (auto err = query_integer("SELECT count(*) FROM jobs", count))
+      return err;
+    contents.jobs.reserve(static_cast<size_t>(count));
+    auto err =
+      query("SELECT id, record FROM jobs ORDER BY id", [&](sqlite3_stmt* stmt) {
+        auto id = sqlite3_column_int64(stmt, 0);
+        auto data = sqlite3_column_blob(stmt, 1);
+        auto size = static_cast<size_t>(sqlite3_column_bytes(stmt, 1));
+        auto corrupt = [&](const std::string& why) {
+          return fail("corrupt: the record of job " + std::to_string(id)
+                      + " does not decode (" + why + ")");
+        };
+        try {
+          auto job = decode(data, size);
+          if (job.result.id.value != static_cast<uint64_t>(id))
+            return corrupt("it is the record of job "
+                           + std::to_string(job.result.id.value));
+          contents.jobs.push_back(std::move(job));
+        } catch (const std::exception& ex) {
+          return corrupt(ex.what());
+        }
+        return caf::error{};
+      });
+    if (err)
+      return err;
+    err = query("SELECT key, bytes, learned FROM estimates ORDER BY learned",
+                [&](sqlite3_stmt* stmt) {
+                  auto key = sqlite3_column_text(stmt, 0);
+                  auto size = sqlite3_column_bytes(stmt, 0);
+                  contents.estimates.emplace_back(
+                    std::string{reinterpret_cast<const char*>(key),
+                                static_cast<size_t>(size)},
+                    static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)));
+                  next_learned = std::max<int64_t>(
+                    next_learned, sqlite3_column_int64(stmt, 2) + 1);
+                  return caf::error{};
+                });
+    if (err)
+      return err;
+    int64_t last_job_id = 0;
+    if (auto err = query_integer(
+          "SELECT value FROM meta WHERE key = 'last_job_id'", last_job_id))
+      return err;
+    contents.last_job_id = static_cast<uint64_t>(last_job_id);
+    if (!contents.jobs.empty())
+      contents.last_job_id =
+        std::max(contents.last_job_id, contents.jobs.back().result.id.value);
+    return {};
+  }
+
+  /// Counts this opening.
+  caf::error next_generation() {
+    if (auto err = exec("BEGIN IMMEDIATE;"
+                        "UPDATE meta SET value = value + 1 "
+                        "WHERE key = 'generation';"
+                        "COMMIT;")) {
+      sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      return err;
+    }
+    int64_t generation = 0;
+    if (auto err = query_integer(
+          "SELECT value FROM meta WHERE key = 'generation'", generation))
+      return err;
+    contents.generation = static_cast<uint64_t>(generation);
+    return {};
+  }
+
+  caf::error prepare_statements() {
+    struct {
+      const char* sql;
+      statement& out;
+    } all[] = {
+      {"BEGIN IMMEDIATE", begin},
+      {"COMMIT", commit},
+      {"ROLLBACK", rollback},
+      {"INSERT OR REPLACE INTO jobs(id, record) VALUES(?1, ?2)", put_job},
+      {"DELETE FROM jobs WHERE id = ?1", drop_job},
+      // An estimate keeps the place it was first learned at when its figure
+      // changes, as memory_estimates does.
+      {"INSERT INTO estimates(key, bytes, learned) VALUES(?1, ?2, ?3) "
+       "ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes",
+       put_estimate},
+      {"DELETE FROM estimates WHERE key = ?1", drop_estimate},
+      {"UPDATE meta SET value = ?1 WHERE key = 'last_job_id' AND value < ?1",
+       raise_last_job_id},
+      {"PRAGMA freelist_count", free_pages},
+      {"PRAGMA page_count", pages},
+      {"PRAGMA incremental_vacuum", vacuum},
+    };
+    for (auto& x : all)
+      if (auto err = prepare(x.sql, x.out))
+        return err;
+    return {};
+  }
+
+  caf::error open(const std::string& dir, journal_sync sync) {
+    path = (std::filesystem::path{dir} / file_name).string();
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+      return unavailable(dir, "cannot create the directory: " + ec.message());
+    if (auto err = lock())
+      return err;
+    bool is_new = false;
+    if (auto err = open_database(is_new))
+      return err;
+    if (is_new) {
+      if (auto err = create())
+        return err;
+    } else {
+      if (auto err = check_meta())
+        return err;
+      if (auto err = check_integrity())
+        return err;
+    }
+    if (auto err = read())
+      return err;
+    sqlite3_db_config(db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+    if (auto err = configure(sync))
+      return err;
+    if (auto err = next_generation())
+      return err;
+    return prepare_statements();
+  }
+
+  // -- commit ----------------------------------------------------------------
+
+  int encode(const journaled_job& job) {
+    record.clear();
+    {
+      cereal::BinaryOutputArchive archive{record_stream};
+      archive(job);
+    }
+    return sqlite3_bind_blob(put_job.get(), 2, record.data(),
+                             static_cast<int>(record.size()), SQLITE_STATIC);
+  }
+
+  /// Writes the batch inside the open transaction; SQLITE_DONE or the error.
+  int write(const journal_batch& batch) {
+    uint64_t max_id = 0;
+    for (const auto& job : batch.jobs) {
+      auto id = job.result.id.value;
+      max_id = std::max(max_id, id);
+      sqlite3_bind_int64(put_job.get(), 1, static_cast<int64_t>(id));
+      if (auto rc = encode(job); rc != SQLITE_OK)
+        return rc;
+      if (auto rc = run(put_job.get()); rc != SQLITE_DONE)
+        return rc;
+    }
+    for (auto id : batch.forgotten) {
+      sqlite3_bind_int64(drop_job.get(), 1, static_cast<int64_t>(id.value));
+      if (auto rc = run(drop_job.get()); rc != SQLITE_DONE)
+        return rc;
+    }
+    for (const auto& [key, bytes] : batch.estimates) {
+      auto stmt = put_estimate.get();
+      sqlite3_bind_text(stmt, 1, key.data(), static_cast<int>(key.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(bytes));
+      sqlite3_bind_int64(stmt, 3, next_learned++);
+      if (auto rc = run(stmt); rc != SQLITE_DONE)
+        return rc;
+    }
+    for (const auto& key : batch.forgotten_estimates) {
+      sqlite3_bind_text(drop_estimate.get(), 1, key.data(),
+                        static_cast<int>(key.size()), SQLITE_STATIC);
+      if (auto rc = run(drop_estimate.get()); rc != SQLITE_DONE)
+        return rc;
+    }
+    if (max_id > 0) {
+      sqlite3_bind_int64(raise_last_job_id.get(), 1,
+                         static_cast<int64_t>(max_id));
+      if (auto rc = run(raise_last_job_id.get()); rc != SQLITE_DONE)
+        return rc;
+    }
+    if (!batch.forgotten.empty() || !batch.forgotten_estimates.empty())
+      return compact();
+    return SQLITE_DONE;
+  }
+
+  /// Gives free pages back to the file system when they are many.
+  int compact() {
+    auto count = [](sqlite3_stmt* stmt, int64_t& out) {
+      statement_reset reset{stmt};
+      auto rc = sqlite3_step(stmt);
+      if (rc != SQLITE_ROW)
+        return rc;
+      out = sqlite3_column_int64(stmt, 0);
+      return SQLITE_DONE;
+    };
+    int64_t free = 0;
+    int64_t total = 0;
+    if (auto rc = count(free_pages.get(), free); rc != SQLITE_DONE)
+      return rc;
+    if (free < vacuum_min_free_pages)
+      return SQLITE_DONE;
+    if (auto rc = count(pages.get(), total); rc != SQLITE_DONE)
+      return rc;
+    if (free * 4 < total)
+      return SQLITE_DONE;
+    return run(vacuum.get());
+  }
+
+  caf::error commit_batch(const journal_batch& batch) {
+    auto write_failure = [this](int rc) {
+      return fail("cannot write: " + cause_of(db.get(), rc));
+    };
+    if (auto rc = run(begin.get()); rc != SQLITE_DONE)
+      return write_failure(rc);
+    auto rc = write(batch);
+    if (rc == SQLITE_DONE)
+      rc = run(commit.get());
+    if (rc == SQLITE_DONE)
+      return {};
+    auto err = write_failure(rc);
+    // SQLite may have rolled back already (after some I/O errors).
+    if (sqlite3_get_autocommit(db.get()) == 0)
+      run(rollback.get());
+    return err;
+  }
+};
+
+journal_store::journal_store(std::unique_ptr<impl> ptr)
+  : impl_(std::move(ptr)) {}
+
+journal_store::~journal_store() = default;
+
+caf::expected<std::unique_ptr<journal_store>>
+journal_store::open(const std::string& dir, journal_sync sync) {
+  auto ptr = std::make_unique<impl>();
+  if (auto err = ptr->open(dir, sync))
+    return err;
+  return std::unique_ptr<journal_store>{new journal_store(std::move(ptr))};
+}
+
+journal_contents& journal_store::contents() noexcept {
+  return impl_->contents;
+}
+
+caf::error journal_store::commit(const journal_batch& batch) {
+  if (batch.empty())
+    return {};
+  return impl_->commit_batch(batch);
+}
+
+const std::string& journal_store::path() const noexcept {
+  return impl_->path;
+}
+
+void journal_store::limit_pages(uint64_t pages) {
+  auto sql = "PRAGMA max_page_count=" + std::to_string(pages);
+  sqlite3_exec(impl_->db.get(), sql.c_str(), nullptr, nullptr, nullptr);
+}
+
+} // namespace vidnode::actors
