@@ -13,7 +13,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${root}/build-bench"
 scale="${1:-${VIDNODE_BENCH_SCALE:-1}}"
 jobs="${VIDNODE_BENCH_JOBS:-2}"
-benchmarks=(dispatch placement saturation remote tls memory tiny_t2v cluster)
+benchmarks=(dispatch placement saturation remote tls memory tiny_t2v
+  journal_store cluster)
 if [ -n "${VIDNODE_BENCH_ONLY:-}" ]; then
   read -r -a benchmarks <<< "${VIDNODE_BENCH_ONLY}"
 fi
