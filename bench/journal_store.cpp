@@ -25,8 +25,6 @@
 /// Usage: bench_journal_store [SCALE] (or VIDNODE_BENCH_SCALE): multiplies
 /// the time of each rate and the jobs of (e).
 
-#include <sqlite3.h>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -43,6 +41,7 @@
 #include "vidnode/runtime/job.hpp"
 
 #include "measurement.hpp"
+#include "sqlite_baseline.hpp"
 
 namespace vidnode::bench {
 namespace {
@@ -103,55 +102,6 @@ void check(sqlite3* db, int rc, const char* what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE)
     fail(what, sqlite3_errmsg(db));
 }
-
-/// (a): one ~500-byte row per transaction, SQLite alone.
-class bare_sqlite {
-public:
-  explicit bare_sqlite(const std::string& dir) : blob_(500, '\0') {
-    fs::create_directories(dir);
-    auto path = (fs::path{dir} / "bare.db").string();
-    check(db_, sqlite3_open(path.c_str(), &db_), "sqlite3_open");
-    check(db_,
-          sqlite3_exec(db_,
-                       "PRAGMA locking_mode=EXCLUSIVE;"
-                       "PRAGMA journal_mode=WAL;"
-                       "PRAGMA synchronous=FULL;"
-                       "CREATE TABLE jobs(id INTEGER PRIMARY KEY, record BLOB "
-                       "NOT NULL);",
-                       nullptr, nullptr, nullptr),
-          "setting up the bare database");
-    check(db_,
-          sqlite3_prepare_v2(db_, "INSERT INTO jobs(id, record) VALUES(?1, ?2)",
-                             -1, &insert_, nullptr),
-          "preparing the insert");
-    std::mt19937 gen{1};
-    for (auto& c : blob_)
-      c = static_cast<char>(gen() & 0xff);
-  }
-
-  ~bare_sqlite() {
-    sqlite3_finalize(insert_);
-    sqlite3_close(db_);
-  }
-
-  bare_sqlite(const bare_sqlite&) = delete;
-  bare_sqlite& operator=(const bare_sqlite&) = delete;
-
-  /// Inserts one row in a transaction of its own.
-  void commit() {
-    sqlite3_bind_int64(insert_, 1, ++id_);
-    sqlite3_bind_blob(insert_, 2, blob_.data(), static_cast<int>(blob_.size()),
-                      SQLITE_STATIC);
-    check(db_, sqlite3_step(insert_), "an insert");
-    sqlite3_reset(insert_);
-  }
-
-private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* insert_ = nullptr;
-  std::string blob_;
-  int64_t id_ = 0;
-};
 
 std::unique_ptr<actors::journal_store> open_journal(const std::string& dir,
                                                     actors::journal_sync sync) {

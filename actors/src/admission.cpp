@@ -25,14 +25,13 @@ caf::result<job_result> unknown_job(job_id id) {
                       + " (never accepted, or its result has expired)");
 }
 
-admission_control_actor::behavior_type
-admission_behavior(admission_state::pointer self,
-                   runtime::node_settings settings,
-                   std::vector<runtime::device_info> devices,
-                   std::shared_ptr<const gpu::model_catalog> catalog,
-                   std::shared_ptr<transfers> mover) {
+admission_control_actor::behavior_type admission_behavior(
+  admission_state::pointer self, runtime::node_settings settings,
+  std::vector<runtime::device_info> devices,
+  std::shared_ptr<const gpu::model_catalog> catalog,
+  std::shared_ptr<transfers> mover, std::shared_ptr<journal_store> journal) {
   self->state.init(std::move(settings), std::move(devices), std::move(catalog),
-                   std::move(mover));
+                   std::move(mover), std::move(journal));
   self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
   survive_stray_errors(self, "admission");
   return {
@@ -44,9 +43,20 @@ admission_behavior(admission_state::pointer self,
         return std::move(rec.error());
       // The answer leaves before the job's ticket: on a cluster the ticket
       // goes out through the same network thread, and the client should
-      // not wait behind a job it does not wait for.
+      // not wait behind a job it does not wait for. With a journal it
+      // leaves once the job's record is durable.
       auto promise = self->make_response_promise<job_id>();
-      promise.deliver((*rec)->result.id);
+      auto id = (*rec)->result.id;
+      st.after_durable([self, promise, id](const caf::error& err) mutable {
+        auto known = self->state.jobs->find(id);
+        if (known != nullptr && (known->durable || !self->state.journal))
+          promise.deliver(id);
+        else
+          promise.deliver(err ? err
+                              : make_error(errc::journal_unavailable,
+                                           "job " + runtime::to_string(id)
+                                             + " could not be journaled"));
+      });
       st.dispatch();
       return promise;
     },
@@ -226,6 +236,18 @@ admission_behavior(admission_state::pointer self,
       if (self->state.from_this_node())
         self->state.grace_over();
     },
+    // -- the journal -------------------------------------------------------
+    [=](journal_flush_atom) {
+      auto& st = self->state;
+      if (!st.from_this_node())
+        return;
+      st.flush_scheduled = false;
+      st.flush_journal();
+    },
+    [=](journaled_atom, uint64_t number, caf::error& err) {
+      if (self->state.from_this_node())
+        self->state.on_journaled(number, std::move(err));
+    },
   };
 }
 
@@ -236,7 +258,8 @@ admission_state::admission_state(pointer self) : self(self) {}
 void admission_state::init(runtime::node_settings node_settings,
                            std::vector<runtime::device_info> node_devices,
                            std::shared_ptr<const gpu::model_catalog> models,
-                           std::shared_ptr<transfers> transfer_mover) {
+                           std::shared_ptr<transfers> transfer_mover,
+                           std::shared_ptr<journal_store> journal_store) {
   settings = std::move(node_settings);
   node_name = node_name_of(settings);
   part_bytes = runtime::chunk_bytes_within(settings.max_message_size,
@@ -264,15 +287,18 @@ void admission_state::init(runtime::node_settings node_settings,
   mono_epoch = self->clock().now();
   wall_epoch = caf::make_timestamp();
   clear_staging();
+  if (journal_store)
+    open_journal(std::move(journal_store));
 }
 
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog,
-                std::shared_ptr<transfers> mover) {
+                std::shared_ptr<transfers> mover,
+                std::shared_ptr<journal_store> journal) {
   return sys.spawn(admission_behavior, settings, std::move(devices),
-                   std::move(catalog), std::move(mover));
+                   std::move(catalog), std::move(mover), std::move(journal));
 }
 
 } // namespace vidnode::actors

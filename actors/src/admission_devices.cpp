@@ -263,6 +263,7 @@ void admission_state::on_done(job_id id, uint64_t lease, finished_job out) {
   if (!out.output.empty() && out.output.front() == '/')
     rec->result.output_node = devices.at(rec->device).node;
   estimates->observed_peak(rec->shape_key, out.peak_bytes);
+  journal_estimate(rec->shape_key);
   // The device's next job goes out before anyone is told of this one; this
   // one ended before that.
   auto ended = now();
@@ -294,6 +295,7 @@ void admission_state::on_failed(job_id id, uint64_t lease, caf::error reason,
     // The retry reserves more; if no device has that much, it fails.
     auto raised = estimates->out_of_memory(rec->shape_key, rec->reserved_bytes,
                                            needed_bytes);
+    journal_estimate(rec->shape_key);
     if (raised > devices.largest_budget_for(*rec->factory, rec->spec.model)) {
       finalize(*rec, job_state::failed,
                make_error(errc::out_of_memory,

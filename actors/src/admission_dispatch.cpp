@@ -243,6 +243,7 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
     model->loaded = true;
   }
   set_deadline(rec, t + effective_run_timeout(rec.spec));
+  journal_job(rec);
   self->send(device.worker, run_atom::value,
              job_ticket{r.id, rec.lease, rec.spec, r.attempts, rec.audio_path});
   emit(rec);
@@ -306,6 +307,7 @@ void admission_state::retry_or_fail(job_record& rec, caf::error reason,
                rec.result.id.value, rec.result.attempts, rec.result.device,
                runtime::describe(reason));
   enqueue(rec, true);
+  journal_job(rec);
   emit(rec, std::move(reason));
 }
 
@@ -340,11 +342,7 @@ void admission_state::finalize(job_record& rec, job_state state,
   r.finished_at = wall(t);
   clear_deadline(rec);
   release(rec);
-  emit(rec);
-  rec.observers.clear();
-  rec.observers.shrink_to_fit();
-  if (!rec.waiters.empty())
-    job_table::answer_waiters(rec, snapshot(rec));
+  journal_job(rec);
   if (state != job_state::succeeded)
     spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
                  runtime::describe(r.error));
@@ -353,9 +351,27 @@ void admission_state::finalize(job_record& rec, job_state state,
     std::filesystem::remove(rec.audio_path, ec);
     rec.audio_path.clear();
   }
-  if (webhooks && !rec.spec.webhook_url.empty())
-    self->send(webhooks, notify_atom::value, rec.spec.webhook_url,
-               snapshot(rec));
+  // Whoever waits hears of the end once it is durable: an end reported and
+  // then lost in a crash could be reported again, and differently.
+  auto webhook = webhooks && !rec.spec.webhook_url.empty()
+                   ? rec.spec.webhook_url
+                   : std::string{};
+  after_durable([this, result = snapshot(rec), event = event_of(rec, {}),
+                 observers = std::move(rec.observers),
+                 waiters = std::move(rec.waiters),
+                 webhook](const caf::error&) mutable {
+    // Anonymous: see emit.
+    for (auto& observer : observers)
+      caf::anon_send(observer, event);
+    for (auto& waiter : waiters)
+      waiter.second.deliver(result);
+    if (!webhook.empty())
+      self->send(webhooks, notify_atom::value, webhook, result);
+  });
+  rec.observers.clear();
+  rec.observers.shrink_to_fit();
+  rec.waiters.clear();
+  rec.waiters.shrink_to_fit();
   if (shutting_down && in_grace.erase(r.id) > 0)
     finish_shutdown_if_done();
   if (auto expiry = jobs->retire(rec, t))

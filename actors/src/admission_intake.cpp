@@ -81,9 +81,8 @@ runtime::job_result admission_state::snapshot(const job_record& rec) const {
   return result;
 }
 
-void admission_state::emit(job_record& rec, caf::error error) {
-  if (rec.observers.empty())
-    return;
+runtime::job_event admission_state::event_of(const job_record& rec,
+                                             caf::error error) const {
   runtime::job_event event;
   event.id = rec.result.id;
   event.state = rec.result.state;
@@ -93,6 +92,13 @@ void admission_state::emit(job_record& rec, caf::error error) {
   event.device = rec.result.device;
   event.error = error ? std::move(error) : rec.result.error;
   event.at = wall(now());
+  return event;
+}
+
+void admission_state::emit(job_record& rec, caf::error error) {
+  if (rec.observers.empty())
+    return;
+  auto event = event_of(rec, std::move(error));
   // Anonymous: subscribers may be remote and must not learn admission's
   // address (only the gateway is published; net/server.hpp).
   for (auto& observer : rec.observers)
@@ -248,7 +254,8 @@ caf::error admission_state::check(const job_spec& spec,
         return make_error(errc::invalid_request, std::string{field_of(use)}
                                                    + ": "
                                                    + runtime::detail_of(err));
-  auto queued = queue->size() + awaiting_inputs + parked.size();
+  auto queued =
+    queue->size() + awaiting_inputs + awaiting_journal + parked.size();
   if (queued >= settings.queue_size)
     return make_error(errc::queue_full,
                       std::to_string(queued) + " jobs are queued (queue-size "
@@ -278,10 +285,13 @@ caf::expected<job_record*> admission_state::accept(job_spec spec) {
   rec.declared_bytes = declared;
   rec.shape_key = std::move(shape_key);
   rec.result.accepted_at = wall(t);
-  if (rec.spec.audio_url.empty())
-    enqueue(rec, false);
-  else
-    start_fetch(rec);
+  // With a journal the job waits outside the queue until its record is
+  // durable: a job that is never acknowledged never runs.
+  rec.awaiting_journal = true;
+  ++awaiting_journal;
+  journal_job(rec);
+  after_durable(
+    [this, id = rec.result.id](const caf::error&) { journaled_accept(id); });
   return &rec;
 }
 
@@ -302,7 +312,10 @@ void admission_state::enqueue(job_record& rec, bool at_front) {
 }
 
 void admission_state::leave_queue(job_record& rec) {
-  if (rec.awaiting_inputs) {
+  if (rec.awaiting_journal) {
+    rec.awaiting_journal = false;
+    --awaiting_journal;
+  } else if (rec.awaiting_inputs) {
     rec.awaiting_inputs = false;
     --awaiting_inputs;
   } else if (rec.parked) {

@@ -73,7 +73,9 @@ void admission_state::grace_over() {
 }
 
 void admission_state::finish_shutdown_if_done() {
-  if (!in_grace.empty() || draining || shutdown_requests.empty())
+  // The ends of the jobs just cancelled are told once they are journaled.
+  if (!in_grace.empty() || draining || shutdown_requests.empty()
+      || !journal_idle())
     return;
   draining = true;
   auto answer = [this] {

@@ -11,11 +11,13 @@
 /// admission_files.cpp (video and input files read across nodes) and
 /// admission_shutdown.cpp; admission.cpp maps messages onto them.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,12 +29,15 @@
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/job_queue.hpp"
 #include "vidnode/actors/job_table.hpp"
+#include "vidnode/actors/journal_store.hpp"
 #include "vidnode/actors/memory_estimates.hpp"
 #include "vidnode/actors/node_membership.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
+
+#include "journal_writer.hpp"
 
 namespace vidnode::actors {
 
@@ -61,7 +66,8 @@ struct admission_state {
   void init(runtime::node_settings settings,
             std::vector<runtime::device_info> devices,
             std::shared_ptr<const gpu::model_catalog> catalog,
-            std::shared_ptr<transfers> mover);
+            std::shared_ptr<transfers> mover,
+            std::shared_ptr<journal_store> journal);
 
   pointer self;
   runtime::node_settings settings;
@@ -152,6 +158,77 @@ struct admission_state {
   std::map<uint64_t, runtime::job_id> staging_copies;
   uint64_t next_copy = 0;
 
+  // -- the journal (admission_journal.cpp) ---------------------------------
+
+  /// A callback run once the changes journaled before it are durable, with
+  /// the commit's error if that failed.
+  using journal_ack = std::function<void(const caf::error&)>;
+
+  /// Commits journal batches; null without a journal (no state_dir).
+  std::unique_ptr<journal_writer> journal;
+  /// Changes not yet handed to the writer, and the index in pending.jobs of
+  /// each job in it (a job changed twice is written once).
+  journal_batch pending;
+  std::unordered_map<uint64_t, size_t> pending_jobs;
+  std::vector<journal_ack> pending_acks;
+  /// The commit in flight: its number, its jobs and its callbacks.
+  uint64_t commits = 0;
+  bool commit_in_flight = false;
+  std::vector<runtime::job_id> in_flight_jobs;
+  std::vector<journal_ack> in_flight_acks;
+  /// A journal_flush_atom is on its way.
+  bool flush_scheduled = false;
+  /// Jobs whose acceptance is being journaled (they count as queued).
+  size_t awaiting_journal = 0;
+  /// The last commit failed (a failure is logged once until one succeeds).
+  bool journal_failing = false;
+
+  /// Opens the journal's writer on `store` and rebuilds the jobs and
+  /// estimates it holds (replay): queued jobs are queued again in their
+  /// order, with queue deadlines from their first acceptance; jobs that
+  /// were running are queued again with the attempt charged (their worker
+  /// died with the head, or was stopped when its node lost the head);
+  /// finished results are kept until their TTL.
+  void open_journal(std::shared_ptr<journal_store> store);
+
+  /// What the journal holds of `rec` now.
+  journaled_job journaled_of(const job_record& rec) const;
+
+  /// Journals `rec`'s current state with the next commit.
+  void journal_job(const job_record& rec);
+
+  /// Journals a learned memory estimate (now the figure of `key`).
+  void journal_estimate(const std::string& key);
+
+  /// Runs `ack` once every change journaled so far is durable (at once
+  /// without a journal, or when nothing is pending).
+  void after_durable(journal_ack ack);
+
+  /// Hands the pending changes to the writer unless a commit is in flight.
+  void flush_journal();
+
+  /// Asks for a journal_flush_atom unless one is on its way or a commit is
+  /// in flight (its end flushes).
+  void schedule_flush();
+
+  /// The acceptance of job `id` is durable (or failed: the job is gone
+  /// then): it enters the queue, or starts fetching its inputs.
+  void journaled_accept(runtime::job_id id);
+
+  /// Forgets `rec`, whose acceptance could not be journaled: its waiters
+  /// get `err` and nothing of it remains.
+  void drop_unjournaled(job_record& rec, const caf::error& err);
+
+  /// Commit `number` ended: its callbacks run; a failed commit's jobs that
+  /// never were durable are dropped (their clients get the error) and the
+  /// others are journaled again with the next commit.
+  void on_journaled(uint64_t number, caf::error err);
+
+  /// Whether the journal has nothing pending or in flight.
+  bool journal_idle() const noexcept {
+    return !commit_in_flight && pending.empty() && pending_acks.empty();
+  }
+
   // -- time, snapshots and events (admission_intake.cpp) -------------------
 
   time_point now() const;
@@ -160,6 +237,9 @@ struct admission_state {
 
   /// What clients see of `rec` now.
   runtime::job_result snapshot(const job_record& rec) const;
+
+  /// The event that tells `rec`'s current state (with `error` if given).
+  runtime::job_event event_of(const job_record& rec, caf::error error) const;
 
   /// Tells `rec`'s observers its current state (with `error` if given).
   void emit(job_record& rec, caf::error error = {});
@@ -289,7 +369,8 @@ struct admission_state {
   /// has attempts left, else ends it with `reason`.
   void retry_or_fail(job_record& rec, caf::error reason, bool charge);
 
-  /// Ends a job. `at` is when it ended (default: now).
+  /// Ends a job. `at` is when it ended (default: now). Its waiters,
+  /// observers and webhook hear of the end once it is journaled.
   void finalize(job_record& rec, runtime::job_state state, caf::error error,
                 std::string output = {},
                 std::optional<time_point> at = std::nullopt);

@@ -39,6 +39,29 @@ job_record& job_table::add(runtime::job_spec spec, time_point t) {
   return rec;
 }
 
+job_record& job_table::restore(runtime::job_id id, runtime::job_spec spec,
+                               time_point accepted) {
+  next_id_ = std::max(next_id_, id.value);
+  auto& rec = records_[id];
+  rec.result.id = id;
+  rec.seq = next_ticket();
+  rec.accepted = accepted;
+  rec.queued_since = accepted;
+  rec.spec = std::move(spec);
+  if (!rec.spec.idempotency_key.empty())
+    idempotency_keys_.emplace(rec.spec.idempotency_key, id);
+  return rec;
+}
+
+void job_table::erase(runtime::job_id id) {
+  auto i = records_.find(id);
+  if (i == records_.end())
+    return;
+  if (!i->second.spec.idempotency_key.empty())
+    idempotency_keys_.erase(i->second.spec.idempotency_key);
+  records_.erase(i);
+}
+
 std::optional<job_table::time_point> job_table::retire(const job_record& rec,
                                                        time_point t) {
   finished_.emplace_back(t, rec.result.id);
@@ -61,10 +84,13 @@ job_table::time_point job_table::expire(time_point t) {
 }
 
 void job_table::forget_oldest() {
-  auto i = records_.find(finished_.front().second);
+  auto id = finished_.front().second;
+  auto i = records_.find(id);
   finished_.pop_front();
   if (i == records_.end())
     return;
+  if (on_forget_)
+    on_forget_(id);
   if (!i->second.spec.idempotency_key.empty())
     idempotency_keys_.erase(i->second.spec.idempotency_key);
   records_.erase(i);

@@ -36,6 +36,11 @@ uint64_t memory_estimates::estimate(const std::string& key,
   return i == learned_.end() ? declared : i->second;
 }
 
+uint64_t memory_estimates::learned(const std::string& key) const {
+  auto i = learned_.find(key);
+  return i == learned_.end() ? 0 : i->second;
+}
+
 void memory_estimates::observed_peak(const std::string& key, uint64_t bytes) {
   if (bytes > 0)
     learn(key, scaled(bytes, 1.0 + policy_.headroom));

@@ -13,10 +13,11 @@ node_actors spawn_node(caf::actor_system& sys,
                        const runtime::node_settings& settings,
                        std::vector<runtime::device_info> devices,
                        std::shared_ptr<const gpu::model_catalog> catalog,
-                       std::shared_ptr<transfers> transfers) {
+                       std::shared_ptr<transfers> transfers,
+                       std::shared_ptr<journal_store> journal) {
   node_actors result;
-  result.admission =
-    spawn_admission(sys, settings, devices, catalog, std::move(transfers));
+  result.admission = spawn_admission(sys, settings, devices, catalog,
+                                     std::move(transfers), std::move(journal));
   result.supervisor = spawn_node_supervisor(
     sys, settings, std::move(devices), result.admission, std::move(catalog));
   result.registry = spawn_cluster_registry(sys, result.admission);
@@ -31,8 +32,17 @@ local_node::start(caf::actor_system& sys,
   std::vector<runtime::device_info> devices;
   if (auto err = prepare_node(settings, devices, catalog))
     return err;
+  std::shared_ptr<journal_store> journal;
+  if (!settings.state_dir.empty()) {
+    journal_sync sync = journal_sync::full;
+    from_string(settings.journal_sync, sync);
+    auto store = journal_store::open(settings.state_dir, sync);
+    if (!store)
+      return std::move(store.error());
+    journal = std::move(*store);
+  }
   auto actors = spawn_node(sys, settings, devices, std::move(catalog),
-                           std::move(transfers));
+                           std::move(transfers), std::move(journal));
   return std::unique_ptr<local_node>{new local_node(
     sys, std::move(actors), std::move(devices), settings.shutdown_grace)};
 }

@@ -107,6 +107,22 @@ std::atomic<int> worker_exit_status{0};
 
 /// Runs a worker node that joins the head at `host:port` until SIGINT or
 /// SIGTERM (or the head refuses it, or cuts its handshakes: exit 2).
+/// --state-dir's default: $VIDNODE_STATE_DIR if set, else
+/// /var/lib/vidnode for root, else $XDG_STATE_HOME/vidnode or
+/// ~/.local/state/vidnode (the XDG base directory specification's place for
+/// state that should persist between restarts).
+std::string default_state_dir() {
+  if (auto dir = std::getenv("VIDNODE_STATE_DIR"); dir != nullptr && *dir)
+    return dir;
+  if (geteuid() == 0)
+    return "/var/lib/vidnode";
+  if (auto dir = std::getenv("XDG_STATE_HOME"); dir != nullptr && *dir)
+    return std::string{dir} + "/vidnode";
+  if (auto home = std::getenv("HOME"); home != nullptr && *home)
+    return std::string{home} + "/.local/state/vidnode";
+  return "/var/lib/vidnode";
+}
+
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
@@ -209,6 +225,22 @@ int main(int argc, char** argv) {
     .add_option("--output-dir", settings.output_dir,
                 "Where finished videos are written (job-ID.mp4; job-ID.y4m "
                 "from a build without FFmpeg)")
+    ->capture_default_str();
+  std::string state_dir = default_state_dir();
+  app
+    .add_option("--state-dir", state_dir,
+                "Where a head journals every job it accepts, so that after a "
+                "crash or restart it takes them up again: DIR/journal.db, "
+                "one head per directory (default: $VIDNODE_STATE_DIR, else "
+                "/var/lib/vidnode as root, else ~/.local/state/vidnode; "
+                "'none': no journal, jobs live in memory only)")
+    ->capture_default_str();
+  app
+    .add_option("--journal-sync", settings.journal_sync,
+                "full: each journal commit is fsynced before its jobs are "
+                "acknowledged; normal: fsynced at checkpoints, so a power "
+                "failure (not a crash) may lose the latest jobs")
+    ->check(CLI::IsMember({"full", "normal"}))
     ->capture_default_str();
   app.add_option("--tiny-t2v-weights", settings.tiny_t2v_weights,
                  "Weights file of the built-in tiny-t2v model (default: its "
@@ -385,6 +417,7 @@ int main(int argc, char** argv) {
       }
     settings.torchscript_models.emplace_back(name, entry.substr(eq + 1));
   }
+  settings.state_dir = state_dir == "none" ? std::string{} : state_dir;
   if (auto err = runtime::validate(settings)) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
     return 2;

@@ -89,6 +89,9 @@ caf::error validate(const node_settings& s) {
       return bad("node-name", *why);
   if (s.output_dir.empty())
     return bad("output-dir", "must not be empty");
+  if (s.journal_sync != "full" && s.journal_sync != "normal")
+    return bad("journal-sync",
+               "must be 'full' or 'normal', got '" + s.journal_sync + "'");
   for (const auto& [name, path] : s.torchscript_models) {
     if (name.empty() || name.size() > 64)
       return bad("torchscript", "model names must have 1 to 64 characters");

@@ -24,4 +24,12 @@ const bool placement_checked = [] {
   return true;
 }();
 
+/// The vidnode processes tests start keep no journal unless a test gives
+/// them --state-dir: a shared default directory would let parallel tests
+/// meet each other's jobs.
+const bool no_shared_journal = [] {
+  setenv("VIDNODE_STATE_DIR", "none", 0);
+  return true;
+}();
+
 } // namespace

@@ -6,6 +6,7 @@
 #include <caf/fwd.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/journal_store.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -32,10 +33,17 @@ namespace vidnode::actors {
 /// jobs that name URLs are refused (invalid_request). A job's audio is
 /// fetched before it may queue for a device (its queue timeout runs
 /// meanwhile); its video is uploaded after its device was released.
+///
+/// `journal`, if given, makes the admission durable: every accepted job is
+/// journaled before it is acknowledged (group commits on a thread of the
+/// journal's own), and at start the jobs the journal holds are taken up
+/// again (see admission_state::open_journal). A job whose record cannot be
+/// written is refused with errc::journal_unavailable.
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog,
-                std::shared_ptr<transfers> transfers = nullptr);
+                std::shared_ptr<transfers> transfers = nullptr,
+                std::shared_ptr<journal_store> journal = nullptr);
 
 } // namespace vidnode::actors

@@ -132,6 +132,11 @@ using read_input_atom = caf::atom_constant<caf::atom("readinput")>;
 /// input; admission: a video staged for its upload): the file is copied, or
 /// why not.
 using copied_atom = caf::atom_constant<caf::atom("copied")>;
+/// Admission -> itself: hand the journal's pending changes to its writer.
+using journal_flush_atom = caf::atom_constant<caf::atom("jflush")>;
+/// Journal writer -> admission: commit number N is durable (or failed with
+/// the error).
+using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
@@ -218,7 +223,8 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<crashed_atom, runtime::job_id, uint64_t, caf::error, bool>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
-  caf::reacts_to<grace_atom>,
+  caf::reacts_to<grace_atom>, caf::reacts_to<journal_flush_atom>,
+  caf::reacts_to<journaled_atom, uint64_t, caf::error>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// Admission -> webhook sender: POST a job's result to its webhook URL.

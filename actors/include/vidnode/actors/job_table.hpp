@@ -6,7 +6,9 @@
 /// policy: admission decides when a job runs and how it ends.
 
 #include <cstdint>
+#include <algorithm>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +71,12 @@ struct job_record {
   bool parked = false;
   /// The job's video is being uploaded: it is running, on no device.
   bool uploading = false;
+  /// The job's acceptance is being journaled: it is queued (for clients)
+  /// but enters the queue only once its record is durable.
+  bool awaiting_journal = false;
+  /// Whether a journal commit holding the job succeeded (always false
+  /// without a journal).
+  bool durable = false;
   /// Ends the job's fetch or upload in flight, if any.
   std::shared_ptr<abort_signal> transfer;
   /// The fetched audio track (a local path), if any.
@@ -119,6 +127,28 @@ public:
   /// Adds a job with the next id and acceptance number, queued as of `t`,
   /// and records its idempotency key if it has one.
   job_record& add(runtime::job_spec spec, time_point t);
+
+  /// Adds a job accepted by an earlier run of the node, under its own id,
+  /// with the next acceptance number (restore jobs in acceptance order).
+  /// Its idempotency key is recorded; its result is the caller's to fill.
+  job_record& restore(runtime::job_id id, runtime::job_spec spec,
+                      time_point accepted);
+
+  /// Makes the next id at least `last_id` + 1 (ids of forgotten jobs are
+  /// never given again).
+  void skip_ids(uint64_t last_id) noexcept {
+    next_id_ = std::max(next_id_, last_id);
+  }
+
+  /// Forgets a job that never counted as accepted (its acceptance could
+  /// not be journaled); drops its idempotency key.
+  void erase(runtime::job_id id);
+
+  /// Called with the id of every record the table forgets (expiry or
+  /// max_results), e.g. to delete it from the journal.
+  void on_forget(std::function<void(runtime::job_id)> f) {
+    on_forget_ = std::move(f);
+  }
 
   /// A fresh number for a queue entry or attempt order (shared with the
   /// acceptance numbers, so it is unique among both).
@@ -177,6 +207,7 @@ private:
   uint64_t next_id_ = 0;
   uint64_t next_seq_ = 0;
   uint64_t next_waiter_ = 0;
+  std::function<void(runtime::job_id)> on_forget_;
 };
 
 } // namespace vidnode::actors

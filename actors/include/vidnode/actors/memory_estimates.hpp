@@ -51,6 +51,15 @@ public:
   uint64_t out_of_memory(const std::string& key, uint64_t reserved,
                          uint64_t needed = 0);
 
+  /// The figure learned for `key`, or 0 if none.
+  uint64_t learned(const std::string& key) const;
+
+  /// Sets the figure of `key` as learned by an earlier run (restore them
+  /// oldest first).
+  void restore(const std::string& key, uint64_t bytes) {
+    learn(key, bytes);
+  }
+
   /// Shapes remembered now.
   size_t size() const noexcept {
     return learned_.size();

@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/journal_store.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -25,12 +26,14 @@ struct node_actors {
 /// supervisor, which attaches one worker per entry of `devices`, then the
 /// registry of worker nodes. For tests
 /// on the test coordinator and for callers that manage shutdown themselves
-/// (see local_node for the blocking facade).
+/// (see local_node for the blocking facade). `journal`: see spawn_admission
+/// (settings.state_dir is not read here).
 node_actors spawn_node(caf::actor_system& sys,
                        const runtime::node_settings& settings,
                        std::vector<runtime::device_info> devices,
                        std::shared_ptr<const gpu::model_catalog> catalog,
-                       std::shared_ptr<transfers> transfers = nullptr);
+                       std::shared_ptr<transfers> transfers = nullptr,
+                       std::shared_ptr<journal_store> journal = nullptr);
 
 /// A running node inside an actor_system that the caller owns: the entry
 /// point for applications that embed vidnode. The system's config must have
@@ -40,8 +43,11 @@ node_actors spawn_node(caf::actor_system& sys,
 /// block); `admission()` may be used from anywhere.
 class local_node {
 public:
-  /// Validates `settings`, discovers the devices it names, spawns the node.
-  /// Fails with errc::invalid_request naming the bad setting.
+  /// Validates `settings`, discovers the devices it names, opens the
+  /// journal in `settings.state_dir` if set (its jobs are taken up again),
+  /// spawns the node. Fails with errc::invalid_request naming the bad
+  /// setting, or errc::journal_unavailable naming the journal's file and
+  /// why it cannot be used (never starting over with an empty one).
   /// `catalog` null: the built-in models, set up from `settings`.
   /// `transfers` null: jobs that name URLs are refused.
   static caf::expected<std::unique_ptr<local_node>>

@@ -115,6 +115,16 @@ struct node_settings {
   /// Where finished videos are written (created if missing), as
   /// `job-ID.mp4`.
   std::string output_dir = "/tmp/vidnode-output";
+  /// Where a head keeps its journal (actors/journal_store.hpp): every job
+  /// it accepted, so that a head restarted after a crash resumes them.
+  /// Empty: no journal, jobs live in memory only. (`vidnode --state-dir`
+  /// has a default directory: README, "The journal".)
+  std::string state_dir;
+  /// How journal commits reach the disk: "full" (each is fsynced before the
+  /// jobs in it are acknowledged) or "normal" (fsynced at checkpoints: a
+  /// crash of the process loses nothing, a power failure may lose the
+  /// latest commits).
+  std::string journal_sync = "full";
   /// Weights file of the built-in tiny-t2v model; empty: fixed-seed weights.
   std::string tiny_t2v_weights;
   /// Tries a webhook gets in all (a failed try, any answer but 2xx, is

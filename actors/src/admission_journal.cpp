@@ -1,0 +1,242 @@
+/// @file
+/// Admission: the journal — group commits of job records and their replay
+/// when a head starts again (see admission_state.hpp).
+
+#include <algorithm>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "admission_state.hpp"
+#include "vidnode/runtime/errc.hpp"
+
+namespace vidnode::actors {
+
+using runtime::errc;
+using runtime::job_id;
+using runtime::job_state;
+using runtime::make_error;
+
+journaled_job admission_state::journaled_of(const job_record& rec) const {
+  journaled_job result;
+  result.result = rec.result;
+  result.spec = rec.spec;
+  result.charged_failures = rec.charged_failures;
+  if (rec.result.state == job_state::running) {
+    result.lease = rec.lease;
+    if (auto device = devices.find(rec.device))
+      result.device_index = device->info.index;
+  }
+  return result;
+}
+
+void admission_state::journal_job(const job_record& rec) {
+  if (!journal)
+    return;
+  auto id = rec.result.id.value;
+  auto i = pending_jobs.find(id);
+  if (i != pending_jobs.end()) {
+    pending.jobs[i->second] = journaled_of(rec);
+  } else {
+    pending_jobs.emplace(id, pending.jobs.size());
+    pending.jobs.push_back(journaled_of(rec));
+  }
+  schedule_flush();
+}
+
+void admission_state::journal_estimate(const std::string& key) {
+  if (!journal)
+    return;
+  auto bytes = estimates->learned(key);
+  if (bytes == 0)
+    return;
+  pending.estimates.emplace_back(key, bytes);
+  schedule_flush();
+}
+
+void admission_state::after_durable(journal_ack ack) {
+  if (!journal || (pending.empty() && !commit_in_flight)) {
+    ack(caf::error{});
+    return;
+  }
+  if (pending.empty())
+    in_flight_acks.push_back(std::move(ack));
+  else
+    pending_acks.push_back(std::move(ack));
+}
+
+void admission_state::schedule_flush() {
+  if (flush_scheduled || commit_in_flight)
+    return;
+  flush_scheduled = true;
+  self->send(self, journal_flush_atom::value);
+}
+
+void admission_state::flush_journal() {
+  if (!journal || commit_in_flight || pending.empty())
+    return;
+  in_flight_jobs.clear();
+  for (const auto& entry : pending.jobs)
+    in_flight_jobs.push_back(entry.result.id);
+  in_flight_acks = std::move(pending_acks);
+  pending_acks.clear();
+  commit_in_flight = true;
+  journal->commit(std::move(pending), ++commits);
+  pending.clear();
+  pending_jobs.clear();
+}
+
+void admission_state::journaled_accept(job_id id) {
+  auto rec = jobs->find(id);
+  if (rec == nullptr || !rec->awaiting_journal)
+    return;
+  rec->awaiting_journal = false;
+  --awaiting_journal;
+  if (rec->spec.audio_url.empty())
+    enqueue(*rec, false);
+  else
+    start_fetch(*rec);
+}
+
+void admission_state::drop_unjournaled(job_record& rec, const caf::error& err) {
+  if (!rec.ended())
+    leave_queue(rec);
+  clear_deadline(rec);
+  for (auto& waiter : rec.waiters)
+    waiter.second.deliver(err);
+  rec.waiters.clear();
+  for (auto& observer : rec.observers)
+    caf::anon_send(observer, event_of(rec, err));
+  jobs->erase(rec.result.id);
+}
+
+void admission_state::on_journaled(uint64_t number, caf::error err) {
+  if (!commit_in_flight || number != commits)
+    return;
+  commit_in_flight = false;
+  auto ids = std::move(in_flight_jobs);
+  in_flight_jobs.clear();
+  auto acks = std::move(in_flight_acks);
+  in_flight_acks.clear();
+  if (!err) {
+    if (journal_failing)
+      spdlog::info("journal {}: writing works again", journal->path());
+    journal_failing = false;
+    for (auto id : ids)
+      if (auto rec = jobs->find(id))
+        rec->durable = true;
+  } else {
+    if (!journal_failing)
+      spdlog::error("journal {}: {}; new jobs are refused until it can be "
+                    "written",
+                    journal->path(), runtime::describe(err));
+    journal_failing = true;
+    for (auto id : ids) {
+      auto rec = jobs->find(id);
+      if (rec == nullptr)
+        continue;
+      if (rec->durable)
+        journal_job(*rec);
+      else
+        drop_unjournaled(*rec, err);
+    }
+  }
+  for (auto& ack : acks)
+    ack(err);
+  flush_journal();
+  dispatch();
+  if (shutting_down)
+    finish_shutdown_if_done();
+}
+
+void admission_state::open_journal(std::shared_ptr<journal_store> store) {
+  auto contents = std::move(store->contents());
+  journal = std::make_unique<journal_writer>(
+    std::move(store), caf::actor_cast<admission_control_actor>(self),
+    self->system());
+  // Leases of this run differ from those of every earlier run: a report
+  // about an attempt of an earlier run is never taken for one of this run.
+  next_lease = contents.generation << 40;
+  jobs->skip_ids(contents.last_job_id);
+  jobs->on_forget([this](job_id id) {
+    pending.forgotten.push_back(id);
+    schedule_flush();
+  });
+  for (auto& [key, bytes] : contents.estimates)
+    estimates->restore(key, bytes);
+  auto t = now();
+  auto wall_now = wall(t);
+  // A wall-clock time of the earlier run on this run's clock (never later
+  // than now, if the wall clock went back).
+  auto local = [&](caf::timestamp at) {
+    auto ago = wall_now - at;
+    return t - std::max(ago, decltype(ago){0});
+  };
+  size_t queued = 0;
+  size_t requeued = 0;
+  size_t finished = 0;
+  std::vector<job_record*> interrupted;
+  for (auto& entry : contents.jobs) {
+    auto accepted = local(entry.result.accepted_at);
+    auto& rec = jobs->restore(entry.result.id, std::move(entry.spec), accepted);
+    rec.result = std::move(entry.result);
+    rec.charged_failures = entry.charged_failures;
+    rec.durable = true;
+    if (rec.ended()) {
+      ++finished;
+      if (auto expiry = jobs->retire(rec, local(rec.result.finished_at)))
+        arm_tick(*expiry);
+      continue;
+    }
+    rec.factory = catalog->find(rec.spec.model);
+    if (rec.factory == nullptr) {
+      rec.result.state = job_state::queued;
+      finalize(rec, job_state::failed,
+               make_error(errc::unknown_model, "model: '" + rec.spec.model
+                                                 + "' is not served by node "
+                                                 + node_name
+                                                 + " any more (it restarted)"));
+      continue;
+    }
+    rec.declared_bytes = rec.factory->estimate_peak_bytes(rec.spec);
+    rec.shape_key = memory_estimates::key_of(rec.spec);
+    if (rec.result.state == job_state::running) {
+      rec.started = local(rec.result.started_at);
+      interrupted.push_back(&rec);
+      continue;
+    }
+    ++queued;
+    if (!rec.spec.audio_url.empty() && mover) {
+      start_fetch(rec);
+    } else {
+      enqueue(rec, false);
+      // A job never run waits from its first acceptance; one queued again
+      // after a failed attempt from now (when it was queued again is not
+      // journaled).
+      if (rec.result.attempts == 0)
+        rec.queued_since = accepted;
+    }
+  }
+  // Oldest first at the front of the queue, as retries go.
+  for (auto i = interrupted.rbegin(); i != interrupted.rend(); ++i) {
+    auto& rec = **i;
+    ++requeued;
+    rec.device = -1;
+    retry_or_fail(
+      rec,
+      make_error(errc::node_lost, "the head restarted while attempt "
+                                    + std::to_string(rec.result.attempts)
+                                    + " ran on " + rec.result.device
+                                    + " of node " + rec.result.node),
+      true);
+  }
+  if (!contents.jobs.empty())
+    spdlog::info("journal {}: {} queued job(s) queued again, {} interrupted "
+                 "attempt(s) queued again or failed, {} result(s) kept",
+                 journal->path(), queued, requeued, finished);
+  dispatch();
+}
+
+} // namespace vidnode::actors

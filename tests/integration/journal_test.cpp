@@ -1,0 +1,252 @@
+/// End-to-end tests of the head's journal: real `vidnode` processes on
+/// 127.0.0.1 with a --state-dir, killed with SIGKILL and started again on
+/// the same directory; real `vidctl` processes as clients.
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/node_process.hpp"
+#include "support/process.hpp"
+#include "support/temp_directory.hpp"
+
+using namespace std::chrono_literals;
+using namespace vidnode;
+using nlohmann::json;
+using test::child_process;
+using test::node_process;
+using test::run_command;
+using test::temp_directory;
+
+namespace {
+
+/// A head on sim devices journaling into `dir`.
+std::unique_ptr<node_process> start_head(const std::string& dir,
+                                         std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--devices", "sim:1", "--state-dir", dir};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return std::make_unique<node_process>(args);
+}
+
+/// Kills `node` with SIGKILL and reaps it.
+void kill_hard(node_process& node) {
+  node.process->signal(SIGKILL);
+  REQUIRE(node.process->wait(10s));
+}
+
+/// Submits and returns the job's id.
+std::string submit(const node_process& node, std::vector<std::string> args) {
+  args.insert(args.begin(), "submit");
+  auto r = node.vidctl(args);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+json status(const node_process& node, const std::string& id) {
+  return node.vidctl_json({"status", id});
+}
+
+json wait_for(const node_process& node, const std::string& id) {
+  auto r = node.vidctl({"wait", id, "--json"});
+  INFO("vidctl wait " << id << ": " << r.err);
+  INFO("vidnode: " << node.process->stderr_text());
+  REQUIRE(!r.out.empty());
+  return json::parse(r.out);
+}
+
+} // namespace
+
+TEST_CASE("a head killed with SIGKILL keeps its jobs: queued ones run by "
+          "priority, results and idempotency keys are kept",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  auto done = submit(*head, {"--steps", "1", "--idempotency-key", "first"});
+  CHECK(wait_for(*head, done)["state"] == "succeeded");
+  // One job holds the only device for 2 s; three wait behind it.
+  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  auto low = submit(*head, {"--steps", "1", "--priority", "1"});
+  auto high = submit(
+    *head, {"--steps", "1", "--priority", "9", "--idempotency-key", "high"});
+  auto mid = submit(*head, {"--steps", "1", "--priority", "5"});
+  CHECK(status(*head, blocker)["state"] == "running");
+  kill_hard(*head);
+
+  head = start_head(dir.path());
+  // The finished result and its key survive.
+  auto before = status(*head, done);
+  CHECK(before["state"] == "succeeded");
+  CHECK(submit(*head, {"--steps", "1", "--idempotency-key", "first"}) == done);
+  CHECK(submit(*head,
+               {"--steps", "1", "--priority", "9", "--idempotency-key", "high"})
+        == high);
+  // The interrupted job goes first (its attempt is charged), then the
+  // queued ones by priority.
+  auto b = wait_for(*head, blocker);
+  auto h = wait_for(*head, high);
+  auto m = wait_for(*head, mid);
+  auto l = wait_for(*head, low);
+  for (auto* r : {&h, &m, &l})
+    CHECK((*r)["state"] == "succeeded");
+  CHECK(b["attempts"] == 2);
+  CHECK(h["started_at"].get<std::string>()
+        < m["started_at"].get<std::string>());
+  CHECK(m["started_at"].get<std::string>()
+        < l["started_at"].get<std::string>());
+  // A new job gets a new id.
+  auto fresh = std::stoull(submit(*head, {"--steps", "0"}));
+  CHECK(fresh > std::stoull(low));
+}
+
+TEST_CASE("a queue timeout runs from the job's first acceptance across a "
+          "head restart",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  auto blocker = submit(*head, {"--steps", "1000", "--option", "step_ms=50"});
+  auto waiting = submit(*head, {"--steps", "1", "--queue-timeout", "3s"});
+  auto accepted = status(*head, waiting)["accepted_at"].get<std::string>();
+  kill_hard(*head);
+  head = start_head(dir.path());
+  auto r = wait_for(*head, waiting);
+  CHECK(r["state"] == "timed_out");
+  CHECK(r["accepted_at"] == accepted);
+  CHECK(r["error"]["code"] == "queue_timeout");
+  // 3 s from acceptance, not from the restart: the whole wait is 3 s plus
+  // the time the head took to notice (measured in vidctl's result).
+  auto queued = r["queue_time_s"].get<double>();
+  CHECK(queued >= 2.9);
+  CHECK(queued < 6.0);
+  head->vidctl({"cancel", blocker});
+}
+
+TEST_CASE("memory estimates learned before a head restart are used after "
+          "it",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  std::vector<std::string> shape = {"--steps",     "1",        "--option",
+                                    "mem_mb=1000", "--option", "peak_mb=3000"};
+  auto first = submit(*head, shape);
+  auto r1 = wait_for(*head, first);
+  CHECK(r1["state"] == "succeeded");
+  auto declared = r1["reserved_bytes"].get<uint64_t>();
+  kill_hard(*head);
+  head = start_head(dir.path());
+  auto second = submit(*head, shape);
+  auto r2 = wait_for(*head, second);
+  CHECK(r2["state"] == "succeeded");
+  // The measured peak (3000 MiB) plus the 10% headroom.
+  CHECK(r2["reserved_bytes"].get<uint64_t>() > declared);
+  auto learned = static_cast<double>(r2["reserved_bytes"].get<uint64_t>());
+  CHECK(learned == Approx(static_cast<double>((3000ull << 20) * 11 / 10)));
+}
+
+TEST_CASE("a journal that is not a vidnode journal is refused: vidnode "
+          "exits 2 naming the file and leaves it unchanged",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto file = std::filesystem::path{dir.path()} / "journal.db";
+  std::string garbage(8192, '\0');
+  for (size_t i = 0; i < garbage.size(); ++i)
+    garbage[i] = static_cast<char>((i * 2654435761u) >> 13);
+  test::write_file(file, garbage);
+  auto r = run_command({VIDNODE_BIN, "--devices", "sim:1", "--listen",
+                        "127.0.0.1:0", "--state-dir", dir.path()},
+                       10s);
+  INFO(r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find(file.string()) != std::string::npos);
+  CHECK(r.err.find("journal_unavailable") != std::string::npos);
+  CHECK(test::read_file(file) == garbage);
+}
+
+TEST_CASE("two heads cannot share a state directory", "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  auto r = run_command({VIDNODE_BIN, "--devices", "sim:1", "--listen",
+                        "127.0.0.1:0", "--state-dir", dir.path()},
+                       10s);
+  INFO(r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("journal.db") != std::string::npos);
+  // The first head is unharmed.
+  auto id = submit(*head, {"--steps", "1"});
+  CHECK(wait_for(*head, id)["state"] == "succeeded");
+}
+
+TEST_CASE("--state-dir none keeps jobs in memory only", "[journal]") {
+  auto head = std::make_unique<node_process>(
+    std::vector<std::string>{"--devices", "sim:1", "--state-dir", "none"});
+  auto id = submit(*head, {"--steps", "0"});
+  kill_hard(*head);
+  head = std::make_unique<node_process>(
+    std::vector<std::string>{"--devices", "sim:1", "--state-dir", "none"});
+  auto r = head->vidctl({"status", id});
+  CHECK(r.status != 0);
+  CHECK(r.err.find("unknown_job") != std::string::npos);
+}
+
+TEST_CASE("on a full disk new jobs are refused with journal_unavailable and "
+          "running jobs carry on",
+          "[journal]") {
+  temp_directory mount_point{"vidnode-full"};
+  if (::mount("tmpfs", mount_point.path().c_str(), "tmpfs", 0, "size=1m")
+      != 0) {
+    WARN("skipped: cannot mount a small tmpfs here (needs root or "
+         "CAP_SYS_ADMIN): "
+         << std::strerror(errno));
+    return;
+  }
+  struct unmount {
+    std::string path;
+    ~unmount() {
+      ::umount2(path.c_str(), MNT_DETACH);
+    }
+  } unmount_at_end{mount_point.path()};
+  auto dir = mount_point.path() + "/state";
+  auto head = start_head(dir);
+  auto running = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  // Fill what is left of the file system.
+  {
+    auto filler = mount_point.path() + "/filler";
+    std::string block(4096, 'x');
+    auto f = std::fopen(filler.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    while (std::fwrite(block.data(), 1, block.size(), f) == block.size()
+           && std::fflush(f) == 0) {
+    }
+    std::fclose(f);
+  }
+  // Long prompts make the record need pages the disk no longer has.
+  std::string prompt(3000, 'p');
+  int refused = 0;
+  for (int i = 0; i < 20 && refused == 0; ++i) {
+    auto r = head->vidctl({"submit", "--steps", "0", "--prompt", prompt});
+    if (r.status != 0) {
+      INFO(r.err);
+      CHECK(r.err.find("journal_unavailable") != std::string::npos);
+      ++refused;
+    }
+  }
+  CHECK(refused == 1);
+  CHECK(wait_for(*head, running)["state"] == "succeeded");
+  // Space again: jobs are accepted again.
+  std::filesystem::remove(mount_point.path() + "/filler");
+  auto after = submit(*head, {"--steps", "0"});
+  CHECK(wait_for(*head, after)["state"] == "succeeded");
+}
