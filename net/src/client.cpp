@@ -39,6 +39,14 @@ struct one_shot {
   }
 };
 
+/// The answer to a request whose receiver, the actor published at `where`,
+/// had ended: the node is going away, or its gateway was replaced (a new
+/// connection reaches the new one).
+caf::error gone(const std::string& where) {
+  return make_error(errc::node_lost,
+                    "the actor published at " + where + " has ended");
+}
+
 } // namespace
 
 bool parse_endpoint(const std::string& text, std::string& host,
@@ -188,6 +196,8 @@ std::future<caf::expected<T>> client::start_call(caf::timespan timeout,
             result->deliver(make_error(errc::node_lost,
                                        "no answer from " + where + " within "
                                          + runtime::format_duration(timeout)));
+          else if (err == caf::sec::request_receiver_down)
+            result->deliver(gone(where));
           else
             result->deliver(std::move(err));
           self->quit();
@@ -226,58 +236,130 @@ caf::expected<runtime::job_result> client::wait(runtime::job_id id,
   }
 }
 
+namespace {
+
+/// What client::watch's observer answers once it has handled every event
+/// that reached it before the question.
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+
+/// The observer client::watch spawns: a job observer that also answers
+/// flush (local only; the node sees a job_observer_actor).
+using watch_observer_actor =
+  runtime::job_observer_actor::extend<caf::replies_to<flush_atom>::with<bool>>;
+
+/// The first event of a watch: the job's state in the subscription's answer.
+runtime::job_event first_event_of(const runtime::job_result& r) {
+  runtime::job_event first;
+  first.id = r.id;
+  first.state = r.state;
+  first.step = r.step;
+  first.steps = r.steps;
+  first.attempt = r.attempts;
+  first.device = r.device;
+  first.error = r.error;
+  first.at = caf::make_timestamp();
+  return first;
+}
+
+} // namespace
+
 caf::expected<runtime::job_result>
 client::watch(runtime::job_id id,
               std::function<void(const runtime::job_event&)> on_event) {
-  // The observer reports the terminal event when it has passed it on, so
-  // that every event is out before watch returns; it is also the answer if
-  // the node goes away before the wait returns (the subscription delivered
-  // the end).
+  // The observer subscribes itself, so that the subscription's answer (the
+  // first event) is passed on before any later event, all on its thread.
+  // Events that come before the answer (none should) wait for it. It
+  // reports the terminal event when it has passed it on, so that every
+  // event is out before watch returns; that event is also the answer if the
+  // node goes away before the wait returns (the subscription delivered the
+  // end).
+  struct observer_state {
+    bool subscribed = false;
+    std::vector<runtime::job_event> early;
+  };
+  auto subscribed = std::make_shared<one_shot<runtime::job_result>>();
   auto seen_end = std::make_shared<std::promise<runtime::job_event>>();
   auto ended = seen_end->get_future();
-  auto observer = sys_.spawn([=](runtime::job_observer_actor::pointer)
-                               -> runtime::job_observer_actor::behavior_type {
-    return {[=](const runtime::job_event& event) {
+  auto admission = admission_;
+  auto timeout = opts_.request_timeout;
+  auto where = opts_.host + ":" + std::to_string(opts_.port);
+  auto observer = sys_.spawn([=](watch_observer_actor::pointer self)
+                               -> watch_observer_actor::behavior_type {
+    auto st = std::make_shared<observer_state>();
+    auto pass_on = [=](const runtime::job_event& event) {
       on_event(event);
       if (runtime::is_terminal(event.state))
         seen_end->set_value(event);
-    }};
+    };
+    self->monitor(admission);
+    self->set_down_handler([=](caf::down_msg&) {
+      subscribed->deliver(
+        make_error(errc::node_lost, "lost the connection to " + where));
+    });
+    self
+      ->request(admission, timeout, runtime::subscribe_atom::value, id,
+                caf::actor_cast<runtime::job_observer_actor>(self))
+      .then(
+        [=](runtime::job_result& r) {
+          st->subscribed = true;
+          on_event(first_event_of(r));
+          for (const auto& event : st->early)
+            pass_on(event);
+          st->early.clear();
+          subscribed->deliver(std::move(r));
+        },
+        [=](caf::error& err) {
+          if (err == caf::sec::request_timeout)
+            subscribed->deliver(make_error(
+              errc::node_lost, "no answer from " + where + " within "
+                                 + runtime::format_duration(timeout)));
+          else if (err == caf::sec::request_receiver_down)
+            subscribed->deliver(gone(where));
+          else
+            subscribed->deliver(std::move(err));
+        });
+    return {
+      [=](const runtime::job_event& event) {
+        if (st->subscribed)
+          pass_on(event);
+        else
+          st->early.push_back(event);
+      },
+      [](flush_atom) { return true; },
+    };
   });
-  auto subscribed = call<runtime::job_result>(
-    opts_.request_timeout, runtime::subscribe_atom::value, id, observer);
-  caf::expected<runtime::job_result> result = subscribed;
-  if (subscribed) {
-    runtime::job_event first;
-    first.id = subscribed->id;
-    first.state = subscribed->state;
-    first.step = subscribed->step;
-    first.steps = subscribed->steps;
-    first.attempt = subscribed->attempts;
-    first.device = subscribed->device;
-    first.error = subscribed->error;
-    first.at = caf::make_timestamp();
-    on_event(first);
-  }
-  if (subscribed && !runtime::is_terminal(subscribed->state)) {
+  auto result = subscribed->promise.get_future().get();
+  if (result && !runtime::is_terminal(result->state)) {
+    auto subscription = *result;
     result = wait(id);
     if (result && runtime::is_terminal(result->state)) {
       ended.wait_for(std::chrono::seconds{1});
-    } else if (!result
-               && ended.wait_for(std::chrono::seconds{1})
-                    == std::future_status::ready) {
-      auto last = ended.get();
-      auto fallback = *subscribed;
-      fallback.state = last.state;
-      fallback.error = last.error;
-      fallback.step = last.step;
-      fallback.steps = last.steps;
-      fallback.attempts = last.attempt;
-      fallback.device = last.device;
-      fallback.finished_at = last.at;
-      result = std::move(fallback);
+    } else if (!result) {
+      // Events the node sent before the connection dropped reached the
+      // observer's mailbox before the loss was reported: once it answers a
+      // flush, it has passed them all on.
+      caf::scoped_actor flusher{sys_};
+      flusher->request(observer, std::chrono::seconds{1}, flush_atom::value)
+        .receive([](bool) {}, [](caf::error&) {});
+      if (ended.wait_for(std::chrono::seconds{0})
+          == std::future_status::ready) {
+        auto last = ended.get();
+        auto fallback = std::move(subscription);
+        fallback.state = last.state;
+        fallback.error = last.error;
+        fallback.step = last.step;
+        fallback.steps = last.steps;
+        fallback.attempts = last.attempt;
+        fallback.device = last.device;
+        fallback.finished_at = last.at;
+        result = std::move(fallback);
+      }
     }
   }
+  // Once the observer is gone, no event is passed on after watch returns.
+  caf::scoped_actor self{sys_};
   caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
+  self->wait_for(observer);
   return result;
 }
 

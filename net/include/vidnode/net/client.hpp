@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <future>
 #include <memory>
@@ -28,8 +29,9 @@ struct fetch_options {
 /// CAF (vidctl is one). It owns its own actor_system.
 ///
 /// Every call returns a value or a typed error: vidnode's refusals
-/// (runtime::errc), `node_lost` when the connection dropped or the node
-/// stopped answering within the request timeout, or CAF's connection errors.
+/// (runtime::errc), `node_lost` when the connection dropped, the node
+/// stopped answering within the request timeout or the actor published
+/// there has ended, or CAF's connection errors.
 /// No call blocks forever: waits on a job are split into polls of
 /// `poll_interval`, so a node that hangs is noticed too.
 ///
@@ -90,10 +92,12 @@ public:
   wait(runtime::job_id id, caf::timespan max_wait = caf::timespan{0});
 
   /// Like wait, but calls `on_event` with every event of the job until it
-  /// has ended: first with the job's state when the watch began, then from
-  /// a CAF thread, one call at a time. If the node goes away after the job's
-  /// last event arrived but before the wait returned, the result is built
-  /// from that event.
+  /// has ended: first with the job's state when the watch began (the
+  /// subscription's answer, its `at` set to now), then with every later
+  /// event in the order the node sent them; all from one CAF thread, one
+  /// call at a time, and none after watch has returned. If the node goes
+  /// away after the job's last event arrived but before the wait returned,
+  /// the result is built from that event.
   caf::expected<runtime::job_result>
   watch(runtime::job_id id,
         std::function<void(const runtime::job_event&)> on_event);
