@@ -509,4 +509,152 @@ submit_with_retries(client::options opts, runtime::job_spec& spec,
   }
 }
 
+namespace {
+
+using steady_clock = std::chrono::steady_clock;
+
+/// "HOST:PORT" of `opts`.
+std::string address_of(const client::options& opts) {
+  return opts.host + ":" + std::to_string(opts.port);
+}
+
+/// Connects again after the connection was lost with `cause`, until
+/// `until`, pausing between attempts as `policy` says. The new connection;
+/// node_lost once `until` has passed; a connect error that is not node_lost
+/// (the node speaks another protocol) at once.
+caf::expected<std::unique_ptr<client>>
+connect_again(client::options opts, const caf::error& cause,
+              steady_clock::time_point until, const reconnect_policy& policy) {
+  auto lost_at = steady_clock::now();
+  if (policy.on_lost)
+    policy.on_lost(cause, until);
+  auto connect_timeout = opts.connect_timeout;
+  auto pause = std::max(policy.first_pause, caf::timespan{0});
+  auto last = cause;
+  for (;;) {
+    auto left = [&] {
+      return std::chrono::duration_cast<caf::timespan>(until
+                                                       - steady_clock::now());
+    };
+    if (left().count() > 0)
+      std::this_thread::sleep_for(std::min(pause, left()));
+    if (left().count() <= 0)
+      break;
+    opts.connect_timeout = std::min(connect_timeout, left());
+    auto connected = client::connect(opts);
+    if (connected) {
+      if (policy.on_reconnected)
+        policy.on_reconnected();
+      return connected;
+    }
+    if (!runtime::is(connected.error(), errc::node_lost))
+      return std::move(connected.error());
+    last = std::move(connected.error());
+    pause = std::min(pause * 2, std::max(policy.max_pause, pause));
+  }
+  auto tried =
+    std::max(caf::timespan{0},
+             std::chrono::duration_cast<caf::timespan>(until - lost_at));
+  return make_error(errc::node_lost,
+                    "lost the connection to " + address_of(opts)
+                      + " and could not connect again within "
+                      + runtime::format_duration(tried)
+                      + " (last: " + runtime::describe(last) + ")");
+}
+
+/// The end of an outage that begins now: `outage_limit` from now, or
+/// `deadline` if that comes first.
+steady_clock::time_point outage_end(const reconnect_policy& policy,
+                                    steady_clock::time_point deadline) {
+  auto now = steady_clock::now();
+  auto limit = std::max(policy.outage_limit, caf::timespan{0});
+  if (deadline - now <= limit)
+    return deadline;
+  return now + std::chrono::duration_cast<steady_clock::duration>(limit);
+}
+
+/// `connection`, or a new one to `opts` if it is empty.
+caf::expected<std::unique_ptr<client>>
+connected(const client::options& opts, std::unique_ptr<client> connection) {
+  if (connection)
+    return connection;
+  return client::connect(opts);
+}
+
+/// Whether two events tell the same progress (a watch shows one of them).
+bool same_progress(const runtime::job_event& x, const runtime::job_event& y) {
+  return x.state == y.state && x.step == y.step && x.steps == y.steps
+         && x.attempt == y.attempt;
+}
+
+} // namespace
+
+caf::expected<job_outcome>
+wait_with_reconnect(const client::options& opts,
+                    std::unique_ptr<client> connection, runtime::job_id id,
+                    steady_clock::time_point deadline,
+                    const reconnect_policy& policy) {
+  auto first = connected(opts, std::move(connection));
+  if (!first)
+    return std::move(first.error());
+  connection = std::move(*first);
+  for (;;) {
+    caf::timespan max_wait{0};
+    if (deadline != steady_clock::time_point::max())
+      max_wait =
+        std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
+                                     deadline - steady_clock::now()));
+    auto result = connection->wait(id, max_wait);
+    if (result)
+      return job_outcome{std::move(connection), std::move(*result)};
+    if (!runtime::is(result.error(), errc::node_lost))
+      return std::move(result.error());
+    connection.reset();
+    auto again =
+      connect_again(opts, result.error(), outage_end(policy, deadline), policy);
+    if (!again)
+      return std::move(again.error());
+    connection = std::move(*again);
+  }
+}
+
+caf::expected<job_outcome> watch_with_reconnect(
+  const client::options& opts, std::unique_ptr<client> connection,
+  runtime::job_id id,
+  const std::function<void(const runtime::job_event&)>& on_event,
+  const reconnect_policy& policy) {
+  auto first = connected(opts, std::move(connection));
+  if (!first)
+    return std::move(first.error());
+  connection = std::move(*first);
+  // client::watch passes events on one at a time and none after it
+  // returned, so the filter needs no lock: one watch at a time touches it.
+  std::optional<runtime::job_event> last_passed;
+  auto resubscribed = false;
+  auto filter = [&](const runtime::job_event& event) {
+    auto skip =
+      resubscribed && last_passed && same_progress(*last_passed, event);
+    resubscribed = false;
+    if (skip)
+      return;
+    last_passed = event;
+    on_event(event);
+  };
+  for (;;) {
+    auto result = connection->watch(id, filter);
+    if (result)
+      return job_outcome{std::move(connection), std::move(*result)};
+    if (!runtime::is(result.error(), errc::node_lost))
+      return std::move(result.error());
+    connection.reset();
+    auto again = connect_again(
+      opts, result.error(), outage_end(policy, steady_clock::time_point::max()),
+      policy);
+    if (!again)
+      return std::move(again.error());
+    connection = std::move(*again);
+    resubscribed = true;
+  }
+}
+
 } // namespace vidnode::net

@@ -205,6 +205,83 @@ caf::expected<submission> submit_with_retries(
   std::chrono::steady_clock::time_point deadline,
   const std::function<void(const caf::error&)>& on_retry = nullptr);
 
+/// How wait_with_reconnect and watch_with_reconnect ride out a lost
+/// connection (the node restarted, or stopped answering), and whom they
+/// tell.
+struct reconnect_policy {
+  /// How long to keep connecting again after a loss, counted from when the
+  /// loss was noticed (at once for a node that exited; within
+  /// client::options::node_timeout for one that hangs). Every loss gets the
+  /// whole span again.
+  caf::timespan outage_limit = std::chrono::seconds{30};
+  /// Pause before the first attempt after a loss; it doubles after every
+  /// failed attempt, up to `max_pause`.
+  caf::timespan first_pause = std::chrono::milliseconds{50};
+  caf::timespan max_pause = std::chrono::seconds{1};
+  /// Called once per loss, on the caller's thread, before the first
+  /// attempt: the error that ended the connection (node_lost) and when the
+  /// attempts stop.
+  std::function<void(const caf::error& cause,
+                     std::chrono::steady_clock::time_point until)>
+    on_lost;
+  /// Called once per loss, on the caller's thread, when a new connection is
+  /// made (before the job is asked about again).
+  std::function<void()> on_reconnected;
+};
+
+/// A job's answer at the end of a wait, and the connection it came on: the
+/// one given, or a new one if the connection was lost on the way (a
+/// download of the job's video can use it).
+struct job_outcome {
+  std::unique_ptr<client> connection;
+  runtime::job_result result;
+};
+
+/// Waits for job `id` like client::wait, on `connection` (none: connects
+/// with `opts` first, and a node that cannot be reached then is reported at
+/// once), and rides out lost connections: when a call fails with node_lost
+/// it connects again with `opts` (each attempt within
+/// `opts.connect_timeout`, cut to what is left) after the pauses of
+/// `policy`, until `policy.outage_limit` after the loss or `deadline`,
+/// whichever comes first, and waits again.
+///
+/// Returns the job's result once it has ended, or at `deadline`
+/// (time_point::max(): no limit) the latest result, which is then not
+/// terminal. Errors: node_lost when no connection could be made again in
+/// time (its context names the address, the time tried and the last
+/// attempt's error); the node's answer unchanged otherwise, e.g.
+/// unknown_job from a node that restarted without its journal, or
+/// invalid_request from one that speaks another version of the protocol.
+///
+/// Not guaranteed: that the job a restarted node answers for under `id` is
+/// the one waited for if the node lost its journal and has given the id to
+/// a new job since.
+caf::expected<job_outcome>
+wait_with_reconnect(const client::options& opts,
+                    std::unique_ptr<client> connection, runtime::job_id id,
+                    std::chrono::steady_clock::time_point deadline,
+                    const reconnect_policy& policy);
+
+/// Watches job `id` like client::watch, on `connection` (none: connects
+/// with `opts` first, and a node that cannot be reached then is reported at
+/// once), and rides out lost connections as wait_with_reconnect does (with
+/// no deadline but `policy.outage_limit`), subscribing again after each
+/// new connection. A new subscription's first event is the job's state at
+/// that moment: it is passed to `on_event` only if it differs from the
+/// last event passed (in state, step, steps or attempt), so the state a
+/// lost connection left off at is not passed twice (a job the node runs
+/// again passes its steps again, under a new attempt if the node counts
+/// it). `on_event` is called one call at a time, in the order the node sent
+/// the events, from a CAF thread, never after this returns.
+///
+/// Returns the job's result once it has ended; errors as for
+/// wait_with_reconnect.
+caf::expected<job_outcome> watch_with_reconnect(
+  const client::options& opts, std::unique_ptr<client> connection,
+  runtime::job_id id,
+  const std::function<void(const runtime::job_event&)>& on_event,
+  const reconnect_policy& policy);
+
 /// A fresh random idempotency key: "auto-" and 32 hex digits (128 bits from
 /// std::random_device).
 std::string make_idempotency_key();
