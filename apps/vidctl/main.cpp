@@ -1,7 +1,8 @@
 /// vidctl: submits jobs to a vidnode and shows their state.
 ///
 /// Exit status: 0 success; 1 the job ended but did not succeed (wait,
-/// submit --wait); 2 bad usage; 3 the node cannot be reached or was lost;
+/// watch, submit --wait); 2 bad usage; 3 the node cannot be reached or was
+/// lost (wait and watch: and could not be reached again within --timeout);
 /// 4 the node refused the request (the typed error is on stderr); 5 a
 /// downloaded video could not be written here.
 
@@ -9,7 +10,6 @@
 #include <iostream>
 #include <limits>
 #include <map>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
 
@@ -67,9 +67,10 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json_output, "Print JSON, one document per line");
   apps::add_duration(app, "--timeout", options.request_timeout,
                      "Longest the command waits on the node, connecting "
-                     "included (for wait and watch: to connect, and for each "
-                     "answer of a node that has gone silent; --max-wait "
-                     "bounds the wait itself)");
+                     "included (for wait and watch: to connect, for each "
+                     "answer of a node that has gone silent, and, once the "
+                     "connection is lost, to connect again before giving up "
+                     "with node_lost; --max-wait bounds the wait itself)");
   apps::transport_flags transport;
   apps::add_transport_options(app, transport);
 
@@ -277,25 +278,37 @@ int main(int argc, char** argv) {
   auto connected = net::client::connect(options);
   if (!connected)
     return fail(connected.error());
-  auto& node = **connected;
-  if (!*wait && !*watch) {
-    auto spent = std::chrono::duration_cast<caf::timespan>(
-      std::chrono::steady_clock::now() - start);
-    node.request_timeout(
-      std::max(options.request_timeout - spent, caf::timespan{1}));
+  if (*wait) {
+    auto deadline = max_wait.count() > 0
+                      ? std::chrono::steady_clock::now() + max_wait
+                      : std::chrono::steady_clock::time_point::max();
+    auto outcome =
+      net::wait_with_reconnect(options, std::move(*connected), *id, deadline,
+                               reconnect_notices(options));
+    if (!outcome)
+      return fail(outcome.error());
+    return finish_with_download(*outcome->connection, outcome->result,
+                                destination);
   }
+  if (*watch) {
+    auto outcome =
+      net::watch_with_reconnect(options, std::move(*connected), *id,
+                                print_event, reconnect_notices(options));
+    if (!outcome)
+      return fail(outcome.error());
+    return finish_with(outcome->result);
+  }
+  auto& node = **connected;
+  auto spent = std::chrono::duration_cast<caf::timespan>(
+    std::chrono::steady_clock::now() - start);
+  node.request_timeout(
+    std::max(options.request_timeout - spent, caf::timespan{1}));
   if (*status) {
     auto result = node.status(*id);
     if (!result)
       return fail(result.error());
     print_result(*result);
     return 0;
-  }
-  if (*wait) {
-    auto result = node.wait(*id, max_wait);
-    if (!result)
-      return fail(result.error());
-    return finish_with_download(node, *result, destination);
   }
   if (*fetch) {
     uint64_t written = 0;
@@ -308,27 +321,6 @@ int main(int argc, char** argv) {
                      .dump()
                 << "\n";
     return 0;
-  }
-  if (*watch) {
-    auto result = node.watch(*id, [](const runtime::job_event& e) {
-      if (json_output) {
-        std::cout << net::to_json(e).dump() << std::endl;
-        return;
-      }
-      std::ostringstream line;
-      line << runtime::format_timestamp(e.at) << "  job " << e.id.value << "  "
-           << runtime::to_string(e.state);
-      if (!e.device.empty())
-        line << " on " << e.device << " (attempt " << e.attempt << ")";
-      if (e.steps > 0)
-        line << "  step " << e.step << "/" << e.steps;
-      if (e.error)
-        line << "  " << runtime::describe(e.error);
-      std::cout << line.str() << std::endl;
-    });
-    if (!result)
-      return fail(result.error());
-    return finish_with(*result);
   }
   if (*cancel) {
     auto result = node.cancel(*id);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <sstream>
 
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -110,6 +111,68 @@ int finish_with(const runtime::job_result& r) {
   print_result(r);
   return r.state == runtime::job_state::succeeded ? exit_success
                                                   : exit_not_succeeded;
+}
+
+void print_event(const runtime::job_event& e) {
+  if (json_output) {
+    std::cout << net::to_json(e).dump() << std::endl;
+    return;
+  }
+  std::ostringstream line;
+  line << runtime::format_timestamp(e.at) << "  job " << e.id.value << "  "
+       << runtime::to_string(e.state);
+  if (!e.device.empty())
+    line << " on " << e.device << " (attempt " << e.attempt << ")";
+  if (e.steps > 0)
+    line << "  step " << e.step << "/" << e.steps;
+  if (e.error)
+    line << "  " << runtime::describe(e.error);
+  std::cout << line.str() << std::endl;
+}
+
+net::reconnect_policy reconnect_notices(const net::client::options& options) {
+  net::reconnect_policy policy;
+  policy.outage_limit = options.request_timeout;
+  auto address = options.host + ":" + std::to_string(options.port);
+  auto timeout = options.request_timeout;
+  policy.on_lost = [=](const caf::error& cause,
+                       std::chrono::steady_clock::time_point until) {
+    // --max-wait may end the attempts before --timeout does.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      until - std::chrono::steady_clock::now());
+    auto by_max_wait = left < timeout - std::chrono::milliseconds{1};
+    auto span = runtime::format_duration(
+      by_max_wait ? std::max(caf::timespan{left}, caf::timespan{0}) : timeout);
+    auto by = by_max_wait ? "--max-wait" : "--timeout";
+    if (json_output) {
+      std::cerr << nlohmann::json{{"notice", "connection_lost"},
+                                  {"address", address},
+                                  {"error", net::to_json(cause)},
+                                  {"reconnecting_for", span},
+                                  {"limited_by", by}}
+                     .dump()
+                << std::endl;
+      return;
+    }
+    // The usual cause says no more than the notice; a silent node's does.
+    auto why = runtime::detail_of(cause);
+    auto said = why.empty() || why.rfind("lost the connection", 0) == 0
+                  ? std::string{}
+                  : " (" + why + ")";
+    std::cerr << "vidctl: lost the connection to " << address << said
+              << "; reconnecting for up to " << span << " (" << by << ")"
+              << std::endl;
+  };
+  policy.on_reconnected = [=] {
+    if (json_output)
+      std::cerr << nlohmann::json{{"notice", "reconnected"},
+                                  {"address", address}}
+                     .dump()
+                << std::endl;
+    else
+      std::cerr << "vidctl: reconnected to " << address << std::endl;
+  };
+  return policy;
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {

@@ -11,6 +11,7 @@
 #include <caf/error.hpp>
 #include <nlohmann/json.hpp>
 
+#include "vidnode/net/client.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/protocol.hpp"
 
@@ -58,6 +59,21 @@ void print_result(const runtime::job_result& r);
 
 /// Prints a job's result and returns 0 if it succeeded, else 1.
 int finish_with(const runtime::job_result& r);
+
+/// Prints one event of `watch` on stdout (a line, or its JSON document)
+/// and flushes it.
+void print_event(const runtime::job_event& e);
+
+/// How wait and watch ride out a lost connection to the node at
+/// `options.host:options.port`: they connect again for up to
+/// `options.request_timeout` (--timeout) after each loss (less if
+/// --max-wait ends first), and say on stderr once when the connection is
+/// lost and once when it is back: "vidctl: lost the connection to
+/// HOST:PORT; reconnecting for up to 30s (--timeout)" and "vidctl:
+/// reconnected to HOST:PORT". With --json each is a document:
+/// `{"notice": "connection_lost", "address", "error", "reconnecting_for",
+/// "limited_by"}` and `{"notice": "reconnected", "address"}`.
+net::reconnect_policy reconnect_notices(const net::client::options& options);
 
 /// Prints rows as left-aligned columns.
 void print_table(const std::vector<std::vector<std::string>>& rows);

@@ -39,6 +39,14 @@ struct one_shot {
   }
 };
 
+/// The answer to a request whose receiver, the actor published at `where`,
+/// had ended: the node is going away, or its gateway was replaced (a new
+/// connection reaches the new one).
+caf::error gone(const std::string& where) {
+  return make_error(errc::node_lost,
+                    "the actor published at " + where + " has ended");
+}
+
 } // namespace
 
 bool parse_endpoint(const std::string& text, std::string& host,
@@ -188,6 +196,8 @@ std::future<caf::expected<T>> client::start_call(caf::timespan timeout,
             result->deliver(make_error(errc::node_lost,
                                        "no answer from " + where + " within "
                                          + runtime::format_duration(timeout)));
+          else if (err == caf::sec::request_receiver_down)
+            result->deliver(gone(where));
           else
             result->deliver(std::move(err));
           self->quit();
@@ -226,58 +236,130 @@ caf::expected<runtime::job_result> client::wait(runtime::job_id id,
   }
 }
 
+namespace {
+
+/// What client::watch's observer answers once it has handled every event
+/// that reached it before the question.
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+
+/// The observer client::watch spawns: a job observer that also answers
+/// flush (local only; the node sees a job_observer_actor).
+using watch_observer_actor =
+  runtime::job_observer_actor::extend<caf::replies_to<flush_atom>::with<bool>>;
+
+/// The first event of a watch: the job's state in the subscription's answer.
+runtime::job_event first_event_of(const runtime::job_result& r) {
+  runtime::job_event first;
+  first.id = r.id;
+  first.state = r.state;
+  first.step = r.step;
+  first.steps = r.steps;
+  first.attempt = r.attempts;
+  first.device = r.device;
+  first.error = r.error;
+  first.at = caf::make_timestamp();
+  return first;
+}
+
+} // namespace
+
 caf::expected<runtime::job_result>
 client::watch(runtime::job_id id,
               std::function<void(const runtime::job_event&)> on_event) {
-  // The observer reports the terminal event when it has passed it on, so
-  // that every event is out before watch returns; it is also the answer if
-  // the node goes away before the wait returns (the subscription delivered
-  // the end).
+  // The observer subscribes itself, so that the subscription's answer (the
+  // first event) is passed on before any later event, all on its thread.
+  // Events that come before the answer (none should) wait for it. It
+  // reports the terminal event when it has passed it on, so that every
+  // event is out before watch returns; that event is also the answer if the
+  // node goes away before the wait returns (the subscription delivered the
+  // end).
+  struct observer_state {
+    bool subscribed = false;
+    std::vector<runtime::job_event> early;
+  };
+  auto subscribed = std::make_shared<one_shot<runtime::job_result>>();
   auto seen_end = std::make_shared<std::promise<runtime::job_event>>();
   auto ended = seen_end->get_future();
-  auto observer = sys_.spawn([=](runtime::job_observer_actor::pointer)
-                               -> runtime::job_observer_actor::behavior_type {
-    return {[=](const runtime::job_event& event) {
+  auto admission = admission_;
+  auto timeout = opts_.request_timeout;
+  auto where = opts_.host + ":" + std::to_string(opts_.port);
+  auto observer = sys_.spawn([=](watch_observer_actor::pointer self)
+                               -> watch_observer_actor::behavior_type {
+    auto st = std::make_shared<observer_state>();
+    auto pass_on = [=](const runtime::job_event& event) {
       on_event(event);
       if (runtime::is_terminal(event.state))
         seen_end->set_value(event);
-    }};
+    };
+    self->monitor(admission);
+    self->set_down_handler([=](caf::down_msg&) {
+      subscribed->deliver(
+        make_error(errc::node_lost, "lost the connection to " + where));
+    });
+    self
+      ->request(admission, timeout, runtime::subscribe_atom::value, id,
+                caf::actor_cast<runtime::job_observer_actor>(self))
+      .then(
+        [=](runtime::job_result& r) {
+          st->subscribed = true;
+          on_event(first_event_of(r));
+          for (const auto& event : st->early)
+            pass_on(event);
+          st->early.clear();
+          subscribed->deliver(std::move(r));
+        },
+        [=](caf::error& err) {
+          if (err == caf::sec::request_timeout)
+            subscribed->deliver(make_error(
+              errc::node_lost, "no answer from " + where + " within "
+                                 + runtime::format_duration(timeout)));
+          else if (err == caf::sec::request_receiver_down)
+            subscribed->deliver(gone(where));
+          else
+            subscribed->deliver(std::move(err));
+        });
+    return {
+      [=](const runtime::job_event& event) {
+        if (st->subscribed)
+          pass_on(event);
+        else
+          st->early.push_back(event);
+      },
+      [](flush_atom) { return true; },
+    };
   });
-  auto subscribed = call<runtime::job_result>(
-    opts_.request_timeout, runtime::subscribe_atom::value, id, observer);
-  caf::expected<runtime::job_result> result = subscribed;
-  if (subscribed) {
-    runtime::job_event first;
-    first.id = subscribed->id;
-    first.state = subscribed->state;
-    first.step = subscribed->step;
-    first.steps = subscribed->steps;
-    first.attempt = subscribed->attempts;
-    first.device = subscribed->device;
-    first.error = subscribed->error;
-    first.at = caf::make_timestamp();
-    on_event(first);
-  }
-  if (subscribed && !runtime::is_terminal(subscribed->state)) {
+  auto result = subscribed->promise.get_future().get();
+  if (result && !runtime::is_terminal(result->state)) {
+    auto subscription = *result;
     result = wait(id);
     if (result && runtime::is_terminal(result->state)) {
       ended.wait_for(std::chrono::seconds{1});
-    } else if (!result
-               && ended.wait_for(std::chrono::seconds{1})
-                    == std::future_status::ready) {
-      auto last = ended.get();
-      auto fallback = *subscribed;
-      fallback.state = last.state;
-      fallback.error = last.error;
-      fallback.step = last.step;
-      fallback.steps = last.steps;
-      fallback.attempts = last.attempt;
-      fallback.device = last.device;
-      fallback.finished_at = last.at;
-      result = std::move(fallback);
+    } else if (!result) {
+      // Events the node sent before the connection dropped reached the
+      // observer's mailbox before the loss was reported: once it answers a
+      // flush, it has passed them all on.
+      caf::scoped_actor flusher{sys_};
+      flusher->request(observer, std::chrono::seconds{1}, flush_atom::value)
+        .receive([](bool) {}, [](caf::error&) {});
+      if (ended.wait_for(std::chrono::seconds{0})
+          == std::future_status::ready) {
+        auto last = ended.get();
+        auto fallback = std::move(subscription);
+        fallback.state = last.state;
+        fallback.error = last.error;
+        fallback.step = last.step;
+        fallback.steps = last.steps;
+        fallback.attempts = last.attempt;
+        fallback.device = last.device;
+        fallback.finished_at = last.at;
+        result = std::move(fallback);
+      }
     }
   }
+  // Once the observer is gone, no event is passed on after watch returns.
+  caf::scoped_actor self{sys_};
   caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
+  self->wait_for(observer);
   return result;
 }
 
@@ -424,6 +506,154 @@ submit_with_retries(client::options opts, runtime::job_spec& spec,
       on_retry(failure);
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds{1000});
+  }
+}
+
+namespace {
+
+using steady_clock = std::chrono::steady_clock;
+
+/// "HOST:PORT" of `opts`.
+std::string address_of(const client::options& opts) {
+  return opts.host + ":" + std::to_string(opts.port);
+}
+
+/// Connects again after the connection was lost with `cause`, until
+/// `until`, pausing between attempts as `policy` says. The new connection;
+/// node_lost once `until` has passed; a connect error that is not node_lost
+/// (the node speaks another protocol) at once.
+caf::expected<std::unique_ptr<client>>
+connect_again(client::options opts, const caf::error& cause,
+              steady_clock::time_point until, const reconnect_policy& policy) {
+  auto lost_at = steady_clock::now();
+  if (policy.on_lost)
+    policy.on_lost(cause, until);
+  auto connect_timeout = opts.connect_timeout;
+  auto pause = std::max(policy.first_pause, caf::timespan{0});
+  auto last = cause;
+  for (;;) {
+    auto left = [&] {
+      return std::chrono::duration_cast<caf::timespan>(until
+                                                       - steady_clock::now());
+    };
+    if (left().count() > 0)
+      std::this_thread::sleep_for(std::min(pause, left()));
+    if (left().count() <= 0)
+      break;
+    opts.connect_timeout = std::min(connect_timeout, left());
+    auto connected = client::connect(opts);
+    if (connected) {
+      if (policy.on_reconnected)
+        policy.on_reconnected();
+      return connected;
+    }
+    if (!runtime::is(connected.error(), errc::node_lost))
+      return std::move(connected.error());
+    last = std::move(connected.error());
+    pause = std::min(pause * 2, std::max(policy.max_pause, pause));
+  }
+  auto tried =
+    std::max(caf::timespan{0},
+             std::chrono::duration_cast<caf::timespan>(until - lost_at));
+  return make_error(errc::node_lost,
+                    "lost the connection to " + address_of(opts)
+                      + " and could not connect again within "
+                      + runtime::format_duration(tried)
+                      + " (last: " + runtime::describe(last) + ")");
+}
+
+/// The end of an outage that begins now: `outage_limit` from now, or
+/// `deadline` if that comes first.
+steady_clock::time_point outage_end(const reconnect_policy& policy,
+                                    steady_clock::time_point deadline) {
+  auto now = steady_clock::now();
+  auto limit = std::max(policy.outage_limit, caf::timespan{0});
+  if (deadline - now <= limit)
+    return deadline;
+  return now + std::chrono::duration_cast<steady_clock::duration>(limit);
+}
+
+/// `connection`, or a new one to `opts` if it is empty.
+caf::expected<std::unique_ptr<client>>
+connected(const client::options& opts, std::unique_ptr<client> connection) {
+  if (connection)
+    return connection;
+  return client::connect(opts);
+}
+
+/// Whether two events tell the same progress (a watch shows one of them).
+bool same_progress(const runtime::job_event& x, const runtime::job_event& y) {
+  return x.state == y.state && x.step == y.step && x.steps == y.steps
+         && x.attempt == y.attempt;
+}
+
+} // namespace
+
+caf::expected<job_outcome>
+wait_with_reconnect(const client::options& opts,
+                    std::unique_ptr<client> connection, runtime::job_id id,
+                    steady_clock::time_point deadline,
+                    const reconnect_policy& policy) {
+  auto first = connected(opts, std::move(connection));
+  if (!first)
+    return std::move(first.error());
+  connection = std::move(*first);
+  for (;;) {
+    caf::timespan max_wait{0};
+    if (deadline != steady_clock::time_point::max())
+      max_wait =
+        std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
+                                     deadline - steady_clock::now()));
+    auto result = connection->wait(id, max_wait);
+    if (result)
+      return job_outcome{std::move(connection), std::move(*result)};
+    if (!runtime::is(result.error(), errc::node_lost))
+      return std::move(result.error());
+    connection.reset();
+    auto again =
+      connect_again(opts, result.error(), outage_end(policy, deadline), policy);
+    if (!again)
+      return std::move(again.error());
+    connection = std::move(*again);
+  }
+}
+
+caf::expected<job_outcome> watch_with_reconnect(
+  const client::options& opts, std::unique_ptr<client> connection,
+  runtime::job_id id,
+  const std::function<void(const runtime::job_event&)>& on_event,
+  const reconnect_policy& policy) {
+  auto first = connected(opts, std::move(connection));
+  if (!first)
+    return std::move(first.error());
+  connection = std::move(*first);
+  // client::watch passes events on one at a time and none after it
+  // returned, so the filter needs no lock: one watch at a time touches it.
+  std::optional<runtime::job_event> last_passed;
+  auto resubscribed = false;
+  auto filter = [&](const runtime::job_event& event) {
+    auto skip =
+      resubscribed && last_passed && same_progress(*last_passed, event);
+    resubscribed = false;
+    if (skip)
+      return;
+    last_passed = event;
+    on_event(event);
+  };
+  for (;;) {
+    auto result = connection->watch(id, filter);
+    if (result)
+      return job_outcome{std::move(connection), std::move(*result)};
+    if (!runtime::is(result.error(), errc::node_lost))
+      return std::move(result.error());
+    connection.reset();
+    auto again = connect_again(
+      opts, result.error(), outage_end(policy, steady_clock::time_point::max()),
+      policy);
+    if (!again)
+      return std::move(again.error());
+    connection = std::move(*again);
+    resubscribed = true;
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <future>
 #include <memory>
@@ -28,8 +29,9 @@ struct fetch_options {
 /// CAF (vidctl is one). It owns its own actor_system.
 ///
 /// Every call returns a value or a typed error: vidnode's refusals
-/// (runtime::errc), `node_lost` when the connection dropped or the node
-/// stopped answering within the request timeout, or CAF's connection errors.
+/// (runtime::errc), `node_lost` when the connection dropped, the node
+/// stopped answering within the request timeout or the actor published
+/// there has ended, or CAF's connection errors.
 /// No call blocks forever: waits on a job are split into polls of
 /// `poll_interval`, so a node that hangs is noticed too.
 ///
@@ -90,10 +92,12 @@ public:
   wait(runtime::job_id id, caf::timespan max_wait = caf::timespan{0});
 
   /// Like wait, but calls `on_event` with every event of the job until it
-  /// has ended: first with the job's state when the watch began, then from
-  /// a CAF thread, one call at a time. If the node goes away after the job's
-  /// last event arrived but before the wait returned, the result is built
-  /// from that event.
+  /// has ended: first with the job's state when the watch began (the
+  /// subscription's answer, its `at` set to now), then with every later
+  /// event in the order the node sent them; all from one CAF thread, one
+  /// call at a time, and none after watch has returned. If the node goes
+  /// away after the job's last event arrived but before the wait returned,
+  /// the result is built from that event.
   caf::expected<runtime::job_result>
   watch(runtime::job_id id,
         std::function<void(const runtime::job_event&)> on_event);
@@ -200,6 +204,83 @@ caf::expected<submission> submit_with_retries(
   client::options opts, runtime::job_spec& spec,
   std::chrono::steady_clock::time_point deadline,
   const std::function<void(const caf::error&)>& on_retry = nullptr);
+
+/// How wait_with_reconnect and watch_with_reconnect ride out a lost
+/// connection (the node restarted, or stopped answering), and whom they
+/// tell.
+struct reconnect_policy {
+  /// How long to keep connecting again after a loss, counted from when the
+  /// loss was noticed (at once for a node that exited; within
+  /// client::options::node_timeout for one that hangs). Every loss gets the
+  /// whole span again.
+  caf::timespan outage_limit = std::chrono::seconds{30};
+  /// Pause before the first attempt after a loss; it doubles after every
+  /// failed attempt, up to `max_pause`.
+  caf::timespan first_pause = std::chrono::milliseconds{50};
+  caf::timespan max_pause = std::chrono::seconds{1};
+  /// Called once per loss, on the caller's thread, before the first
+  /// attempt: the error that ended the connection (node_lost) and when the
+  /// attempts stop.
+  std::function<void(const caf::error& cause,
+                     std::chrono::steady_clock::time_point until)>
+    on_lost;
+  /// Called once per loss, on the caller's thread, when a new connection is
+  /// made (before the job is asked about again).
+  std::function<void()> on_reconnected;
+};
+
+/// A job's answer at the end of a wait, and the connection it came on: the
+/// one given, or a new one if the connection was lost on the way (a
+/// download of the job's video can use it).
+struct job_outcome {
+  std::unique_ptr<client> connection;
+  runtime::job_result result;
+};
+
+/// Waits for job `id` like client::wait, on `connection` (none: connects
+/// with `opts` first, and a node that cannot be reached then is reported at
+/// once), and rides out lost connections: when a call fails with node_lost
+/// it connects again with `opts` (each attempt within
+/// `opts.connect_timeout`, cut to what is left) after the pauses of
+/// `policy`, until `policy.outage_limit` after the loss or `deadline`,
+/// whichever comes first, and waits again.
+///
+/// Returns the job's result once it has ended, or at `deadline`
+/// (time_point::max(): no limit) the latest result, which is then not
+/// terminal. Errors: node_lost when no connection could be made again in
+/// time (its context names the address, the time tried and the last
+/// attempt's error); the node's answer unchanged otherwise, e.g.
+/// unknown_job from a node that restarted without its journal, or
+/// invalid_request from one that speaks another version of the protocol.
+///
+/// Not guaranteed: that the job a restarted node answers for under `id` is
+/// the one waited for if the node lost its journal and has given the id to
+/// a new job since.
+caf::expected<job_outcome>
+wait_with_reconnect(const client::options& opts,
+                    std::unique_ptr<client> connection, runtime::job_id id,
+                    std::chrono::steady_clock::time_point deadline,
+                    const reconnect_policy& policy);
+
+/// Watches job `id` like client::watch, on `connection` (none: connects
+/// with `opts` first, and a node that cannot be reached then is reported at
+/// once), and rides out lost connections as wait_with_reconnect does (with
+/// no deadline but `policy.outage_limit`), subscribing again after each
+/// new connection. A new subscription's first event is the job's state at
+/// that moment: it is passed to `on_event` only if it differs from the
+/// last event passed (in state, step, steps or attempt), so the state a
+/// lost connection left off at is not passed twice (a job the node runs
+/// again passes its steps again, under a new attempt if the node counts
+/// it). `on_event` is called one call at a time, in the order the node sent
+/// the events, from a CAF thread, never after this returns.
+///
+/// Returns the job's result once it has ended; errors as for
+/// wait_with_reconnect.
+caf::expected<job_outcome> watch_with_reconnect(
+  const client::options& opts, std::unique_ptr<client> connection,
+  runtime::job_id id,
+  const std::function<void(const runtime::job_event&)>& on_event,
+  const reconnect_policy& policy);
 
 /// A fresh random idempotency key: "auto-" and 32 hex digits (128 bits from
 /// std::random_device).
