@@ -2,8 +2,9 @@
 /// The head's journal: durable accepts per second and the restart time.
 ///
 /// Accepts: an event-based client keeps `window` submissions in flight
-/// against a node with no devices that lets worker nodes join (so every job
-/// is accepted and waits; nothing runs), until `jobs` were acknowledged.
+/// against a node with one sim device that a long job holds (so every job
+/// is accepted and queued; nothing else runs), until `jobs` were
+/// acknowledged.
 /// Measured in one run on the same disk: the node without a journal, with
 /// `--journal-sync full` and `normal` (group commit: every job accepted
 /// while a commit is in flight goes into the next), with `full` and one
@@ -35,6 +36,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
+
+#include <spdlog/spdlog.h>
 
 #include "support/process.hpp"
 #include "support/temp_directory.hpp"
@@ -88,25 +91,30 @@ double accepts_per_second(const std::string& state_dir, const std::string& sync,
   bench_config cfg;
   caf::actor_system sys{cfg};
   runtime::node_settings settings;
-  settings.accepts_worker_nodes = true;
+  settings.devices = "sim:1";
   settings.queue_size = 10000000;
   settings.max_results = 10;
   settings.state_dir = state_dir;
   settings.journal_sync = sync;
-  std::shared_ptr<actors::journal_store> journal;
-  if (!state_dir.empty()) {
-    actors::journal_sync mode = actors::journal_sync::full;
-    actors::from_string(sync, mode);
-    auto store = actors::journal_store::open(state_dir, mode);
-    if (!store) {
-      std::cerr << runtime::describe(store.error()) << "\n";
-      return 0;
-    }
-    journal = std::move(*store);
+  auto node = actors::local_node::start(sys, settings);
+  if (!node) {
+    std::cerr << runtime::describe(node.error()) << "\n";
+    return 0;
   }
-  auto node = actors::spawn_node(sys, settings, {}, nullptr, nullptr, journal);
-  journal.reset();
-  auto admission = caf::actor_cast<runtime::admission_actor>(node.admission);
+  auto admission = (*node)->admission();
+  {
+    // One long job holds the only device: every job measured is accepted
+    // and queued, none runs.
+    caf::scoped_actor self{sys};
+    auto blocker = realistic_job(0);
+    blocker.steps = 1000;
+    blocker.options["step_ms"] = "1000";
+    self
+      ->request(admission, caf::infinite, runtime::submit_atom::value, blocker)
+      .receive(
+        [](runtime::job_id) {},
+        [](caf::error& err) { std::cerr << runtime::describe(err) << "\n"; });
+  }
   std::vector<runtime::job_spec> specs;
   specs.reserve(jobs);
   for (size_t i = 0; i < jobs; ++i)
@@ -118,23 +126,24 @@ double accepts_per_second(const std::string& state_dir, const std::string& sync,
     caf::scoped_actor self{sys};
     auto driver = self->spawn([&](caf::event_based_actor* client) {
       auto sent = std::make_shared<size_t>(0);
+      auto total = specs.size();
       auto next = std::make_shared<std::function<void()>>();
       *next = [=, &specs, &acknowledged, &refused] {
-        if (*sent >= specs.size())
+        if (*sent >= total)
           return;
         auto& spec = specs[(*sent)++];
         client
           ->request(admission, caf::infinite, runtime::submit_atom::value, spec)
           .then(
             [=, &acknowledged](runtime::job_id) {
-              if (++acknowledged + refused == specs.size())
+              if (++acknowledged + refused == total)
                 client->quit();
               (*next)();
             },
             [=, &acknowledged, &refused](caf::error& err) {
               if (refused++ == 0)
                 std::cerr << runtime::describe(err) << "\n";
-              if (acknowledged + refused == specs.size())
+              if (acknowledged + refused == total)
                 client->quit();
               (*next)();
             });
@@ -145,13 +154,7 @@ double accepts_per_second(const std::string& state_dir, const std::string& sync,
     self->wait_for(driver);
   }
   auto seconds = std::chrono::duration<double>(clock_type::now() - started);
-  caf::scoped_actor self{sys};
-  self->request(node.admission, caf::infinite, actors::shutdown_atom::value)
-    .receive([](caf::ok_atom) {}, [](caf::error&) {});
-  for (auto& handle : {caf::actor_cast<caf::actor>(node.admission),
-                       caf::actor_cast<caf::actor>(node.supervisor),
-                       caf::actor_cast<caf::actor>(node.registry)})
-    self->send_exit(handle, caf::exit_reason::user_shutdown);
+  (*node)->stop();
   return refused > 0 ? 0.0 : static_cast<double>(jobs) / seconds.count();
 }
 
@@ -234,6 +237,7 @@ double restart_seconds(const std::string& dir) {
 int main(int argc, char** argv) {
   using namespace vidnode;
   using namespace vidnode::bench;
+  spdlog::set_level(spdlog::level::warn);
   auto factor = scale(argc, argv);
   auto jobs = scaled(40000, factor, 1000);
   auto sequential = scaled(1000, factor, 100);
