@@ -124,6 +124,7 @@ void admission_state::on_journaled(uint64_t number, caf::error err) {
     if (journal_failing)
       spdlog::info("journal {}: writing works again", journal->path());
     journal_failing = false;
+    journal_retry_delay = caf::timespan{0};
     for (auto id : ids)
       if (auto rec = jobs->find(id))
         rec->durable = true;
@@ -133,6 +134,15 @@ void admission_state::on_journaled(uint64_t number, caf::error err) {
                     "written",
                     journal->path(), runtime::describe(err));
     journal_failing = true;
+    // The next commit waits (the flush is scheduled before the jobs below
+    // are journaled again, so that they do not ask for one at once).
+    if (!flush_scheduled) {
+      journal_retry_delay =
+        std::clamp(journal_retry_delay * 2, min_journal_retry_delay,
+                   max_journal_retry_delay);
+      flush_scheduled = true;
+      self->delayed_send(self, journal_retry_delay, journal_flush_atom::value);
+    }
     for (auto id : ids) {
       auto rec = jobs->find(id);
       if (rec == nullptr)
@@ -145,7 +155,8 @@ void admission_state::on_journaled(uint64_t number, caf::error err) {
   }
   for (auto& ack : acks)
     ack(err);
-  flush_journal();
+  if (!err)
+    flush_journal();
   dispatch();
   if (shutting_down)
     finish_shutdown_if_done();

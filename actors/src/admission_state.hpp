@@ -182,6 +182,14 @@ struct admission_state {
   size_t awaiting_journal = 0;
   /// The last commit failed (a failure is logged once until one succeeds).
   bool journal_failing = false;
+  /// After a failed commit the next one waits this long (doubling up to
+  /// max_journal_retry_delay while commits keep failing), so a full disk is
+  /// not retried in a busy loop; jobs accepted meanwhile wait for it.
+  caf::timespan journal_retry_delay{0};
+  static constexpr caf::timespan min_journal_retry_delay =
+    std::chrono::milliseconds{100};
+  static constexpr caf::timespan max_journal_retry_delay =
+    std::chrono::seconds{2};
 
   /// Opens the journal's writer on `store` and rebuilds the jobs and
   /// estimates it holds (replay): queued jobs are queued again in their

@@ -21,6 +21,7 @@
 
 #include "support/node_process.hpp"
 #include "support/process.hpp"
+#include "support/process_stats.hpp"
 #include "support/temp_directory.hpp"
 
 using namespace std::chrono_literals;
@@ -207,7 +208,7 @@ TEST_CASE("on a full disk new jobs are refused with journal_unavailable and "
   temp_directory mount_point{"vidnode-full"};
   if (::mount("tmpfs", mount_point.path().c_str(), "tmpfs", 0, "size=1m")
       != 0) {
-    WARN("skipped: cannot mount a small tmpfs here (needs root or "
+    WARN("SKIPPED: cannot mount a small tmpfs here (needs root or "
          "CAP_SYS_ADMIN): "
          << std::strerror(errno));
     return;
@@ -244,7 +245,19 @@ TEST_CASE("on a full disk new jobs are refused with journal_unavailable and "
     }
   }
   CHECK(refused == 1);
+  // The running job ends while its end cannot be journaled: its waiter is
+  // told anyway, and the head retries the journal with a backoff, not in a
+  // busy loop.
+  auto cpu_before = test::cpu_seconds(head->process->pid());
+  auto wall_before = std::chrono::steady_clock::now();
   CHECK(wait_for(*head, running)["state"] == "succeeded");
+  auto r = head->vidctl({"submit", "--steps", "0", "--prompt", prompt});
+  CHECK(r.err.find("journal_unavailable") != std::string::npos);
+  auto cpu = test::cpu_seconds(head->process->pid()) - cpu_before;
+  auto wall = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                            - wall_before)
+                .count();
+  CHECK(cpu < 0.5 * wall);
   // Space again: jobs are accepted again.
   std::filesystem::remove(mount_point.path() + "/filler");
   auto after = submit(*head, {"--steps", "0"});
