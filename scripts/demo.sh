@@ -39,14 +39,25 @@ start_node() {
 
 out_dir=/tmp/vidnode-output  # vidnode's default --output-dir
 echo "== starting vidnode with its defaults, and file URLs allowed in $audio_dir"
-if ! start_node; then
+# Another vidnode on this machine may hold the default port or the default
+# state directory (its journal): then the demo takes a free port or a
+# directory of its own.
+extra=()
+started=0
+for _ in 1 2 3; do
+  if start_node "${extra[@]}"; then started=1; break; fi
   if grep -q "cannot listen" "$log"; then
     echo "   (the default port is taken; using a free one)"
-    start_node --listen 127.0.0.1:0 || { cat "$log" >&2; exit 1; }
+    extra+=(--listen 127.0.0.1:0)
+  elif grep -q "only one vidnode head may use" "$log"; then
+    demo_state="$(mktemp -d /tmp/vidnode-demo-state.XXXXXX)"
+    echo "   (another vidnode uses the default state directory; using $demo_state)"
+    extra+=(--state-dir "$demo_state")
   else
-    cat "$log" >&2; exit 1
+    break
   fi
-fi
+done
+[ "$started" = 1 ] || { cat "$log" >&2; exit 1; }
 cat "$out"
 address="$(sed -n 's/^vidnode listening on //p' "$out")"
 ctl() { echo "\$ vidctl $*"; "$vidctl" --connect "$address" "$@"; }

@@ -295,6 +295,10 @@ void admission_state::retry_or_fail(job_record& rec, caf::error reason,
     finalize(rec, job_state::failed, std::move(reason));
     return;
   }
+  if (shutting_down && journal) {
+    keep_for_next_start(rec);
+    return;
+  }
   if (shutting_down) {
     finalize(rec, job_state::cancelled,
              make_error(errc::cancelled,

@@ -49,6 +49,10 @@ void admission_state::shutdown(
       leave_queue(rec);
     else
       stop_attempt(rec);
+    if (journal) {
+      keep_for_next_start(rec);
+      return;
+    }
     finalize(
       rec, job_state::cancelled,
       make_error(errc::cancelled, "node " + node_name + " is shutting down"));
@@ -57,6 +61,17 @@ void admission_state::shutdown(
     finish_shutdown_if_done();
   else
     self->delayed_send(self, settings.shutdown_grace, grace_atom::value);
+}
+
+void admission_state::keep_for_next_start(job_record& rec) {
+  clear_deadline(rec);
+  if (rec.result.state == job_state::running) {
+    rec.result.run_time =
+      std::chrono::duration_cast<caf::timespan>(now() - rec.started);
+    rec.result.state = job_state::queued;
+    rec.queued_since = now();
+  }
+  journal_job(rec);
 }
 
 void admission_state::grace_over() {

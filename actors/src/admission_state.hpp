@@ -541,10 +541,18 @@ struct admission_state {
   bool past_compute(const job_record& rec) const;
 
   /// Starts stopping the node: new jobs are refused, queued and running
-  /// jobs cancelled; jobs whose video is being written or uploaded get
+  /// jobs cancelled (with a journal: kept for the next start, see
+  /// keep_for_next_start); jobs whose video is being written or uploaded get
   /// until settings.shutdown_grace, and so do webhooks; `promise` is
   /// answered when all of that ended.
   void shutdown(caf::typed_response_promise<caf::ok_atom> promise);
+
+  /// With a journal, a job that is queued or running when the node stops
+  /// is kept for the next start instead of cancelled: it is journaled as
+  /// queued (a stopped attempt is not charged) and leaves the queue and its
+  /// device; its waiters stay until the process goes (then they reconnect
+  /// to the restarted head).
+  void keep_for_next_start(job_record& rec);
 
   /// The grace period ended: jobs still writing or uploading their video
   /// are cancelled (a written video's path is in the result).

@@ -263,3 +263,24 @@ TEST_CASE("on a full disk new jobs are refused with journal_unavailable and "
   auto after = submit(*head, {"--steps", "0"});
   CHECK(wait_for(*head, after)["state"] == "succeeded");
 }
+
+TEST_CASE("a head stopped with SIGTERM keeps its queued and running jobs "
+          "for its next start, charging no attempt",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path(), {"--max-attempts", "1"});
+  auto running = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  auto queued = submit(*head, {"--steps", "1", "--priority", "9"});
+  CHECK(status(*head, running)["state"] == "running");
+  head->process->signal(SIGTERM);
+  auto exit = head->process->wait(30s);
+  REQUIRE(exit);
+  CHECK(*exit == 0);
+
+  head = start_head(dir.path(), {"--max-attempts", "1"});
+  // With one attempt allowed, a charged stop would have failed the job.
+  auto r = wait_for(*head, running);
+  CHECK(r["state"] == "succeeded");
+  CHECK(r["attempts"] == 2);
+  CHECK(wait_for(*head, queued)["state"] == "succeeded");
+}

@@ -76,7 +76,9 @@ public:
   }
 
   /// Stops the node: new jobs are refused and queued and running jobs end
-  /// (cancelled: the node is shutting down; waiters receive that result).
+  /// (cancelled: the node is shutting down; waiters receive that result),
+  /// or, with a journal, are journaled as queued for the next start (a
+  /// running attempt is stopped and not charged).
   /// Jobs whose video is being written or uploaded, and webhooks, get
   /// node_settings::shutdown_grace to finish (webhooks at least 5 s). Then
   /// every device worker stops, then the admission actor and supervisor.
