@@ -23,19 +23,11 @@ job_record* job_table::find_by_key(const std::string& key) {
 }
 
 job_record& job_table::add(runtime::job_spec spec, time_point t) {
-  auto id = runtime::job_id{++next_id_};
-  auto& rec = records_[id];
-  rec.result.id = id;
+  auto& rec = restore(runtime::job_id{next_id_ + 1}, std::move(spec), t);
   rec.result.state = runtime::job_state::queued;
-  rec.result.model = spec.model;
-  rec.result.priority = spec.priority;
-  rec.result.steps = spec.steps;
-  rec.seq = next_ticket();
-  rec.accepted = t;
-  rec.queued_since = t;
-  rec.spec = std::move(spec);
-  if (!rec.spec.idempotency_key.empty())
-    idempotency_keys_.emplace(rec.spec.idempotency_key, id);
+  rec.result.model = rec.spec.model;
+  rec.result.priority = rec.spec.priority;
+  rec.result.steps = rec.spec.steps;
   return rec;
 }
 
