@@ -30,7 +30,8 @@ void journal_writer::commit(journal_batch batch, uint64_t number) {
 }
 
 void journal_writer::run() {
-  caf::scoped_actor self{sys_};
+  // Hidden: the actor system does not wait for it when it shuts down.
+  caf::scoped_actor self{sys_, true};
   for (;;) {
     std::pair<journal_batch, uint64_t> work;
     {
