@@ -65,7 +65,7 @@ admission_control_actor::behavior_type admission_behavior(
       auto rec = st.accept(std::move(spec));
       if (!rec)
         return std::move(rec.error());
-      if ((*rec)->ended())
+      if ((*rec)->ended() && !(*rec)->end_pending)
         return st.snapshot(**rec);
       auto promise = self->make_response_promise<job_result>();
       st.jobs->add_waiter(**rec, promise);
@@ -85,7 +85,8 @@ admission_control_actor::behavior_type admission_behavior(
       auto rec = st.jobs->find(id);
       if (rec == nullptr)
         return unknown_job(id);
-      if (rec->ended())
+      // An end not journaled yet is told once it is (tell_end).
+      if (rec->ended() && !rec->end_pending)
         return st.snapshot(*rec);
       if (max_wait.count() < 0)
         return make_error(errc::invalid_request,
@@ -102,17 +103,31 @@ admission_control_actor::behavior_type admission_behavior(
       auto rec = st.jobs->find(id);
       if (rec == nullptr)
         return unknown_job(id);
-      if (rec->ended())
+      if (rec->ended() && !rec->end_pending)
         return st.snapshot(*rec);
-      if (rec->result.state == runtime::job_state::queued)
-        st.leave_queue(*rec);
-      else
-        st.stop_attempt(*rec);
-      st.finalize(*rec, runtime::job_state::cancelled,
-                  make_error(errc::cancelled, "cancelled by a client"));
-      auto result = st.snapshot(*rec);
-      st.dispatch();
-      return result;
+      if (!rec->ended()) {
+        if (rec->result.state == runtime::job_state::queued)
+          st.leave_queue(*rec);
+        else
+          st.stop_attempt(*rec);
+        st.finalize(*rec, runtime::job_state::cancelled,
+                    make_error(errc::cancelled, "cancelled by a client"));
+        st.dispatch();
+      }
+      // The answer leaves once the end is journaled.
+      auto promise = self->make_response_promise<job_result>();
+      st.after_durable(
+        [self, promise, id](const caf::error&) mutable {
+          auto& st = self->state;
+          if (auto ended = st.jobs->find(id))
+            promise.deliver(st.snapshot(*ended));
+          else
+            promise.deliver(
+              make_error(errc::unknown_job,
+                         "job " + runtime::to_string(id) + " was forgotten"));
+        },
+        true);
+      return promise;
     },
     [=](runtime::list_atom,
         const runtime::list_query& query) -> std::vector<job_result> {
@@ -131,7 +146,7 @@ admission_control_actor::behavior_type admission_behavior(
       auto rec = st.jobs->find(id);
       if (rec == nullptr)
         return unknown_job(id);
-      if (!rec->ended() && observer)
+      if ((!rec->ended() || rec->end_pending) && observer)
         rec->observers.push_back(std::move(observer));
       return st.snapshot(*rec);
     },
@@ -220,6 +235,7 @@ admission_control_actor::behavior_type admission_behavior(
       auto& st = self->state;
       if (!st.from_this_node())
         return;
+      // Before an end is journaled, the snapshot shows the job as it was.
       if (auto rec = st.jobs->find(id))
         st.jobs->answer_waiter(*rec, waiter, st.snapshot(*rec));
     },

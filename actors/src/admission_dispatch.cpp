@@ -360,26 +360,31 @@ void admission_state::finalize(job_record& rec, job_state state,
   auto webhook = webhooks && !rec.spec.webhook_url.empty()
                    ? rec.spec.webhook_url
                    : std::string{};
-  after_durable([this, result = snapshot(rec), event = event_of(rec, {}),
-                 observers = std::move(rec.observers),
-                 waiters = std::move(rec.waiters),
-                 webhook](const caf::error&) mutable {
-    // Anonymous: see emit.
-    for (auto& observer : observers)
-      caf::anon_send(observer, event);
-    for (auto& waiter : waiters)
-      waiter.second.deliver(result);
-    if (!webhook.empty())
-      self->send(webhooks, notify_atom::value, webhook, result);
-  });
-  rec.observers.clear();
-  rec.observers.shrink_to_fit();
-  rec.waiters.clear();
-  rec.waiters.shrink_to_fit();
+  rec.end_pending = true;
+  after_durable(
+    [this, id = r.id, webhook](const caf::error&) {
+      if (auto ended = jobs->find(id))
+        tell_end(*ended, webhook);
+    },
+    true);
   if (shutting_down && in_grace.erase(r.id) > 0)
     finish_shutdown_if_done();
   if (auto expiry = jobs->retire(rec, t))
     arm_tick(*expiry);
+}
+
+void admission_state::tell_end(job_record& rec, const std::string& webhook) {
+  if (!rec.end_pending)
+    return;
+  rec.end_pending = false;
+  emit(rec);
+  rec.observers.clear();
+  rec.observers.shrink_to_fit();
+  auto result = snapshot(rec);
+  if (!rec.waiters.empty())
+    job_table::answer_waiters(rec, result);
+  if (!webhook.empty())
+    self->send(webhooks, notify_atom::value, webhook, result);
 }
 
 } // namespace vidnode::actors

@@ -72,6 +72,16 @@ runtime::job_result admission_state::snapshot(const job_record& rec) const {
   auto result = rec.result;
   if (result.node.empty())
     result.node = node_name;
+  if (rec.end_pending) {
+    // Nobody is shown an end before it is journaled: until then the job
+    // looks as it did before it ended.
+    result.state = result.attempts > 0 ? job_state::running : job_state::queued;
+    result.error = caf::error{};
+    result.output.clear();
+    result.output_node.clear();
+    result.finished_at = caf::timestamp{};
+    return result;
+  }
   if (rec.result.state == job_state::running)
     result.run_time =
       std::chrono::duration_cast<caf::timespan>(now() - rec.started);

@@ -56,11 +56,13 @@ void admission_state::journal_estimate(const std::string& key) {
   schedule_flush();
 }
 
-void admission_state::after_durable(journal_ack ack) {
+void admission_state::after_durable(std::function<void(const caf::error&)> fn,
+                                    bool waits_for_durability) {
   if (!journal || (pending.empty() && !commit_in_flight)) {
-    ack(caf::error{});
+    fn(caf::error{});
     return;
   }
+  journal_ack ack{std::move(fn), waits_for_durability};
   if (pending.empty())
     in_flight_acks.push_back(std::move(ack));
   else
@@ -75,8 +77,17 @@ void admission_state::schedule_flush() {
 }
 
 void admission_state::flush_journal() {
-  if (!journal || commit_in_flight || pending.empty())
+  if (!journal || commit_in_flight)
     return;
+  if (pending.empty()) {
+    // Callbacks kept after a failed commit whose changes are all gone
+    // (dropped or forgotten) wait for nothing any more.
+    auto acks = std::move(pending_acks);
+    pending_acks.clear();
+    for (auto& ack : acks)
+      ack.fn(caf::error{});
+    return;
+  }
   in_flight_jobs.clear();
   for (const auto& entry : pending.jobs)
     in_flight_jobs.push_back(entry.result.id);
@@ -153,8 +164,12 @@ void admission_state::on_journaled(uint64_t number, caf::error err) {
         drop_unjournaled(*rec, err);
     }
   }
-  for (auto& ack : acks)
-    ack(err);
+  for (auto& ack : acks) {
+    if (err && ack.waits_for_durability)
+      pending_acks.push_back(std::move(ack));
+    else
+      ack.fn(err);
+  }
   if (!err)
     flush_journal();
   dispatch();

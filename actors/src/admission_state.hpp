@@ -161,8 +161,13 @@ struct admission_state {
   // -- the journal (admission_journal.cpp) ---------------------------------
 
   /// A callback run once the changes journaled before it are durable, with
-  /// the commit's error if that failed.
-  using journal_ack = std::function<void(const caf::error&)>;
+  /// the commit's error if that failed. One that `waits_for_durability` is
+  /// not run on a failure: it waits for the next commit that succeeds
+  /// (what it tells must never be told before it is journaled).
+  struct journal_ack {
+    std::function<void(const caf::error&)> fn;
+    bool waits_for_durability = false;
+  };
 
   /// Commits journal batches; null without a journal (no state_dir).
   std::unique_ptr<journal_writer> journal;
@@ -208,9 +213,16 @@ struct admission_state {
   /// Journals a learned memory estimate (now the figure of `key`).
   void journal_estimate(const std::string& key);
 
-  /// Runs `ack` once every change journaled so far is durable (at once
-  /// without a journal, or when nothing is pending).
-  void after_durable(journal_ack ack);
+  /// Runs `fn` once every change journaled so far is durable (at once
+  /// without a journal, or when nothing is pending). On a failed commit
+  /// `fn` runs with the error, unless `waits_for_durability`: then it runs
+  /// after the next commit that succeeds.
+  void after_durable(std::function<void(const caf::error&)> fn,
+                     bool waits_for_durability = false);
+
+  /// Tells `rec`'s waiters, observers and webhook that it ended (once its
+  /// end is journaled).
+  void tell_end(job_record& rec, const std::string& webhook);
 
   /// Hands the pending changes to the writer unless a commit is in flight.
   void flush_journal();

@@ -83,6 +83,9 @@ void job_table::forget_oldest() {
     return;
   if (on_forget_)
     on_forget_(id);
+  // Waiters of an end not journaled yet when the record must go (at most
+  // max_results are kept) hear of it now rather than never.
+  answer_waiters(i->second, i->second.result);
   if (!i->second.spec.idempotency_key.empty())
     idempotency_keys_.erase(i->second.spec.idempotency_key);
   records_.erase(i);

@@ -245,21 +245,28 @@ TEST_CASE("on a full disk new jobs are refused with journal_unavailable and "
     }
   }
   CHECK(refused == 1);
-  // The running job ends while its end cannot be journaled: its waiter is
-  // told anyway, and the head retries the journal with a backoff, not in a
-  // busy loop.
+  // The running job ends (about 2 s after it started) while its end cannot
+  // be journaled: nobody is told of it yet, and the head retries the
+  // journal with a backoff, not in a busy loop.
   auto cpu_before = test::cpu_seconds(head->process->pid());
   auto wall_before = std::chrono::steady_clock::now();
-  CHECK(wait_for(*head, running)["state"] == "succeeded");
-  auto r = head->vidctl({"submit", "--steps", "0", "--prompt", prompt});
-  CHECK(r.err.find("journal_unavailable") != std::string::npos);
+  auto waited = head->vidctl({"wait", running, "--max-wait", "4s", "--json"});
+  INFO(waited.err);
+  REQUIRE(!waited.out.empty());
+  CHECK(json::parse(waited.out)["state"] == "running");
+  CHECK(status(*head, running)["state"] == "running");
+  // ... though its device is done with it.
+  auto devices = head->vidctl_json({"nodes"});
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0]["running"].empty());
   auto cpu = test::cpu_seconds(head->process->pid()) - cpu_before;
   auto wall = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                             - wall_before)
                 .count();
   CHECK(cpu < 0.5 * wall);
-  // Space again: jobs are accepted again.
+  // Space again: the end is journaled and told, and jobs are accepted again.
   std::filesystem::remove(mount_point.path() + "/filler");
+  CHECK(wait_for(*head, running)["state"] == "succeeded");
   auto after = submit(*head, {"--steps", "0"});
   CHECK(wait_for(*head, after)["state"] == "succeeded");
 }
@@ -283,4 +290,26 @@ TEST_CASE("a head stopped with SIGTERM keeps its queued and running jobs "
   CHECK(r["state"] == "succeeded");
   CHECK(r["attempts"] == 2);
   CHECK(wait_for(*head, queued)["state"] == "succeeded");
+}
+
+TEST_CASE("a head that cannot listen exits 1 and leaves its journaled jobs "
+          "for the next start",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  auto queued = submit(*head, {"--steps", "1"});
+  kill_hard(*head);
+  // Another process holds the port the head is told to listen on.
+  auto other = std::make_unique<node_process>(
+    std::vector<std::string>{"--devices", "sim:1", "--state-dir", "none"});
+  auto r = run_command({VIDNODE_BIN, "--devices", "sim:1", "--listen",
+                        other->address, "--state-dir", dir.path()},
+                       30s);
+  INFO(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("cannot listen") != std::string::npos);
+  head = start_head(dir.path());
+  CHECK(wait_for(*head, queued)["state"] == "succeeded");
+  CHECK(wait_for(*head, blocker)["state"] == "succeeded");
 }

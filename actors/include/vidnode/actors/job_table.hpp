@@ -77,6 +77,9 @@ struct job_record {
   /// Whether a journal commit holding the job succeeded (always false
   /// without a journal).
   bool durable = false;
+  /// The job has ended but its end is not journaled yet: its waiters and
+  /// observers stay until it is (admission_state::tell_end).
+  bool end_pending = false;
   /// Ends the job's fetch or upload in flight, if any.
   std::shared_ptr<abort_signal> transfer;
   /// The fetched audio track (a local path), if any.
