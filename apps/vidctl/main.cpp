@@ -253,7 +253,8 @@ int main(int argc, char** argv) {
       if (json_output)
         std::cout << nlohmann::json{{"id", submitted->id.value},
                                     {"idempotency_key", spec.idempotency_key}}
-                       .dump()
+                       .dump(-1, ' ', false,
+                             nlohmann::json::error_handler_t::replace)
                   << "\n";
       else
         std::cout << submitted->id.value << "\n";
@@ -318,7 +319,8 @@ int main(int argc, char** argv) {
       std::cout << nlohmann::json{{"id", id->value},
                                   {"path", destination.path},
                                   {"bytes", written}}
-                     .dump()
+                     .dump(-1, ' ', false,
+                           nlohmann::json::error_handler_t::replace)
                 << "\n";
     return 0;
   }

@@ -25,7 +25,9 @@ int status_of(const caf::error& err) {
 
 int fail(const caf::error& err) {
   if (json_output)
-    std::cerr << nlohmann::json{{"error", net::to_json(err)}}.dump() << "\n";
+    std::cerr << nlohmann::json{{"error", net::to_json(err)}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
   else
     std::cerr << "vidctl: " << runtime::describe(err) << "\n";
   return status_of(err);
@@ -37,7 +39,8 @@ int fail_after_accept(const caf::error& err, runtime::job_id id,
     std::cerr << nlohmann::json{{"error", net::to_json(err)},
                                 {"id", id.value},
                                 {"idempotency_key", idempotency_key}}
-                   .dump()
+                   .dump(-1, ' ', false,
+                         nlohmann::json::error_handler_t::replace)
               << "\n";
   } else {
     std::cerr << "vidctl: " << runtime::describe(err) << "\n"
@@ -51,7 +54,8 @@ int fail_local_file(const std::string& detail) {
   if (json_output)
     std::cerr << nlohmann::json{{"error",
                                  {{"code", "local_file"}, {"message", detail}}}}
-                   .dump()
+                   .dump(-1, ' ', false,
+                         nlohmann::json::error_handler_t::replace)
               << "\n";
   else
     std::cerr << "vidctl: " << detail << "\n";
@@ -75,7 +79,9 @@ std::string compact_models(const std::vector<std::string>& models) {
 
 void print_result(const runtime::job_result& r) {
   if (json_output) {
-    std::cout << net::to_json(r).dump() << "\n";
+    std::cout << net::to_json(r).dump(-1, ' ', false,
+                                      nlohmann::json::error_handler_t::replace)
+              << "\n";
     return;
   }
   std::cout << "job " << r.id.value << ": " << runtime::to_string(r.state)
@@ -115,7 +121,9 @@ int finish_with(const runtime::job_result& r) {
 
 void print_event(const runtime::job_event& e) {
   if (json_output) {
-    std::cout << net::to_json(e).dump() << std::endl;
+    std::cout << net::to_json(e).dump(-1, ' ', false,
+                                      nlohmann::json::error_handler_t::replace)
+              << std::endl;
     return;
   }
   std::ostringstream line;
@@ -150,7 +158,8 @@ net::reconnect_policy reconnect_notices(const net::client::options& options) {
                                   {"error", net::to_json(cause)},
                                   {"reconnecting_for", span},
                                   {"limited_by", by}}
-                     .dump()
+                     .dump(-1, ' ', false,
+                           nlohmann::json::error_handler_t::replace)
                 << std::endl;
       return;
     }
@@ -165,10 +174,10 @@ net::reconnect_policy reconnect_notices(const net::client::options& options) {
   };
   policy.on_reconnected = [=] {
     if (json_output)
-      std::cerr << nlohmann::json{{"notice", "reconnected"},
-                                  {"address", address}}
-                     .dump()
-                << std::endl;
+      std::cerr
+        << nlohmann::json{{"notice", "reconnected"}, {"address", address}}.dump(
+             -1, ' ', false, nlohmann::json::error_handler_t::replace)
+        << std::endl;
     else
       std::cerr << "vidctl: reconnected to " << address << std::endl;
   };

@@ -84,7 +84,9 @@ void print_json_array(const std::vector<T>& items) {
   auto array = nlohmann::json::array();
   for (const auto& x : items)
     array.push_back(net::to_json(x));
-  std::cout << array.dump() << "\n";
+  std::cout << array.dump(-1, ' ', false,
+                          nlohmann::json::error_handler_t::replace)
+            << "\n";
 }
 
 /// `x`, or "-" if it is empty.

@@ -35,6 +35,10 @@ caf::error check_url(const char* field, const std::string& url,
   if (url.size() > job_limits::max_url_bytes)
     return bad(field, "longer than " + std::to_string(job_limits::max_url_bytes)
                         + " bytes");
+  for (char c : url)
+    if (c <= ' ' || c > '~')
+      return bad(field, "must be printable ASCII without spaces "
+                        "(percent-encode other bytes)");
   std::string allowed;
   for (auto scheme : schemes) {
     auto prefix = std::string{scheme} + "://";
@@ -58,6 +62,53 @@ caf::error check_dimension(const char* field, int32_t value) {
   return caf::none;
 }
 
+/// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF). Job fields cross into JSON (vidctl
+/// --json, webhooks), which holds UTF-8 only.
+bool is_utf8(const std::string& text) {
+  size_t i = 0;
+  auto n = text.size();
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  while (i < n) {
+    auto c = byte(i);
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((byte(i + k) & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (byte(i + k) & 0x3f);
+    }
+    static constexpr uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+caf::error check_utf8(const char* field, const std::string& text) {
+  if (is_utf8(text))
+    return caf::none;
+  return bad(field, "is not valid UTF-8");
+}
+
 } // namespace
 
 std::optional<std::string> invalid_model_name(const std::string& model) {
@@ -79,6 +130,8 @@ caf::error validate(const job_spec& spec) {
   if (spec.prompt.size() > lim::max_prompt_bytes)
     return bad("prompt", "longer than " + std::to_string(lim::max_prompt_bytes)
                            + " bytes");
+  if (auto err = check_utf8("prompt", spec.prompt))
+    return err;
   if (auto err = check_dimension("width", spec.width))
     return err;
   if (auto err = check_dimension("height", spec.height))
@@ -100,6 +153,8 @@ caf::error validate(const job_spec& spec) {
     return bad("idempotency_key",
                "longer than " + std::to_string(lim::max_idempotency_key_bytes)
                  + " bytes");
+  if (auto err = check_utf8("idempotency_key", spec.idempotency_key))
+    return err;
   if (spec.options.size() > lim::max_options)
     return bad("options",
                "more than " + std::to_string(lim::max_options) + " entries");
@@ -118,6 +173,8 @@ caf::error validate(const job_spec& spec) {
       return bad("options", "value of '" + key + "' longer than "
                               + std::to_string(lim::max_option_value_bytes)
                               + " bytes");
+    if (!is_utf8(value))
+      return bad("options", "value of '" + key + "' is not valid UTF-8");
   }
   if (auto err =
         check_url("audio_url", spec.audio_url, {"http", "https", "file"}))

@@ -28,6 +28,15 @@ job_spec with(const mutation& change) {
 
 } // namespace
 
+TEST_CASE("prompts in any language are valid UTF-8", "[validation]") {
+  job_spec spec;
+  spec.prompt = "un renard roux dans la neige, \u96ea\u306e\u4e2d\u306e\u72d0 "
+                "\U0001F98A";
+  spec.idempotency_key = "cl\u00e9-1";
+  spec.options["caption"] = "\u00a1hola!";
+  CHECK(!validate(spec));
+}
+
 TEST_CASE("a default job spec is a valid request", "[validation]") {
   CHECK_FALSE(validate(job_spec{}));
 }
@@ -92,6 +101,20 @@ TEST_CASE("an out-of-bounds field is refused as an invalid request naming "
     {"options", [](job_spec& s) { s.options[std::string(65, 'k')] = "v"; }},
     {"options", [](job_spec& s) { s.options["a=b"] = "v"; }},
     {"options", [](job_spec& s) { s.options["k"] = std::string(4097, 'v'); }},
+    // Bytes that are not UTF-8 (JSON, which clients and webhooks get, holds
+    // UTF-8 only): a stray continuation byte, an overlong '/', a UTF-16
+    // surrogate, a sequence cut short, a code point above U+10FFFF.
+    {"prompt", [](job_spec& s) { s.prompt = "fox \xb2"; }},
+    {"prompt", [](job_spec& s) { s.prompt = "\xc0\xaf"; }},
+    {"prompt", [](job_spec& s) { s.prompt = "\xed\xa0\x80"; }},
+    {"prompt", [](job_spec& s) { s.prompt = "\xe2\x82"; }},
+    {"prompt", [](job_spec& s) { s.prompt = "\xf4\x90\x80\x80"; }},
+    {"idempotency_key", [](job_spec& s) { s.idempotency_key = "\xb2"; }},
+    {"options", [](job_spec& s) { s.options["fault"] = "\xb2"; }},
+    {"output_url",
+     [](job_spec& s) { s.output_url = "https://h\xb2.example/x"; }},
+    {"webhook_url",
+     [](job_spec& s) { s.webhook_url = "https://example.com/a b"; }},
   };
   for (auto& [field, change] : cases) {
     auto err = validate(with(change));
