@@ -784,6 +784,20 @@ struct journal_store::impl {
       return unavailable(dir, "cannot create the directory: " + ec.message());
     if (auto err = lock())
       return err;
+    // A WAL without its database (deleted, or emptied) holds commits that
+    // opening would throw away: SQLite would start an empty journal and
+    // delete the WAL.
+    auto wal = path + "-wal";
+    auto db_size = std::filesystem::file_size(path, ec);
+    auto db_missing = ec ? true : db_size == 0;
+    auto wal_size = std::filesystem::file_size(wal, ec);
+    if (db_missing && !ec && wal_size > 0)
+      return unavailable(path, "it is missing or empty but its write-ahead "
+                               "log "
+                                 + wal + " holds " + std::to_string(wal_size)
+                                 + " bytes of commits; restore the database "
+                                   "file, or move both aside to start an "
+                                   "empty journal");
     bool is_new = false;
     if (auto err = open_database(is_new))
       return err;

@@ -316,6 +316,27 @@ TEST_CASE("a write torn in the middle of the last commit loses that commit "
   check_same(torn->contents().jobs.back(), full_job(40));
 }
 
+TEST_CASE("a write-ahead log whose database is missing or empty is refused "
+          "and kept, not replaced by an empty journal",
+          "[journal]") {
+  for (bool emptied : {false, true}) {
+    scratch s;
+    scratch copy;
+    auto store = open_store(s.dir.path());
+    REQUIRE_FALSE(store->commit(jobs_batch(1, 10)));
+    REQUIRE(size_or_zero(s.wal) > 0);
+    fs::copy_file(s.wal, copy.wal);
+    if (emptied)
+      test::write_file(copy.db, "");
+    auto wal = test::read_file(copy.wal);
+    auto err = open_error(copy.dir.path());
+    INFO(runtime::detail_of(err));
+    CHECK(runtime::is(err, errc::journal_unavailable));
+    CHECK_THAT(runtime::detail_of(err), Catch::Contains("write-ahead log"));
+    CHECK(test::read_file(copy.wal) == wal);
+  }
+}
+
 TEST_CASE("a file that is not a SQLite database is refused and left as it "
           "was",
           "[journal]") {
