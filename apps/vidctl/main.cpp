@@ -47,6 +47,9 @@ caf::expected<runtime::job_id> parse_id(const std::string& text) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // Every answer leaves at once: scripts read it as soon as it is printed,
+  // and nothing printed is lost however the process ends.
+  std::cout << std::unitbuf;
   handle_interrupts();
   using lim = runtime::job_limits;
   std::string endpoint = "127.0.0.1:7447";

@@ -85,6 +85,9 @@ TEST_CASE("a head killed with SIGKILL keeps its jobs: queued ones run by "
     *head, {"--steps", "1", "--priority", "9", "--idempotency-key", "high"});
   auto mid = submit(*head, {"--steps", "1", "--priority", "5"});
   CHECK(status(*head, blocker)["state"] == "running");
+  // Commits are made in order: once a job submitted now is acknowledged,
+  // the blocker's dispatch is journaled too.
+  auto last = submit(*head, {"--steps", "0", "--priority", "0"});
   kill_hard(*head);
 
   head = start_head(dir.path());
@@ -103,6 +106,7 @@ TEST_CASE("a head killed with SIGKILL keeps its jobs: queued ones run by "
   auto l = wait_for(*head, low);
   for (auto* r : {&h, &m, &l})
     CHECK((*r)["state"] == "succeeded");
+  CHECK(wait_for(*head, last)["state"] == "succeeded");
   CHECK(b["attempts"] == 2);
   CHECK(h["started_at"].get<std::string>()
         < m["started_at"].get<std::string>());
@@ -190,7 +194,8 @@ TEST_CASE("two heads cannot share a state directory", "[journal]") {
   CHECK(wait_for(*head, id)["state"] == "succeeded");
 }
 
-TEST_CASE("--state-dir none keeps jobs in memory only", "[journal]") {
+TEST_CASE("a head with --state-dir none keeps jobs in memory only",
+          "[journal]") {
   auto head = std::make_unique<node_process>(
     std::vector<std::string>{"--devices", "sim:1", "--state-dir", "none"});
   auto id = submit(*head, {"--steps", "0"});
