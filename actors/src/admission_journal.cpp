@@ -226,6 +226,19 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
                                                  + " any more (it restarted)"));
       continue;
     }
+    if (!settings.accepts_worker_nodes
+        && !devices.any_runs(*rec.factory, rec.spec.model)) {
+      // As at acceptance: no node can ever join to run it.
+      rec.result.state = job_state::queued;
+      finalize(rec, job_state::failed,
+               make_error(errc::unknown_model,
+                          "model: no device of node " + node_name + " can run '"
+                            + rec.spec.model
+                            + "' any more (it restarted with other devices, "
+                              "and no worker node can join: it has no "
+                              "--cluster-listen)"));
+      continue;
+    }
     rec.declared_bytes = rec.factory->estimate_peak_bytes(rec.spec);
     rec.shape_key = memory_estimates::key_of(rec.spec);
     if (rec.result.state == job_state::running) {

@@ -318,3 +318,29 @@ TEST_CASE("a head that cannot listen exits 1 and leaves its journaled jobs "
   CHECK(wait_for(*head, queued)["state"] == "succeeded");
   CHECK(wait_for(*head, blocker)["state"] == "succeeded");
 }
+
+TEST_CASE("a head restarted without a device that can run its queued jobs, "
+          "and without a cluster port, fails them at once",
+          "[journal]") {
+  temp_directory dir{"vidnode-journal"};
+  auto head = start_head(dir.path());
+  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  auto queued = submit(*head, {"--steps", "1"});
+  kill_hard(*head);
+  child_process bare{{VIDNODE_BIN, "--devices", "none", "--listen",
+                      "127.0.0.1:0", "--state-dir", dir.path(), "--log-level",
+                      "warn"}};
+  auto line = bare.read_line(10s);
+  INFO(bare.stderr_text());
+  REQUIRE(line);
+  auto address = line->substr(line->rfind(' ') + 1);
+  for (const auto& id : {blocker, queued}) {
+    auto r =
+      run_command({VIDCTL_BIN, "--connect", address, "wait", id, "--json"});
+    INFO(r.err);
+    REQUIRE(!r.out.empty());
+    auto result = json::parse(r.out);
+    CHECK(result["state"] == "failed");
+    CHECK(result["error"]["code"] == "unknown_model");
+  }
+}
