@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <tuple>
 #include <map>
@@ -82,16 +84,35 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
 
   // 20 kills at seeded random moments, each followed by a restart on the
   // same ports and state directory, while the jobs below are submitted,
-  // queued, run and waited for.
+  // queued, run and waited for. A moment is a point in the clients'
+  // progress: each of the 100 clients makes two steps (its submission is
+  // answered, then its wait), and the head is killed once a seeded number
+  // of the 200 steps were made.
   std::mt19937 random{20261201};
-  std::vector<int> pauses;
-  for (int kill = 0; kill < 20; ++kill)
-    pauses.push_back(200 + static_cast<int>(random() % 1300));
+  std::set<int> moments;
+  while (moments.size() < 20)
+    moments.insert(1 + static_cast<int>(random() % 180));
+  std::mutex progress_lock;
+  std::condition_variable progress_made;
+  int steps_made = 0;
+  auto step_made = [&](int n) {
+    {
+      std::lock_guard<std::mutex> guard{progress_lock};
+      steps_made += n;
+    }
+    progress_made.notify_all();
+  };
   std::string failure;
   std::thread killer{[&] {
     try {
-      for (auto pause : pauses) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{pause});
+      for (auto moment : moments) {
+        {
+          std::unique_lock<std::mutex> guard{progress_lock};
+          if (!progress_made.wait_for(guard, 180s,
+                                      [&] { return steps_made >= moment; }))
+            throw std::runtime_error("the clients made no progress to step "
+                                     + std::to_string(moment));
+        }
         head->process().signal(SIGKILL);
         if (!head->process().wait(10s))
           throw std::runtime_error("the head did not die");
@@ -164,13 +185,16 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
         auto [status, out, err] = run_until_reached(args);
         if (!status || *status != 0) {
           runs[i].errors = "submit: " + err;
+          step_made(2);
           return;
         }
         runs[i].id = out.substr(0, out.find('\n'));
+        step_made(1);
         auto [wstatus, wout, werr] =
           run_until_reached({"--json", "wait", runs[i].id});
         runs[i].answer = wout;
         runs[i].errors = werr;
+        step_made(1);
       });
     }
     for (auto& c : clients)

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -67,6 +68,17 @@ json wait_for(const node_process& node, const std::string& id) {
   INFO("vidnode: " << node.process->stderr_text());
   REQUIRE(!r.out.empty());
   return json::parse(r.out);
+}
+
+/// Starts a head on `dir`, submits a 2 s job that takes its only device
+/// and one that waits behind it, and kills the head with SIGKILL; returns
+/// the two jobs' ids.
+std::pair<std::string, std::string> kill_with_jobs(const std::string& dir) {
+  auto head = start_head(dir);
+  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
+  auto queued = submit(*head, {"--steps", "1"});
+  kill_hard(*head);
+  return {blocker, queued};
 }
 
 } // namespace
@@ -301,10 +313,7 @@ TEST_CASE("a head that cannot listen exits 1 and leaves its journaled jobs "
           "for the next start",
           "[journal]") {
   temp_directory dir{"vidnode-journal"};
-  auto head = start_head(dir.path());
-  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
-  auto queued = submit(*head, {"--steps", "1"});
-  kill_hard(*head);
+  auto [blocker, queued] = kill_with_jobs(dir.path());
   // Another process holds the port the head is told to listen on.
   auto other = std::make_unique<node_process>(
     std::vector<std::string>{"--devices", "sim:1", "--state-dir", "none"});
@@ -314,7 +323,7 @@ TEST_CASE("a head that cannot listen exits 1 and leaves its journaled jobs "
   INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err.find("cannot listen") != std::string::npos);
-  head = start_head(dir.path());
+  auto head = start_head(dir.path());
   CHECK(wait_for(*head, queued)["state"] == "succeeded");
   CHECK(wait_for(*head, blocker)["state"] == "succeeded");
 }
@@ -323,10 +332,7 @@ TEST_CASE("a head restarted without a device that can run its queued jobs, "
           "and without a cluster port, fails them at once",
           "[journal]") {
   temp_directory dir{"vidnode-journal"};
-  auto head = start_head(dir.path());
-  auto blocker = submit(*head, {"--steps", "40", "--option", "step_ms=50"});
-  auto queued = submit(*head, {"--steps", "1"});
-  kill_hard(*head);
+  auto [blocker, queued] = kill_with_jobs(dir.path());
   child_process bare{{VIDNODE_BIN, "--devices", "none", "--listen",
                       "127.0.0.1:0", "--state-dir", dir.path(), "--log-level",
                       "warn"}};

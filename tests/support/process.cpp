@@ -44,7 +44,9 @@ bool read_some(int& fd, std::string& buf) {
 child_process::child_process(const std::vector<std::string>& argv) {
   int out[2];
   int err[2];
-  if (pipe(out) != 0 || pipe(err) != 0)
+  // Close-on-exec: a child started meanwhile by another thread must not
+  // inherit this child's pipes, or their readers never see the end.
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
