@@ -155,7 +155,7 @@ admission_control_actor::behavior_type admission_behavior(
       return self->state.read_output(id, offset, max_bytes);
     },
     // -- nodes and their supervisors ----------------------------------------
-    [=](join_atom, node_registration& reg) -> caf::result<std::string> {
+    [=](join_atom, node_registration& reg) -> caf::result<join_answer> {
       auto& st = self->state;
       // Only the registry (a local actor, published on the cluster port)
       // registers nodes.

@@ -85,8 +85,11 @@ void admission_state::attach(runtime::device_info info,
   if (worker && worker.node() != self->node())
     self->monitor(worker);
   // A new worker for a device whose old one still had jobs: the old worker
-  // is gone, its jobs must not wait for reports that never come.
-  if (!device->running.empty())
+  // is gone, its jobs must not wait for reports that never come. Attempts
+  // taken over from a rejoined node are the attaching worker's own.
+  auto resume = device->taken_over;
+  device->taken_over = false;
+  if (!resume && !device->running.empty())
     detach(slot, make_error(errc::worker_lost, "worker replaced"));
   device->supervisor =
     caf::actor_cast<node_supervisor_actor>(self->current_sender());
@@ -108,10 +111,46 @@ void admission_state::attach(runtime::device_info info,
       device->models.push_back({name, 1, true});
   }
   device->resident = kept_resident;
+  if (resume && device->worker)
+    resume_worker(slot, device->worker);
   // detach() above may have queried the ledger after `device` was found.
   devices.touch(slot);
   unpark();
   dispatch();
+}
+
+void admission_state::resume_worker(int32_t slot, device_worker_actor worker) {
+  self->request(worker, resume_timeout, resume_atom::value)
+    .then(
+      [this, slot, worker](std::vector<uint64_t>& running) {
+        auto device = devices.find(slot);
+        if (device == nullptr || device->worker != worker)
+          return;
+        // The outcomes it sent again came first; what it neither ended nor
+        // runs died with a worker of the node while the head was away.
+        std::vector<job_id> gone;
+        for (auto id : device->running) {
+          auto rec = jobs->find(id);
+          if (rec != nullptr && !rec->ended()
+              && std::find(running.begin(), running.end(), rec->lease)
+                   == running.end())
+            gone.push_back(id);
+        }
+        for (auto id : gone)
+          retry_or_fail(*jobs->find(id),
+                        make_error(errc::worker_lost,
+                                   "the worker of device " + device->name
+                                     + " died under attempt "
+                                     + std::to_string(
+                                       jobs->find(id)->result.attempts)
+                                     + " while the head was away"),
+                        true);
+        if (!gone.empty())
+          dispatch();
+      },
+      [](caf::error&) {
+        // The worker died: its supervisor detaches the device.
+      });
 }
 
 bool admission_state::detach(int32_t slot, caf::error reason) {

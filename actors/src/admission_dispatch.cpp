@@ -264,6 +264,11 @@ void admission_state::free_slot(job_record& rec) {
 }
 
 void admission_state::release(job_record& rec) {
+  if (!rec.held_by.empty()) {
+    // The node that holds the attempt is told to stop it if it comes back.
+    end_hold(rec);
+    rec.lease = 0;
+  }
   if (rec.device < 0)
     return;
   free_slot(rec);

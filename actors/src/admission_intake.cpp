@@ -176,6 +176,7 @@ void admission_state::on_tick() {
                             + device));
     }
   }
+  expire_holds(t);
   forget_lost_nodes();
   auto expiry = jobs->expire(t);
   if (expiry != time_point::max())

@@ -11,6 +11,7 @@
 
 #include "admission_state.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
 
 namespace vidnode::actors {
 
@@ -28,6 +29,8 @@ journaled_job admission_state::journaled_of(const job_record& rec) const {
     result.lease = rec.lease;
     if (auto device = devices.find(rec.device))
       result.device_index = device->info.index;
+    else if (!rec.held_by.empty())
+      result.device_index = rec.held_index;
   }
   return result;
 }
@@ -204,6 +207,7 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
   size_t requeued = 0;
   size_t finished = 0;
   std::vector<job_record*> interrupted;
+  size_t held = 0;
   for (auto& entry : contents.jobs) {
     auto accepted = local(entry.result.accepted_at);
     auto& rec = jobs->restore(entry.result.id, std::move(entry.spec), accepted);
@@ -243,6 +247,18 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
     rec.shape_key = memory_estimates::key_of(rec.spec);
     if (rec.result.state == job_state::running) {
       rec.started = local(rec.result.started_at);
+      if (settings.lease_grace.count() > 0 && rec.result.node != node_name
+          && entry.lease != 0 && entry.device_index >= 0) {
+        // Its worker node runs it on while the head is away: it stays the
+        // node's until the node rejoins, or the lease grace passes.
+        ++held;
+        rec.lease = entry.lease;
+        rec.reserved_bytes = rec.result.reserved_bytes;
+        set_deadline(rec, rec.started + effective_run_timeout(rec.spec));
+        hold_attempt(rec, rec.result.node, entry.device_index,
+                     t + settings.lease_grace);
+        continue;
+      }
       interrupted.push_back(&rec);
       continue;
     }
@@ -273,8 +289,10 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
   }
   if (!contents.jobs.empty())
     spdlog::info("journal {}: {} queued job(s) queued again, {} interrupted "
-                 "attempt(s) queued again or failed, {} result(s) kept",
-                 journal->path(), queued, requeued, finished);
+                 "attempt(s) queued again or failed, {} attempt(s) left to "
+                 "their worker nodes for up to {}, {} result(s) kept",
+                 journal->path(), queued, requeued, held,
+                 runtime::format_duration(settings.lease_grace), finished);
   dispatch();
 }
 

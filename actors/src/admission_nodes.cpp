@@ -85,7 +85,7 @@ std::string why_gone(const caf::down_msg& msg) {
 
 } // namespace
 
-caf::result<std::string> admission_state::join_node(node_registration reg) {
+caf::result<join_answer> admission_state::join_node(node_registration reg) {
   if (shutting_down)
     return make_error(errc::shutting_down,
                       "head " + node_name + " is shutting down");
@@ -108,7 +108,8 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
     return err;
   if (auto old = nodes.find(reg.name)) {
     if (old->state == cluster_node::status::up)
-      lose_node(*old, "it registered again (it had lost the head)");
+      lose_node(*old, "it registered again (it had lost the head)", true,
+                true);
     drop_slots(*old);
   }
   auto joined = nodes.join(reg.name, id, reg.supervisor);
@@ -121,8 +122,13 @@ caf::result<std::string> admission_state::join_node(node_registration reg) {
   spdlog::info("node {} joined with {} device(s) serving {} (registration {})",
                node.name, node.slots.size(), describe_models(reg.models),
                node.incarnation);
+  join_answer answer;
+  answer.head = node_name;
+  answer.stop = take_over(node, reg.leases);
+  answer.lease_grace = settings.lease_grace;
   unpark();
-  return node_name;
+  dispatch();
+  return answer;
 }
 
 void admission_state::on_down(const caf::down_msg& msg) {
@@ -135,7 +141,8 @@ void admission_state::on_down(const caf::down_msg& msg) {
     if (entry.local || entry.state != cluster_node::status::up
         || !entry.supervisor || entry.supervisor.address() != msg.source)
       continue;
-    lose_node(*nodes.find(entry.name), why_gone(msg), !stopped_on_purpose(msg));
+    lose_node(*nodes.find(entry.name), why_gone(msg), !stopped_on_purpose(msg),
+              msg.reason == caf::exit_reason::remote_link_unreachable);
     return;
   }
   // A worker's proxy dies with its node's connection; a worker that merely
@@ -143,11 +150,11 @@ void admission_state::on_down(const caf::down_msg& msg) {
   if (msg.reason != caf::exit_reason::remote_link_unreachable)
     return;
   if (auto node = nodes.find_up(msg.source.node()); node && !node->local)
-    lose_node(*node, why_gone(msg));
+    lose_node(*node, why_gone(msg), true, true);
 }
 
 void admission_state::lose_node(cluster_node& node, const std::string& why,
-                                bool charge) {
+                                bool charge, bool hold) {
   if (node.local || node.state != cluster_node::status::up)
     return;
   auto t = now();
@@ -174,8 +181,18 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
     device->last_error = shown;
   }
   size_t failed = 0;
+  size_t held = 0;
+  hold = hold && charge && settings.lease_grace.count() > 0;
   for (auto id : lost)
     if (auto rec = jobs->find(id); rec && !rec->ended()) {
+      if (hold) {
+        // The node may run it on: it stays the node's for the lease grace.
+        auto index = devices.at(rec->device).info.index;
+        hold_attempt(*rec, name, index, t + settings.lease_grace);
+        journal_job(*rec);
+        ++held;
+        continue;
+      }
       retry_or_fail(*rec, reason, charge);
       failed += rec->ended() ? 1 : 0;
     }
@@ -188,10 +205,16 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
       for (auto& model : device->models)
         model.loaded = false;
     }
-  spdlog::warn("node {} is lost ({}); of the {} job(s) it ran, {} are queued "
-               "again{} and {} failed (no attempt left)",
-               name, why, lost.size(), lost.size() - failed,
-               charge ? "" : " without counting the attempt", failed);
+  if (held > 0)
+    spdlog::warn("node {} is lost ({}); the {} job(s) it ran stay its own for "
+                 "the lease grace of {}, then are queued again",
+                 name, why, held,
+                 runtime::format_duration(settings.lease_grace));
+  else
+    spdlog::warn("node {} is lost ({}); of the {} job(s) it ran, {} are "
+                 "queued again{} and {} failed (no attempt left)",
+                 name, why, lost.size(), lost.size() - failed,
+                 charge ? "" : " without counting the attempt", failed);
   arm_tick(t + settings.lost_node_ttl);
   fail_stranded_jobs();
   dispatch();

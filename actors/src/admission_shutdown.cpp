@@ -38,8 +38,14 @@ void admission_state::shutdown(
     return;
   shutting_down = true;
   grace_end = now() + settings.shutdown_grace;
+  // With a journal and a lease grace, an attempt on a worker node runs on
+  // there: the restarted head takes it over when the node rejoins.
+  auto leave_to_nodes = journal && settings.lease_grace.count() > 0;
   jobs->for_each([&](job_record& rec) {
     if (rec.ended())
+      return;
+    if (leave_to_nodes && rec.result.state == job_state::running
+        && !rec.uploading && runs_on_worker_node(rec))
       return;
     if (rec.result.state == job_state::running && past_compute(rec)) {
       in_grace.insert(rec.result.id);

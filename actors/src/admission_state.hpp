@@ -8,7 +8,9 @@
 /// outputs, deadlines), admission_dispatch.cpp (placement, attempts, the end
 /// of a job), admission_devices.cpp (workers attaching and dying, worker
 /// reports, quarantine), admission_nodes.cpp (nodes joining and being lost),
-/// admission_files.cpp (video and input files read across nodes) and
+/// admission_holds.cpp (attempts of worker nodes out of reach),
+/// admission_journal.cpp (the journal), admission_files.cpp (video and
+/// input files read across nodes) and
 /// admission_shutdown.cpp; admission.cpp maps messages onto them.
 
 #include <functional>
@@ -90,6 +92,8 @@ struct admission_state {
   node_membership nodes;
   /// Pending deadlines: (when, job).
   std::set<std::pair<time_point, uint64_t>> deadlines;
+  /// Attempts held by worker nodes out of reach: (hold_until, job).
+  std::set<std::pair<time_point, uint64_t>> holds;
   /// Earliest tick already scheduled (time_point::max() if none).
   time_point next_tick = time_point::max();
   /// Scratch space of dispatch, kept to avoid an allocation per job; entry
@@ -420,6 +424,15 @@ struct admission_state {
               int32_t restarts, const std::vector<std::string>& kept_models,
               uint64_t kept_resident);
 
+  /// Asks the worker of `slot`, which attached holding attempts taken over
+  /// from its rejoined node, to send again the outcomes the head may have
+  /// missed; queues again (charged) the taken-over attempts it no longer
+  /// runs.
+  void resume_worker(int32_t slot, device_worker_actor worker);
+
+  /// Longest wait for a resumed worker's answer.
+  static constexpr caf::timespan resume_timeout = std::chrono::seconds{30};
+
   /// A device's worker died: its jobs are queued again, and the death is
   /// charged to the job whose own failure explains it (reported by the
   /// worker, or the only job on the device), else to the device. Returns
@@ -458,11 +471,13 @@ struct admission_state {
   // -- nodes (admission_nodes.cpp) -----------------------------------------
 
   /// Registers a worker node and its devices (jobs may be placed on them
-  /// once their workers attach); returns the head's name, or the refusal
-  /// (errc::invalid_request: duplicate name, bad registration; errc::
-  /// shutting_down). A node already up under the same CAF node registers
-  /// anew: its old registration is lost first.
-  caf::result<std::string> join_node(node_registration reg);
+  /// once their workers attach) and takes over the attempts it holds
+  /// (take_over); returns the answer (the head's name, the leases to stop,
+  /// the lease grace), or the refusal (errc::invalid_request: duplicate
+  /// name, bad registration; errc::shutting_down). A node already up under
+  /// the same CAF node registers anew: its old registration is lost first,
+  /// its attempts held.
+  caf::result<join_answer> join_node(node_registration reg);
 
   /// A monitored supervisor or worker of another node is gone: its node is
   /// lost when the supervisor went, or when the connection to its node did.
@@ -471,10 +486,12 @@ struct admission_state {
   /// Takes `node`'s devices out of the ledger at once; the jobs that ran
   /// there are queued again, with the attempt counted when `charge` (a job
   /// that takes its node down every time must not loop forever; a node
-  /// stopped on purpose charges nothing). `node` is shown as lost until
-  /// settings.lost_node_ttl has passed.
+  /// stopped on purpose charges nothing). With `hold` (the connection
+  /// dropped: the node may still run them) and a lease grace, they stay
+  /// the node's for settings.lease_grace instead (hold_attempt). `node` is
+  /// shown as lost until settings.lost_node_ttl has passed.
   void lose_node(cluster_node& node, const std::string& why,
-                 bool charge = true);
+                 bool charge = true, bool hold = false);
 
   /// Frees the ledger slots of `node` (lost or re-registering) and forgets
   /// that any job crashed in them.
@@ -482,6 +499,33 @@ struct admission_state {
 
   /// Forgets the nodes lost at least settings.lost_node_ttl ago.
   void forget_lost_nodes();
+
+  // -- attempts held by nodes out of reach (admission_holds.cpp) -----------
+
+  /// `rec`'s running attempt stays with worker node `node` (device index
+  /// `index`), which the head cannot reach, until `until`: it leaves the
+  /// ledger (the node's slots are lost or not there yet) but keeps its
+  /// lease, its run deadline and its attempt count.
+  void hold_attempt(job_record& rec, const std::string& node, int32_t index,
+                    time_point until);
+
+  /// `rec`'s attempt is no longer held (taken over, ended, queued again).
+  void end_hold(job_record& rec);
+
+  /// Queues again, charged, the attempts whose node did not come back
+  /// within settings.lease_grace.
+  void expire_holds(time_point t);
+
+  /// `node` rejoined holding `leases`: the held attempts among them go back
+  /// on its devices (slots and memory reserved again; their workers resume
+  /// once attached); those it held but no longer has are queued again,
+  /// charged. Returns the leases the head does not want, for the node to
+  /// stop and forget.
+  std::vector<held_lease> take_over(cluster_node& node,
+                                    const std::vector<held_lease>& leases);
+
+  /// Whether `rec`'s running attempt is on, or held by, a worker node.
+  bool runs_on_worker_node(const job_record& rec) const;
 
   /// Every device for `vidctl nodes`: node by node in the order they
   /// joined (this one first), each node's devices by index.

@@ -22,6 +22,9 @@ using runtime::make_error;
 
 /// The member's timer: try joining now.
 using rejoin_atom = caf::atom_constant<caf::atom("rejoin")>;
+/// The member's timer: the head has been away longer than the node may run
+/// its attempts for it.
+using fence_atom = caf::atom_constant<caf::atom("fence")>;
 
 struct member_state {
   static inline const char* name = "vidnode.cluster_member";
@@ -45,6 +48,11 @@ struct member_state {
   bool ever_joined = false;
   /// Connections in a row closed during the handshake (see join_options).
   int cut_handshakes = 0;
+  /// The head's lease grace (join_answer), from its last answer.
+  caf::timespan lease_grace{0};
+  /// Bumped by every loss of the head: a fence timer of an earlier loss is
+  /// ignored.
+  uint64_t losses = 0;
 };
 
 using member_pointer = caf::stateful_actor<member_state>*;
@@ -97,26 +105,35 @@ void refuse(member_pointer self, const caf::error& why) {
 
 /// The head's registry answered: bind the supervisor to its admission actor
 /// and watch both.
+/// and watch both; the attempts the head does not want are stopped.
 void joined(member_pointer self, cluster_registry_actor registry,
-            admission_control_actor admission, const std::string& head) {
+            admission_control_actor admission, join_answer answer) {
   auto& st = self->state;
   st.registry = std::move(registry);
   st.admission = std::move(admission);
   st.joined = true;
   st.ever_joined = true;
   st.backoff = st.options.backoff;
+  st.lease_grace = answer.lease_grace;
+  ++st.losses;
   self->monitor(st.registry);
   self->monitor(st.admission);
   self->send(st.supervisor, bind_atom::value,
-             caf::actor_cast<caf::actor>(st.admission));
-  spdlog::info("joined the head {} at {} as {}", head, where(st.options),
-               st.node_name);
+             caf::actor_cast<caf::actor>(st.admission), answer.stop);
+  if (answer.stop.empty())
+    spdlog::info("joined the head {} at {} as {}", answer.head,
+                 where(st.options), st.node_name);
+  else
+    spdlog::info("joined the head {} at {} as {}; it stops {} attempt(s) it "
+                 "no longer wants",
+                 answer.head, where(st.options), st.node_name,
+                 answer.stop.size());
   if (st.options.on_joined)
-    st.options.on_joined(head);
+    st.options.on_joined(answer.head);
 }
 
 void register_with(member_pointer self, cluster_registry_actor registry,
-                   uint64_t attempt) {
+                   uint64_t attempt, std::vector<held_lease> leases) {
   auto& st = self->state;
   node_registration reg;
   reg.name = st.node_name;
@@ -124,14 +141,15 @@ void register_with(member_pointer self, cluster_registry_actor registry,
   reg.supervisor = st.supervisor;
   reg.devices = st.devices;
   reg.models = st.models;
+  reg.leases = std::move(leases);
   self
     ->request(registry, st.options.join_timeout, join_atom::value,
               std::move(reg))
     .then(
-      [=](admission_control_actor& admission, std::string& head) {
+      [=](admission_control_actor& admission, join_answer& answer) {
         if (self->state.stopping || attempt != self->state.attempt)
           return;
-        joined(self, registry, std::move(admission), head);
+        joined(self, registry, std::move(admission), std::move(answer));
       },
       [=](caf::error& err) {
         if (self->state.stopping || attempt != self->state.attempt)
@@ -174,8 +192,20 @@ void try_join(member_pointer self) {
                                       "port is the head's --cluster-listen)"));
           return;
         }
-        register_with(self, caf::actor_cast<cluster_registry_actor>(ptr),
-                      attempt);
+        // What the devices hold goes with the registration.
+        auto registry = caf::actor_cast<cluster_registry_actor>(ptr);
+        self->request(st.supervisor, st.options.join_timeout, held_atom::value)
+          .then(
+            [=](std::vector<held_lease>& leases) {
+              if (self->state.stopping || attempt != self->state.attempt)
+                return;
+              register_with(self, registry, attempt, std::move(leases));
+            },
+            [=](caf::error& err) {
+              if (self->state.stopping || attempt != self->state.attempt)
+                return;
+              retry_later(self, err);
+            });
       },
       [=](caf::error& err) {
         auto& st = self->state;
@@ -217,10 +247,25 @@ caf::behavior member_behavior(member_pointer self, std::string name,
     st.joined = false;
     st.admission = nullptr;
     st.registry = nullptr;
-    spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "
-                 "joining again",
-                 where(st.options), runtime::describe(msg.reason));
-    self->send(st.supervisor, bind_atom::value, caf::actor{});
+    // The head keeps this node's attempts for lease_grace after it lost the
+    // node, which may be up to a node timeout before the node lost the
+    // head: past lease_grace less that, the head may run them elsewhere.
+    auto run_on = std::max(st.lease_grace - st.options.node_timeout,
+                           caf::timespan{0});
+    auto loss = ++st.losses;
+    if (run_on.count() == 0) {
+      spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "
+                   "joining again",
+                   where(st.options), runtime::describe(msg.reason));
+      self->send(st.supervisor, bind_atom::value, caf::actor{},
+                 std::vector<held_lease>{});
+    } else {
+      spdlog::warn("lost the head at {} ({}); this node's jobs run on for up "
+                   "to {} while it joins again",
+                   where(st.options), runtime::describe(msg.reason),
+                   runtime::format_duration(run_on));
+      self->delayed_send(self, run_on, fence_atom::value, loss);
+    }
     self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
   });
   self->send(self, rejoin_atom::value, st.attempt);
@@ -228,6 +273,17 @@ caf::behavior member_behavior(member_pointer self, std::string name,
     [=](rejoin_atom, uint64_t attempt) {
       if (attempt == self->state.attempt)
         try_join(self);
+    },
+    [=](fence_atom, uint64_t loss) {
+      auto& st = self->state;
+      if (st.stopping || st.joined || loss != st.losses)
+        return;
+      spdlog::warn("the head at {} has been away for longer than its lease "
+                   "grace ({}) less this node's timeout; stopping this "
+                   "node's jobs (the head runs them again elsewhere)",
+                   where(st.options), runtime::format_duration(st.lease_grace));
+      self->send(st.supervisor, bind_atom::value, caf::actor{},
+                 std::vector<held_lease>{});
     },
     [=](shutdown_atom) {
       self->state.stopping = true;

@@ -23,15 +23,15 @@ registry_behavior(cluster_registry_actor::pointer self,
   });
   return {
     [=](join_atom, node_registration& reg)
-      -> caf::result<admission_control_actor, std::string> {
+      -> caf::result<admission_control_actor, join_answer> {
       auto promise =
-        self->make_response_promise<admission_control_actor, std::string>();
+        self->make_response_promise<admission_control_actor, join_answer>();
       self
         ->request(admission, registration_timeout, join_atom::value,
                   std::move(reg))
         .then(
-          [=](std::string& head) mutable {
-            promise.deliver(admission, std::move(head));
+          [=](join_answer& answer) mutable {
+            promise.deliver(admission, std::move(answer));
           },
           [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
       return promise;

@@ -101,6 +101,8 @@ struct device_worker_state {
   uint32_t input_chunk_bytes = runtime::default_chunk_bytes;
   std::map<std::string, cache_entry> cache;
   std::shared_ptr<device_models> kept;
+  /// The device's attempts, kept across workers and heads.
+  std::shared_ptr<lease_book> book;
   /// At most max_concurrency entries: a vector beats a hash map here.
   std::vector<std::pair<uint64_t, active_attempt>> attempts;
 
@@ -178,12 +180,12 @@ struct device_worker_state {
     auto ticket = std::move(i->ticket);
     copying.erase(i);
     if (err) {
-      self->send(admission, failed_atom::value, ticket.id, lease,
-                 make_error(errc::transfer_failed,
-                            "audio_url: copying the fetched audio from the "
-                            "head to "
-                              + where() + " failed: " + runtime::describe(err)),
-                 uint64_t{0});
+      report_failed(ticket.id, lease,
+                    make_error(errc::transfer_failed,
+                               "audio_url: copying the fetched audio from the "
+                               "head to "
+                                 + where()
+                                 + " failed: " + runtime::describe(err)));
       return;
     }
     copied_inputs.emplace_back(lease, path);
@@ -206,6 +208,34 @@ struct device_worker_state {
     return "device " + device.name();
   }
 
+  /// Attempt `lease` succeeded: admission hears so, and the book keeps it
+  /// for a head that may not have.
+  void report_done(runtime::job_id id, uint64_t lease, finished_job result) {
+    book->ended({id, lease, true, result, caf::error{}});
+    self->send(admission, done_atom::value, id, lease, std::move(result));
+  }
+
+  /// Attempt `lease` failed with `reason` (not out of memory: see guarded).
+  void report_failed(runtime::job_id id, uint64_t lease, caf::error reason) {
+    book->ended({id, lease, false, finished_job{}, reason});
+    self->send(admission, failed_atom::value, id, lease, std::move(reason),
+               uint64_t{0});
+  }
+
+  /// Sends the outcomes of the book again: a head that took this device's
+  /// attempts over after a rejoin attached it (resume). Those it heard
+  /// already, or no longer wants, it ignores.
+  void resend_outcomes() {
+    for (auto& x : book->outcomes()) {
+      if (x.succeeded)
+        self->send(admission, done_atom::value, x.id, x.lease,
+                   std::move(x.result));
+      else
+        self->send(admission, failed_atom::value, x.id, x.lease,
+                   std::move(x.error), uint64_t{0});
+    }
+  }
+
   /// Runs a pipeline call. Exceptions end here: a job error fails the
   /// attempt; out-of-memory fails it and ends the worker; anything else
   /// ends the worker as crashed. Returns false if the call failed.
@@ -217,8 +247,7 @@ struct device_worker_state {
     } catch (const gpu::job_error& e) {
       erase_attempt(lease);
       forget_input(lease);
-      self->send(admission, failed_atom::value, id, lease,
-                 make_error(e.code(), reported(e.what())), uint64_t{0});
+      report_failed(id, lease, make_error(e.code(), reported(e.what())));
     } catch (const gpu::out_of_memory& e) {
       auto reason =
         make_error(errc::out_of_memory, where() + ": " + reported(e.what()));
@@ -270,6 +299,7 @@ struct device_worker_state {
   void run(job_ticket ticket) {
     if (exiting)
       return;
+    book->started(ticket.id, ticket.lease);
     if (input_is_remote(ticket)) {
       copy_input(std::move(ticket));
       return;
@@ -285,11 +315,10 @@ struct device_worker_state {
     if (i == cache.end()) {
       auto factory = catalog->find(ticket.spec.model);
       if (factory == nullptr) {
-        self->send(
-          admission, failed_atom::value, ticket.id, ticket.lease,
-          make_error(errc::unknown_model, "model: '" + ticket.spec.model
-                                            + "' is not served by " + where()),
-          uint64_t{0});
+        report_failed(ticket.id, ticket.lease,
+                      make_error(errc::unknown_model,
+                                 "model: '" + ticket.spec.model
+                                   + "' is not served by " + where()));
         return;
       }
       cache_entry entry;
@@ -391,8 +420,8 @@ struct device_worker_state {
     erase_attempt(lease);
     if (!output.video) {
       forget_input(lease);
-      self->send(admission, done_atom::value, id, lease,
-                 finished_job{std::move(output.location), output.peak_bytes});
+      report_done(id, lease,
+                  finished_job{std::move(output.location), output.peak_bytes});
       return;
     }
     // The device is free for the next job while an encoder of its own
@@ -419,14 +448,13 @@ struct device_worker_state {
     auto job = *i;
     encoding.erase(i);
     if (err)
-      self->send(admission, failed_atom::value, job.id, lease, std::move(err),
-                 uint64_t{0});
+      report_failed(job.id, lease, std::move(err));
     else
-      self->send(admission, done_atom::value, job.id, lease,
-                 finished_job{std::move(path), job.peak_bytes});
+      report_done(job.id, lease, finished_job{std::move(path), job.peak_bytes});
   }
 
   void abort(runtime::job_id id, uint64_t lease) {
+    book->forget(lease);
     erase_attempt(lease);
     // An encoder still reads the input: it is removed when it reports.
     auto encoding_now =
@@ -458,7 +486,8 @@ device_worker_actor::behavior_type device_worker_behavior(
   device_worker_state::pointer self, runtime::device_info device,
   admission_control_actor admission,
   std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
-  uint32_t input_chunk_bytes, std::shared_ptr<device_models> kept) {
+  uint32_t input_chunk_bytes, std::shared_ptr<device_models> kept,
+  std::shared_ptr<lease_book> book) {
   auto& st = self->state;
   survive_stray_errors(self, "a device worker");
   st.device = std::move(device);
@@ -467,6 +496,7 @@ device_worker_actor::behavior_type device_worker_behavior(
   st.output_dir = std::move(output_dir);
   st.input_chunk_bytes = input_chunk_bytes;
   st.kept = kept ? std::move(kept) : std::make_shared<device_models>();
+  st.book = book ? std::move(book) : std::make_shared<lease_book>();
   for (auto& [model, pipeline] : st.kept->ready) {
     device_worker_state::cache_entry entry;
     entry.pipeline = pipeline;
@@ -488,6 +518,24 @@ device_worker_actor::behavior_type device_worker_behavior(
     [=](copied_atom, uint64_t lease, std::string& path, caf::error& err) {
       self->state.input_copied(lease, std::move(path), std::move(err));
     },
+    [=](bind_atom, const caf::actor& next) {
+      // Only its supervisor, on this node, rebinds it.
+      const auto& sender = self->current_sender();
+      if (sender != nullptr && sender->node() == self->node() && next)
+        self->state.admission =
+          caf::actor_cast<admission_control_actor>(next);
+    },
+    [=](resume_atom) -> caf::result<std::vector<uint64_t>> {
+      auto& st = self->state;
+      if (!st.admission
+          || self->current_sender()
+               != caf::actor_cast<caf::strong_actor_ptr>(st.admission))
+        return make_error(errc::unauthorized,
+                          "only the admission actor it reports to resumes a "
+                          "worker");
+      st.resend_outcomes();
+      return st.book->running();
+    },
   };
 }
 
@@ -498,15 +546,16 @@ spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
                     std::string output_dir, uint64_t max_message_size,
-                    bool detached, std::shared_ptr<device_models> kept) {
+                    bool detached, std::shared_ptr<device_models> kept,
+                    std::shared_ptr<lease_book> book) {
   auto chunk_bytes = runtime::chunk_bytes_within(max_message_size);
   if (detached)
     return sys.spawn<caf::detached>(
       device_worker_behavior, device, std::move(admission), std::move(catalog),
-      std::move(output_dir), chunk_bytes, std::move(kept));
+      std::move(output_dir), chunk_bytes, std::move(kept), std::move(book));
   return sys.spawn(device_worker_behavior, device, std::move(admission),
                    std::move(catalog), std::move(output_dir), chunk_bytes,
-                   std::move(kept));
+                   std::move(kept), std::move(book));
 }
 
 uint64_t device_models::resident_bytes() const {

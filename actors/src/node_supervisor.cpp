@@ -36,6 +36,8 @@ struct node_supervisor_state {
     bool replacing = false;
     /// Loaded models, kept for the next worker after an out-of-memory exit.
     std::shared_ptr<device_models> models = std::make_shared<device_models>();
+    /// The device's attempts, kept across its workers and across heads.
+    std::shared_ptr<lease_book> book = std::make_shared<lease_book>();
   };
 
   pointer self;
@@ -57,7 +59,7 @@ struct node_supervisor_state {
                     || settings.detach_sim_workers;
     device.worker = spawn_device_worker(
       self->system(), device.info, admission, catalog, settings.output_dir,
-      settings.max_message_size, detached, device.models);
+      settings.max_message_size, detached, device.models, device.book);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts, device.models->names(),
@@ -77,6 +79,7 @@ struct node_supervisor_state {
       if (!device.worker || device.worker.address() != msg.source)
         continue;
       device.worker = nullptr;
+      device.book->forget_running();
       if (shutting_down) {
         if (live_workers() == 0)
           finish_shutdown();
@@ -210,21 +213,46 @@ struct node_supervisor_state {
     start_worker(*device);
   }
 
-  /// Reports to `next` from now on (null: the head is lost): every worker
-  /// is replaced, keeping its loaded models, so that nothing it ran for the
-  /// old admission actor goes on.
-  void bind(admission_control_actor next) {
-    if (shutting_down || next == admission)
+  /// Reports to `next` from now on. Null (the head stayed away past its
+  /// lease grace): every worker is replaced, keeping its loaded models, so
+  /// that nothing it ran goes on. Otherwise live workers carry on, report to
+  /// `next` and are attached to it, less the attempts in `stop`; a
+  /// quarantined device's worker is replaced (the new head knows nothing of
+  /// the quarantine), and a device without a worker gets one.
+  void bind(admission_control_actor next, const std::vector<held_lease>& stop) {
+    if (shutting_down)
       return;
     admission = std::move(next);
+    for (const auto& x : stop)
+      if (auto device = device_at(x.device)) {
+        device->book->forget(x.lease);
+        if (device->worker)
+          self->send(device->worker, abort_atom::value, x.id, x.lease);
+      }
     for (auto& device : devices) {
-      if (device.worker) {
+      if (device.worker && (!admission || device.quarantined)) {
         device.replacing = true;
         self->send_exit(device.worker, caf::exit_reason::user_shutdown);
-      } else if (!device.quarantined) {
+      } else if (device.worker) {
+        self->send(device.worker, bind_atom::value,
+                   caf::actor_cast<caf::actor>(admission));
+        self->send(admission, attach_atom::value, device.info, device.worker,
+                   device.restarts, device.models->names(),
+                   device.models->resident_bytes());
+      } else if (!device.quarantined && !device.replacing) {
         start_worker(device);
       }
     }
+  }
+
+  /// Every attempt the node's devices hold, running or ended recently.
+  std::vector<held_lease> held() const {
+    std::vector<held_lease> result;
+    for (const auto& device : devices) {
+      auto leases = device.book->held(device.info.index);
+      result.insert(result.end(), leases.begin(), leases.end());
+    }
+    return result;
   }
 
   /// Whether the current message comes from this node or from the admission
@@ -285,10 +313,18 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
       if (self->state.from_node_or_admission())
         self->state.on_fault(index, evidence);
     },
-    [=](bind_atom, const caf::actor& next) {
+    [=](bind_atom, const caf::actor& next,
+        const std::vector<held_lease>& stop) {
       const auto& sender = self->current_sender();
       if (sender != nullptr && sender->node() == self->node())
-        self->state.bind(caf::actor_cast<admission_control_actor>(next));
+        self->state.bind(caf::actor_cast<admission_control_actor>(next), stop);
+    },
+    [=](held_atom) -> caf::result<std::vector<held_lease>> {
+      const auto& sender = self->current_sender();
+      if (sender == nullptr || sender->node() != self->node())
+        return runtime::make_error(runtime::errc::unauthorized,
+                                   "only this node asks what it holds");
+      return self->state.held();
     },
     [=](read_file_atom, std::string& path, uint64_t offset,
         uint32_t max_bytes) -> caf::result<runtime::output_chunk> {

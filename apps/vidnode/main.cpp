@@ -126,8 +126,9 @@ std::string default_state_dir() {
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
-                    const sigset_t& signals) {
+                    caf::timespan node_timeout, const sigset_t& signals) {
   actors::join_options options;
+  options.node_timeout = node_timeout;
   options.host = host;
   options.port = port;
   options.connector = caf::actor_cast<caf::actor>(net::transport_handle(sys));
@@ -319,6 +320,13 @@ int main(int argc, char** argv) {
   apps::add_duration(app, "--lost-node-ttl", settings.lost_node_ttl,
                      "How long a lost worker node is shown by `vidctl nodes` "
                      "(as lost, with when and why) before it is forgotten");
+  apps::add_duration(
+    app, "--lease-grace", settings.lease_grace,
+    "How long the head keeps a worker node's running jobs for it when it "
+    "cannot reach the node, or restarted while they ran: a node back within "
+    "it carries on with them; past it they are queued again, and the node, "
+    "if alive, has stopped them. 0 re-queues at once (a cut-off node's job "
+    "may then run twice at once; one result counts)");
   apps::add_number(app, "--max-results", settings.max_results, 1,
                    std::numeric_limits<uint32_t>::max(),
                    "Most finished results kept");
@@ -459,7 +467,8 @@ int main(int argc, char** argv) {
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
   if (!join.empty())
-    return run_worker_node(sys, settings, head_host, head_port, signals);
+    return run_worker_node(sys, settings, head_host, head_port,
+                           transport.node_timeout, signals);
   auto mover = std::make_shared<net::curl_transfers>(transfer_options);
   auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {

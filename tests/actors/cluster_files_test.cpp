@@ -66,6 +66,8 @@ fake_worker(actors::device_worker_actor::pointer self,
     [](actors::encoded_atom, uint64_t, const std::string&, const caf::error&) {
     },
     [](actors::copied_atom, uint64_t, const std::string&, const caf::error&) {},
+    [](actors::bind_atom, const caf::actor&) {},
+    [](actors::resume_atom) { return std::vector<uint64_t>{}; },
   };
 }
 
@@ -79,12 +81,14 @@ fake_supervisor(actors::node_supervisor_actor::pointer self,
     [](actors::restart_atom, int32_t) {},
     [](actors::probe_atom, int32_t) {},
     [](actors::fault_atom, int32_t, const caf::error&) {},
-    [=](actors::bind_atom, const caf::actor& next) {
+    [=](actors::bind_atom, const caf::actor& next,
+        const std::vector<actors::held_lease>&) {
       auto admission = caf::actor_cast<actors::admission_control_actor>(next);
       auto worker = self->spawn<caf::linked>(fake_worker, admission);
       self->send(admission, actors::attach_atom::value, device, worker,
                  int32_t{0}, std::vector<std::string>{}, uint64_t{0});
     },
+    [](actors::held_atom) { return std::vector<actors::held_lease>{}; },
     [=](actors::read_file_atom, const std::string&, uint64_t offset,
         uint32_t max_bytes) -> caf::result<output_chunk> {
       file->asks.push_back(max_bytes);
@@ -131,11 +135,13 @@ struct fake_cluster {
     auto sup = supervisor;
     sys.spawn([=](caf::event_based_actor* self) {
       actors::node_registration reg{"w1", runtime::protocol_version, sup,
-                                    devices, {"sim", "sim-*"}};
+                                    devices, {"sim", "sim-*"}, {}};
       self->request(registry, caf::infinite, actors::join_atom::value, reg)
-        .then([=](actors::admission_control_actor& admission, std::string&) {
+        .then([=](actors::admission_control_actor& admission,
+                  actors::join_answer&) {
           self->send(sup, actors::bind_atom::value,
-                     caf::actor_cast<caf::actor>(admission));
+                     caf::actor_cast<caf::actor>(admission),
+                     std::vector<actors::held_lease>{});
         });
     });
     run();

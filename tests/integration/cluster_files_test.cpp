@@ -295,7 +295,9 @@ TEST_CASE("a worker node reads only regular files inside its --output-dir, "
     return caf::behavior{
       [=](actors::join_atom, actors::node_registration& reg) {
         joined->set_value(reg.supervisor);
-        return std::string{"fake-head"};
+        actors::join_answer answer;
+        answer.head = "fake-head";
+        return answer;
       },
     };
   });

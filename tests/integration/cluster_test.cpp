@@ -921,7 +921,7 @@ TEST_CASE("a client that sends node messages through the gateway, or "
     bool answered = false;
     auto error = [&](caf::error&) {};
     self->request(gateway, caf::duration{5s}, actors::join_atom::value, reg)
-      .receive([&](std::string&) { answered = true; }, error);
+      .receive([&](actors::join_answer&) { answered = true; }, error);
     self
       ->request(gateway, caf::duration{5s}, actors::detach_atom::value,
                 int32_t{0}, caf::error{})

@@ -5,10 +5,12 @@
 /// on the cluster port, never on the client port) hands a joining node's
 /// registration to admission. On a worker node, the cluster member connects
 /// to the head's registry, registers the node's supervisor, devices and the
-/// models it serves, binds the supervisor to the head's admission actor,
-/// watches the head, and when the head is lost stops the node's jobs and
-/// joins again with capped exponential backoff until the head is back (or
-/// gives up: join_options).
+/// models it serves and the attempts its devices hold, binds the supervisor
+/// to the head's admission actor, watches the head, and when the head is
+/// lost joins again with capped exponential backoff until the head is back
+/// (or gives up: join_options). Meanwhile the node's jobs run on, for the
+/// head's lease grace less the node's timeout (join_answer); the head takes
+/// over those it still wants when the node rejoins.
 
 #include <functional>
 #include <memory>
@@ -64,6 +66,10 @@ struct join_options {
   caf::timespan connect_timeout = std::chrono::seconds{5};
   /// Longest time the head may take to answer a registration.
   caf::timespan join_timeout = std::chrono::seconds{10};
+  /// This node's --node-timeout: how long after the head stopped answering
+  /// the node notices (the head, with its own timeout, may notice sooner).
+  /// The node runs its attempts on for the head's lease grace less this.
+  caf::timespan node_timeout = std::chrono::seconds{5};
   /// First delay before joining again after a failure or the loss of the
   /// head; doubles with each failure up to `backoff_max`.
   caf::timespan backoff = std::chrono::milliseconds{100};

@@ -78,6 +78,10 @@ struct device_slot {
   runtime::job_id culprit;
   /// The worker reported that the device itself failed (it exits next).
   bool failed_itself = false;
+  /// Attempts its rejoined node still ran were put back in `running` before
+  /// its worker attached: the attach keeps them, and asks the worker to
+  /// send again the outcomes the head may have missed (resume_atom).
+  bool taken_over = false;
 
   /// Memory jobs may reserve: the device's, less its loaded models'.
   uint64_t budget() const noexcept {

@@ -8,6 +8,7 @@
 #include <caf/fwd.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/lease_book.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/gpu/pipeline.hpp"
 
@@ -58,6 +59,11 @@ struct device_models {
 /// The copy is removed when the attempt ends, is aborted, or the worker
 /// exits; a failed copy fails the attempt (transfer_failed).
 ///
+/// Every attempt it takes, and how it ended, goes into `book` (null: a book
+/// of its own), which the supervisor hands to the device's next worker:
+/// a worker node reports what it holds when it registers again, and a
+/// worker sends the kept outcomes again when admission says `resume`.
+///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
 /// the test coordinator).
@@ -66,6 +72,7 @@ spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     admission_control_actor admission,
                     std::shared_ptr<const gpu::model_catalog> catalog,
                     std::string output_dir, uint64_t max_message_size,
-                    bool detached, std::shared_ptr<device_models> kept);
+                    bool detached, std::shared_ptr<device_models> kept,
+                    std::shared_ptr<lease_book> book = nullptr);
 
 } // namespace vidnode::actors

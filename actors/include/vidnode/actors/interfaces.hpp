@@ -119,7 +119,9 @@ using grace_atom = caf::atom_constant<caf::atom("grace")>;
 /// supervisor and devices.
 using join_atom = caf::atom_constant<caf::atom("join")>;
 /// A worker node's cluster member -> its supervisor: the admission actor to
-/// attach the devices to (null: the head is lost; stop every job).
+/// attach the devices to, and the attempts to stop (null: the head stayed
+/// away past its lease grace; stop every job). Supervisor -> a device
+/// worker: report to this admission actor from now on.
 using bind_atom = caf::atom_constant<caf::atom("bind")>;
 
 /// The head -> a node's supervisor -> a file reader: read a piece of a file
@@ -138,25 +140,63 @@ using journal_flush_atom = caf::atom_constant<caf::atom("jflush")>;
 /// the error).
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 
+/// A worker node -> its supervisor: the attempts the node's devices hold.
+/// Admission -> a device worker whose attempts it took over after a
+/// rejoin: send the outcomes of the attempts that ended again.
+using held_atom = caf::atom_constant<caf::atom("held")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+
+/// An attempt a worker node holds: running on one of its devices, or ended
+/// there recently (its outcome kept for a head that may not have heard it).
+struct held_lease {
+  runtime::job_id id;
+  /// The attempt's job_ticket::lease.
+  uint64_t lease = 0;
+  /// The index of the device that runs or ran it.
+  int32_t device = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, held_lease& x) {
+  return f(caf::meta::type_name("vidnode::held_lease"), x.id, x.lease,
+           x.device);
+}
+
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
 ///
 /// `copied, lease, path, error`: the input of attempt `lease`, copied from
 /// the head (a worker on another node than admission copies a ticket's
 /// audio_path before it starts the attempt), is at `path`, or `error`.
+///
+/// `bind, admission`: its supervisor hands it the admission actor of a head
+/// that took over its attempts after the node rejoined (an
+/// admission_control_actor as an untyped handle); its reports go there from
+/// now on. `resume -> leases`: that admission actor attached it; the
+/// outcomes of attempts that ended while no head heard them are sent again,
+/// then the leases of the attempts it runs are the reply (one the head
+/// took over that is in neither died with an earlier worker).
 using device_worker_actor = caf::typed_actor<
   caf::reacts_to<run_atom, job_ticket>,
   caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<step_atom, uint64_t>, caf::reacts_to<loaded_atom, std::string>,
   caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
-  caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>>;
+  caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
+  caf::reacts_to<bind_atom, caf::actor>,
+  caf::replies_to<resume_atom>::with<std::vector<uint64_t>>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
-/// after a cool-down. On a worker node, `bind` says which admission actor
-/// (the head's, an admission_control_actor as an untyped handle: the two
-/// interfaces name each other) its workers report to; every worker is
-/// replaced when it changes, keeping its loaded models.
+/// after a cool-down. On a worker node, `bind, admission, stop` says which
+/// admission actor (the head's, an admission_control_actor as an untyped
+/// handle: the two interfaces name each other) its workers report to: live
+/// workers carry on with their attempts and report there, except the
+/// attempts in `stop` (the head no longer wants them), which are aborted;
+/// a null admission actor (the head stayed away past its lease grace) ends
+/// every worker, and so every attempt, keeping the loaded models.
+///
+/// `held -> leases`: the attempts the node's devices run, and those that
+/// ended recently (lease_book), for a registration.
 ///
 /// `read_file, path, offset, max_bytes -> chunk`: a piece of a file inside
 /// the node's output directory, read on a short-lived detached actor of its
@@ -168,7 +208,9 @@ using node_supervisor_actor =
   caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
                    caf::reacts_to<probe_atom, int32_t>,
                    caf::reacts_to<fault_atom, int32_t, caf::error>,
-                   caf::reacts_to<bind_atom, caf::actor>,
+                   caf::reacts_to<bind_atom, caf::actor,
+                                  std::vector<held_lease>>,
+                   caf::replies_to<held_atom>::with<std::vector<held_lease>>,
                    caf::replies_to<read_file_atom, std::string, uint64_t,
                                    uint32_t>::with<runtime::output_chunk>,
                    caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
@@ -187,12 +229,36 @@ struct node_registration {
   /// gpu::model_catalog::served): the head places only jobs of these
   /// models on its devices.
   std::vector<std::string> models;
+  /// The attempts its devices run or ended recently (lease_book): the head
+  /// takes over those it still wants and stops the others.
+  std::vector<held_lease> leases;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_registration& x) {
   return f(caf::meta::type_name("vidnode::node_registration"), x.name,
-           x.protocol, x.supervisor, x.devices, x.models);
+           x.protocol, x.supervisor, x.devices, x.models, x.leases);
+}
+
+/// The head's answer to a registration it accepted.
+struct join_answer {
+  /// The head's node name.
+  std::string head;
+  /// The registration's attempts the head does not want (cancelled, timed
+  /// out, run again elsewhere, or already reported): the node stops them
+  /// and forgets their outcomes.
+  std::vector<held_lease> stop;
+  /// How long the head keeps a node's running attempts for it when the two
+  /// lose each other (node_settings::lease_grace): the node runs them on
+  /// for that long, less its own node timeout, while it joins again, then
+  /// stops them (the head has run them again elsewhere by then).
+  caf::timespan lease_grace{0};
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_answer& x) {
+  return f(caf::meta::type_name("vidnode::join_answer"), x.head, x.stop,
+           x.lease_grace);
 }
 
 /// The admission actor with the messages devices and the supervisor send
@@ -206,7 +272,7 @@ typename Inspector::result_type inspect(Inspector& f, node_registration& x) {
 using admission_control_actor = runtime::admission_actor::extend<
   caf::replies_to<read_input_atom, runtime::job_id, uint64_t, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
-  caf::replies_to<join_atom, node_registration>::with<std::string>,
+  caf::replies_to<join_atom, node_registration>::with<join_answer>,
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
                  int32_t, std::vector<std::string>, uint64_t>,
   caf::replies_to<detach_atom, int32_t, caf::error>::with<bool>,
@@ -252,9 +318,9 @@ using webhook_sender_actor = caf::typed_actor<
 
 /// The head's registry of nodes, published on the cluster port (separate
 /// from the client port): a node that joins gets the admission actor to
-/// report to and the head's name, or the refusal.
+/// report to and admission's answer, or the refusal.
 using cluster_registry_actor = caf::typed_actor<caf::replies_to<
-  join_atom, node_registration>::with<admission_control_actor, std::string>>;
+  join_atom, node_registration>::with<admission_control_actor, join_answer>>;
 
 /// Adds the types of this file, and runtime's, to `cfg`.
 void add_types(caf::actor_system_config& cfg);

@@ -44,6 +44,14 @@ struct job_record {
   int32_t bypassed = 0;
   /// Ledger slot (device_ledger) of the running attempt, or -1.
   int32_t device = -1;
+  /// The running attempt is held by worker node `held_by` (device index
+  /// `held_index` there), which the head cannot reach: lost, or not back
+  /// since the head restarted. The attempt keeps its lease but holds no
+  /// ledger slot (`device` is -1) until the node rejoins with it or
+  /// `hold_until` passes (admission_state::holds). Empty otherwise.
+  std::string held_by;
+  int32_t held_index = -1;
+  time_point hold_until = time_point::max();
   /// Memory reserved on `device` while running.
   uint64_t reserved_bytes = 0;
   /// What the job's model declares as its peak memory (made once at

@@ -26,8 +26,10 @@ namespace vidnode::runtime {
 /// Sent in the handshake (`middleman.app-identifiers`): nodes and clients
 /// of incompatible protocol versions refuse each other at connect.
 /// Version 2 added `read_output` and job_result::output_node; version 3 the
-/// models a node serves (node registrations, device_status::served_models).
-constexpr const char* protocol_version = "vidnode/3";
+/// models a node serves (node registrations, device_status::served_models);
+/// version 4 the attempts a worker node holds when it registers, and the
+/// head's join answer (leases to stop, the lease grace).
+constexpr const char* protocol_version = "vidnode/4";
 
 /// Submit a job; the reply is its id (or a refusal).
 using submit_atom = caf::atom_constant<caf::atom("submit")>;

@@ -89,6 +89,15 @@ struct node_settings {
   /// How long a lost worker node stays in `vidctl nodes` (as lost, with
   /// when and why) before the head forgets it.
   caf::timespan lost_node_ttl = std::chrono::minutes{10};
+  /// How long the head keeps the attempts of a worker node it cannot reach
+  /// (its connection dropped, or the head restarted from its journal while
+  /// they ran) for that node: if the node rejoins within it, its attempts
+  /// carry on and their results count; past it they are queued again,
+  /// charged. The node stops them itself once the grace less its own node
+  /// timeout has passed, so an attempt never runs twice at once. Zero:
+  /// queued again at once (fastest failover; a partitioned node's attempt
+  /// may then run beside its retry, and only the first result counts).
+  caf::timespan lease_grace = std::chrono::seconds{30};
   /// Whether worker nodes may join (the head opened its cluster port,
   /// `--cluster-listen`). Without, a job that none of the node's own
   /// devices can run is refused at once instead of queued for a node that
