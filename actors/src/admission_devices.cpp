@@ -137,14 +137,14 @@ void admission_state::resume_worker(int32_t slot, device_worker_actor worker) {
             gone.push_back(id);
         }
         for (auto id : gone)
-          retry_or_fail(*jobs->find(id),
-                        make_error(errc::worker_lost,
-                                   "the worker of device " + device->name
-                                     + " died under attempt "
-                                     + std::to_string(
-                                       jobs->find(id)->result.attempts)
-                                     + " while the head was away"),
-                        true);
+          retry_or_fail(
+            *jobs->find(id),
+            make_error(errc::worker_lost,
+                       "the worker of device " + device->name
+                         + " died under attempt "
+                         + std::to_string(jobs->find(id)->result.attempts)
+                         + " while the head was away"),
+            true);
         if (!gone.empty())
           dispatch();
       },

@@ -244,8 +244,23 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
   }
   set_deadline(rec, t + effective_run_timeout(rec.spec));
   journal_job(rec);
-  self->send(device.worker, run_atom::value,
-             job_ticket{r.id, rec.lease, rec.spec, r.attempts, rec.audio_path});
+  // The worker gets the attempt once its dispatch is durable: a head that
+  // restarts knows every attempt a worker node may run, and never starts a
+  // second one beside it.
+  after_durable(
+    [this, id = r.id, lease = rec.lease](const caf::error&) {
+      auto rec = jobs->find(id);
+      if (rec == nullptr || rec->lease != lease
+          || rec->result.state != job_state::running)
+        return;
+      auto device = devices.find(rec->device);
+      if (device == nullptr || !device->worker)
+        return;
+      self->send(device->worker, run_atom::value,
+                 job_ticket{id, lease, rec->spec, rec->result.attempts,
+                            rec->audio_path});
+    },
+    true);
   emit(rec);
 }
 

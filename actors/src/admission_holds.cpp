@@ -47,14 +47,15 @@ void admission_state::expire_holds(time_point t) {
       continue;
     }
     auto node = rec->held_by;
-    retry_or_fail(*rec,
-                  make_error(errc::worker_lost,
-                             "node " + node + " held attempt "
-                               + std::to_string(rec->result.attempts)
-                               + " and did not come back within the lease "
-                                 "grace of "
-                               + runtime::format_duration(settings.lease_grace)),
-                  true);
+    retry_or_fail(
+      *rec,
+      make_error(errc::worker_lost,
+                 "node " + node + " held attempt "
+                   + std::to_string(rec->result.attempts)
+                   + " and did not come back within the lease "
+                     "grace of "
+                   + runtime::format_duration(settings.lease_grace)),
+      true);
   }
   if (!holds.empty())
     arm_tick(holds.begin()->first);
@@ -82,13 +83,14 @@ admission_state::take_over(cluster_node& node,
                   : slot_of(node, rec->held_index);
     if (slot < 0) {
       ++missing;
-      retry_or_fail(*rec,
-                    make_error(errc::worker_lost,
-                               "node " + node.name + " came back without "
-                                 "attempt "
-                                 + std::to_string(rec->result.attempts)
-                                 + " (it restarted)"),
-                    true);
+      retry_or_fail(
+        *rec,
+        make_error(errc::worker_lost, "node " + node.name
+                                        + " came back without "
+                                          "attempt "
+                                        + std::to_string(rec->result.attempts)
+                                        + " (it restarted)"),
+        true);
       continue;
     }
     reported.erase(i);

@@ -108,8 +108,7 @@ caf::result<join_answer> admission_state::join_node(node_registration reg) {
     return err;
   if (auto old = nodes.find(reg.name)) {
     if (old->state == cluster_node::status::up)
-      lose_node(*old, "it registered again (it had lost the head)", true,
-                true);
+      lose_node(*old, "it registered again (it had lost the head)", true, true);
     drop_slots(*old);
   }
   auto joined = nodes.join(reg.name, id, reg.supervisor);

@@ -490,8 +490,8 @@ struct admission_state {
   /// dropped: the node may still run them) and a lease grace, they stay
   /// the node's for settings.lease_grace instead (hold_attempt). `node` is
   /// shown as lost until settings.lost_node_ttl has passed.
-  void lose_node(cluster_node& node, const std::string& why,
-                 bool charge = true, bool hold = false);
+  void lose_node(cluster_node& node, const std::string& why, bool charge = true,
+                 bool hold = false);
 
   /// Frees the ledger slots of `node` (lost or re-registering) and forgets
   /// that any job crashed in them.

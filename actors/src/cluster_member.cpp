@@ -250,8 +250,8 @@ caf::behavior member_behavior(member_pointer self, std::string name,
     // The head keeps this node's attempts for lease_grace after it lost the
     // node, which may be up to a node timeout before the node lost the
     // head: past lease_grace less that, the head may run them elsewhere.
-    auto run_on = std::max(st.lease_grace - st.options.node_timeout,
-                           caf::timespan{0});
+    auto run_on =
+      std::max(st.lease_grace - st.options.node_timeout, caf::timespan{0});
     auto loss = ++st.losses;
     if (run_on.count() == 0) {
       spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "

@@ -211,12 +211,15 @@ struct device_worker_state {
   /// Attempt `lease` succeeded: admission hears so, and the book keeps it
   /// for a head that may not have.
   void report_done(runtime::job_id id, uint64_t lease, finished_job result) {
+    spdlog::info("{}: job {} succeeded (lease {})", where(), id.value, lease);
     book->ended({id, lease, true, result, caf::error{}});
     self->send(admission, done_atom::value, id, lease, std::move(result));
   }
 
   /// Attempt `lease` failed with `reason` (not out of memory: see guarded).
   void report_failed(runtime::job_id id, uint64_t lease, caf::error reason) {
+    spdlog::info("{}: job {} failed (lease {}): {}", where(), id.value, lease,
+                 runtime::describe(reason));
     book->ended({id, lease, false, finished_job{}, reason});
     self->send(admission, failed_atom::value, id, lease, std::move(reason),
                uint64_t{0});
@@ -315,10 +318,10 @@ struct device_worker_state {
     if (i == cache.end()) {
       auto factory = catalog->find(ticket.spec.model);
       if (factory == nullptr) {
-        report_failed(ticket.id, ticket.lease,
-                      make_error(errc::unknown_model,
-                                 "model: '" + ticket.spec.model
-                                   + "' is not served by " + where()));
+        report_failed(
+          ticket.id, ticket.lease,
+          make_error(errc::unknown_model, "model: '" + ticket.spec.model
+                                            + "' is not served by " + where()));
         return;
       }
       cache_entry entry;
@@ -522,8 +525,7 @@ device_worker_actor::behavior_type device_worker_behavior(
       // Only its supervisor, on this node, rebinds it.
       const auto& sender = self->current_sender();
       if (sender != nullptr && sender->node() == self->node() && next)
-        self->state.admission =
-          caf::actor_cast<admission_control_actor>(next);
+        self->state.admission = caf::actor_cast<admission_control_actor>(next);
     },
     [=](resume_atom) -> caf::result<std::vector<uint64_t>> {
       auto& st = self->state;

@@ -85,8 +85,8 @@ caf::error validate(const node_settings& s) {
   if (!positive(s.lost_node_ttl))
     return bad("lost-node-ttl", "must be positive");
   if (s.lease_grace.count() < 0 || s.lease_grace > std::chrono::hours{1})
-    return bad("lease-grace", "must be from 0s to 1h, got "
-                                + format_duration(s.lease_grace));
+    return bad("lease-grace",
+               "must be from 0s to 1h, got " + format_duration(s.lease_grace));
   if (!s.node_name.empty())
     if (auto why = invalid_node_name(s.node_name))
       return bad("node-name", *why);

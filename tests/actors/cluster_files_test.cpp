@@ -134,8 +134,8 @@ struct fake_cluster {
     auto registry = head.node.registry;
     auto sup = supervisor;
     sys.spawn([=](caf::event_based_actor* self) {
-      actors::node_registration reg{"w1", runtime::protocol_version, sup,
-                                    devices, {"sim", "sim-*"}, {}};
+      actors::node_registration reg{"w1",    runtime::protocol_version, sup,
+                                    devices, {"sim", "sim-*"},          {}};
       self->request(registry, caf::infinite, actors::join_atom::value, reg)
         .then([=](actors::admission_control_actor& admission,
                   actors::join_answer&) {

@@ -34,8 +34,7 @@ test::connect_script failing(int n) {
 }
 
 /// What `w`'s supervisor says its devices hold.
-std::vector<actors::held_lease> held_by(cluster_fixture& fx,
-                                        worker_system& w) {
+std::vector<actors::held_lease> held_by(cluster_fixture& fx, worker_system& w) {
   auto result = std::make_shared<std::vector<actors::held_lease>>();
   auto answered = std::make_shared<bool>(false);
   auto supervisor = w.supervisor;

@@ -51,6 +51,8 @@ using test::worker_process;
 namespace {
 
 using wall_clock = std::chrono::system_clock;
+using test::parse_time;
+using test::time_of;
 using steady_clock = std::chrono::steady_clock;
 
 const test::cluster_programs programs{VIDNODE_BIN, VIDCTL_BIN};
@@ -89,25 +91,6 @@ runtime::job_spec timed_job() {
 const std::vector<std::string> timed_job_args = {
   "submit",   "--steps",  std::to_string(job_steps), "--option", "step_ms=100",
   "--option", "load_ms=0"};
-
-/// A time vidctl printed ("2026-11-26T23:08:24.719Z").
-wall_clock::time_point parse_time(const std::string& text) {
-  std::tm tm{};
-  int millis = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year,
-                  &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
-                  &millis)
-      != 7)
-    throw std::runtime_error("not a timestamp: '" + text + "'");
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return wall_clock::from_time_t(timegm(&tm))
-         + std::chrono::milliseconds{millis};
-}
-
-wall_clock::time_point time_of(const json& result, const char* field) {
-  return parse_time(result.at(field).get<std::string>());
-}
 
 /// Milliseconds, for messages.
 long long ms(wall_clock::duration d) {
@@ -493,7 +476,9 @@ TEST_CASE("a worker node killed with SIGKILL mid-run loses no job: its "
           "the queue, and each of the 60 jobs succeeds exactly once",
           "[cluster]") {
   test_cluster cluster;
-  cluster.start_head();
+  // No lease grace: the lost node's jobs are queued again at once (the
+  // grace has tests of its own).
+  cluster.start_head(0, 0, "127.0.0.1", {"--lease-grace", "0s"});
   for (auto name : {"w1", "w2", "w3"})
     cluster.add_worker(name);
   REQUIRE(cluster.await_devices("", 6, 30s));
@@ -621,7 +606,7 @@ TEST_CASE("a stopped worker node (SIGSTOP) is found lost within the node "
           "[cluster][heartbeat]") {
   require_heartbeat_flags();
   test_cluster cluster{heartbeat_flags};
-  cluster.start_head();
+  cluster.start_head(0, 0, "127.0.0.1", {"--lease-grace", "0s"});
   for (auto name : {"w1", "w2", "w3"})
     cluster.add_worker(name);
   REQUIRE(cluster.await_devices("", 6, 30s));
@@ -690,7 +675,7 @@ TEST_CASE("a worker node cut off by a network partition has its jobs re-run "
   }
   require_heartbeat_flags();
   test_cluster cluster{heartbeat_flags};
-  cluster.start_head(0, 0, ns->host_address());
+  cluster.start_head(0, 0, ns->host_address(), {"--lease-grace", "0s"});
   auto& inside = cluster.add_worker("cut", ns->wrapper());
   cluster.add_worker("w1");
   REQUIRE(cluster.await_devices("", 4, 30s));

@@ -15,6 +15,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,9 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
     opts.devices = "sim:2";
     opts.args = {"--output-dir", outputs.path()};
     opts.args.insert(opts.args.end(), heartbeat.begin(), heartbeat.end());
+    // Each attempt's end is logged at info: the log tells how often a job
+    // ran to success.
+    opts.log_level = "info";
     workers.push_back(std::make_unique<worker_process>(programs, opts));
   }
   for (auto& w : workers)
@@ -103,6 +107,7 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
     progress_made.notify_all();
   };
   std::string failure;
+  std::vector<std::chrono::system_clock::time_point> kills;
   std::thread killer{[&] {
     try {
       for (auto moment : moments) {
@@ -113,6 +118,7 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
             throw std::runtime_error("the clients made no progress to step "
                                      + std::to_string(moment));
         }
+        kills.push_back(std::chrono::system_clock::now());
         head->process().signal(SIGKILL);
         if (!head->process().wait(10s))
           throw std::runtime_error("the head did not die");
@@ -229,20 +235,50 @@ TEST_CASE("the head killed with SIGKILL 20 times during 100 jobs on 3 "
       CHECK(job["state"] == answers[id]["state"]);
   }
   CHECK(seen.size() == 100);
-  // The kills hit running jobs: jobs with no injected fault ran again.
-  int interrupted = 0;
+  // The kills hit running jobs, whose worker nodes ran them on through
+  // the kill: of the jobs with no injected fault, those running at a kill
+  // kept their first attempt.
+  int through_kill = 0;
+  int ran_again = 0;
   int succeeded = 0;
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& answer = answers[runs[i].id];
-    if (i % 10 != 3 && i % 10 != 7 && answer["attempts"].get<int>() > 1)
-      ++interrupted;
     if (answer["state"] == "succeeded")
       ++succeeded;
+    if (i % 10 == 3 || i % 10 == 7 || answer["state"] != "succeeded")
+      continue;
+    auto started = test::time_of(answer, "started_at");
+    auto finished = test::time_of(answer, "finished_at");
+    auto spans_kill = std::any_of(kills.begin(), kills.end(), [&](auto t) {
+      return started < t && t < finished;
+    });
+    if (spans_kill && answer["attempts"].get<int>() == 1)
+      ++through_kill;
+    if (answer["attempts"].get<int>() > 1)
+      ++ran_again;
   }
-  INFO(interrupted << " jobs ran again after a kill; " << succeeded
-                   << " of 100 succeeded");
-  CHECK(interrupted > 0);
+  INFO(through_kill << " jobs ran on through a kill; " << ran_again
+                    << " ran again; " << succeeded << " of 100 succeeded");
+  CHECK(through_kill > 0);
   CHECK(succeeded == 100);
+  // No job ran to success twice: every worker node logs each attempt's
+  // success once.
+  std::map<std::string, int> successes;
+  for (auto& w : workers) {
+    w->pump();
+    std::istringstream log{w->process().stderr_text()};
+    for (std::string line; std::getline(log, line);) {
+      auto at = line.find(": job ");
+      auto end = line.find(" succeeded (lease ");
+      if (at != std::string::npos && end != std::string::npos && end > at)
+        ++successes[line.substr(at + 6, end - at - 6)];
+    }
+  }
+  CHECK(successes.size() == 100);
+  for (const auto& [id, count] : successes) {
+    INFO("job " << id);
+    CHECK(count == 1);
+  }
   for (const auto& run : runs)
     CHECK(seen[run.id] == 1);
   // Idempotency keys still name their first job.

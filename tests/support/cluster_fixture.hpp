@@ -90,9 +90,9 @@ using connect_script = std::shared_ptr<std::deque<caf::error>>;
 /// Answers the member's connect as the middleman would: with the head's
 /// registry, or with the next error of `script`.
 inline caf::behavior fake_connector(caf::event_based_actor*, caf::node_id head,
-                             caf::strong_actor_ptr registry,
-                             std::set<std::string> interface,
-                             connect_script script) {
+                                    caf::strong_actor_ptr registry,
+                                    std::set<std::string> interface,
+                                    connect_script script) {
   return {
     [=](caf::connect_atom, const std::string&,
         uint16_t) -> caf::result<caf::node_id, caf::strong_actor_ptr,
@@ -251,6 +251,5 @@ struct cluster_fixture {
     return result;
   }
 };
-
 
 } // namespace vidnode::test

@@ -227,4 +227,23 @@ bool poll_until(const std::function<bool()>& probe,
   }
 }
 
+std::chrono::system_clock::time_point parse_time(const std::string& text) {
+  std::tm tm{};
+  int millis = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year,
+                  &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+                  &millis)
+      != 7)
+    throw std::runtime_error("not a timestamp: '" + text + "'");
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return std::chrono::system_clock::from_time_t(timegm(&tm))
+         + std::chrono::milliseconds{millis};
+}
+
+std::chrono::system_clock::time_point time_of(const nlohmann::json& result,
+                                              const char* field) {
+  return parse_time(result.at(field).get<std::string>());
+}
+
 } // namespace vidnode::test

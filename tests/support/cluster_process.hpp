@@ -175,4 +175,12 @@ bool poll_until(const std::function<bool()>& probe,
                 std::chrono::milliseconds timeout,
                 const std::function<void()>& between = nullptr);
 
+/// A time vidctl printed ("2026-11-26T23:08:24.719Z"); throws
+/// std::runtime_error for anything else.
+std::chrono::system_clock::time_point parse_time(const std::string& text);
+
+/// The time in field `field` of a job result vidctl printed as JSON.
+std::chrono::system_clock::time_point time_of(const nlohmann::json& result,
+                                              const char* field);
+
 } // namespace vidnode::test

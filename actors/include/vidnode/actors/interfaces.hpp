@@ -204,16 +204,14 @@ using device_worker_actor = caf::typed_actor<
 /// never blocks the supervisor. Served to actors of this node and of the
 /// node of the admission actor it is bound to (the head); refused
 /// (unauthorized) to anyone else.
-using node_supervisor_actor =
-  caf::typed_actor<caf::reacts_to<restart_atom, int32_t>,
-                   caf::reacts_to<probe_atom, int32_t>,
-                   caf::reacts_to<fault_atom, int32_t, caf::error>,
-                   caf::reacts_to<bind_atom, caf::actor,
-                                  std::vector<held_lease>>,
-                   caf::replies_to<held_atom>::with<std::vector<held_lease>>,
-                   caf::replies_to<read_file_atom, std::string, uint64_t,
-                                   uint32_t>::with<runtime::output_chunk>,
-                   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
+using node_supervisor_actor = caf::typed_actor<
+  caf::reacts_to<restart_atom, int32_t>, caf::reacts_to<probe_atom, int32_t>,
+  caf::reacts_to<fault_atom, int32_t, caf::error>,
+  caf::reacts_to<bind_atom, caf::actor, std::vector<held_lease>>,
+  caf::replies_to<held_atom>::with<std::vector<held_lease>>,
+  caf::replies_to<read_file_atom, std::string, uint64_t,
+                  uint32_t>::with<runtime::output_chunk>,
+  caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
 /// What a node sends to register with the head.
 struct node_registration {
