@@ -14,7 +14,11 @@
 /// - Failover: a worker node runs two long jobs, a second worker node joins
 ///   idle, the first is killed (SIGKILL); the re-run jobs' started_at minus
 ///   the kill time (both this machine's wall clock), median over trials.
-///   Target: at most the node timeout plus 200 ms.
+///   Target: at most the node timeout plus 200 ms. The head runs with
+///   `--lease-grace 0` here (with the default grace the jobs of a killed
+///   node wait for it to come back, up to the grace).
+///
+/// Every head journals, as by default, into a directory of its own.
 /// - Remote submit: sequential submit round trips to the head's client port
 ///   (the job then runs on a worker node) against a bare CAF echo published
 ///   by a process of its own (this program with --serve-echo, configured as
@@ -261,18 +265,23 @@ runtime::job_spec timed_job(int32_t steps, int32_t ms_per_step) {
   return spec;
 }
 
-/// A head and `workers` worker nodes of two sim devices each, and a client
-/// of the head in this process; ready when every device is up.
+/// A head (with `head_args` besides its defaults) and `workers` worker
+/// nodes of two sim devices each, and a client of the head in this process;
+/// ready when every device is up.
 class bench_cluster {
 public:
-  bench_cluster(const transport& via, size_t workers) : via_(via) {
+  bench_cluster(const transport& via, size_t workers,
+                std::vector<std::string> head_args = {})
+    : via_(via) {
     failure_cleanup::add(outputs_.path());
     test::head_process::options opts;
     opts.args = via.node_flags;
+    opts.args.insert(opts.args.end(), head_args.begin(), head_args.end());
     // Room for every job a run submits at once.
     opts.args.insert(opts.args.end(),
                      {"--output-dir", outputs_.path(), "--node-name", "head",
-                      "--queue-size", "100000"});
+                      "--queue-size", "100000", "--state-dir",
+                      outputs_.path() + "/state"});
     try {
       head_ = std::make_unique<test::head_process>(programs, opts);
       failure_cleanup::add(head_->process().pid());
@@ -395,7 +404,10 @@ double median(std::vector<double> xs) {
 
 /// One trial: milliseconds from the kill to each re-run job's start.
 std::vector<double> measure_failover(const transport& via) {
-  bench_cluster cluster{via, 1};
+  // Without a lease grace: the killed node's jobs are queued again as soon
+  // as the head sees it go (with the default grace they wait for the node
+  // to come back, for up to 30 s).
+  bench_cluster cluster{via, 1, {"--lease-grace", "0s"}};
   // Two jobs of 4 s: the first node runs them when it dies.
   auto spec = timed_job(40, 100);
   caf::scoped_actor self{cluster.client()};

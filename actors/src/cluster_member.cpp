@@ -104,7 +104,6 @@ void refuse(member_pointer self, const caf::error& why) {
 }
 
 /// The head's registry answered: bind the supervisor to its admission actor
-/// and watch both.
 /// and watch both; the attempts the head does not want are stopped.
 void joined(member_pointer self, cluster_registry_actor registry,
             admission_control_actor admission, join_answer answer) {

@@ -8,371 +8,25 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <streambuf>
 #include <system_error>
-#include <type_traits>
-
-#include <caf/make_message.hpp>
-#include <caf/message.hpp>
-
-#include <cereal/archives/binary.hpp>
-#include <cereal/cereal.hpp>
-#include <cereal/types/map.hpp>
-#include <cereal/types/string.hpp>
 
 #include <sqlite3.h>
 
 #include "vidnode/runtime/errc.hpp"
 
-// -- records ---------------------------------------------------------------
-//
-// Each row of `jobs` is one cereal binary archive of a journaled_job. The
-// save/load functions are non-intrusive and live here only: nothing outside
-// this file sees cereal. A type's version is written once per record; a
-// record of a version newer than this file knows is refused as corrupt.
-// Times are int64 nanoseconds; an error is (category atom as uint64, code,
-// detail string).
-
-namespace vidnode::runtime {
-
-namespace {
-
-/// The one version of every record type this file writes.
-constexpr std::uint32_t record_version = 1;
-
-void check_version(const char* type, std::uint32_t version) {
-  if (version > record_version)
-    throw cereal::Exception(
-      std::string{"a "} + type + " record of version " + std::to_string(version)
-      + "; this vidnode reads up to version " + std::to_string(record_version));
-}
-
-int64_t nanos(caf::timespan x) noexcept {
-  return x.count();
-}
-
-int64_t nanos(caf::timestamp x) noexcept {
-  return x.time_since_epoch().count();
-}
-
-/// The context of an error of another category than vidnode's, as text.
-std::string context_text(const caf::message& context) {
-  if (context.empty())
-    return {};
-  if (context.match_elements<std::string>())
-    return context.get_as<std::string>(0);
-  return caf::to_string(context);
-}
-
-template <class Archive>
-void save_error(Archive& ar, const caf::error& err) {
-  if (!err) {
-    ar(uint64_t{0}, uint8_t{0}, std::string{});
-    return;
-  }
-  auto category = err.category();
-  auto detail =
-    category == error_category() ? detail_of(err) : context_text(err.context());
-  ar(static_cast<uint64_t>(category), err.code(), detail);
-}
-
-template <class Archive>
-void load_error(Archive& ar, caf::error& err) {
-  uint64_t category = 0;
-  uint8_t code = 0;
-  std::string detail;
-  ar(category, code, detail);
-  auto atom = static_cast<caf::atom_value>(category);
-  if (code == 0)
-    err = caf::error{};
-  else if (atom == error_category())
-    err = detail.empty()
-            ? make_error(static_cast<errc>(code))
-            : make_error(static_cast<errc>(code), std::move(detail));
-  else if (detail.empty())
-    err = caf::error{code, atom};
-  else
-    err = caf::error{code, atom, caf::make_message(std::move(detail))};
-}
-
-} // namespace
-
-// Found by cereal through argument-dependent lookup. Defined in this file
-// only (no other file may define save/load for these types).
-
-template <class Archive>
-void save(Archive& ar, const job_spec& x, std::uint32_t) {
-  ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
-     x.priority, nanos(x.queue_timeout), nanos(x.run_timeout),
-     x.idempotency_key, x.options, x.audio_url, x.output_url, x.webhook_url);
-}
-
-template <class Archive>
-void load(Archive& ar, job_spec& x, std::uint32_t version) {
-  check_version("job_spec", version);
-  int64_t queue_timeout = 0;
-  int64_t run_timeout = 0;
-  ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
-     x.priority, queue_timeout, run_timeout, x.idempotency_key, x.options,
-     x.audio_url, x.output_url, x.webhook_url);
-  x.queue_timeout = caf::timespan{queue_timeout};
-  x.run_timeout = caf::timespan{run_timeout};
-}
-
-template <class Archive>
-void save(Archive& ar, const job_result& x, std::uint32_t) {
-  ar(x.id.value, static_cast<uint8_t>(x.state));
-  save_error(ar, x.error);
-  ar(x.output, x.output_node, x.model, x.priority, x.device, x.node, x.attempts,
-     x.step, x.steps, x.reserved_bytes, nanos(x.accepted_at),
-     nanos(x.started_at), nanos(x.computed_at), nanos(x.finished_at),
-     nanos(x.queue_time), nanos(x.run_time));
-}
-
-template <class Archive>
-void load(Archive& ar, job_result& x, std::uint32_t version) {
-  check_version("job_result", version);
-  uint8_t state = 0;
-  ar(x.id.value, state);
-  if (state > static_cast<uint8_t>(job_state::timed_out))
-    throw cereal::Exception("a job state of " + std::to_string(state));
-  x.state = static_cast<job_state>(state);
-  load_error(ar, x.error);
-  int64_t times[6] = {};
-  ar(x.output, x.output_node, x.model, x.priority, x.device, x.node, x.attempts,
-     x.step, x.steps, x.reserved_bytes, times[0], times[1], times[2], times[3],
-     times[4], times[5]);
-  x.accepted_at = caf::timestamp{caf::timespan{times[0]}};
-  x.started_at = caf::timestamp{caf::timespan{times[1]}};
-  x.computed_at = caf::timestamp{caf::timespan{times[2]}};
-  x.finished_at = caf::timestamp{caf::timespan{times[3]}};
-  x.queue_time = caf::timespan{times[4]};
-  x.run_time = caf::timespan{times[5]};
-}
-
-} // namespace vidnode::runtime
+#include "journal_records.hpp"
+#include "sqlite_handles.hpp"
 
 namespace vidnode::actors {
 
-template <class Archive>
-void save(Archive& ar, const journaled_job& x, std::uint32_t) {
-  ar(x.result, x.spec, x.charged_failures, x.lease, x.device_index);
-}
-
-template <class Archive>
-void load(Archive& ar, journaled_job& x, std::uint32_t version) {
-  runtime::check_version("journaled_job", version);
-  ar(x.result, x.spec, x.charged_failures, x.lease, x.device_index);
-}
-
-} // namespace vidnode::actors
-
-CEREAL_CLASS_VERSION(vidnode::runtime::job_spec, 1)
-CEREAL_CLASS_VERSION(vidnode::runtime::job_result, 1)
-CEREAL_CLASS_VERSION(vidnode::actors::journaled_job, 1)
-
-namespace vidnode::actors {
+using sqlite::cause_of;
+using sqlite::database;
+using sqlite::file_descriptor;
+using sqlite::run;
+using sqlite::statement;
+using sqlite::statement_reset;
 
 namespace {
-
-// -- encoding and decoding ---------------------------------------------------
-
-/// A stream buffer that appends to a string: cereal's output archive writes
-/// records through it into a buffer that is reused.
-class string_sink : public std::streambuf {
-public:
-  explicit string_sink(std::string& out) : out_(out) {}
-
-protected:
-  std::streamsize xsputn(const char* data, std::streamsize size) override {
-    out_.append(data, static_cast<size_t>(size));
-    return size;
-  }
-
-  int_type overflow(int_type c) override {
-    if (!traits_type::eq_int_type(c, traits_type::eof()))
-      out_.push_back(traits_type::to_char_type(c));
-    return traits_type::not_eof(c);
-  }
-
-private:
-  std::string& out_;
-};
-
-/// Reads what cereal::BinaryOutputArchive wrote, from one record in memory.
-/// Unlike cereal::BinaryInputArchive it checks every size (of a string or a
-/// map) against the bytes left before anything is allocated, so that a
-/// damaged record fails to decode instead of asking for gigabytes.
-class record_reader
-  : public cereal::InputArchive<record_reader, cereal::AllowEmptyClassElision> {
-public:
-  record_reader(const void* data, size_t size)
-    : InputArchive(this), pos_(static_cast<const char*>(data)),
-      end_(pos_ + size) {}
-
-  /// Copies the next `size` bytes to `out`; throws cereal::Exception when
-  /// fewer are left.
-  void read(void* out, size_t size) {
-    if (size > left())
-      throw cereal::Exception("the record ends early");
-    if (size > 0)
-      std::memcpy(out, pos_, size);
-    pos_ += size;
-  }
-
-  /// Bytes not read yet.
-  size_t left() const noexcept {
-    return static_cast<size_t>(end_ - pos_);
-  }
-
-private:
-  const char* pos_;
-  const char* end_;
-};
-
-template <class T>
-std::enable_if_t<std::is_arithmetic_v<T>>
-CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, T& x) {
-  ar.read(std::addressof(x), sizeof(x));
-}
-
-template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::NameValuePair<T>& x) {
-  ar(x.value);
-}
-
-template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::SizeTag<T>& x) {
-  ar(x.size);
-  // Every element of a string or a map takes at least one byte.
-  if (x.size > ar.left())
-    throw cereal::Exception("a size of " + std::to_string(x.size)
-                            + " with only " + std::to_string(ar.left())
-                            + " bytes left");
-}
-
-template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(record_reader& ar, cereal::BinaryData<T>& x) {
-  ar.read(x.data, static_cast<size_t>(x.size));
-}
-
-/// Decodes one record; throws cereal::Exception (or std::exception) when it
-/// does not decode or has bytes left over.
-journaled_job decode(const void* data, size_t size) {
-  journaled_job job;
-  record_reader reader{data, size};
-  reader(job);
-  if (reader.left() != 0)
-    throw cereal::Exception(std::to_string(reader.left())
-                            + " bytes after the record");
-  return job;
-}
-
-// -- SQLite ----------------------------------------------------------------
-
-struct database_closer {
-  void operator()(sqlite3* db) const noexcept {
-    sqlite3_close(db);
-  }
-};
-
-using database = std::unique_ptr<sqlite3, database_closer>;
-
-struct statement_finalizer {
-  void operator()(sqlite3_stmt* stmt) const noexcept {
-    sqlite3_finalize(stmt);
-  }
-};
-
-using statement = std::unique_ptr<sqlite3_stmt, statement_finalizer>;
-
-/// A file descriptor, closed (and with it any flock on it) when the object
-/// goes.
-class file_descriptor {
-public:
-  file_descriptor() = default;
-  ~file_descriptor() {
-    reset();
-  }
-  file_descriptor(const file_descriptor&) = delete;
-  file_descriptor& operator=(const file_descriptor&) = delete;
-
-  int get() const noexcept {
-    return fd_;
-  }
-
-  void reset(int fd = -1) noexcept {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = fd;
-  }
-
-private:
-  int fd_ = -1;
-};
-
-/// Resets a statement (and clears its bindings) when the scope ends, so
-/// that a reused statement never holds a read or write open.
-class statement_reset {
-public:
-  explicit statement_reset(sqlite3_stmt* stmt) : stmt_(stmt) {}
-  ~statement_reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  statement_reset(const statement_reset&) = delete;
-  statement_reset& operator=(const statement_reset&) = delete;
-
-private:
-  sqlite3_stmt* stmt_;
-};
-
-/// Steps `stmt` until it is done; returns SQLITE_DONE or the error.
-int run(sqlite3_stmt* stmt) {
-  statement_reset reset{stmt};
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    // Rows of a statement run for its effect (incremental_vacuum) are
-    // ignored.
-  }
-  return rc;
-}
-
-/// What went wrong, in words a user understands, for a result code of
-/// SQLite on `db`.
-std::string cause_of(sqlite3* db, int rc) {
-  std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  auto system_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
-  auto with_errno = [&](std::string text) {
-    if (system_errno != 0)
-      text += std::string{" ("} + std::strerror(system_errno) + ")";
-    return text;
-  };
-  switch (rc & 0xff) {
-    case SQLITE_FULL:
-      return "the disk is full";
-    case SQLITE_NOTADB:
-      return "not a SQLite database (another program's file, or damaged); "
-             "it was left as it is";
-    case SQLITE_CORRUPT:
-      return "corrupt: SQLite says: " + message;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return "locked by another process";
-    case SQLITE_IOERR:
-      return with_errno("I/O error: " + message);
-    case SQLITE_CANTOPEN:
-      return with_errno("cannot open the file");
-    case SQLITE_READONLY:
-      return "cannot write: " + message;
-    case SQLITE_PERM:
-      return with_errno("permission denied");
-    case SQLITE_NOMEM:
-      return "out of memory";
-    default:
-      return message;
-  }
-}
 
 /// The result of a journal that cannot be used.
 caf::error unavailable(const std::string& path, const std::string& cause) {
@@ -451,8 +105,6 @@ struct journal_store::impl {
   int64_t next_learned = 1;
   /// The record being written (reused).
   std::string record;
-  string_sink sink{record};
-  std::ostream record_stream{&sink};
 
   caf::error fail(int rc) const {
     return unavailable(path, cause_of(db.get(), rc));
@@ -694,7 +346,7 @@ struct journal_store::impl {
                       + " does not decode (" + why + ")");
         };
         try {
-          auto job = decode(data, size);
+          auto job = decode_record(data, size);
           if (job.result.id.value != static_cast<uint64_t>(id))
             return corrupt("it is the record of job "
                            + std::to_string(job.result.id.value));
@@ -823,11 +475,7 @@ struct journal_store::impl {
   // -- commit ----------------------------------------------------------------
 
   int encode(const journaled_job& job) {
-    record.clear();
-    {
-      cereal::BinaryOutputArchive archive{record_stream};
-      archive(job);
-    }
+    encode_record(job, record);
     return sqlite3_bind_blob(put_job.get(), 2, record.data(),
                              static_cast<int>(record.size()), SQLITE_STATIC);
   }
