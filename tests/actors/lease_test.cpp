@@ -23,15 +23,30 @@ runtime::node_settings settings_with_grace(caf::timespan grace) {
   return settings;
 }
 
-/// A connect script that fails `n` connects in a row (nothing listens):
-/// with the default backoff the node is back about 0.1 s x (2^n - 1),
-/// capped at 5 s a try, after it lost the head.
-test::connect_script failing(int n) {
-  auto script = std::make_shared<std::deque<caf::error>>();
-  for (int i = 0; i < n; ++i)
-    script->push_back(caf::sec::cannot_connect_to_node);
-  return script;
-}
+/// A head with the given lease grace and worker node "w1" of one sim
+/// device, whose connects after a loss of the head can be made to fail.
+struct lease_fixture {
+  cluster_fixture fx;
+  test::connect_script script = std::make_shared<std::deque<caf::error>>();
+  worker_system* w1 = nullptr;
+
+  explicit lease_fixture(caf::timespan grace, int32_t max_attempts = 2) {
+    auto settings = settings_with_grace(grace);
+    settings.max_attempts = max_attempts;
+    fx.head.start_node(settings, "none");
+    w1 = &fx.add_worker("w1", "sim:1", test::cluster_settings_with(1), nullptr,
+                        {}, script);
+  }
+
+  /// w1 loses the head, and its next `failed_connects` connects fail
+  /// (nothing listens): with the default backoff it is back about
+  /// 0.1 s x (2^n - 1), capped at 5 s a try, later.
+  void lose_head(int failed_connects) {
+    for (int i = 0; i < failed_connects; ++i)
+      script->push_back(caf::sec::cannot_connect_to_node);
+    fx.lose_head(*w1);
+  }
+};
 
 /// What `w`'s supervisor says its devices hold.
 std::vector<actors::held_lease> held_by(cluster_fixture& fx, worker_system& w) {
@@ -55,18 +70,14 @@ std::vector<actors::held_lease> held_by(cluster_fixture& fx, worker_system& w) {
 TEST_CASE("a worker node that loses the head runs its job on, and the head "
           "takes it over when the node rejoins within the lease grace",
           "[cluster][lease]") {
-  cluster_fixture fx;
-  fx.head.start_node(settings_with_grace(30s), "none");
-  auto script = failing(0);
-  auto& w1 = fx.add_worker("w1", "sim:1", test::cluster_settings_with(1),
-                           nullptr, {}, script);
+  lease_fixture lf{30s};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
   // 100 steps of 100 ms: 10 s.
   auto r = fx.head.execute(sim_job(100, 100));
   fx.advance(1s);
   REQUIRE(fx.head.status_now(job_id{1}).node == "w1");
-  for (int i = 0; i < 5; ++i)
-    script->push_back(caf::sec::cannot_connect_to_node);
-  fx.lose_head(w1);
+  lf.lose_head(5);
   CHECK(fx.devices_of("w1").at(0).state == "lost");
   auto away = fx.head.status_now(job_id{1});
   CHECK(away.state == job_state::running);
@@ -94,17 +105,13 @@ TEST_CASE("a worker node that loses the head runs its job on, and the head "
 TEST_CASE("an attempt that ends while the head is away counts once its node "
           "is back, and its waiter hears of it once",
           "[cluster][lease]") {
-  cluster_fixture fx;
-  fx.head.start_node(settings_with_grace(30s), "none");
-  auto script = failing(0);
-  auto& w1 = fx.add_worker("w1", "sim:1", test::cluster_settings_with(1),
-                           nullptr, {}, script);
+  lease_fixture lf{30s};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
   auto r = fx.head.execute(sim_job(10, 100));
   auto events = fx.head.subscribe(job_id{1});
   fx.advance(300ms);
-  for (int i = 0; i < 6; ++i)
-    script->push_back(caf::sec::cannot_connect_to_node);
-  fx.lose_head(w1);
+  lf.lose_head(6);
   // The job ends on w1 after 1 s; its report does not count while the
   // head holds the attempt for a node it cannot reach.
   fx.advance(2s);
@@ -131,19 +138,15 @@ TEST_CASE("an attempt that ends while the head is away counts once its node "
 TEST_CASE("past the lease grace the head runs the job again elsewhere, and "
           "the node that could not come back has stopped it by then",
           "[cluster][lease]") {
-  cluster_fixture fx;
-  fx.head.start_node(settings_with_grace(10s), "none");
-  auto script = failing(0);
-  auto& w1 = fx.add_worker("w1", "sim:1", test::cluster_settings_with(1),
-                           nullptr, {}, script);
+  lease_fixture lf{10s};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
   // 200 steps of 100 ms: 20 s.
   auto r = fx.head.execute(sim_job(200, 100));
   fx.advance(1s);
   REQUIRE(fx.head.status_now(job_id{1}).node == "w1");
   fx.add_worker("w2", "sim:1");
-  for (int i = 0; i < 20; ++i)
-    script->push_back(caf::sec::cannot_connect_to_node);
-  fx.lose_head(w1);
+  lf.lose_head(20);
   // The node stops the attempt at the grace less its node timeout (5 s);
   // the head still holds it for the node until the grace (10 s) passes.
   fx.advance(9s);
@@ -165,16 +168,12 @@ TEST_CASE("past the lease grace the head runs the job again elsewhere, and "
 TEST_CASE("an attempt cancelled while its node is away is stopped when the "
           "node comes back",
           "[cluster][lease]") {
-  cluster_fixture fx;
-  fx.head.start_node(settings_with_grace(30s), "none");
-  auto script = failing(0);
-  auto& w1 = fx.add_worker("w1", "sim:1", test::cluster_settings_with(1),
-                           nullptr, {}, script);
+  lease_fixture lf{30s};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
   auto r = fx.head.execute(sim_job(100, 100));
   fx.advance(1s);
-  for (int i = 0; i < 4; ++i)
-    script->push_back(caf::sec::cannot_connect_to_node);
-  fx.lose_head(w1);
+  lf.lose_head(4);
   auto cancelled = fx.head.cancel(job_id{1});
   fx.run();
   REQUIRE(cancelled->value);
@@ -197,11 +196,9 @@ TEST_CASE("an attempt cancelled while its node is away is stopped when the "
 TEST_CASE("a node that comes back without the attempts it held (it "
           "restarted) has them queued again at once, charged",
           "[cluster][lease]") {
-  cluster_fixture fx;
-  auto settings = settings_with_grace(30s);
-  settings.max_attempts = 3;
-  fx.head.start_node(settings, "none");
-  auto& w1 = fx.add_worker("w1", "sim:1");
+  lease_fixture lf{30s, 3};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
   auto r = fx.head.execute(sim_job(100, 100));
   fx.advance(1s);
   fx.cut(w1);
