@@ -164,6 +164,17 @@ admission_control_actor::behavior_type admission_behavior(
                           "nodes register through the cluster port");
       return st.join_node(std::move(reg));
     },
+    [=](renew_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      const auto& sender = self->current_sender();
+      auto node =
+        sender == nullptr ? nullptr : st.nodes.find_up(sender->node());
+      if (node == nullptr || node->local)
+        return make_error(errc::node_lost,
+                          "this node is not registered with head "
+                            + st.node_name + " (it lost the node)");
+      return caf::ok_atom::value;
+    },
     [=](attach_atom, runtime::device_info info, device_worker_actor worker,
         int32_t restarts, const std::vector<std::string>& kept_models,
         uint64_t kept_resident) {

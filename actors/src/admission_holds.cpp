@@ -85,11 +85,12 @@ admission_state::take_over(cluster_node& node,
       ++missing;
       retry_or_fail(
         *rec,
-        make_error(errc::worker_lost, "node " + node.name
-                                        + " came back without "
-                                          "attempt "
-                                        + std::to_string(rec->result.attempts)
-                                        + " (it restarted)"),
+        make_error(errc::worker_lost,
+                   "node " + node.name
+                     + " came back without "
+                       "attempt "
+                     + std::to_string(rec->result.attempts)
+                     + " (it restarted, or another head stopped it)"),
         true);
       continue;
     }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -56,6 +57,36 @@ struct member_state {
 };
 
 using member_pointer = caf::stateful_actor<member_state>*;
+
+/// How long the node's attempts may run on after the head was last heard
+/// from: the head keeps them for lease_grace after it lost the node, which
+/// may be up to a node timeout before the node lost the head. Zero: no
+/// limit is kept (the head queues them again at once, and the node stops
+/// them as soon as it notices the loss).
+caf::timespan run_on_of(const member_state& st) {
+  return std::max(st.lease_grace - st.options.node_timeout, caf::timespan{0});
+}
+
+/// How often a joined member asks the head whether it still answers.
+caf::timespan renew_interval(const member_state& st) {
+  return std::max(st.options.node_timeout / 4,
+                  caf::timespan{std::chrono::milliseconds{50}});
+}
+
+/// The head answered at `heard` or later: the node's attempts may run until
+/// `heard` plus run_on_of, but at least two renewals long (a grace shorter
+/// than the node timeout and that cannot be kept); for ever without a lease
+/// grace.
+void renew_leases(member_pointer self, caf::actor_clock::time_point heard) {
+  auto& st = self->state;
+  auto run_on = std::max(run_on_of(st), 2 * renew_interval(st));
+  auto until = st.lease_grace.count() == 0
+                 ? std::numeric_limits<int64_t>::max()
+                 : std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     (heard + run_on).time_since_epoch())
+                     .count();
+  self->send(st.supervisor, renew_atom::value, static_cast<int64_t>(until));
+}
 
 std::string where(const join_options& options) {
   return options.host + ":" + std::to_string(options.port);
@@ -119,6 +150,8 @@ void joined(member_pointer self, cluster_registry_actor registry,
   self->monitor(st.admission);
   self->send(st.supervisor, bind_atom::value,
              caf::actor_cast<caf::actor>(st.admission), answer.stop);
+  renew_leases(self, self->clock().now());
+  self->delayed_send(self, renew_interval(st), renew_atom::value, st.losses);
   if (answer.stop.empty())
     spdlog::info("joined the head {} at {} as {}", answer.head,
                  where(st.options), st.node_name);
@@ -224,6 +257,34 @@ void try_join(member_pointer self) {
       });
 }
 
+/// The head is gone (`why`), or no longer has this node: join again; the
+/// node's jobs run on for at most run_on_of (then fence_atom stops them),
+/// or stop at once.
+void head_lost(member_pointer self, const std::string& why) {
+  auto& st = self->state;
+  st.joined = false;
+  st.admission = nullptr;
+  st.registry = nullptr;
+  // The head keeps this node's attempts for lease_grace after it lost the
+  // node, which may be up to a node timeout before the node lost the
+  // head: past lease_grace less that, the head may run them elsewhere.
+  auto run_on = run_on_of(st);
+  auto loss = ++st.losses;
+  if (run_on.count() == 0) {
+    spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "
+                 "joining again",
+                 where(st.options), why);
+    self->send(st.supervisor, bind_atom::value, caf::actor{},
+               std::vector<held_lease>{});
+  } else {
+    spdlog::warn("lost the head at {} ({}); this node's jobs run on for up "
+                 "to {} while it joins again",
+                 where(st.options), why, runtime::format_duration(run_on));
+    self->delayed_send(self, run_on, fence_atom::value, loss);
+  }
+  self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
+}
+
 caf::behavior member_behavior(member_pointer self, std::string name,
                               std::vector<runtime::device_info> devices,
                               std::vector<std::string> models,
@@ -243,35 +304,32 @@ caf::behavior member_behavior(member_pointer self, std::string name,
         || (msg.source != st.admission.address()
             && msg.source != st.registry.address()))
       return;
-    st.joined = false;
-    st.admission = nullptr;
-    st.registry = nullptr;
-    // The head keeps this node's attempts for lease_grace after it lost the
-    // node, which may be up to a node timeout before the node lost the
-    // head: past lease_grace less that, the head may run them elsewhere.
-    auto run_on =
-      std::max(st.lease_grace - st.options.node_timeout, caf::timespan{0});
-    auto loss = ++st.losses;
-    if (run_on.count() == 0) {
-      spdlog::warn("lost the head at {} ({}); stopping this node's jobs and "
-                   "joining again",
-                   where(st.options), runtime::describe(msg.reason));
-      self->send(st.supervisor, bind_atom::value, caf::actor{},
-                 std::vector<held_lease>{});
-    } else {
-      spdlog::warn("lost the head at {} ({}); this node's jobs run on for up "
-                   "to {} while it joins again",
-                   where(st.options), runtime::describe(msg.reason),
-                   runtime::format_duration(run_on));
-      self->delayed_send(self, run_on, fence_atom::value, loss);
-    }
-    self->delayed_send(self, st.backoff, rejoin_atom::value, st.attempt);
+    head_lost(self, runtime::describe(msg.reason));
   });
   self->send(self, rejoin_atom::value, st.attempt);
   return {
     [=](rejoin_atom, uint64_t attempt) {
       if (attempt == self->state.attempt)
         try_join(self);
+    },
+    [=](renew_atom, uint64_t joined) {
+      auto& st = self->state;
+      if (st.stopping || !st.joined || joined != st.losses)
+        return;
+      auto asked = self->clock().now();
+      self->request(st.admission, st.options.node_timeout, renew_atom::value)
+        .then(
+          [=](caf::ok_atom) {
+            if (self->state.joined && joined == self->state.losses)
+              renew_leases(self, asked);
+          },
+          [](caf::error&) {
+            // No answer, or the head lost this node (node_lost): the leases
+            // run out unless a later answer comes. A lost connection, the
+            // only way the head loses a node whose member still runs, ends
+            // the monitor too (then the node joins again).
+          });
+      self->delayed_send(self, renew_interval(st), renew_atom::value, joined);
     },
     [=](fence_atom, uint64_t loss) {
       auto& st = self->state;

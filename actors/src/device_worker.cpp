@@ -290,6 +290,23 @@ struct device_worker_state {
     self->quit(std::move(reason));
   }
 
+  /// Whether the lease of attempt `lease` ran out (the head has not been
+  /// heard from for so long that it may run it again elsewhere, e.g. after
+  /// this node was frozen): then the attempt is dropped here, without a
+  /// report, and the head queues it again when it finds it gone.
+  bool lapsed(runtime::job_id id, uint64_t lease) {
+    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 self->clock().now().time_since_epoch())
+                 .count();
+    if (!book->expired(now))
+      return false;
+    spdlog::warn("{}: job {} is stopped: the head has not been heard from "
+                 "for longer than its lease grace allows (lease {})",
+                 where(), id.value, lease);
+    abort(id, lease);
+    return true;
+  }
+
   void schedule_step(uint64_t lease, gpu::device_time busy) {
     if (busy == gpu::never_completes)
       return;
@@ -393,6 +410,8 @@ struct device_worker_state {
     auto found = find_attempt(lease);
     if (found == nullptr)
       return; // aborted
+    if (lapsed(found->id, lease))
+      return;
     auto& attempt = *found;
     auto steps = attempt.run->steps();
     if (attempt.reported < attempt.next_step) {
@@ -449,6 +468,8 @@ struct device_worker_state {
     if (i == encoding.end())
       return;
     auto job = *i;
+    if (lapsed(job.id, lease))
+      return;
     encoding.erase(i);
     if (err)
       report_failed(job.id, lease, std::move(err));

@@ -54,6 +54,14 @@ std::vector<uint64_t> lease_book::running() const {
   return result;
 }
 
+void lease_book::renew(int64_t until) noexcept {
+  renewed_until_.store(until, std::memory_order_relaxed);
+}
+
+bool lease_book::expired(int64_t now) const noexcept {
+  return now > renewed_until_.load(std::memory_order_relaxed);
+}
+
 std::vector<lease_book::outcome> lease_book::outcomes() const {
   std::lock_guard<std::mutex> guard{mutex_};
   return {ended_.begin(), ended_.end()};

@@ -319,6 +319,12 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
       if (sender != nullptr && sender->node() == self->node())
         self->state.bind(caf::actor_cast<admission_control_actor>(next), stop);
     },
+    [=](renew_atom, int64_t until) {
+      const auto& sender = self->current_sender();
+      if (sender != nullptr && sender->node() == self->node())
+        for (auto& device : self->state.devices)
+          device.book->renew(until);
+    },
     [=](held_atom) -> caf::result<std::vector<held_lease>> {
       const auto& sender = self->current_sender();
       if (sender == nullptr || sender->node() != self->node())

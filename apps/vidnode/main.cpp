@@ -292,8 +292,9 @@ int main(int argc, char** argv) {
   apps::add_duration(app, "--shutdown-grace", settings.shutdown_grace,
                      "On SIGTERM or SIGINT: how long videos being written or "
                      "uploaded and webhooks being delivered may still take "
-                     "(queued and running jobs are cancelled at once; 0s to "
-                     "1h)");
+                     "(without a journal queued and running jobs are "
+                     "cancelled at once; with one they are kept for the next "
+                     "start; 0s to 1h)");
   apps::add_number(app, "--webhook-attempts", settings.webhook_attempts, 1,
                    lim::max_webhook_attempts,
                    "Tries a webhook gets in all; a try fails on a connection "
@@ -326,7 +327,8 @@ int main(int argc, char** argv) {
     "cannot reach the node, or restarted while they ran: a node back within "
     "it carries on with them; past it they are queued again, and the node, "
     "if alive, has stopped them. 0 re-queues at once (a cut-off node's job "
-    "may then run twice at once; one result counts)");
+    "may then run twice at once; one result counts); 0s to 1h. A head's "
+    "setting: worker nodes use the grace of the head they joined");
   apps::add_number(app, "--max-results", settings.max_results, 1,
                    std::numeric_limits<uint32_t>::max(),
                    "Most finished results kept");
@@ -516,9 +518,12 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   start_exit_watchdog(signals, settings.shutdown_grace + 2 * stop_margin);
-  spdlog::info("{}: stopping; queued and running jobs are cancelled, videos "
+  spdlog::info("{}: stopping; queued and running jobs are {}, videos "
                "being written or uploaded and webhooks get up to {}",
                sig == SIGINT ? "SIGINT" : "SIGTERM",
+               settings.state_dir.empty()
+                 ? "cancelled"
+                 : "kept for the next start (those on worker nodes run on)",
                runtime::format_duration(settings.shutdown_grace));
   // The node answers every waiting client (through the gateway) and ends
   // its transfers within the grace period; whatever is left is aborted;

@@ -165,6 +165,41 @@ TEST_CASE("past the lease grace the head runs the job again elsewhere, and "
   CHECK(r->value->node == "w2");
 }
 
+TEST_CASE("a node frozen past its lease (SIGSTOP) does not finish its "
+          "attempt when it thaws: the job ran again elsewhere and succeeds "
+          "once",
+          "[cluster][lease]") {
+  lease_fixture lf{10s};
+  auto& fx = lf.fx;
+  auto& w1 = *lf.w1;
+  // 20 steps of 100 ms: 2 s.
+  auto r = fx.head.execute(sim_job(20, 100));
+  fx.advance(1500ms);
+  REQUIRE(fx.head.status_now(job_id{1}).node == "w1");
+  fx.add_worker("w2", "sim:1");
+  w1.frozen = true;
+  // The head notices the silence and keeps the attempt for the grace,
+  // then runs it again on w2.
+  fx.cut(w1);
+  fx.advance(11s);
+  auto again = fx.head.status_now(job_id{1});
+  CHECK(again.attempts == 2);
+  CHECK(again.node == "w2");
+  // Thawed, w1 would finish the last steps at once: its lease ran out (it
+  // last heard from the head 11 s ago), so it stops the attempt instead.
+  fx.thaw(w1);
+  fx.advance(50ms);
+  CHECK(held_by(fx, w1).empty());
+  // It finds its connection closed and joins again, holding nothing.
+  fx.lose_head(w1);
+  fx.run_to_quiescence();
+  REQUIRE(r->value);
+  CHECK(r->value->state == job_state::succeeded);
+  CHECK(r->value->attempts == 2);
+  CHECK(r->value->node == "w2");
+  CHECK(w1.joins == 2);
+}
+
 TEST_CASE("an attempt cancelled while its node is away is stopped when the "
           "node comes back",
           "[cluster][lease]") {

@@ -105,6 +105,20 @@ struct restartable_cluster {
       w->pump();
   }
 
+  /// Lines of the worker nodes' logs that say a message could not be
+  /// serialized (a type missing from CAF's type list): none may appear.
+  std::string unserializable() {
+    pump();
+    std::string found;
+    for (auto& w : workers) {
+      std::istringstream log{w->process().stderr_text()};
+      for (std::string line; std::getline(log, line);)
+        if (line.find("cannot serialize") != std::string::npos)
+          found += w->name() + ": " + line + "\n";
+    }
+    return found;
+  }
+
   /// How many times worker node `name` logged that job `id` succeeded.
   int successes_on(const std::string& name, const std::string& id) {
     pump();
@@ -141,6 +155,7 @@ TEST_CASE("a job running on a worker node when the head is killed runs on "
   CHECK(result["attempts"] == 1);
   CHECK(result["node"] == "w1");
   CHECK(cluster.successes_on("w1", id) == 1);
+  CHECK(cluster.unserializable().empty());
   // Its video is read from the node that wrote it.
   auto out = cluster.head->vidctl(
     {"fetch", id, cluster.outputs.path() + "/fetched.mp4"});
@@ -161,6 +176,7 @@ TEST_CASE("a head stopped with SIGTERM leaves the jobs of its worker nodes "
   CHECK(result["state"] == "succeeded");
   CHECK(result["attempts"] == 1);
   CHECK(cluster.successes_on("w1", id) == 1);
+  CHECK(cluster.unserializable().empty());
 }
 
 TEST_CASE("a worker node that dies while the head is away has its job run "

@@ -63,6 +63,9 @@ struct worker_system {
   caf::actor connector;
   int joins = 0;
   caf::error refusal;
+  /// A frozen node runs nothing and its clock stands still (SIGSTOP), until
+  /// it thaws: then what fell due meanwhile runs at once.
+  bool frozen = false;
 
   /// Ends the node's actors: the supervisor ends its workers first.
   ~worker_system() {
@@ -155,7 +158,8 @@ struct cluster_fixture {
     for (;;) {
       auto ran = head.sched.run();
       for (auto& w : workers)
-        ran += w->sched.run();
+        if (!w->frozen)
+          ran += w->sched.run();
       if (ran == 0)
         return;
     }
@@ -170,7 +174,8 @@ struct cluster_fixture {
     };
     of(head.sched);
     for (auto& w : workers)
-      of(w->sched);
+      if (!w->frozen)
+        of(w->sched);
     return next;
   }
 
@@ -184,7 +189,15 @@ struct cluster_fixture {
     };
     move(head.sched);
     for (auto& w : workers)
-      move(w->sched);
+      if (!w->frozen)
+        move(w->sched);
+  }
+
+  /// `w` thaws (see worker_system::frozen): its clock jumps to now; what
+  /// fell due meanwhile runs with the next advance.
+  void thaw(worker_system& w) {
+    w.frozen = false;
+    w.sched.clock().current_time = head.now();
   }
 
   /// Moves every clock forward by `delta`, running what falls due.

@@ -144,6 +144,12 @@ using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 /// Admission -> a device worker whose attempts it took over after a
 /// rejoin: send the outcomes of the attempts that ended again.
 using held_atom = caf::atom_constant<caf::atom("held")>;
+/// A worker node's member -> admission: is this node still registered?
+/// (ok, or node_lost when the head lost it; each ok renews the node's
+/// leases). Member -> its supervisor: the
+/// node's attempts may run until the given time of the actor clock
+/// (nanoseconds since its epoch).
+using renew_atom = caf::atom_constant<caf::atom("renew")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 /// An attempt a worker node holds: running on one of its devices, or ended
@@ -209,6 +215,7 @@ using node_supervisor_actor = caf::typed_actor<
   caf::reacts_to<fault_atom, int32_t, caf::error>,
   caf::reacts_to<bind_atom, caf::actor, std::vector<held_lease>>,
   caf::replies_to<held_atom>::with<std::vector<held_lease>>,
+  caf::reacts_to<renew_atom, int64_t>,
   caf::replies_to<read_file_atom, std::string, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
@@ -271,6 +278,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::replies_to<read_input_atom, runtime::job_id, uint64_t, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
   caf::replies_to<join_atom, node_registration>::with<join_answer>,
+  caf::replies_to<renew_atom>::with<caf::ok_atom>,
   caf::reacts_to<attach_atom, runtime::device_info, device_worker_actor,
                  int32_t, std::vector<std::string>, uint64_t>,
   caf::replies_to<detach_atom, int32_t, caf::error>::with<bool>,

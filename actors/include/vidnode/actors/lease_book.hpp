@@ -8,7 +8,9 @@
 /// again when the node has rejoined and the head took the attempts over.
 
 #include <cstdint>
+#include <atomic>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -59,11 +61,22 @@ public:
   /// The leases of the attempts running.
   std::vector<uint64_t> running() const;
 
+  /// The node heard from its head: its attempts may run until `until`
+  /// (the actor clock's nanoseconds since its epoch; the maximum: for ever).
+  void renew(int64_t until) noexcept;
+
+  /// Whether the lease of the device's attempts has run out at `now`: the
+  /// head has not been heard from for so long that it may run them again
+  /// elsewhere. A worker then stops them rather than take another step or
+  /// report a success.
+  bool expired(int64_t now) const noexcept;
+
   /// The outcomes kept, oldest first.
   std::vector<outcome> outcomes() const;
 
 private:
   mutable std::mutex mutex_;
+  std::atomic<int64_t> renewed_until_{std::numeric_limits<int64_t>::max()};
   std::vector<held_lease> running_;
   std::deque<outcome> ended_;
 };
