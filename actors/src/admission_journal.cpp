@@ -208,6 +208,9 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
   size_t finished = 0;
   std::vector<job_record*> interrupted;
   size_t held = 0;
+  // Nodes that have not rejoined yet run their attempts on by the grace of
+  // the run they joined: it is kept for them if it was longer.
+  auto hold_for = std::max(settings.lease_grace, contents.previous_lease_grace);
   for (auto& entry : contents.jobs) {
     auto accepted = local(entry.result.accepted_at);
     auto& rec = jobs->restore(entry.result.id, std::move(entry.spec), accepted);
@@ -255,8 +258,7 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
         rec.lease = entry.lease;
         rec.reserved_bytes = rec.result.reserved_bytes;
         set_deadline(rec, rec.started + effective_run_timeout(rec.spec));
-        hold_attempt(rec, rec.result.node, entry.device_index,
-                     t + settings.lease_grace);
+        hold_attempt(rec, rec.result.node, entry.device_index, t + hold_for);
         continue;
       }
       interrupted.push_back(&rec);
@@ -292,7 +294,7 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
                  "attempt(s) queued again or failed, {} attempt(s) left to "
                  "their worker nodes for up to {}, {} result(s) kept",
                  journal->path(), queued, requeued, held,
-                 runtime::format_duration(settings.lease_grace), finished);
+                 runtime::format_duration(hold_for), finished);
   dispatch();
 }
 

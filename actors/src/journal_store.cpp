@@ -383,12 +383,22 @@ struct journal_store::impl {
     return {};
   }
 
-  /// Counts this opening.
-  caf::error next_generation() {
-    if (auto err = exec("BEGIN IMMEDIATE;"
-                        "UPDATE meta SET value = value + 1 "
-                        "WHERE key = 'generation';"
-                        "COMMIT;")) {
+  /// Counts this opening, and records the lease grace of this run after
+  /// reading the previous run's.
+  caf::error next_generation(caf::timespan lease_grace) {
+    int64_t previous = 0;
+    if (auto err = query_integer(
+          "SELECT value FROM meta WHERE key = 'lease_grace_ns'", previous))
+      return err;
+    contents.previous_lease_grace =
+      caf::timespan{std::max(previous, int64_t{0})};
+    auto sql =
+      std::string{"BEGIN IMMEDIATE;"
+                  "UPDATE meta SET value = value + 1 "
+                  "WHERE key = 'generation';"
+                  "INSERT OR REPLACE INTO meta VALUES('lease_grace_ns', "}
+      + std::to_string(lease_grace.count()) + ");COMMIT;";
+    if (auto err = exec(sql.c_str())) {
       sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
       return err;
     }
@@ -428,7 +438,8 @@ struct journal_store::impl {
     return {};
   }
 
-  caf::error open(const std::string& dir, journal_sync sync) {
+  caf::error open(const std::string& dir, journal_sync sync,
+                  caf::timespan lease_grace) {
     path = (std::filesystem::path{dir} / file_name).string();
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -467,7 +478,7 @@ struct journal_store::impl {
     sqlite3_db_config(db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
     if (auto err = configure(sync))
       return err;
-    if (auto err = next_generation())
+    if (auto err = next_generation(lease_grace))
       return err;
     return prepare_statements();
   }
@@ -571,9 +582,10 @@ journal_store::journal_store(std::unique_ptr<impl> ptr)
 journal_store::~journal_store() = default;
 
 caf::expected<std::unique_ptr<journal_store>>
-journal_store::open(const std::string& dir, journal_sync sync) {
+journal_store::open(const std::string& dir, journal_sync sync,
+                    caf::timespan lease_grace) {
   auto ptr = std::make_unique<impl>();
-  if (auto err = ptr->open(dir, sync))
+  if (auto err = ptr->open(dir, sync, lease_grace))
     return err;
   return std::unique_ptr<journal_store>{new journal_store(std::move(ptr))};
 }

@@ -36,7 +36,8 @@ local_node::start(caf::actor_system& sys,
   if (!settings.state_dir.empty()) {
     journal_sync sync = journal_sync::full;
     from_string(settings.journal_sync, sync);
-    auto store = journal_store::open(settings.state_dir, sync);
+    auto store =
+      journal_store::open(settings.state_dir, sync, settings.lease_grace);
     if (!store)
       return std::move(store.error());
     journal = std::move(*store);

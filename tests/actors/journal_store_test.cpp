@@ -288,6 +288,23 @@ TEST_CASE("every field of a job and the estimates survive a close and a "
   CHECK(open_store(s.dir.path())->contents().generation == 3);
 }
 
+TEST_CASE("each opening records its lease grace for the next, which reads "
+          "the previous one",
+          "[journal]") {
+  scratch s;
+  CHECK(journal_store::open(s.dir.path(), journal_sync::full, 30s)
+          .value()
+          ->contents()
+          .previous_lease_grace
+        == 0s);
+  CHECK(journal_store::open(s.dir.path(), journal_sync::full, 2s)
+          .value()
+          ->contents()
+          .previous_lease_grace
+        == 30s);
+  CHECK(open_store(s.dir.path())->contents().previous_lease_grace == 2s);
+}
+
 TEST_CASE("a write torn in the middle of the last commit loses that commit "
           "and nothing before it",
           "[journal]") {

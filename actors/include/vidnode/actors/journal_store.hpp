@@ -71,6 +71,10 @@ struct journal_contents {
   /// How many times the journal was opened, this time included (1 for a
   /// new journal); leases made by different runs of the head differ by it.
   uint64_t generation = 0;
+  /// The lease grace the previous run of the head gave its worker nodes
+  /// (node_settings::lease_grace; zero if none was recorded): nodes that
+  /// have not rejoined yet run their attempts on by it.
+  caf::timespan previous_lease_grace{0};
 };
 
 /// The changes of one transaction. They are applied in the order of the
@@ -122,8 +126,13 @@ public:
   /// opener, and SQLite's exclusive lock on the database itself, so that
   /// no other program writes it either. Both go when the store is
   /// destroyed or the process ends.
+  ///
+  /// `lease_grace` is the grace this run of the head gives its worker
+  /// nodes: recorded for the next run (journal_contents::
+  /// previous_lease_grace).
   static caf::expected<std::unique_ptr<journal_store>>
-  open(const std::string& dir, journal_sync sync);
+  open(const std::string& dir, journal_sync sync,
+       caf::timespan lease_grace = caf::timespan{0});
 
   ~journal_store();
 
