@@ -128,23 +128,23 @@ void admission_state::resume_worker(int32_t slot, device_worker_actor worker) {
           return;
         // The outcomes it sent again came first; what it neither ended nor
         // runs died with a worker of the node while the head was away.
-        std::vector<job_id> gone;
+        std::vector<job_record*> gone;
         for (auto id : device->running) {
           auto rec = jobs->find(id);
           if (rec != nullptr && !rec->ended()
               && std::find(running.begin(), running.end(), rec->lease)
                    == running.end())
-            gone.push_back(id);
+            gone.push_back(rec);
         }
-        for (auto id : gone)
-          retry_or_fail(
-            *jobs->find(id),
-            make_error(errc::worker_lost,
-                       "the worker of device " + device->name
-                         + " died under attempt "
-                         + std::to_string(jobs->find(id)->result.attempts)
-                         + " while the head was away"),
-            true);
+        auto name = device->name;
+        for (auto* rec : gone)
+          retry_or_fail(*rec,
+                        make_error(errc::worker_lost,
+                                   "the worker of device " + name
+                                     + " died under attempt "
+                                     + std::to_string(rec->result.attempts)
+                                     + " while the head was away"),
+                        true);
         if (!gone.empty())
           dispatch();
       },

@@ -103,7 +103,6 @@ admission_state::take_over(cluster_node& node,
     device.taken_over = true;
     rec->result.device = device.name;
     devices.touch(slot);
-    journal_job(*rec);
     ++resumed;
   }
   for (const auto& [lease, x] : reported)

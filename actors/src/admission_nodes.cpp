@@ -187,8 +187,8 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
       if (hold) {
         // The node may run it on: it stays the node's for the lease grace.
         auto index = devices.at(rec->device).info.index;
+        // Its journaled record (running there, this lease) stays true.
         hold_attempt(*rec, name, index, t + settings.lease_grace);
-        journal_job(*rec);
         ++held;
         continue;
       }

@@ -513,7 +513,7 @@ struct admission_state {
   void end_hold(job_record& rec);
 
   /// Queues again, charged, the attempts whose node did not come back
-  /// within settings.lease_grace.
+  /// before their hold ended (hold_until).
   void expire_holds(time_point t);
 
   /// `node` rejoined holding `leases`: the held attempts among them go back

@@ -51,8 +51,8 @@ struct member_state {
   int cut_handshakes = 0;
   /// The head's lease grace (join_answer), from its last answer.
   caf::timespan lease_grace{0};
-  /// Bumped by every loss of the head: a fence timer of an earlier loss is
-  /// ignored.
+  /// Bumped by every join and every loss of the head: a renewal or fence
+  /// timer of an earlier join or loss is ignored.
   uint64_t losses = 0;
 };
 
@@ -74,9 +74,9 @@ caf::timespan renew_interval(const member_state& st) {
 }
 
 /// The head answered at `heard` or later: the node's attempts may run until
-/// `heard` plus run_on_of, but at least two renewals long (a grace shorter
-/// than the node timeout and that cannot be kept); for ever without a lease
-/// grace.
+/// `heard` plus run_on_of, but at least two renewal intervals (so that a
+/// grace shorter than the node timeout does not stop them between two
+/// answers); for ever without a lease grace.
 void renew_leases(member_pointer self, caf::actor_clock::time_point heard) {
   auto& st = self->state;
   auto run_on = std::max(run_on_of(st), 2 * renew_interval(st));
@@ -257,9 +257,8 @@ void try_join(member_pointer self) {
       });
 }
 
-/// The head is gone (`why`), or no longer has this node: join again; the
-/// node's jobs run on for at most run_on_of (then fence_atom stops them),
-/// or stop at once.
+/// The head is gone (`why`): join again; the node's jobs run on for at most
+/// run_on_of (then fence_atom stops them), or stop at once.
 void head_lost(member_pointer self, const std::string& why) {
   auto& st = self->state;
   st.joined = false;

@@ -140,16 +140,16 @@ using journal_flush_atom = caf::atom_constant<caf::atom("jflush")>;
 /// the error).
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 
-/// A worker node -> its supervisor: the attempts the node's devices hold.
-/// Admission -> a device worker whose attempts it took over after a
-/// rejoin: send the outcomes of the attempts that ended again.
+/// A worker node's member -> its supervisor: the attempts the node's
+/// devices hold.
 using held_atom = caf::atom_constant<caf::atom("held")>;
 /// A worker node's member -> admission: is this node still registered?
 /// (ok, or node_lost when the head lost it; each ok renews the node's
-/// leases). Member -> its supervisor: the
-/// node's attempts may run until the given time of the actor clock
-/// (nanoseconds since its epoch).
+/// leases). Member -> its supervisor: the node's attempts may run until
+/// the given time of the actor clock (nanoseconds since its epoch).
 using renew_atom = caf::atom_constant<caf::atom("renew")>;
+/// Admission -> a device worker whose attempts it took over after a
+/// rejoin: send the outcomes of the attempts that ended again.
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 /// An attempt a worker node holds: running on one of its devices, or ended
