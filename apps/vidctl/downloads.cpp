@@ -118,9 +118,7 @@ int finish_with_download(net::client& node, const runtime::job_result& r,
   if (json_output) {
     auto doc = net::to_json(r);
     doc["download"] = {{"path", target.path}, {"bytes", bytes}};
-    std::cout << doc.dump(-1, ' ', false,
-                          nlohmann::json::error_handler_t::replace)
-              << "\n";
+    std::cout << net::to_json_text(doc) << "\n";
     return 0;
   }
   return finish_with(r);

@@ -254,10 +254,9 @@ int main(int argc, char** argv) {
       return fail(submitted.error());
     if (!submit_wait) {
       if (json_output)
-        std::cout << nlohmann::json{{"id", submitted->id.value},
-                                    {"idempotency_key", spec.idempotency_key}}
-                       .dump(-1, ' ', false,
-                             nlohmann::json::error_handler_t::replace)
+        std::cout << net::to_json_text(
+          nlohmann::json{{"id", submitted->id.value},
+                         {"idempotency_key", spec.idempotency_key}})
                   << "\n";
       else
         std::cout << submitted->id.value << "\n";
@@ -319,11 +318,8 @@ int main(int argc, char** argv) {
     if (auto code = download(node, *id, destination, written))
       return code;
     if (json_output)
-      std::cout << nlohmann::json{{"id", id->value},
-                                  {"path", destination.path},
-                                  {"bytes", written}}
-                     .dump(-1, ' ', false,
-                           nlohmann::json::error_handler_t::replace)
+      std::cout << net::to_json_text(nlohmann::json{
+        {"id", id->value}, {"path", destination.path}, {"bytes", written}})
                 << "\n";
     return 0;
   }

@@ -25,8 +25,7 @@ int status_of(const caf::error& err) {
 
 int fail(const caf::error& err) {
   if (json_output)
-    std::cerr << nlohmann::json{{"error", net::to_json(err)}}.dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace)
+    std::cerr << net::to_json_text(nlohmann::json{{"error", net::to_json(err)}})
               << "\n";
   else
     std::cerr << "vidctl: " << runtime::describe(err) << "\n";
@@ -36,11 +35,10 @@ int fail(const caf::error& err) {
 int fail_after_accept(const caf::error& err, runtime::job_id id,
                       const std::string& idempotency_key) {
   if (json_output) {
-    std::cerr << nlohmann::json{{"error", net::to_json(err)},
-                                {"id", id.value},
-                                {"idempotency_key", idempotency_key}}
-                   .dump(-1, ' ', false,
-                         nlohmann::json::error_handler_t::replace)
+    std::cerr << net::to_json_text(
+      nlohmann::json{{"error", net::to_json(err)},
+                     {"id", id.value},
+                     {"idempotency_key", idempotency_key}})
               << "\n";
   } else {
     std::cerr << "vidctl: " << runtime::describe(err) << "\n"
@@ -52,10 +50,8 @@ int fail_after_accept(const caf::error& err, runtime::job_id id,
 
 int fail_local_file(const std::string& detail) {
   if (json_output)
-    std::cerr << nlohmann::json{{"error",
-                                 {{"code", "local_file"}, {"message", detail}}}}
-                   .dump(-1, ' ', false,
-                         nlohmann::json::error_handler_t::replace)
+    std::cerr << net::to_json_text(
+      nlohmann::json{{"error", {{"code", "local_file"}, {"message", detail}}}})
               << "\n";
   else
     std::cerr << "vidctl: " << detail << "\n";
@@ -79,9 +75,7 @@ std::string compact_models(const std::vector<std::string>& models) {
 
 void print_result(const runtime::job_result& r) {
   if (json_output) {
-    std::cout << net::to_json(r).dump(-1, ' ', false,
-                                      nlohmann::json::error_handler_t::replace)
-              << "\n";
+    std::cout << net::to_json_text(net::to_json(r)) << "\n";
     return;
   }
   std::cout << "job " << r.id.value << ": " << runtime::to_string(r.state)
@@ -121,9 +115,7 @@ int finish_with(const runtime::job_result& r) {
 
 void print_event(const runtime::job_event& e) {
   if (json_output) {
-    std::cout << net::to_json(e).dump(-1, ' ', false,
-                                      nlohmann::json::error_handler_t::replace)
-              << std::endl;
+    std::cout << net::to_json_text(net::to_json(e)) << std::endl;
     return;
   }
   std::ostringstream line;
@@ -153,13 +145,12 @@ net::reconnect_policy reconnect_notices(const net::client::options& options) {
       by_max_wait ? std::max(caf::timespan{left}, caf::timespan{0}) : timeout);
     auto by = by_max_wait ? "--max-wait" : "--timeout";
     if (json_output) {
-      std::cerr << nlohmann::json{{"notice", "connection_lost"},
-                                  {"address", address},
-                                  {"error", net::to_json(cause)},
-                                  {"reconnecting_for", span},
-                                  {"limited_by", by}}
-                     .dump(-1, ' ', false,
-                           nlohmann::json::error_handler_t::replace)
+      std::cerr << net::to_json_text(
+        nlohmann::json{{"notice", "connection_lost"},
+                       {"address", address},
+                       {"error", net::to_json(cause)},
+                       {"reconnecting_for", span},
+                       {"limited_by", by}})
                 << std::endl;
       return;
     }
@@ -174,10 +165,9 @@ net::reconnect_policy reconnect_notices(const net::client::options& options) {
   };
   policy.on_reconnected = [=] {
     if (json_output)
-      std::cerr
-        << nlohmann::json{{"notice", "reconnected"}, {"address", address}}.dump(
-             -1, ' ', false, nlohmann::json::error_handler_t::replace)
-        << std::endl;
+      std::cerr << net::to_json_text(
+        nlohmann::json{{"notice", "reconnected"}, {"address", address}})
+                << std::endl;
     else
       std::cerr << "vidctl: reconnected to " << address << std::endl;
   };

@@ -84,9 +84,7 @@ void print_json_array(const std::vector<T>& items) {
   auto array = nlohmann::json::array();
   for (const auto& x : items)
     array.push_back(net::to_json(x));
-  std::cout << array.dump(-1, ' ', false,
-                          nlohmann::json::error_handler_t::replace)
-            << "\n";
+  std::cout << net::to_json_text(array) << "\n";
 }
 
 /// `x`, or "-" if it is empty.

@@ -340,8 +340,7 @@ caf::error curl_transfers::notify(const std::string& url,
     return make_error(errc::invalid_request,
                       "notifying " + url + ": refused: " + *why);
   registration registered{*live_, cancel};
-  auto body =
-    to_json(job).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto body = to_json_text(to_json(job));
   auto result = with_retries(opts_, 1, cancel, [&] {
     easy_handle easy{curl_easy_init()};
     common_options(easy.get(), opts_, cancel);

@@ -92,4 +92,8 @@ nlohmann::json to_json(const runtime::device_status& s) {
   };
 }
 
+std::string to_json_text(const nlohmann::json& doc) {
+  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 } // namespace vidnode::net

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "vidnode/runtime/job.hpp"
@@ -21,5 +23,10 @@ nlohmann::json to_json(const runtime::job_event& event);
 
 /// A device's state as JSON; memory in bytes.
 nlohmann::json to_json(const runtime::device_status& status);
+
+/// `doc` as one line of JSON text. Bytes that are not UTF-8 in its strings
+/// (an error's text from elsewhere may hold any) become U+FFFD instead of
+/// an exception.
+std::string to_json_text(const nlohmann::json& doc);
 
 } // namespace vidnode::net
