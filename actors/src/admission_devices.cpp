@@ -111,28 +111,39 @@ void admission_state::attach(runtime::device_info info,
       device->models.push_back({name, 1, true});
   }
   device->resident = kept_resident;
-  if (resume && device->worker)
-    resume_worker(slot, device->worker);
+  if (resume && device->worker) {
+    // Only the attempts taken over are checked: one dispatched from now on
+    // reaches the worker after its answer.
+    std::vector<std::pair<job_id, uint64_t>> taken;
+    for (auto id : device->running)
+      if (auto rec = jobs->find(id))
+        taken.emplace_back(id, rec->lease);
+    resume_worker(slot, device->worker, std::move(taken));
+  }
   // detach() above may have queried the ledger after `device` was found.
   devices.touch(slot);
   unpark();
   dispatch();
 }
 
-void admission_state::resume_worker(int32_t slot, device_worker_actor worker) {
+void admission_state::resume_worker(
+  int32_t slot, device_worker_actor worker,
+  std::vector<std::pair<job_id, uint64_t>> taken) {
   self->request(worker, resume_timeout, resume_atom::value)
     .then(
-      [this, slot, worker](std::vector<uint64_t>& running) {
+      [this, slot, worker, taken](std::vector<uint64_t>& running) {
         auto device = devices.find(slot);
         if (device == nullptr || device->worker != worker)
           return;
-        // The outcomes it sent again came first; what it neither ended nor
-        // runs died with a worker of the node while the head was away.
+        // The outcomes it sent again came first; a taken-over attempt it
+        // neither ended nor runs died with a worker of the node while the
+        // head was away.
         std::vector<job_record*> gone;
-        for (auto id : device->running) {
+        for (auto [id, lease] : taken) {
           auto rec = jobs->find(id);
-          if (rec != nullptr && !rec->ended()
-              && std::find(running.begin(), running.end(), rec->lease)
+          if (rec != nullptr && !rec->ended() && rec->lease == lease
+              && rec->device == slot
+              && std::find(running.begin(), running.end(), lease)
                    == running.end())
             gone.push_back(rec);
         }

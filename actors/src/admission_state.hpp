@@ -428,7 +428,9 @@ struct admission_state {
   /// from its rejoined node, to send again the outcomes the head may have
   /// missed; queues again (charged) the taken-over attempts it no longer
   /// runs.
-  void resume_worker(int32_t slot, device_worker_actor worker);
+  /// `taken`: the attempts (job, lease) taken over on the device.
+  void resume_worker(int32_t slot, device_worker_actor worker,
+                     std::vector<std::pair<runtime::job_id, uint64_t>> taken);
 
   /// Longest wait for a resumed worker's answer.
   static constexpr caf::timespan resume_timeout = std::chrono::seconds{30};

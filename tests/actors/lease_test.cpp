@@ -135,6 +135,23 @@ TEST_CASE("an attempt that ends while the head is away counts once its node "
   CHECK(held_by(fx, w1).empty());
 }
 
+TEST_CASE("a job queued behind an attempt that ended while the head was away "
+          "runs once the node is back, charged nothing",
+          "[cluster][lease]") {
+  lease_fixture lf{30s};
+  auto& fx = lf.fx;
+  auto a = fx.head.execute(sim_job(10, 100));
+  auto b = fx.head.execute(sim_job(10, 100));
+  fx.advance(300ms);
+  lf.lose_head(6);
+  fx.run_to_quiescence();
+  for (auto& r : {a, b}) {
+    REQUIRE(r->value);
+    CHECK(r->value->state == job_state::succeeded);
+    CHECK(r->value->attempts == 1);
+  }
+}
+
 TEST_CASE("past the lease grace the head runs the job again elsewhere, and "
           "the node that could not come back has stopped it by then",
           "[cluster][lease]") {
