@@ -7,9 +7,8 @@
 
 #include <caf/actor_system.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include "admission_state.hpp"
+#include "job_log.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -93,8 +92,9 @@ bool admission_state::park_if_unplaceable(job_record& rec,
   queue->pop(entry);
   rec.parked = true;
   parked.emplace(rec.seq, rec.result.id.value);
-  spdlog::info("job {} waits for a node: {}", rec.result.id.value,
-               why_unplaceable(rec).value_or("no device can run it"));
+  log_job(runtime::log_level::info, rec.result,
+          "waits for a node: "
+            + why_unplaceable(rec).value_or("no device can run it"));
   return true;
 }
 
@@ -244,6 +244,7 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
   }
   set_deadline(rec, t + effective_run_timeout(rec.spec));
   journal_job(rec);
+  log_job(runtime::log_level::info, r, "running");
   // The worker gets the attempt once its dispatch is durable: a head that
   // restarts knows every attempt a worker node may run, and never starts a
   // second one beside it.
@@ -327,11 +328,12 @@ void admission_state::retry_or_fail(job_record& rec, caf::error reason,
                           + runtime::describe(reason)));
     return;
   }
-  spdlog::info("job {} is retried after attempt {} on {} failed: {}",
-               rec.result.id.value, rec.result.attempts, rec.result.device,
-               runtime::describe(reason));
   enqueue(rec, true);
   journal_job(rec);
+  log_job(runtime::log_level::info, rec.result,
+          "queued again: attempt " + std::to_string(rec.result.attempts)
+            + " failed",
+          reason);
   emit(rec, std::move(reason));
 }
 
@@ -367,9 +369,10 @@ void admission_state::finalize(job_record& rec, job_state state,
   clear_deadline(rec);
   release(rec);
   journal_job(rec);
-  if (state != job_state::succeeded)
-    spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
-                 runtime::describe(r.error));
+  log_job(state == job_state::failed || state == job_state::timed_out
+            ? runtime::log_level::warn
+            : runtime::log_level::info,
+          r, runtime::to_string(state), r.error);
   if (!rec.audio_path.empty()) {
     std::error_code ec;
     std::filesystem::remove(rec.audio_path, ec);

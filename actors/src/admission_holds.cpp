@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admission_state.hpp"
+#include "job_log.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -103,6 +104,8 @@ admission_state::take_over(cluster_node& node,
     device.taken_over = true;
     rec->result.device = device.name;
     devices.touch(slot);
+    log_job(runtime::log_level::info, rec->result,
+            "carries on: its node is back");
     ++resumed;
   }
   for (const auto& [lease, x] : reported)

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admission_state.hpp"
+#include "job_log.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -108,10 +109,14 @@ void admission_state::journaled_accept(job_id id) {
     return;
   rec->awaiting_journal = false;
   --awaiting_journal;
-  if (rec->spec.audio_url.empty())
+  if (rec->spec.audio_url.empty()) {
     enqueue(*rec, false);
-  else
+    log_job(runtime::log_level::info, rec->result, "queued");
+  } else {
+    log_job(runtime::log_level::info, rec->result,
+            "accepted; its audio_url is being fetched");
     start_fetch(*rec);
+  }
 }
 
 void admission_state::drop_unjournaled(job_record& rec, const caf::error& err) {

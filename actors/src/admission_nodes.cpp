@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admission_state.hpp"
+#include "job_log.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/model_pattern.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -189,6 +190,10 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
         auto index = devices.at(rec->device).info.index;
         // Its journaled record (running there, this lease) stays true.
         hold_attempt(*rec, name, index, t + settings.lease_grace);
+        log_job(runtime::log_level::info, rec->result,
+                "held: its node is lost and keeps the attempt for the lease "
+                "grace of "
+                  + runtime::format_duration(settings.lease_grace));
         ++held;
         continue;
       }

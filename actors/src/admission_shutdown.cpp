@@ -6,6 +6,7 @@
 #include <caf/actor_system.hpp>
 
 #include "admission_state.hpp"
+#include "job_log.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -78,6 +79,7 @@ void admission_state::keep_for_next_start(job_record& rec) {
     rec.queued_since = now();
   }
   journal_job(rec);
+  log_job(runtime::log_level::info, rec.result, "kept for the next start");
 }
 
 void admission_state::grace_over() {

@@ -11,6 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "job_log.hpp"
+
 #include "vidnode/actors/file_chunks.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -211,15 +213,20 @@ struct device_worker_state {
   /// Attempt `lease` succeeded: admission hears so, and the book keeps it
   /// for a head that may not have.
   void report_done(runtime::job_id id, uint64_t lease, finished_job result) {
-    spdlog::info("{}: job {} succeeded (lease {})", where(), id.value, lease);
+    log_attempt(
+      runtime::log_level::info,
+      fmt::format("{}: job {} succeeded (lease {})", where(), id.value, lease),
+      id, device.name(), lease);
     book->ended({id, lease, true, result, caf::error{}});
     self->send(admission, done_atom::value, id, lease, std::move(result));
   }
 
   /// Attempt `lease` failed with `reason` (not out of memory: see guarded).
   void report_failed(runtime::job_id id, uint64_t lease, caf::error reason) {
-    spdlog::info("{}: job {} failed (lease {}): {}", where(), id.value, lease,
-                 runtime::describe(reason));
+    log_attempt(runtime::log_level::info,
+                fmt::format("{}: job {} failed (lease {}): {}", where(),
+                            id.value, lease, runtime::describe(reason)),
+                id, device.name(), lease);
     book->ended({id, lease, false, finished_job{}, reason});
     self->send(admission, failed_atom::value, id, lease, std::move(reason),
                uint64_t{0});
@@ -254,10 +261,13 @@ struct device_worker_state {
     } catch (const gpu::out_of_memory& e) {
       auto reason =
         make_error(errc::out_of_memory, where() + ": " + reported(e.what()));
-      spdlog::warn("{}: job {} ran out of memory (it needs at least {}); the "
-                   "worker restarts, keeping its loaded models",
-                   where(), id.value,
-                   runtime::format_bytes(e.requested_bytes()));
+      log_attempt(runtime::log_level::warn,
+                  fmt::format("{}: job {} ran out of memory (it needs at "
+                              "least {}); the worker restarts, keeping its "
+                              "loaded models",
+                              where(), id.value,
+                              runtime::format_bytes(e.requested_bytes())),
+                  id, device.name(), lease);
       self->send(admission, failed_atom::value, id, lease, reason,
                  e.requested_bytes());
       exiting = true;

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/cli_options.hpp"
+#include "common/setting_sources.hpp"
 #include "vidnode/actors/cluster.hpp"
 #include "common/transport_options.hpp"
 #include "vidnode/actors/node.hpp"
@@ -35,6 +36,7 @@
 #include "vidnode/net/tls.hpp"
 #include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/logging.hpp"
 #include "vidnode/runtime/settings.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -190,10 +192,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "vidnode 0.1.0 (protocol "
                                       + std::string{runtime::protocol_version}
                                       + ")");
-  app.set_config("--config", "",
-                 "Read settings from a TOML/INI file whose keys are the long "
-                 "option names (max-concurrency = 2)");
-  app.allow_config_extras(CLI::config_extras_mode::error);
+  apps::add_config_option(app, "VIDNODE_CONFIG");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "Print the settings in effect (from the command line, "
+               "--config, VIDNODE_* environment variables and defaults) as "
+               "a config file, and exit");
   auto listen_option =
     app
       .add_option("--listen", listen,
@@ -356,6 +360,15 @@ int main(int argc, char** argv) {
     ->capture_default_str()
     ->check(CLI::IsMember(
       {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string log_format = "text";
+  app
+    .add_option("--log-format", log_format,
+                "text: one line per event, key=value fields at the end; "
+                "json: one JSON object per line (time, level, logger, msg, "
+                "then the fields: job, state, model, node, device, "
+                "attempt, ...)")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"text", "json"}));
   app
     .add_option("--scheduler", scheduler,
                 "CAF scheduler policy: sharing (no CPU spent polling) or "
@@ -371,15 +384,26 @@ int main(int argc, char** argv) {
                    "Scheduler threads (0: one per hardware thread; at most "
                      + std::to_string(max_threads) + ")");
   apps::refuse_empty_values(app, {});
+  apps::add_environment_variables(
+    app, "VIDNODE_", {"--help", "--version", "--config", "--print-config"});
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return apps::usage_exit(app, e);
+    return apps::usage_exit(app, e, argc, argv);
+  }
+  if (print_config) {
+    std::fputs(
+      apps::effective_config(
+        app, {"--help", "--version", "--config", "--print-config"}, argc, argv)
+        .c_str(),
+      stdout);
+    return 0;
   }
 
   auto logger = spdlog::stderr_color_mt("vidnode");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
+  runtime::use_log_format(*runtime::parse_log_format(log_format));
 
   if (!net::parse_endpoint(listen, settings.listen_host,
                            settings.listen_port)) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <stdexcept>
 
 extern char** environ;
@@ -39,36 +40,87 @@ bool read_some(int& fd, std::string& buf) {
   return false;
 }
 
+/// An unnamed file in $TMPDIR (or /tmp), open for reading and writing and
+/// gone once closed; -1 if none can be made.
+int unnamed_temporary_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string base = dir != nullptr && *dir ? dir : "/tmp";
+  auto fd = ::open(base.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    return fd;
+  // Filesystems without O_TMPFILE: a named file, unlinked at once.
+  auto pattern = base + "/vidnode-test-stderr-XXXXXX";
+  fd = mkostemp(pattern.data(), O_CLOEXEC);
+  if (fd >= 0)
+    ::unlink(pattern.c_str());
+  return fd;
+}
+
+/// This process's environment changed by `changes` (see child_process).
+std::vector<std::string>
+changed_environment(const std::vector<std::string>& changes) {
+  std::vector<std::string> result;
+  auto name_of = [](const std::string& entry) {
+    return entry.substr(0, entry.find('='));
+  };
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::string text = *entry;
+    auto replaced = false;
+    for (const auto& change : changes)
+      replaced = replaced || name_of(change) == name_of(text);
+    if (!replaced)
+      result.push_back(std::move(text));
+  }
+  for (const auto& change : changes)
+    if (change.find('=') != std::string::npos)
+      result.push_back(change);
+  return result;
+}
+
 } // namespace
 
-child_process::child_process(const std::vector<std::string>& argv) {
+child_process::child_process(const std::vector<std::string>& argv,
+                             const std::vector<std::string>& environment) {
   int out[2];
-  int err[2];
   // Close-on-exec: a child started meanwhile by another thread must not
-  // inherit this child's pipes, or their readers never see the end.
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+  // inherit this child's pipe, or its reader never sees the end.
+  if (pipe2(out, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
+  // stderr goes to an unnamed file, not a pipe: a node logs a line per job
+  // event, and a pipe that the test does not read while it waits on
+  // something else would fill up and stop the node.
+  auto err = unnamed_temporary_file();
+  if (err < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw std::runtime_error("cannot create a file for a child's stderr");
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, err, 2);
   posix_spawn_file_actions_addclose(&actions, out[0]);
-  posix_spawn_file_actions_addclose(&actions, err[0]);
   std::vector<char*> args;
   for (const auto& arg : argv)
     args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  auto rc =
-    posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  auto variables = changed_environment(environment);
+  std::vector<char*> envp;
+  for (auto& variable : variables)
+    envp.push_back(variable.data());
+  envp.push_back(nullptr);
+  auto rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(),
+                        environment.empty() ? environ : envp.data());
   posix_spawn_file_actions_destroy(&actions);
   ::close(out[1]);
-  ::close(err[1]);
-  if (rc != 0)
+  if (rc != 0) {
+    ::close(out[0]);
+    ::close(err);
     throw std::runtime_error("cannot start " + argv[0]);
+  }
   out_fd_ = out[0];
-  err_fd_ = err[0];
+  err_fd_ = err;
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
-  fcntl(err_fd_, F_SETFL, O_NONBLOCK);
 }
 
 child_process::~child_process() {
@@ -84,22 +136,11 @@ child_process::~child_process() {
 }
 
 void child_process::drain(std::chrono::milliseconds timeout) {
-  pollfd fds[2];
-  nfds_t n = 0;
-  if (out_fd_ >= 0)
-    fds[n++] = {out_fd_, POLLIN, 0};
-  if (err_fd_ >= 0)
-    fds[n++] = {err_fd_, POLLIN, 0};
-  if (n == 0 || poll(fds, n, static_cast<int>(timeout.count())) <= 0)
+  if (out_fd_ < 0)
     return;
-  for (nfds_t i = 0; i < n; ++i) {
-    if (fds[i].revents == 0)
-      continue;
-    if (fds[i].fd == out_fd_)
-      read_some(out_fd_, out_);
-    else
-      read_some(err_fd_, err_);
-  }
+  pollfd fds[1] = {{out_fd_, POLLIN, 0}};
+  if (poll(fds, 1, static_cast<int>(timeout.count())) > 0)
+    read_some(out_fd_, out_);
 }
 
 std::optional<std::string>
@@ -138,7 +179,7 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
       status_ =
         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       // Collect what the process wrote before it exited.
-      while (out_fd_ >= 0 || err_fd_ >= 0)
+      while (out_fd_ >= 0)
         drain(std::chrono::milliseconds{1000});
       return status_;
     }
@@ -157,12 +198,24 @@ std::string child_process::rest_of_stdout() {
 }
 
 std::string child_process::stderr_text() {
-  return err_;
+  std::string text;
+  char chunk[65536];
+  off_t offset = 0;
+  for (;;) {
+    auto n = ::pread(err_fd_, chunk, sizeof(chunk), offset);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return text;
+    text.append(chunk, static_cast<size_t>(n));
+    offset += n;
+  }
 }
 
 command_result run_command(const std::vector<std::string>& argv,
-                           std::chrono::milliseconds timeout) {
-  child_process child{argv};
+                           std::chrono::milliseconds timeout,
+                           const std::vector<std::string>& environment) {
+  child_process child{argv, environment};
   command_result result;
   auto status = child.wait(timeout);
   result.status = status ? *status : -1;

@@ -13,11 +13,14 @@
 
 namespace vidnode::test {
 
-/// A running child process whose stdout and stderr are pipes.
+/// A running child process whose stdout is a pipe and whose stderr is an
+/// unnamed temporary file (read whole by stderr_text).
 class child_process {
 public:
-  /// Starts `argv[0]` (a path) with `argv`.
-  explicit child_process(const std::vector<std::string>& argv);
+  /// Starts `argv[0]` (a path) with `argv`, in this process's environment
+  /// changed by `environment` ("NAME=value" sets NAME, "NAME" removes it).
+  explicit child_process(const std::vector<std::string>& argv,
+                         const std::vector<std::string>& environment = {});
 
   /// Kills the process (SIGKILL) if it still runs, and reaps it.
   ~child_process();
@@ -29,10 +32,10 @@ public:
   /// (or stdout closed).
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
 
-  /// Reads what the process has written to stdout and stderr so far,
-  /// waiting at most `timeout` for something to come, without consuming
-  /// any line (read_line returns them later). Keeps a process that writes a
-  /// lot from blocking on a full pipe while the test waits for something
+  /// Reads what the process has written to stdout so far, waiting at most
+  /// `timeout` for something to come, without consuming any line
+  /// (read_line returns them later). Keeps a process that prints a lot
+  /// from blocking on a full pipe while the test waits for something
   /// else.
   void poll_output(std::chrono::milliseconds timeout);
 
@@ -47,7 +50,7 @@ public:
   /// the rest once the process has exited.
   std::string rest_of_stdout();
 
-  /// Everything written to stderr (complete once the process has exited).
+  /// Everything written to stderr so far.
   std::string stderr_text();
 
   pid_t pid() const noexcept {
@@ -61,7 +64,6 @@ private:
   int out_fd_ = -1;
   int err_fd_ = -1;
   std::string out_;
-  std::string err_;
   std::optional<int> status_;
 };
 
@@ -75,6 +77,7 @@ struct command_result {
 /// Runs `argv` to completion (killing it after `timeout`, status -1).
 command_result
 run_command(const std::vector<std::string>& argv,
-            std::chrono::milliseconds timeout = std::chrono::seconds{30});
+            std::chrono::milliseconds timeout = std::chrono::seconds{30},
+            const std::vector<std::string>& environment = {});
 
 } // namespace vidnode::test
