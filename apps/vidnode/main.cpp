@@ -18,6 +18,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -27,6 +28,8 @@
 #include "common/setting_sources.hpp"
 #include "vidnode/actors/cluster.hpp"
 #include "common/transport_options.hpp"
+#include "vidnode/process_lifecycle.hpp"
+#include "vidnode/service_manager.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/curl_transfers.hpp"
@@ -43,135 +46,13 @@
 namespace {
 
 using namespace vidnode;
+using apps::stop_margin;
 
 /// Most scheduler threads --threads may ask for.
 constexpr size_t max_threads = 1024;
 
 /// Most polls --poll-attempts may ask for (the benchmarks measured 100000).
 constexpr size_t max_poll_attempts = 1000000;
-
-/// How long stopping may take beyond the shutdown grace period (for the
-/// webhooks of jobs cancelled when it ends, then the actors) before the
-/// process exits anyway.
-constexpr auto stop_margin = std::chrono::seconds{10};
-
-/// Exits the process if stopping takes longer than `limit` (CAF 0.17.6 can
-/// hang in ~actor_system), or at once on a second signal.
-void start_exit_watchdog(sigset_t signals, caf::timespan limit) {
-  std::thread([signals, limit] {
-    std::thread([limit] {
-      std::this_thread::sleep_for(limit);
-      std::fprintf(stderr, "vidnode: did not stop within %s; exiting\n",
-                   runtime::format_duration(limit).c_str());
-      std::_Exit(1);
-    }).detach();
-    int sig = 0;
-    sigwait(&signals, &sig);
-    std::fprintf(stderr, "vidnode: second signal; exiting now\n");
-    std::_Exit(128 + sig);
-  }).detach();
-}
-
-/// Raises the soft limit on open descriptors to the hard limit: a node holds
-/// one per client connection and transfer, and the network backend rotates
-/// connections through the whole range (net::hardened_multiplexer).
-void raise_descriptor_limit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0
-      && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
-/// Why `dir` cannot hold the node's videos (it is a file, cannot be created
-/// or is not writable), or nothing: checked at start so that no job finds
-/// out after its device time is spent.
-std::optional<std::string> unusable_directory(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir))
-    return "'" + dir + "' is not a directory"
-           + (ec ? " (" + ec.message() + ")" : std::string{});
-  auto probe =
-    fs::path{dir} / (".vidnode-write-check-" + std::to_string(getpid()));
-  if (auto file = std::fopen(probe.c_str(), "wb")) {
-    std::fclose(file);
-    fs::remove(probe, ec);
-    return std::nullopt;
-  }
-  return "cannot write in '" + dir + "': " + std::strerror(errno);
-}
-
-/// Set by a refusal from the head: the exit status of a worker node.
-std::atomic<int> worker_exit_status{0};
-
-/// Runs a worker node that joins the head at `host:port` until SIGINT or
-/// SIGTERM (or the head refuses it, or cuts its handshakes: exit 2).
-/// --state-dir's default: $VIDNODE_STATE_DIR if set, else
-/// /var/lib/vidnode for root, else $XDG_STATE_HOME/vidnode or
-/// ~/.local/state/vidnode (the XDG base directory specification's place for
-/// state that should persist between restarts).
-std::string default_state_dir() {
-  if (auto dir = std::getenv("VIDNODE_STATE_DIR"); dir != nullptr && *dir)
-    return dir;
-  if (geteuid() == 0)
-    return "/var/lib/vidnode";
-  if (auto dir = std::getenv("XDG_STATE_HOME"); dir != nullptr && *dir)
-    return std::string{dir} + "/vidnode";
-  if (auto home = std::getenv("HOME"); home != nullptr && *home)
-    return std::string{home} + "/.local/state/vidnode";
-  return "/var/lib/vidnode";
-}
-
-int run_worker_node(caf::actor_system& sys,
-                    const runtime::node_settings& settings,
-                    const std::string& host, uint16_t port,
-                    caf::timespan node_timeout, const sigset_t& signals) {
-  actors::join_options options;
-  options.node_timeout = node_timeout;
-  options.host = host;
-  options.port = port;
-  options.connector = caf::actor_cast<caf::actor>(net::transport_handle(sys));
-  options.tls = net::tls_enabled(sys);
-  auto head = host + ":" + std::to_string(port);
-  auto name = std::make_shared<std::string>();
-  options.on_joined = [head, name](const std::string&) {
-    std::printf("vidnode joined %s as %s\n", head.c_str(), name->c_str());
-    std::fflush(stdout);
-  };
-  options.on_refused = [](const caf::error& why) {
-    std::fprintf(stderr, "vidnode: --join: %s\n",
-                 runtime::describe(why).c_str());
-    worker_exit_status = 2;
-    kill(getpid(), SIGTERM);
-  };
-  auto node = actors::worker_node::start(sys, settings, std::move(options));
-  if (!node) {
-    std::fprintf(stderr, "vidnode: %s\n",
-                 runtime::describe(node.error()).c_str());
-    return 2;
-  }
-  *name = (*node)->name();
-  std::string served;
-  for (const auto& device : (*node)->devices())
-    served += (served.empty() ? "" : ", ") + device.name() + " ("
-              + runtime::format_bytes(device.memory_bytes) + ")";
-  spdlog::info("worker node {} serving {} device(s): {}; joining {}",
-               (*node)->name(), (*node)->devices().size(), served, head);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  start_exit_watchdog(signals, 2 * stop_margin);
-  if (worker_exit_status == 0)
-    spdlog::info("{}: stopping; running jobs end and the head queues them "
-                 "again",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
-  if (auto err = (*node)->stop(stop_margin))
-    spdlog::error("stopping: {}", runtime::describe(err));
-  node->reset();
-  return worker_exit_status;
-}
 
 } // namespace
 
@@ -231,7 +112,7 @@ int main(int argc, char** argv) {
                 "Where finished videos are written (job-ID.mp4; job-ID.y4m "
                 "from a build without FFmpeg)")
     ->capture_default_str();
-  std::string state_dir = default_state_dir();
+  std::string state_dir = apps::default_state_dir();
   app
     .add_option("--state-dir", state_dir,
                 "Where a head journals every job it accepts, so that after a "
@@ -456,7 +337,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
     return 2;
   }
-  if (auto problem = unusable_directory(settings.output_dir)) {
+  if (auto problem = apps::unusable_directory(settings.output_dir)) {
     std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
     return 2;
   }
@@ -483,7 +364,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  raise_descriptor_limit();
+  apps::raise_descriptor_limit();
   net::process_config cfg;
   if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
     return code;
@@ -493,8 +374,8 @@ int main(int argc, char** argv) {
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
   if (!join.empty())
-    return run_worker_node(sys, settings, head_host, head_port,
-                           transport.node_timeout, signals);
+    return apps::run_worker_node(sys, settings, head_host, head_port,
+                                 transport.node_timeout, signals);
   auto mover = std::make_shared<net::curl_transfers>(transfer_options);
   auto node = actors::local_node::start(sys, settings, nullptr, mover);
   if (!node) {
@@ -538,10 +419,30 @@ int main(int argc, char** argv) {
                 cluster_host.c_str(),
                 static_cast<unsigned>(*published_cluster_port));
   std::fflush(stdout);
+  apps::notify_ready("serving " + std::to_string((*node)->devices().size())
+                     + " device(s); clients on " + settings.listen_host + ":"
+                     + std::to_string((*server)->port()));
+  // The watchdog is pinged while admission answers: a status request for
+  // job 0, which never exists, is answered with unknown_job.
+  apps::service_watchdog watchdog{
+    [&sys, admission = (*node)->admission()](std::chrono::milliseconds wait) {
+      caf::scoped_actor self{sys};
+      auto answered = false;
+      self
+        ->request(admission, wait, runtime::status_atom::value,
+                  runtime::job_id{0})
+        .receive([&](const runtime::job_result&) { answered = true; },
+                 [&](const caf::error& err) {
+                   answered = err != caf::sec::request_timeout;
+                 });
+      return answered;
+    }};
 
   int sig = 0;
   sigwait(&signals, &sig);
-  start_exit_watchdog(signals, settings.shutdown_grace + 2 * stop_margin);
+  apps::start_exit_watchdog(signals, settings.shutdown_grace + 2 * stop_margin);
+  apps::notify_stopping(sig == SIGINT ? "SIGINT: stopping"
+                                      : "SIGTERM: stopping");
   spdlog::info("{}: stopping; queued and running jobs are {}, videos "
                "being written or uploaded and webhooks get up to {}",
                sig == SIGINT ? "SIGINT" : "SIGTERM",
