@@ -9,10 +9,12 @@
 #include <set>
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 
 #include "address_guard.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
 
 namespace vidnode::net {
 
@@ -188,11 +190,20 @@ bool succeeded(const outcome& x) {
   return x.code == CURLE_OK && x.status < 400;
 }
 
+/// `url` without its query and fragment, for a log line: presigned URLs
+/// carry their credentials there.
+std::string loggable(const std::string& url) {
+  auto end = url.find_first_of("?#");
+  return end == std::string::npos ? url : url.substr(0, end) + "?...";
+}
+
 /// Tries `attempt` up to `attempts` times with exponential backoff from
-/// opts.backoff, unless aborted.
+/// opts.backoff, unless aborted; each try that is followed by another is
+/// logged as a warning ("fetching URL: try 1 of 3 failed: ...").
 template <class Attempt>
 outcome with_retries(const curl_transfers::options& opts, int attempts,
-                     const abort_signal& cancel, Attempt attempt) {
+                     const abort_signal& cancel, const char* what,
+                     const std::string& url, Attempt attempt) {
   auto delay = opts.backoff;
   outcome last;
   for (int i = 1; i <= attempts; ++i) {
@@ -209,6 +220,9 @@ outcome with_retries(const curl_transfers::options& opts, int attempts,
     if (succeeded(last) || !last.retry)
       return last;
     if (i < attempts) {
+      spdlog::warn("{} {}: try {} of {} failed: {}; trying again in {}", what,
+                   loggable(url), i, attempts, last.cause,
+                   runtime::format_duration(delay));
       if (cancel.wait_for(delay)) {
         last.cause = abort_cause(cancel);
         return last;
@@ -260,38 +274,39 @@ caf::expected<uint64_t> curl_transfers::fetch(const std::string& url,
   std::filesystem::create_directories(std::filesystem::path{path}.parent_path(),
                                       ec);
   uint64_t size = 0;
-  auto result = with_retries(opts_, opts_.attempts, cancel, [&] {
-    outcome out;
-    std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "wb")};
-    if (!file) {
-      out.code = CURLE_WRITE_ERROR;
-      out.cause = "cannot write " + path;
+  auto result =
+    with_retries(opts_, opts_.attempts, cancel, "fetching", url, [&] {
+      outcome out;
+      std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "wb")};
+      if (!file) {
+        out.code = CURLE_WRITE_ERROR;
+        out.cause = "cannot write " + path;
+        return out;
+      }
+      easy_handle easy{curl_easy_init()};
+      sink to{file.get(), 0, opts_.max_download_bytes, false};
+      common_options(easy.get(), opts_, cancel);
+      curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+      curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR,
+                       policy_.allows_file_urls() ? "http,https,file"
+                                                  : "http,https");
+      curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
+      curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
+      // A declared Content-Length above the limit fails before the body.
+      constexpr auto off_t_max =
+        static_cast<uint64_t>(std::numeric_limits<curl_off_t>::max());
+      auto declared_limit = std::min(opts_.max_download_bytes, off_t_max);
+      curl_easy_setopt(easy.get(), CURLOPT_MAXFILESIZE_LARGE,
+                       static_cast<curl_off_t>(declared_limit));
+      out = perform(easy.get(), policy_);
+      if (to.too_large || out.code == CURLE_FILESIZE_EXCEEDED) {
+        out.retry = false;
+        out.cause = "larger than the limit of "
+                    + std::to_string(opts_.max_download_bytes) + " bytes";
+      }
+      size = to.written;
       return out;
-    }
-    easy_handle easy{curl_easy_init()};
-    sink to{file.get(), 0, opts_.max_download_bytes, false};
-    common_options(easy.get(), opts_, cancel);
-    curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR,
-                     policy_.allows_file_urls() ? "http,https,file"
-                                                : "http,https");
-    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, write_to_sink);
-    curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &to);
-    // A declared Content-Length above the limit fails before the body.
-    constexpr auto off_t_max =
-      static_cast<uint64_t>(std::numeric_limits<curl_off_t>::max());
-    auto declared_limit = std::min(opts_.max_download_bytes, off_t_max);
-    curl_easy_setopt(easy.get(), CURLOPT_MAXFILESIZE_LARGE,
-                     static_cast<curl_off_t>(declared_limit));
-    out = perform(easy.get(), policy_);
-    if (to.too_large || out.code == CURLE_FILESIZE_EXCEEDED) {
-      out.retry = false;
-      out.cause = "larger than the limit of "
-                  + std::to_string(opts_.max_download_bytes) + " bytes";
-    }
-    size = to.written;
-    return out;
-  });
+    });
   if (!succeeded(result)) {
     std::filesystem::remove(path, ec);
     return failure("fetching", url, result.cause);
@@ -309,25 +324,26 @@ caf::error curl_transfers::upload(const std::string& path,
   auto size = std::filesystem::file_size(path, ec);
   if (ec)
     return failure("uploading to", url, "cannot read " + path);
-  auto result = with_retries(opts_, opts_.attempts, cancel, [&] {
-    outcome out;
-    std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "rb")};
-    if (!file) {
-      out.code = CURLE_READ_ERROR;
-      out.cause = "cannot read " + path;
-      return out;
-    }
-    easy_handle easy{curl_easy_init()};
-    common_options(easy.get(), opts_, cancel);
-    curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy.get(), CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(easy.get(), CURLOPT_READDATA, file.get());
-    curl_easy_setopt(easy.get(), CURLOPT_INFILESIZE_LARGE,
-                     static_cast<curl_off_t>(size));
-    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
-    return perform(easy.get(), policy_);
-  });
+  auto result =
+    with_retries(opts_, opts_.attempts, cancel, "uploading to", url, [&] {
+      outcome out;
+      std::unique_ptr<FILE, file_closer> file{std::fopen(path.c_str(), "rb")};
+      if (!file) {
+        out.code = CURLE_READ_ERROR;
+        out.cause = "cannot read " + path;
+        return out;
+      }
+      easy_handle easy{curl_easy_init()};
+      common_options(easy.get(), opts_, cancel);
+      curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+      curl_easy_setopt(easy.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+      curl_easy_setopt(easy.get(), CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(easy.get(), CURLOPT_READDATA, file.get());
+      curl_easy_setopt(easy.get(), CURLOPT_INFILESIZE_LARGE,
+                       static_cast<curl_off_t>(size));
+      curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, discard);
+      return perform(easy.get(), policy_);
+    });
   if (!succeeded(result))
     return failure("uploading to", url, result.cause);
   return caf::none;
@@ -341,7 +357,7 @@ caf::error curl_transfers::notify(const std::string& url,
                       "notifying " + url + ": refused: " + *why);
   registration registered{*live_, cancel};
   auto body = to_json_text(to_json(job));
-  auto result = with_retries(opts_, 1, cancel, [&] {
+  auto result = with_retries(opts_, 1, cancel, "notifying", url, [&] {
     easy_handle easy{curl_easy_init()};
     common_options(easy.get(), opts_, cancel);
     curl_slist* headers = nullptr;
