@@ -360,7 +360,8 @@ TEST_CASE("an empty value given explicitly to vidnode is refused with a "
     config_file config{std::string{key} + " = \"\"\n"};
     INFO(key);
     check_usage_error(run_vidnode({"--config", config.path()}),
-                      std::string{key} + ": must not be empty");
+                      "--" + std::string{key} + " (from --config "
+                        + config.path() + "): must not be empty");
   }
 }
 
