@@ -14,6 +14,7 @@ packages=(
   libcurl4-openssl-dev
   openssl
   python3
+  tmux
 )
 
 missing=()
