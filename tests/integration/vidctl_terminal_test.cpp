@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -105,6 +106,12 @@ private:
     return test::shell_quote(dir.path() + "/" + name);
   }
 };
+
+/// The characters in `line` (UTF-8), as the cells it takes.
+size_t cells(const std::string& line) {
+  return static_cast<size_t>(std::count_if(
+    line.begin(), line.end(), [](char c) { return (c & 0xc0) != 0x80; }));
+}
 
 /// The id a `submit` without --wait printed.
 std::string submitted(const test::command_result& r) {
@@ -292,6 +299,22 @@ TEST_CASE("vidctl top shows the node's devices and a running job; q ends it "
     },
     30s));
   CHECK(top.format("#{alternate_on} #{cursor_flag}") == "1 0");
+  // A narrower window is drawn again at once, every line cut to it.
+  top.resize(60, 30);
+  CHECK(top.await_screen(
+    [](const std::string& screen) {
+      std::istringstream lines{screen};
+      auto rows = 0;
+      auto devices = 0;
+      for (std::string line; std::getline(lines, line); ++rows) {
+        line.erase(line.find_last_not_of(' ') + 1);
+        if (cells(line) > 59)
+          return false;
+        devices += has_line(line, R"(^\S+\s+sim:[01]\s)") ? 1 : 0;
+      }
+      return rows == 30 && devices == 2;
+    },
+    10s));
   top.send_keys("q");
   CHECK(run.await_status(10s) == "0");
   CHECK(top.format("#{alternate_on} #{cursor_flag}") == "0 1");

@@ -111,6 +111,12 @@ public:
     return out;
   }
 
+  /// Makes the window `columns` x `rows` (the pane gets SIGWINCH).
+  void resize(int columns, int rows) const {
+    run({"resize-window", "-t", "test", "-x", std::to_string(columns), "-y",
+         std::to_string(rows)});
+  }
+
   /// Types `keys` (tmux key names: "q", "C-c").
   void send_keys(const std::string& keys) const {
     run({"send-keys", "-t", "test", keys});
