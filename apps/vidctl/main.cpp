@@ -322,10 +322,10 @@ int main(int argc, char** argv) {
     return finish_with_download(*submitted->connection, *result, destination);
   }
 
+  // Connecting and the reply share --timeout (waits: see --timeout's help).
   options.connect_timeout = options.request_timeout;
   if (*top)
     return run_top(options, top_interval, terminal);
-  // Connecting and the reply share --timeout (waits: see --timeout's help).
   auto start = std::chrono::steady_clock::now();
   auto connected = net::client::connect(options);
   if (!connected)

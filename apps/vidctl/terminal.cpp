@@ -302,32 +302,37 @@ void live_line::close() {
 // -- full_screen -------------------------------------------------------------
 
 full_screen::full_screen() {
-  std::lock_guard<std::mutex> guard{screen_mutex};
-  screen_keyboard = keyboard_ =
-    ::isatty(STDIN_FILENO) == 1
-    && ::tcgetattr(STDIN_FILENO, &screen_saved_modes) == 0;
-  if (keyboard_) {
-    auto modes = screen_saved_modes;
-    modes.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
-    modes.c_cc[VMIN] = 1;
-    modes.c_cc[VTIME] = 0;
-    modes.c_cc[VSUSP] = _POSIX_VDISABLE;
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &modes);
-  }
-  if (::pipe2(resize_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
-    struct sigaction action {};
-    action.sa_handler = note_resize;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    ::sigaction(SIGWINCH, &action, &resize_previous);
-  }
-  screen_frame.clear();
-  screen_active = true;
-  write_out(enter_full_screen);
+  // Registered first (it does nothing until the screen is active), and
+  // never under screen_mutex: the signal thread takes its own lock, then
+  // screen_mutex.
   restore_terminal_if_interrupted([] {
     screen_mutex.lock();
     leave_screen_locked();
   });
+  {
+    std::lock_guard<std::mutex> guard{screen_mutex};
+    screen_keyboard = keyboard_ =
+      ::isatty(STDIN_FILENO) == 1
+      && ::tcgetattr(STDIN_FILENO, &screen_saved_modes) == 0;
+    if (keyboard_) {
+      auto modes = screen_saved_modes;
+      modes.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
+      modes.c_cc[VMIN] = 1;
+      modes.c_cc[VTIME] = 0;
+      modes.c_cc[VSUSP] = _POSIX_VDISABLE;
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &modes);
+    }
+    if (::pipe2(resize_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+      struct sigaction action {};
+      action.sa_handler = note_resize;
+      sigemptyset(&action.sa_mask);
+      action.sa_flags = SA_RESTART;
+      ::sigaction(SIGWINCH, &action, &resize_previous);
+    }
+    screen_frame.clear();
+    screen_active = true;
+    write_out(enter_full_screen);
+  }
 }
 
 full_screen::~full_screen() {
