@@ -15,6 +15,7 @@ packages=(
   libsystemd-dev
   openssl
   python3
+  tmux
 )
 
 missing=()

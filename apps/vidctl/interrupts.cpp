@@ -14,6 +14,7 @@ namespace {
 std::mutex mutex;
 std::string file_to_remove;
 std::string line_to_say;
+std::function<void()> terminal_restore;
 
 sigset_t handled_signals() {
   sigset_t signals;
@@ -30,6 +31,8 @@ sigset_t handled_signals() {
   }
   // Locked for good: nothing registers a file from now on.
   mutex.lock();
+  if (terminal_restore)
+    terminal_restore();
   if (!file_to_remove.empty())
     ::unlink(file_to_remove.c_str());
   if (!line_to_say.empty())
@@ -64,6 +67,11 @@ void remove_if_interrupted(const std::unique_lock<std::mutex>&,
 void say_if_interrupted(std::string line) {
   std::lock_guard<std::mutex> guard{mutex};
   line_to_say = std::move(line);
+}
+
+void restore_terminal_if_interrupted(std::function<void()> restore) {
+  std::lock_guard<std::mutex> guard{mutex};
+  terminal_restore = std::move(restore);
 }
 
 } // namespace vidnode::vidctl

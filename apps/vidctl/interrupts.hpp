@@ -2,8 +2,10 @@
 
 /// @file
 /// What vidctl leaves behind when SIGINT, SIGTERM or SIGHUP ends it: no
-/// partial download, and a word on the job it had submitted.
+/// partial download, a word on the job it had submitted, and the terminal
+/// as it was.
 
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -12,7 +14,9 @@ namespace vidnode::vidctl {
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread, and so in every
 /// thread started after it, and starts the one thread that takes them: it
 /// removes the file registered with remove_if_interrupted, prints the line
-/// registered with say_if_interrupted on stderr, and ends vidctl by the
+/// registered with say_if_interrupted on stderr (after the terminal was
+/// given back by the function registered with
+/// restore_terminal_if_interrupted), and ends vidctl by the
 /// signal's default action (the exit status shows the signal, as before).
 /// Call once, first in main, before any other thread starts.
 void handle_interrupts();
@@ -28,5 +32,11 @@ void remove_if_interrupted(const std::unique_lock<std::mutex>& held,
 
 /// Registers the line a signal prints on stderr (empty: none).
 void say_if_interrupted(std::string line);
+
+/// Registers what a signal runs first, to give the terminal back (leave a
+/// full screen, end a line drawn in place); empty: nothing. It runs on the
+/// signal thread with hold_interrupts held, so it must not call anything
+/// declared here.
+void restore_terminal_if_interrupted(std::function<void()> restore);
 
 } // namespace vidnode::vidctl

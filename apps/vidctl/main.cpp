@@ -10,6 +10,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -17,7 +18,10 @@
 #include "common/transport_options.hpp"
 #include "vidctl/downloads.hpp"
 #include "vidctl/interrupts.hpp"
+#include "vidctl/job_progress.hpp"
 #include "vidctl/output.hpp"
+#include "vidctl/terminal.hpp"
+#include "vidctl/top.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/json.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -67,7 +71,12 @@ int main(int argc, char** argv) {
   app.add_option("--connect", endpoint,
                  "The node: HOST:PORT (default $VIDNODE_ADDRESS or "
                  "127.0.0.1:7447)");
-  app.add_flag("--json", json_output, "Print JSON, one document per line");
+  app.add_flag("--json", json_output,
+               "Print JSON, one document per line (never a progress bar)");
+  app.footer("On a terminal, submit --wait, wait and watch draw a live "
+             "progress bar; on a pipe, with --json or with TERM=dumb they "
+             "print plain lines. NO_COLOR (set, not empty) turns colors "
+             "off.");
   apps::add_duration(app, "--timeout", options.request_timeout,
                      "Longest the command waits on the node, connecting "
                      "included (for wait and watch: to connect, for each "
@@ -129,7 +138,8 @@ int main(int argc, char** argv) {
   submit->add_option("--webhook-url", spec.webhook_url,
                      "POST the job's result as JSON here when it ends");
   submit->add_flag("--wait", submit_wait,
-                   "Wait for the job to end and print its result");
+                   "Wait for the job to end and print its result (on a "
+                   "terminal, with a live progress bar until then)");
   download_target destination{{}, "--download"};
   auto submit_download =
     submit
@@ -150,7 +160,8 @@ int main(int argc, char** argv) {
   status->add_option("id", id_text, "Job id")->required();
   caf::timespan max_wait{0};
   auto wait = app.add_subcommand(
-    "wait", "Wait for a job to end; exit 0 only if it succeeded");
+    "wait", "Wait for a job to end (on a terminal, with a live progress "
+            "bar) and print its result; exit 0 only if it succeeded");
   wait->add_option("id", id_text, "Job id")->required();
   apps::add_duration(*wait, "--max-wait", max_wait,
                      "Give up waiting after this long (exit 1)", false);
@@ -171,8 +182,9 @@ int main(int argc, char** argv) {
     ->required();
   fetch->add_flag("--force", destination.replace, force_help);
   auto watch = app.add_subcommand(
-    "watch", "Print a job's events until it ends; exit 0 only if it "
-             "succeeded");
+    "watch", "Print a job's events until it ends (on a terminal: its "
+             "changes of state, with a live progress bar for its steps); "
+             "exit 0 only if it succeeded");
   watch->add_option("id", id_text, "Job id")->required();
   auto cancel = app.add_subcommand("cancel", "Cancel a queued or running job");
   cancel->add_option("id", id_text, "Job id")->required();
@@ -189,6 +201,15 @@ int main(int argc, char** argv) {
   auto nodes = app.add_subcommand(
     "nodes", "Show each device: the models its node serves, state, slots, "
              "models loaded, restarts");
+  caf::timespan top_interval = std::chrono::seconds{1};
+  auto top = app.add_subcommand(
+    "top", "Full-screen view of the node, refreshed: devices with their "
+           "memory and running jobs, the queue by priority, recent "
+           "failures; q quits (needs a terminal)");
+  apps::add_duration(*top, "--interval", top_interval,
+                     "Time between refreshes ("
+                       + runtime::format_duration(min_top_interval) + " to "
+                       + runtime::format_duration(max_top_interval) + ")");
 
   // An empty prompt is the default one; an empty id has its own message.
   apps::refuse_empty_values(app, {"--prompt", "id"});
@@ -205,6 +226,27 @@ int main(int argc, char** argv) {
   }
   if (auto code = apps::use_transport_flags(transport, options, "vidctl"))
     return code;
+  auto terminal = detect_terminal();
+  if (*top) {
+    if (top_interval < min_top_interval || top_interval > max_top_interval) {
+      std::cerr << "vidctl: --interval: must be from "
+                << runtime::format_duration(min_top_interval) << " to "
+                << runtime::format_duration(max_top_interval) << ", got "
+                << runtime::format_duration(top_interval) << "\n";
+      return exit_usage;
+    }
+    if (json_output) {
+      std::cerr << "vidctl: top: has no --json form; `vidctl --json nodes` "
+                   "and `vidctl --json list` give the same data\n";
+      return exit_usage;
+    }
+    if (!terminal.interactive) {
+      std::cerr << "vidctl: top: needs a terminal on stdout (with TERM set, "
+                   "not dumb); `vidctl nodes` and `vidctl list` print the "
+                   "same data as text\n";
+      return exit_usage;
+    }
+  }
   if (!net::parse_endpoint(endpoint, options.host, options.port)) {
     std::cerr << "vidctl: --connect: '" << endpoint
               << "' is not HOST:PORT (e.g. 127.0.0.1:7447)\n";
@@ -268,7 +310,12 @@ int main(int argc, char** argv) {
                        + " was accepted; `vidctl status " + accepted
                        + "` shows it");
     submitted->connection->request_timeout(options.request_timeout);
-    auto result = submitted->connection->wait(submitted->id);
+    auto result = [&]() -> caf::expected<runtime::job_result> {
+      if (!live_progress_wanted(terminal))
+        return submitted->connection->wait(submitted->id);
+      job_progress progress{submitted->id, options, terminal, false};
+      return submitted->connection->watch(submitted->id, progress.observer());
+    }();
     if (!result)
       return fail_after_accept(result.error(), submitted->id,
                                spec.idempotency_key);
@@ -276,8 +323,10 @@ int main(int argc, char** argv) {
   }
 
   // Connecting and the reply share --timeout (waits: see --timeout's help).
-  auto start = std::chrono::steady_clock::now();
   options.connect_timeout = options.request_timeout;
+  if (*top)
+    return run_top(options, top_interval, terminal);
+  auto start = std::chrono::steady_clock::now();
   auto connected = net::client::connect(options);
   if (!connected)
     return fail(connected.error());
@@ -285,18 +334,33 @@ int main(int argc, char** argv) {
     auto deadline = max_wait.count() > 0
                       ? std::chrono::steady_clock::now() + max_wait
                       : std::chrono::steady_clock::time_point::max();
+    std::optional<job_progress> progress;
+    if (live_progress_wanted(terminal))
+      progress.emplace(*id, options, terminal, false);
     auto outcome =
-      net::wait_with_reconnect(options, std::move(*connected), *id, deadline,
-                               reconnect_notices(options));
+      progress ? net::watch_with_reconnect(
+        options, std::move(*connected), *id, progress->observer(),
+        progress->around(reconnect_notices(options)), deadline)
+               : net::wait_with_reconnect(options, std::move(*connected), *id,
+                                          deadline, reconnect_notices(options));
+    progress.reset();
     if (!outcome)
       return fail(outcome.error());
     return finish_with_download(*outcome->connection, outcome->result,
                                 destination);
   }
   if (*watch) {
+    std::optional<job_progress> progress;
+    if (live_progress_wanted(terminal))
+      progress.emplace(*id, options, terminal, true);
     auto outcome =
-      net::watch_with_reconnect(options, std::move(*connected), *id,
-                                print_event, reconnect_notices(options));
+      progress
+        ? net::watch_with_reconnect(
+          options, std::move(*connected), *id, progress->observer(),
+          progress->around(reconnect_notices(options)))
+        : net::watch_with_reconnect(options, std::move(*connected), *id,
+                                    print_event, reconnect_notices(options));
+    progress.reset();
     if (!outcome)
       return fail(outcome.error());
     return finish_with(outcome->result);

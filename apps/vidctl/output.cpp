@@ -114,10 +114,13 @@ int finish_with(const runtime::job_result& r) {
 }
 
 void print_event(const runtime::job_event& e) {
-  if (json_output) {
+  if (json_output)
     std::cout << net::to_json_text(net::to_json(e)) << std::endl;
-    return;
-  }
+  else
+    std::cout << event_line(e) << std::endl;
+}
+
+std::string event_line(const runtime::job_event& e) {
   std::ostringstream line;
   line << runtime::format_timestamp(e.at) << "  job " << e.id.value << "  "
        << runtime::to_string(e.state);
@@ -127,7 +130,7 @@ void print_event(const runtime::job_event& e) {
     line << "  step " << e.step << "/" << e.steps;
   if (e.error)
     line << "  " << runtime::describe(e.error);
-  std::cout << line.str() << std::endl;
+  return line.str();
 }
 
 net::reconnect_policy reconnect_notices(const net::client::options& options) {

@@ -64,6 +64,10 @@ int finish_with(const runtime::job_result& r);
 /// and flushes it.
 void print_event(const runtime::job_event& e);
 
+/// The line print_event prints without --json: "TIME  job ID  STATE on
+/// DEVICE (attempt N)  step I/N  ERROR".
+std::string event_line(const runtime::job_event& e);
+
 /// How wait and watch ride out a lost connection to the node at
 /// `options.host:options.port`: they connect again for up to
 /// `options.request_timeout` (--timeout) after each loss (less if

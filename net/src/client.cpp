@@ -265,7 +265,8 @@ runtime::job_event first_event_of(const runtime::job_result& r) {
 
 caf::expected<runtime::job_result>
 client::watch(runtime::job_id id,
-              std::function<void(const runtime::job_event&)> on_event) {
+              std::function<void(const runtime::job_event&)> on_event,
+              caf::timespan max_wait) {
   // The observer subscribes itself, so that the subscription's answer (the
   // first event) is passed on before any later event, all on its thread.
   // Events that come before the answer (none should) wait for it. It
@@ -331,7 +332,7 @@ client::watch(runtime::job_id id,
   auto result = subscribed->promise.get_future().get();
   if (result && !runtime::is_terminal(result->state)) {
     auto subscription = *result;
-    result = wait(id);
+    result = wait(id, max_wait);
     if (result && runtime::is_terminal(result->state)) {
       ended.wait_for(std::chrono::seconds{1});
     } else if (!result) {
@@ -622,7 +623,7 @@ caf::expected<job_outcome> watch_with_reconnect(
   const client::options& opts, std::unique_ptr<client> connection,
   runtime::job_id id,
   const std::function<void(const runtime::job_event&)>& on_event,
-  const reconnect_policy& policy) {
+  const reconnect_policy& policy, steady_clock::time_point deadline) {
   auto first = connected(opts, std::move(connection));
   if (!first)
     return std::move(first.error());
@@ -641,15 +642,19 @@ caf::expected<job_outcome> watch_with_reconnect(
     on_event(event);
   };
   for (;;) {
-    auto result = connection->watch(id, filter);
+    caf::timespan max_wait{0};
+    if (deadline != steady_clock::time_point::max())
+      max_wait =
+        std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
+                                     deadline - steady_clock::now()));
+    auto result = connection->watch(id, filter, max_wait);
     if (result)
       return job_outcome{std::move(connection), std::move(*result)};
     if (!runtime::is(result.error(), errc::node_lost))
       return std::move(result.error());
     connection.reset();
-    auto again = connect_again(
-      opts, result.error(), outage_end(policy, steady_clock::time_point::max()),
-      policy);
+    auto again =
+      connect_again(opts, result.error(), outage_end(policy, deadline), policy);
     if (!again)
       return std::move(again.error());
     connection = std::move(*again);

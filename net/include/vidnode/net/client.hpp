@@ -97,10 +97,12 @@ public:
   /// event in the order the node sent them; all from one CAF thread, one
   /// call at a time, and none after watch has returned. If the node goes
   /// away after the job's last event arrived but before the wait returned,
-  /// the result is built from that event.
+  /// the result is built from that event. `max_wait` bounds the wait as for
+  /// wait (zero: no limit); when it runs out the result is not terminal.
   caf::expected<runtime::job_result>
   watch(runtime::job_id id,
-        std::function<void(const runtime::job_event&)> on_event);
+        std::function<void(const runtime::job_event&)> on_event,
+        caf::timespan max_wait = caf::timespan{0});
 
   /// Cancels a job; returns its result (already ended jobs unchanged).
   caf::expected<runtime::job_result> cancel(runtime::job_id id);
@@ -264,23 +266,26 @@ wait_with_reconnect(const client::options& opts,
 
 /// Watches job `id` like client::watch, on `connection` (none: connects
 /// with `opts` first, and a node that cannot be reached then is reported at
-/// once), and rides out lost connections as wait_with_reconnect does (with
-/// no deadline but `policy.outage_limit`), subscribing again after each
-/// new connection. A new subscription's first event is the job's state at
-/// that moment: it is passed to `on_event` only if it differs from the
-/// last event passed (in state, step, steps or attempt), so the state a
-/// lost connection left off at is not passed twice (a job the node runs
-/// again passes its steps again, under a new attempt if the node counts
+/// once), and rides out lost connections as wait_with_reconnect does,
+/// subscribing again after each new connection. A new subscription's first
+/// event is the job's state at that moment: it is passed to `on_event` only if
+/// it differs from the last event passed (in state, step, steps or attempt), so
+/// the state a lost connection left off at is not passed twice (a job the node
+/// runs again passes its steps again, under a new attempt if the node counts
 /// it). `on_event` is called one call at a time, in the order the node sent
 /// the events, from a CAF thread, never after this returns.
 ///
-/// Returns the job's result once it has ended; errors as for
-/// wait_with_reconnect.
+/// Returns the job's result once it has ended, or at `deadline`
+/// (time_point::max(): no limit) the latest result, which is then not
+/// terminal; as for wait_with_reconnect, `deadline` also ends the attempts
+/// to connect again. Errors as for wait_with_reconnect.
 caf::expected<job_outcome> watch_with_reconnect(
   const client::options& opts, std::unique_ptr<client> connection,
   runtime::job_id id,
   const std::function<void(const runtime::job_event&)>& on_event,
-  const reconnect_policy& policy);
+  const reconnect_policy& policy,
+  std::chrono::steady_clock::time_point deadline =
+    std::chrono::steady_clock::time_point::max());
 
 /// A fresh random idempotency key: "auto-" and 32 hex digits (128 bits from
 /// std::random_device).
