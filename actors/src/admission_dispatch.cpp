@@ -367,6 +367,7 @@ void admission_state::finalize(job_record& rec, job_state state,
   clear_deadline(rec);
   release(rec);
   journal_job(rec);
+  observe_end(rec);
   if (state != job_state::succeeded)
     spdlog::info("job {} {}: {}", r.id.value, runtime::to_string(state),
                  runtime::describe(r.error));

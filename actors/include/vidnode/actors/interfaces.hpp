@@ -14,6 +14,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "vidnode/actors/node_metrics.hpp"
 #include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/job.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -152,6 +153,10 @@ using renew_atom = caf::atom_constant<caf::atom("renew")>;
 /// rejoin: send the outcomes of the attempts that ended again.
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
+/// A metrics endpoint of the head -> admission: the state of the queue, the
+/// devices and the nodes now (node_metrics).
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+
 /// An attempt a worker node holds: running on one of its devices, or ended
 /// there recently (its outcome kept for a head that may not have heard it).
 struct held_lease {
@@ -274,6 +279,9 @@ typename Inspector::result_type inspect(Inspector& f, join_answer& x) {
 /// input (the fetched audio) of job `id`'s running attempt `lease`, for the
 /// node that runs it; refused (unauthorized) to any other sender, no_output
 /// when the attempt has no input or is no longer running.
+///
+/// `metrics -> snapshot`: the queue, devices and nodes now, for actors of
+/// this node only (unauthorized for anyone else); O(jobs + devices).
 using admission_control_actor = runtime::admission_actor::extend<
   caf::replies_to<read_input_atom, runtime::job_id, uint64_t, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
@@ -296,6 +304,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<grace_atom>, caf::reacts_to<journal_flush_atom>,
+  caf::replies_to<metrics_atom>::with<node_metrics>,
   caf::reacts_to<journaled_atom, uint64_t, caf::error>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 
