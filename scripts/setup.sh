@@ -12,6 +12,7 @@ packages=(
   libtorch-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libcurl4-openssl-dev
+  prometheus-cpp-dev prometheus
   openssl
   python3
 )
