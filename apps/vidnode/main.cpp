@@ -114,7 +114,8 @@ void print_metrics_address(const std::string& host, uint16_t port) {
 std::atomic<int> worker_exit_status{0};
 
 /// Runs a worker node that joins the head at `host:port` until SIGINT or
-/// SIGTERM (or the head refuses it, or cuts its handshakes: exit 2).
+/// SIGTERM (or the head refuses it, or cuts its handshakes: exit 2), its
+/// devices' state served by `metrics` if given.
 /// --state-dir's default: $VIDNODE_STATE_DIR if set, else
 /// /var/lib/vidnode for root, else $XDG_STATE_HOME/vidnode or
 /// ~/.local/state/vidnode (the XDG base directory specification's place for
@@ -134,7 +135,8 @@ std::string default_state_dir() {
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
-                    caf::timespan node_timeout, const sigset_t& signals) {
+                    caf::timespan node_timeout, const sigset_t& signals,
+                    net::metrics_endpoint* metrics) {
   actors::join_options options;
   options.node_timeout = node_timeout;
   options.host = host;
@@ -160,6 +162,8 @@ int run_worker_node(caf::actor_system& sys,
     return 2;
   }
   *name = (*node)->name();
+  if (metrics != nullptr)
+    metrics->watch(sys, (*node)->supervisor());
   std::string served;
   for (const auto& device : (*node)->devices())
     served += (served.empty() ? "" : ", ") + device.name() + " ("
@@ -519,7 +523,7 @@ int main(int argc, char** argv) {
     if (metrics)
       print_metrics_address(metrics_host, metrics->port());
     return run_worker_node(sys, settings, head_host, head_port,
-                           transport.node_timeout, signals);
+                           transport.node_timeout, signals, metrics.get());
   }
   std::shared_ptr<actors::transfers> mover =
     std::make_shared<net::curl_transfers>(transfer_options);

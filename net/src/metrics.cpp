@@ -238,19 +238,11 @@ void add_counter(pm::MetricFamily& f,
 constexpr const char* device_states[] = {"starting",   "idle",        "busy",
                                          "restarting", "quarantined", "lost"};
 
-/// The gauges read from admission at each scrape.
-std::vector<pm::MetricFamily> families_of(const actors::node_metrics* snap) {
+/// The queue's and nodes' gauges of a head.
+void add_queue_families(const actors::node_metrics& snapshot,
+                        std::vector<pm::MetricFamily>& out) {
   using pm::MetricType;
-  std::vector<pm::MetricFamily> out;
-  auto ok = family("vidnode_admission_snapshot_ok",
-                   "1 if this scrape read the queue, devices and nodes from "
-                   "admission, else 0 (a worker node, or admission did not "
-                   "answer in time)",
-                   MetricType::Gauge);
-  add_gauge(ok, {}, snap != nullptr ? 1 : 0);
-  out.push_back(std::move(ok));
-  if (snap == nullptr)
-    return out;
+  const auto* snap = &snapshot;
   auto queued = family("vidnode_queue_jobs",
                        "Jobs queued (for a device, their input or their "
                        "journal record) by priority",
@@ -272,6 +264,13 @@ std::vector<pm::MetricFamily> families_of(const actors::node_metrics* snap) {
   add_gauge(nodes, {{"state", "up"}}, snap->nodes_up);
   add_gauge(nodes, {{"state", "lost"}}, snap->nodes_lost);
   out.push_back(std::move(nodes));
+}
+
+/// The devices' gauges and counters.
+void add_device_families(const actors::node_metrics& snapshot,
+                         std::vector<pm::MetricFamily>& out) {
+  using pm::MetricType;
+  const auto* snap = &snapshot;
   auto slots = family("vidnode_device_slots", "Jobs a device may run at once",
                       MetricType::Gauge);
   auto in_use = family("vidnode_device_slots_in_use",
@@ -322,47 +321,90 @@ std::vector<pm::MetricFamily> families_of(const actors::node_metrics* snap) {
   for (auto* f : {&slots, &in_use, &memory, &reserved, &resident, &state,
                   &restarts, &loads})
     out.push_back(std::move(*f));
+}
+
+/// The gauges read at each scrape: from admission on a head (`head`), from
+/// the supervisor on a worker node (its devices only).
+std::vector<pm::MetricFamily> families_of(const actors::node_metrics* snap,
+                                          bool head) {
+  std::vector<pm::MetricFamily> out;
+  auto ok = family("vidnode_snapshot_ok",
+                   "1 if this scrape read the state of the queue, devices "
+                   "and nodes (a head: from admission; a worker node: its "
+                   "devices, from its supervisor), 0 if it got no answer in "
+                   "time",
+                   pm::MetricType::Gauge);
+  add_gauge(ok, {}, snap != nullptr ? 1 : 0);
+  out.push_back(std::move(ok));
+  if (snap == nullptr)
+    return out;
+  if (head)
+    add_queue_families(*snap, out);
+  add_device_families(*snap, out);
   return out;
 }
 
-/// Reads admission's snapshot at each scrape.
+/// Reads admission's snapshot (a head), or the supervisor's devices (a
+/// worker node), at each scrape.
 class snapshot_collector : public pm::Collectable {
 public:
-  void watch(caf::actor_system& sys, actors::admission_control_actor admission,
+  void watch(caf::actor_system& sys, caf::actor_addr source, bool head,
              caf::timespan timeout) {
     std::unique_lock<std::shared_mutex> guard{mtx_};
     sys_ = &sys;
-    admission_ = admission.address();
+    source_ = std::move(source);
+    head_ = head;
     timeout_ = timeout;
   }
 
   void unwatch() {
-    // Waits for the scrapes that are asking admission.
+    // Waits for the scrapes that are asking.
     std::unique_lock<std::shared_mutex> guard{mtx_};
     sys_ = nullptr;
-    admission_ = caf::actor_addr{};
+    source_ = caf::actor_addr{};
   }
 
   std::vector<pm::MetricFamily> Collect() const override {
     std::optional<actors::node_metrics> snap;
-    {
-      std::shared_lock<std::shared_mutex> guard{mtx_};
-      auto admission =
-        caf::actor_cast<actors::admission_control_actor>(admission_);
-      if (sys_ != nullptr && admission) {
-        caf::scoped_actor self{*sys_, true};
-        self->request(admission, timeout_, actors::metrics_atom::value)
-          .receive([&](actors::node_metrics& x) { snap = std::move(x); },
-                   [](caf::error&) {});
-      }
-    }
-    return families_of(snap ? &*snap : nullptr);
+    std::shared_lock<std::shared_mutex> guard{mtx_};
+    if (sys_ == nullptr)
+      return {};
+    if (head_)
+      ask_admission(snap);
+    else
+      ask_supervisor(snap);
+    return families_of(snap ? &*snap : nullptr, head_);
   }
 
 private:
+  void ask_admission(std::optional<actors::node_metrics>& snap) const {
+    auto admission = caf::actor_cast<actors::admission_control_actor>(source_);
+    if (!admission)
+      return;
+    caf::scoped_actor self{*sys_, true};
+    self->request(admission, timeout_, actors::metrics_atom::value)
+      .receive([&](actors::node_metrics& x) { snap = std::move(x); },
+               [](caf::error&) {});
+  }
+
+  void ask_supervisor(std::optional<actors::node_metrics>& snap) const {
+    auto supervisor = caf::actor_cast<actors::node_supervisor_actor>(source_);
+    if (!supervisor)
+      return;
+    caf::scoped_actor self{*sys_, true};
+    self->request(supervisor, timeout_, actors::metrics_atom::value)
+      .receive(
+        [&](std::vector<actors::device_metrics>& x) {
+          snap.emplace();
+          snap->devices = std::move(x);
+        },
+        [](caf::error&) {});
+  }
+
   mutable std::shared_mutex mtx_;
   caf::actor_system* sys_ = nullptr;
-  caf::actor_addr admission_;
+  caf::actor_addr source_;
+  bool head_ = true;
   caf::timespan timeout_{std::chrono::seconds{2}};
 };
 
@@ -427,7 +469,13 @@ metrics_endpoint::counted(std::shared_ptr<actors::transfers> inner) const {
 void metrics_endpoint::watch(caf::actor_system& sys,
                              actors::admission_control_actor admission,
                              caf::timespan timeout) {
-  impl_->snapshots->watch(sys, std::move(admission), timeout);
+  impl_->snapshots->watch(sys, admission.address(), true, timeout);
+}
+
+void metrics_endpoint::watch(caf::actor_system& sys,
+                             actors::node_supervisor_actor supervisor,
+                             caf::timespan timeout) {
+  impl_->snapshots->watch(sys, supervisor.address(), false, timeout);
 }
 
 void metrics_endpoint::unwatch() {

@@ -123,6 +123,25 @@ int count_of(const std::map<Key, int>& counts, const Key& key) {
   return i == counts.end() ? 0 : i->second;
 }
 
+/// What the supervisor of worker node `w` says of its devices, asked by an
+/// actor of `asker`; or its refusal.
+caf::expected<std::vector<actors::device_metrics>>
+supervisor_metrics(test::cluster_fixture& fx, test::worker_system& w,
+                   caf::actor_system& asker) {
+  auto out = std::make_shared<
+    std::optional<caf::expected<std::vector<actors::device_metrics>>>>();
+  auto supervisor = w.supervisor;
+  asker.spawn([=](caf::event_based_actor* self) {
+    self->request(supervisor, caf::infinite, actors::metrics_atom::value)
+      .then(
+        [=](std::vector<actors::device_metrics>& x) { *out = std::move(x); },
+        [=](caf::error& err) { *out = std::move(err); });
+  });
+  fx.run();
+  REQUIRE(out->has_value());
+  return std::move(**out);
+}
+
 uint64_t total_queued(const actors::node_metrics& m) {
   uint64_t n = 0;
   for (auto x : m.queued)
@@ -237,6 +256,15 @@ TEST_CASE("the observer hears of worker nodes that join and are lost, and "
   auto a = fx.head.execute(sim_job(10, 100));
   auto b = fx.head.execute(sim_job(10, 100));
   fx.advance(300ms);
+  auto own = supervisor_metrics(fx, w1, w1.sys);
+  REQUIRE(own);
+  REQUIRE(own->size() == 1);
+  CHECK((*own)[0].status.node == "w1");
+  CHECK((*own)[0].status.device == "sim:0");
+  CHECK((*own)[0].status.state == "busy");
+  CHECK((*own)[0].status.slots_in_use == 1);
+  CHECK((*own)[0].status.slots == 1);
+  CHECK_FALSE(supervisor_metrics(fx, w1, fx.head.sys));
   fx.cut(w1);
   auto during = metrics_now(fx.head);
   CHECK(during.nodes_up == 2);

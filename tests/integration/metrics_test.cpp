@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "support/cluster_process.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/temp_directory.hpp"
@@ -149,13 +150,15 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
-/// A head with two sim devices and its metrics endpoint on a free port.
+/// A head with two sim devices and its metrics endpoint on a free port,
+/// with no journal unless `state_dir` is given.
 struct metered_node {
-  node_process node{{"--devices", "sim:2", "--state-dir", "none",
-                     "--metrics-listen", "127.0.0.1:0"}};
+  node_process node;
   std::string url;
 
-  metered_node() {
+  explicit metered_node(const std::string& state_dir = "none")
+    : node({"--devices", "sim:2", "--state-dir", state_dir, "--metrics-listen",
+            "127.0.0.1:0"}) {
     // After "listening on" and "accepting worker nodes on".
     auto prefix = std::string{"vidnode metrics on "};
     for (int i = 0; i < 3 && url.empty(); ++i) {
@@ -205,7 +208,7 @@ TEST_CASE("vidnode's metrics count the jobs vidctl ran, show an empty queue "
           "[metrics]") {
   metered_node m;
   auto before = m.scrape();
-  CHECK(sum_of(before, "vidnode_admission_snapshot_ok") == 1);
+  CHECK(sum_of(before, "vidnode_snapshot_ok") == 1);
   CHECK(sum_of(before, "vidnode_device_slots") == 2);
   CHECK(sum_of(before, "vidnode_device_state", {{"state", "idle"}}) == 2);
   CHECK(sum_of(before, "vidnode_nodes", {{"state", "up"}}) == 1);
@@ -349,4 +352,66 @@ TEST_CASE("a real Prometheus server scrapes vidnode and counts the jobs it "
   CHECK(up["data"]["result"][0]["value"][1] == "1");
   prometheus.signal(SIGTERM);
   CHECK(prometheus.wait(10s));
+}
+
+TEST_CASE("a head with a journal times its commits", "[metrics]") {
+  test::temp_directory state{"metrics-journal"};
+  metered_node m{state.path()};
+  CHECK(m.run_job() == "succeeded");
+  auto after = m.scrape();
+  // The acceptance, the dispatch and the end: at least one commit each
+  // unless they were grouped.
+  auto commits = sum_of(after, "vidnode_journal_commit_seconds_count");
+  REQUIRE(commits);
+  CHECK(*commits >= 1);
+  CHECK(sum_of(after, "vidnode_journal_commit_seconds_bucket", {{"le", "+Inf"}})
+        == *commits);
+  CHECK(sum_of(after, "vidnode_journal_commit_failures_total") == 0);
+}
+
+TEST_CASE("a head shows its worker nodes' devices and a worker node serves "
+          "its own devices' state",
+          "[metrics][cluster]") {
+  auto ports = test::free_loopback_ports(2);
+  auto head_url = "http://127.0.0.1:" + std::to_string(ports[0]) + "/metrics";
+  auto worker_url = "http://127.0.0.1:" + std::to_string(ports[1]) + "/metrics";
+  test::cluster_programs programs{VIDNODE_BIN, VIDCTL_BIN};
+  test::head_process::options head_options;
+  head_options.args = {"--metrics-listen",
+                       "127.0.0.1:" + std::to_string(ports[0])};
+  test::head_process head{programs, head_options};
+  test::worker_process::options worker_options;
+  worker_options.join = head.cluster_address();
+  worker_options.name = "w1";
+  worker_options.args = {"--metrics-listen",
+                         "127.0.0.1:" + std::to_string(ports[1])};
+  test::worker_process worker{programs, worker_options};
+  REQUIRE(worker.await_joins(1, 15s));
+  for (int i = 0; i < 2; ++i)
+    CHECK(head.vidctl_json({"submit", "--steps", "2", "--option", "step_ms=20",
+                            "--wait"})["state"]
+          == "succeeded");
+  auto from_head = parse(http_get(head_url).body);
+  CHECK(sum_of(from_head, "vidnode_device_slots", {{"node", "w1"}}) == 2);
+  CHECK(sum_of(from_head, "vidnode_node_joins_total", {{"node", "w1"}}) == 1);
+  CHECK(sum_of(from_head, "vidnode_nodes", {{"state", "up"}}) == 2);
+  CHECK(sum_of(from_head, "vidnode_jobs_ended_total", {{"state", "succeeded"}})
+        == 2);
+  worker.pump();
+  auto answer = http_get(worker_url);
+  REQUIRE(answer.status == 200);
+  auto from_worker = parse(answer.body);
+  CHECK(sum_of(from_worker, "vidnode_snapshot_ok") == 1);
+  CHECK(sum_of(from_worker, "vidnode_device_slots", {{"node", "w1"}}) == 2);
+  CHECK(sum_of(from_worker, "vidnode_device_state",
+               {{"node", "w1"}, {"state", "idle"}})
+        == 2);
+  CHECK(sum_of(from_worker, "vidnode_device_restarts_total") == 0);
+  CHECK_FALSE(sum_of(from_worker, "vidnode_queue_jobs"));
+  for (const auto& body : {http_get(head_url).body, answer.body}) {
+    auto check = promtool_check(body);
+    INFO(check.out << check.err);
+    CHECK(check.status == 0);
+    CHECK(check.out.empty());
+  }
 }

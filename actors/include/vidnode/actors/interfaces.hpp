@@ -153,8 +153,9 @@ using renew_atom = caf::atom_constant<caf::atom("renew")>;
 /// rejoin: send the outcomes of the attempts that ended again.
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
-/// A metrics endpoint of the head -> admission: the state of the queue, the
-/// devices and the nodes now (node_metrics).
+/// A metrics endpoint -> admission: the state of the queue, the devices and
+/// the nodes now (node_metrics). -> a worker node's supervisor: the state of
+/// its devices.
 using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
 
 /// An attempt a worker node holds: running on one of its devices, or ended
@@ -209,6 +210,11 @@ using device_worker_actor = caf::typed_actor<
 /// `held -> leases`: the attempts the node's devices run, and those that
 /// ended recently (lease_book), for a registration.
 ///
+/// `metrics -> devices`: the node's devices as the supervisor sees them
+/// (state, slots in use by the attempts they run, memory, restarts; no
+/// models: the workers own those), for actors of this node only
+/// (unauthorized for anyone else).
+///
 /// `read_file, path, offset, max_bytes -> chunk`: a piece of a file inside
 /// the node's output directory, read on a short-lived detached actor of its
 /// own (file_chunks.hpp: read_file_chunk's rules and errors), so disk I/O
@@ -221,6 +227,7 @@ using node_supervisor_actor = caf::typed_actor<
   caf::reacts_to<bind_atom, caf::actor, std::vector<held_lease>>,
   caf::replies_to<held_atom>::with<std::vector<held_lease>>,
   caf::reacts_to<renew_atom, int64_t>,
+  caf::replies_to<metrics_atom>::with<std::vector<device_metrics>>,
   caf::replies_to<read_file_atom, std::string, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;

@@ -31,9 +31,9 @@ constexpr uint16_t suggested_metrics_port = 9447;
 /// Thread-safety: every member may be called from any thread. The observer
 /// and the counted transfers only touch atomic counters and short-held
 /// locks of prometheus-cpp, never I/O, so actors may call them. A scrape
-/// waits at most the timeout given to `watch` for admission; then it
-/// serves the counters without the gauges (and
-/// `vidnode_admission_snapshot_ok` 0).
+/// waits at most the timeout given to `watch` for admission (or a worker
+/// node's supervisor); then it serves the counters without the gauges (and
+/// `vidnode_snapshot_ok` 0).
 ///
 /// Lifetime: destroy it before the actor_system passed to `watch` (it stops
 /// the HTTP server and waits for scrapes in progress).
@@ -63,10 +63,15 @@ public:
   counted(std::shared_ptr<actors::transfers> inner) const;
 
   /// From now on each scrape asks `admission` (an actor of `sys`, which
-  /// must outlive this object or the next call to `watch`) for the state
-  /// of the queue, devices and nodes, waiting at most `timeout`. Without
-  /// it (a worker node) only the counters are served.
+  /// must outlive this object or the next call to `watch` or `unwatch`)
+  /// for the state of the queue, devices and nodes, waiting at most
+  /// `timeout`. Without a `watch`, only the counters are served.
   void watch(caf::actor_system& sys, actors::admission_control_actor admission,
+             caf::timespan timeout = std::chrono::seconds{2});
+
+  /// The same for a worker node: each scrape asks its `supervisor` for the
+  /// state of the node's devices (the queue and nodes are the head's).
+  void watch(caf::actor_system& sys, actors::node_supervisor_actor supervisor,
              caf::timespan timeout = std::chrono::seconds{2});
 
   /// Scrapes stop asking admission (call before the actor system goes).
