@@ -25,11 +25,11 @@
 
 #include "common/cli_options.hpp"
 #include "vidnode/actors/cluster.hpp"
+#include "common/metrics_options.hpp"
 #include "common/transport_options.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/curl_transfers.hpp"
-#include "vidnode/net/metrics.hpp"
 #include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/net/process_config.hpp"
 #include "vidnode/net/server.hpp"
@@ -101,13 +101,6 @@ std::optional<std::string> unusable_directory(const std::string& dir) {
     return std::nullopt;
   }
   return "cannot write in '" + dir + "': " + std::strerror(errno);
-}
-
-/// Tells where the metrics are served (tests read the port from it).
-void print_metrics_address(const std::string& host, uint16_t port) {
-  std::printf("vidnode metrics on http://%s:%u/metrics\n", host.c_str(),
-              static_cast<unsigned>(port));
-  std::fflush(stdout);
 }
 
 /// Set by a refusal from the head: the exit status of a worker node.
@@ -225,13 +218,8 @@ int main(int argc, char** argv) {
                 "head, and join it again whenever it is lost")
     ->excludes(listen_option)
     ->excludes(cluster_listen_option);
-  std::string metrics_listen;
-  app.add_option("--metrics-listen", metrics_listen,
-                 "Serve Prometheus metrics at http://HOST:PORT/metrics (off "
-                 "by default; suggested port "
-                   + std::to_string(net::suggested_metrics_port)
-                   + "; port 0 picks a free one). Anyone who reaches it "
-                     "reads them: bind a private address");
+  apps::metrics_flags metrics_options;
+  apps::add_metrics_options(app, metrics_options);
   app
     .add_option("--devices", settings.devices,
                 "Devices to serve: auto (every CUDA device, else one cpu "
@@ -420,18 +408,6 @@ int main(int argc, char** argv) {
                  cluster_listen.c_str());
     return 2;
   }
-  std::string metrics_host;
-  uint16_t metrics_port = 0;
-  if (app.count("--metrics-listen") > 0
-      && (!net::parse_endpoint(metrics_listen, metrics_host, metrics_port)
-          || metrics_host.empty())) {
-    std::fprintf(stderr,
-                 "vidnode: --metrics-listen: '%s' is not HOST:PORT (e.g. "
-                 "127.0.0.1:%u)\n",
-                 metrics_listen.c_str(),
-                 static_cast<unsigned>(net::suggested_metrics_port));
-    return 2;
-  }
   std::string head_host;
   uint16_t head_port = 0;
   if (!join.empty()
@@ -490,17 +466,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // Bound before anything starts, so that a port in use is a usage error.
   std::unique_ptr<net::metrics_endpoint> metrics;
-  if (app.count("--metrics-listen") > 0) {
-    auto endpoint = net::metrics_endpoint::start(metrics_host, metrics_port);
-    if (!endpoint) {
-      std::fprintf(stderr, "vidnode: --%s\n",
-                   runtime::detail_of(endpoint.error()).c_str());
-      return 2;
-    }
-    metrics = std::move(*endpoint);
-  }
+  if (auto code = apps::start_metrics(app, metrics_options, metrics))
+    return code;
 
   raise_descriptor_limit();
   net::process_config cfg;
@@ -511,17 +479,10 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
-  // Scrapes stop asking admission before the actor system goes.
-  struct unwatch_at_exit {
-    net::metrics_endpoint* endpoint;
-    ~unwatch_at_exit() {
-      if (endpoint != nullptr)
-        endpoint->unwatch();
-    }
-  } metrics_guard{metrics.get()};
+  apps::unwatch_on_exit metrics_guard{metrics.get()};
   if (!join.empty()) {
     if (metrics)
-      print_metrics_address(metrics_host, metrics->port());
+      apps::print_metrics_address(metrics_options, *metrics);
     return run_worker_node(sys, settings, head_host, head_port,
                            transport.node_timeout, signals, metrics.get());
   }
@@ -577,7 +538,7 @@ int main(int argc, char** argv) {
                 static_cast<unsigned>(*published_cluster_port));
   std::fflush(stdout);
   if (metrics)
-    print_metrics_address(metrics_host, metrics->port());
+    apps::print_metrics_address(metrics_options, *metrics);
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -284,7 +284,7 @@ TEST_CASE("a metrics port that cannot be bound, or a malformed one, is a "
   CHECK(in_use.status == 2);
   CHECK_THAT(in_use.err,
              Catch::Contains("--metrics-listen: cannot listen on " + taken));
-  for (auto bad : {"nonsense", "127.0.0.1:99999", ":9447"}) {
+  for (auto bad : {"nonsense", "127.0.0.1:99999", ":9447", ""}) {
     auto r = run_command({VIDNODE_BIN, "--devices", "sim:1", "--listen",
                           "127.0.0.1:0", "--metrics-listen", bad},
                          10s);
