@@ -40,7 +40,8 @@ if [ "${1:-}" = "--cmake-args" ]; then
 fi
 
 # Exactly what vidnode's CMake files use (find_package CAF/spdlog/nlohmann_json/
-# CLI11/SQLite3/cereal/Catch2; spdlog's config needs fmt). The runtime
+# CLI11/SQLite3/cereal/Catch2/prometheus-cpp; spdlog's config needs fmt,
+# prometheus-cpp's civetweb, its push library zlib and libcurl). The runtime
 # libraries come along (libsqlite3-dev's libsqlite3.so points into
 # libsqlite3-0). libcaf-openssl0.17: libcaf-dev's libcaf_openssl.so points at
 # it (64 KB). Not bundled: libcurl/libssl (the GPU machine has them),
@@ -54,6 +55,8 @@ packages=(
   libsqlite3-dev libsqlite3-0
   libcereal-dev
   catch2
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
+  libprometheus-cpp-push1.0 libcivetweb-dev libcivetweb1
 )
 
 mkdir -p "$deps/debs" "$deps/root"

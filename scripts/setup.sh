@@ -13,6 +13,7 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libcurl4-openssl-dev
   libsystemd-dev
+  prometheus-cpp-dev prometheus
   openssl
   python3
   tmux

@@ -29,9 +29,10 @@ admission_control_actor::behavior_type admission_behavior(
   admission_state::pointer self, runtime::node_settings settings,
   std::vector<runtime::device_info> devices,
   std::shared_ptr<const gpu::model_catalog> catalog,
-  std::shared_ptr<transfers> mover, std::shared_ptr<journal_store> journal) {
+  std::shared_ptr<transfers> mover, std::shared_ptr<journal_store> journal,
+  std::shared_ptr<node_observer> events) {
   self->state.init(std::move(settings), std::move(devices), std::move(catalog),
-                   std::move(mover), std::move(journal));
+                   std::move(mover), std::move(journal), std::move(events));
   self->set_down_handler([=](caf::down_msg& msg) { self->state.on_down(msg); });
   survive_stray_errors(self, "admission");
   return {
@@ -263,6 +264,13 @@ admission_control_actor::behavior_type admission_behavior(
       if (self->state.from_this_node())
         self->state.grace_over();
     },
+    // -- metrics -----------------------------------------------------------
+    [=](metrics_atom) -> caf::result<node_metrics> {
+      if (!self->state.from_this_node())
+        return make_error(errc::unauthorized,
+                          "metrics are for actors of this node");
+      return self->state.metrics();
+    },
     // -- the journal -------------------------------------------------------
     [=](journal_flush_atom) {
       auto& st = self->state;
@@ -286,8 +294,10 @@ void admission_state::init(runtime::node_settings node_settings,
                            std::vector<runtime::device_info> node_devices,
                            std::shared_ptr<const gpu::model_catalog> models,
                            std::shared_ptr<transfers> transfer_mover,
-                           std::shared_ptr<journal_store> journal_store) {
+                           std::shared_ptr<journal_store> journal_store,
+                           std::shared_ptr<node_observer> events) {
   settings = std::move(node_settings);
+  node_events = events ? std::move(events) : null_observer();
   node_name = node_name_of(settings);
   part_bytes = runtime::chunk_bytes_within(settings.max_message_size,
                                            runtime::max_chunk_bytes);
@@ -323,9 +333,11 @@ spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog,
                 std::shared_ptr<transfers> mover,
-                std::shared_ptr<journal_store> journal) {
+                std::shared_ptr<journal_store> journal,
+                std::shared_ptr<node_observer> events) {
   return sys.spawn(admission_behavior, settings, std::move(devices),
-                   std::move(catalog), std::move(mover), std::move(journal));
+                   std::move(catalog), std::move(mover), std::move(journal),
+                   std::move(events));
 }
 
 } // namespace vidnode::actors

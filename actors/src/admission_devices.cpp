@@ -340,6 +340,8 @@ void admission_state::on_failed(job_id id, uint64_t lease, caf::error reason,
     // The worker exits after an out-of-memory error: nothing more may be
     // sent to it until the supervisor attached its successor.
     auto& device = devices.at(rec->device);
+    node_events->device_failed(device.node, device.name,
+                               device_fault::out_of_memory);
     device.lose_worker();
     device.culprit = id;
     // The retry reserves more; if no device has that much, it fails.
@@ -370,6 +372,7 @@ void admission_state::on_crashed(job_id id, uint64_t lease, caf::error reason,
   if (rec == nullptr)
     return;
   auto& device = devices.at(rec->device);
+  node_events->device_failed(device.node, device.name, device_fault::crash);
   device.lose_worker();
   if (device_failed) {
     device.failed_itself = true;

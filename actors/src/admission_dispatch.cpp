@@ -369,6 +369,7 @@ void admission_state::finalize(job_record& rec, job_state state,
   clear_deadline(rec);
   release(rec);
   journal_job(rec);
+  observe_end(rec);
   log_job(state == job_state::failed || state == job_state::timed_out
             ? runtime::log_level::warn
             : runtime::log_level::info,

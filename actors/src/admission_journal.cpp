@@ -109,6 +109,7 @@ void admission_state::journaled_accept(job_id id) {
     return;
   rec->awaiting_journal = false;
   --awaiting_journal;
+  node_events->job_accepted(rec->spec.model, rec->spec.priority);
   if (rec->spec.audio_url.empty()) {
     enqueue(*rec, false);
     log_job(runtime::log_level::info, rec->result, "queued");
@@ -189,7 +190,7 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
   auto contents = std::move(store->contents());
   journal = std::make_unique<journal_writer>(
     std::move(store), caf::actor_cast<admission_control_actor>(self),
-    self->system());
+    self->system(), node_events);
   // Leases of this run differ from those of every earlier run: a report
   // about an attempt of an earlier run is never taken for one of this run.
   next_lease = contents.generation << 40;

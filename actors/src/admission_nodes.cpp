@@ -119,6 +119,7 @@ caf::result<join_answer> admission_state::join_node(node_registration reg) {
   for (auto& info : reg.devices)
     node.slots.push_back(devices.add(node.name, std::move(info), reg.models));
   self->monitor(reg.supervisor);
+  node_events->node_joined(node.name);
   spdlog::info("node {} joined with {} device(s) serving {} (registration {})",
                node.name, node.slots.size(), describe_models(reg.models),
                node.incarnation);
@@ -160,6 +161,7 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
   auto t = now();
   auto name = node.name;
   nodes.lose(node, t, wall(t), why);
+  node_events->node_lost(name);
   fail_reads(node, why);
   auto reason =
     make_error(errc::worker_lost, "node " + name + " was lost: " + why);

@@ -34,6 +34,7 @@
 #include "vidnode/actors/journal_store.hpp"
 #include "vidnode/actors/memory_estimates.hpp"
 #include "vidnode/actors/node_membership.hpp"
+#include "vidnode/actors/node_observer.hpp"
 #include "vidnode/actors/placement.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
@@ -69,12 +70,15 @@ struct admission_state {
             std::vector<runtime::device_info> devices,
             std::shared_ptr<const gpu::model_catalog> catalog,
             std::shared_ptr<transfers> mover,
-            std::shared_ptr<journal_store> journal);
+            std::shared_ptr<journal_store> journal,
+            std::shared_ptr<node_observer> events);
 
   pointer self;
   runtime::node_settings settings;
   std::shared_ptr<const gpu::model_catalog> catalog;
   std::shared_ptr<transfers> mover;
+  /// Told of jobs accepted and ended, device faults, nodes (never null).
+  std::shared_ptr<node_observer> node_events;
   /// Delivers webhooks (null without a mover).
   webhook_sender_actor webhooks;
   /// Jobs whose inputs are being fetched (they count as queued).
@@ -591,6 +595,14 @@ struct admission_state {
   /// Removes staged copies left by an earlier run of the head (its
   /// `staging/` subdirectory of the output directory); called at start.
   void clear_staging() const;
+
+  // -- metrics (admission_metrics.cpp) ------------------------------------
+
+  /// The queue, devices and nodes now (metrics_atom).
+  node_metrics metrics();
+
+  /// Tells the observer that `rec` ended (called by finalize).
+  void observe_end(const job_record& rec);
 
   // -- shutdown (admission_shutdown.cpp) -----------------------------------
 

@@ -22,6 +22,10 @@ void add_types(caf::actor_system_config& cfg) {
     "std::vector<vidnode::held_lease>");
   cfg.add_message_type<node_registration>("vidnode::node_registration");
   cfg.add_message_type<join_answer>("vidnode::join_answer");
+  cfg.add_message_type<device_metrics>("vidnode::device_metrics");
+  cfg.add_message_type<std::vector<device_metrics>>(
+    "vidnode::device_metrics_list");
+  cfg.add_message_type<node_metrics>("vidnode::node_metrics");
   cfg.add_message_type<cluster_registry_actor>(
     "vidnode::cluster_registry_actor");
 }

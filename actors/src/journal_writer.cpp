@@ -1,5 +1,7 @@
 #include "journal_writer.hpp"
 
+#include <chrono>
+
 #include <caf/actor_cast.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
@@ -8,9 +10,12 @@ namespace vidnode::actors {
 
 journal_writer::journal_writer(std::shared_ptr<journal_store> store,
                                admission_control_actor admission,
-                               caf::actor_system& sys)
+                               caf::actor_system& sys,
+                               std::shared_ptr<node_observer> events)
   : store_(std::move(store)), path_(store_->path()),
-    admission_(admission.address()), sys_(sys), thread_([this] { run(); }) {}
+    admission_(admission.address()), sys_(sys),
+    events_(events ? std::move(events) : null_observer()),
+    thread_([this] { run(); }) {}
 
 journal_writer::~journal_writer() {
   {
@@ -42,7 +47,11 @@ void journal_writer::run() {
       work = std::move(*next_);
       next_.reset();
     }
+    auto started = std::chrono::steady_clock::now();
     auto err = store_->commit(work.first);
+    events_->journal_committed(std::chrono::duration_cast<caf::timespan>(
+                                 std::chrono::steady_clock::now() - started),
+                               !err);
     auto admission = caf::actor_cast<admission_control_actor>(admission_);
     if (admission)
       self->send(admission, journaled_atom::value, work.second, std::move(err));

@@ -20,17 +20,20 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/journal_store.hpp"
+#include "vidnode/actors/node_observer.hpp"
 
 namespace vidnode::actors {
 
 /// A thread that commits one batch at a time to `store` and tells the
 /// admission actor (journaled_atom, number, error) when each commit is
 /// durable or failed, from an actor of `sys` (admission takes messages of
-/// its kind only from actors of its own node).
+/// its kind only from actors of its own node). Each commit's duration goes
+/// to `events` (journal_committed, on the writer's thread).
 class journal_writer {
 public:
   journal_writer(std::shared_ptr<journal_store> store,
-                 admission_control_actor admission, caf::actor_system& sys);
+                 admission_control_actor admission, caf::actor_system& sys,
+                 std::shared_ptr<node_observer> events);
 
   /// Waits for the batch in flight, if any, then ends the thread.
   ~journal_writer();
@@ -55,6 +58,7 @@ private:
   /// Admission's address: the writer must not keep it alive.
   caf::actor_addr admission_;
   caf::actor_system& sys_;
+  std::shared_ptr<node_observer> events_;
   std::mutex mtx_;
   std::condition_variable cv_;
   std::optional<std::pair<journal_batch, uint64_t>> next_;

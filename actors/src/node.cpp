@@ -14,21 +14,22 @@ node_actors spawn_node(caf::actor_system& sys,
                        std::vector<runtime::device_info> devices,
                        std::shared_ptr<const gpu::model_catalog> catalog,
                        std::shared_ptr<transfers> transfers,
-                       std::shared_ptr<journal_store> journal) {
+                       std::shared_ptr<journal_store> journal,
+                       std::shared_ptr<node_observer> events) {
   node_actors result;
-  result.admission = spawn_admission(sys, settings, devices, catalog,
-                                     std::move(transfers), std::move(journal));
+  result.admission =
+    spawn_admission(sys, settings, devices, catalog, std::move(transfers),
+                    std::move(journal), std::move(events));
   result.supervisor = spawn_node_supervisor(
     sys, settings, std::move(devices), result.admission, std::move(catalog));
   result.registry = spawn_cluster_registry(sys, result.admission);
   return result;
 }
 
-caf::expected<std::unique_ptr<local_node>>
-local_node::start(caf::actor_system& sys,
-                  const runtime::node_settings& settings,
-                  std::shared_ptr<const gpu::model_catalog> catalog,
-                  std::shared_ptr<transfers> transfers) {
+caf::expected<std::unique_ptr<local_node>> local_node::start(
+  caf::actor_system& sys, const runtime::node_settings& settings,
+  std::shared_ptr<const gpu::model_catalog> catalog,
+  std::shared_ptr<transfers> transfers, std::shared_ptr<node_observer> events) {
   std::vector<runtime::device_info> devices;
   if (auto err = prepare_node(settings, devices, catalog))
     return err;
@@ -42,8 +43,9 @@ local_node::start(caf::actor_system& sys,
       return std::move(store.error());
     journal = std::move(*store);
   }
-  auto actors = spawn_node(sys, settings, devices, std::move(catalog),
-                           std::move(transfers), std::move(journal));
+  auto actors =
+    spawn_node(sys, settings, devices, std::move(catalog), std::move(transfers),
+               std::move(journal), std::move(events));
   return std::unique_ptr<local_node>{new local_node(
     sys, std::move(actors), std::move(devices), settings.shutdown_grace)};
 }

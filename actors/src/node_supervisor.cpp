@@ -11,6 +11,7 @@
 #include "vidnode/actors/restart_intensity.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
+#include "node_lifecycle.hpp"
 #include "stray_errors.hpp"
 
 namespace vidnode::actors {
@@ -64,6 +65,29 @@ struct node_supervisor_state {
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts, device.models->names(),
                device.models->resident_bytes());
+  }
+
+  /// The devices as metrics show them (a worker node's own endpoint).
+  std::vector<device_metrics> metrics() const {
+    std::vector<device_metrics> result;
+    auto node = node_name_of(settings);
+    for (const auto& device : devices) {
+      device_metrics entry;
+      auto& status = entry.status;
+      auto running = device.book->running().size();
+      status.node = node;
+      status.device = device.info.name();
+      status.state = device.quarantined ? "quarantined"
+                     : !device.worker ? (admission ? "restarting" : "starting")
+                     : running > 0    ? "busy"
+                                      : "idle";
+      status.slots_in_use = static_cast<int32_t>(running);
+      status.slots = settings.max_concurrency;
+      status.memory_bytes = device.info.memory_bytes;
+      status.restarts = device.restarts;
+      result.push_back(std::move(entry));
+    }
+    return result;
   }
 
   size_t live_workers() const {
@@ -331,6 +355,13 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
         return runtime::make_error(runtime::errc::unauthorized,
                                    "only this node asks what it holds");
       return self->state.held();
+    },
+    [=](metrics_atom) -> caf::result<std::vector<device_metrics>> {
+      const auto& sender = self->current_sender();
+      if (sender == nullptr || sender->node() != self->node())
+        return runtime::make_error(runtime::errc::unauthorized,
+                                   "metrics are for actors of this node");
+      return self->state.metrics();
     },
     [=](read_file_atom, std::string& path, uint64_t offset,
         uint32_t max_bytes) -> caf::result<runtime::output_chunk> {

@@ -27,6 +27,7 @@
 #include "common/cli_options.hpp"
 #include "common/setting_sources.hpp"
 #include "vidnode/actors/cluster.hpp"
+#include "common/metrics_options.hpp"
 #include "common/transport_options.hpp"
 #include "vidnode/process_lifecycle.hpp"
 #include "vidnode/service_manager.hpp"
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
                 "head, and join it again whenever it is lost")
     ->excludes(listen_option)
     ->excludes(cluster_listen_option);
+  apps::metrics_flags metrics_options;
+  apps::add_metrics_options(app, metrics_options);
   app
     .add_option("--devices", settings.devices,
                 "Devices to serve: auto (every CUDA device, else one cpu "
@@ -364,6 +367,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<net::metrics_endpoint> metrics;
+  if (auto code = apps::start_metrics(app, metrics_options, metrics))
+    return code;
+
   apps::raise_descriptor_limit();
   net::process_config cfg;
   if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
@@ -373,11 +380,22 @@ int main(int argc, char** argv) {
   cfg.scheduler_threads(threads);
   cfg.poll_attempts(poll_attempts);
   caf::actor_system sys{cfg};
-  if (!join.empty())
+  apps::unwatch_on_exit metrics_guard{metrics.get()};
+  if (!join.empty()) {
+    if (metrics)
+      apps::print_metrics_address(metrics_options, *metrics);
     return apps::run_worker_node(sys, settings, head_host, head_port,
-                                 transport.node_timeout, signals);
-  auto mover = std::make_shared<net::curl_transfers>(transfer_options);
-  auto node = actors::local_node::start(sys, settings, nullptr, mover);
+                                 transport.node_timeout, signals,
+                                 metrics.get());
+  }
+  std::shared_ptr<actors::transfers> mover =
+    std::make_shared<net::curl_transfers>(transfer_options);
+  std::shared_ptr<actors::node_observer> events;
+  if (metrics) {
+    mover = metrics->counted(std::move(mover));
+    events = metrics->observer();
+  }
+  auto node = actors::local_node::start(sys, settings, nullptr, mover, events);
   if (!node) {
     std::fprintf(stderr, "vidnode: %s\n",
                  runtime::describe(node.error()).c_str());
@@ -404,6 +422,8 @@ int main(int argc, char** argv) {
     (*node)->stop();
     return 1;
   }
+  if (metrics)
+    metrics->watch(sys, (*node)->admission_control());
   std::string served;
   for (const auto& device : (*node)->devices())
     served += (served.empty() ? "" : ", ") + device.name() + " ("
@@ -419,6 +439,8 @@ int main(int argc, char** argv) {
                 cluster_host.c_str(),
                 static_cast<unsigned>(*published_cluster_port));
   std::fflush(stdout);
+  if (metrics)
+    apps::print_metrics_address(metrics_options, *metrics);
   apps::notify_ready("serving " + std::to_string((*node)->devices().size())
                      + " device(s); clients on " + settings.listen_host + ":"
                      + std::to_string((*server)->port()));

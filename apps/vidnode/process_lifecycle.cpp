@@ -100,7 +100,8 @@ std::atomic<int> worker_exit_status{0};
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
-                    caf::timespan node_timeout, const sigset_t& signals) {
+                    caf::timespan node_timeout, const sigset_t& signals,
+                    net::metrics_endpoint* metrics) {
   actors::join_options options;
   options.node_timeout = node_timeout;
   options.host = host;
@@ -127,6 +128,8 @@ int run_worker_node(caf::actor_system& sys,
     return 2;
   }
   *name = (*node)->name();
+  if (metrics != nullptr)
+    metrics->watch(sys, (*node)->supervisor());
   std::string served;
   for (const auto& device : (*node)->devices())
     served += (served.empty() ? "" : ", ") + device.name() + " ("

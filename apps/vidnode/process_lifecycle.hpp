@@ -14,6 +14,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "vidnode/net/metrics.hpp"
 #include "vidnode/runtime/settings.hpp"
 
 namespace vidnode::apps {
@@ -47,10 +48,12 @@ std::string default_state_dir();
 /// Runs a worker node that joins the head at `host:port` until SIGINT or
 /// SIGTERM of `signals` (or the head refuses it, or cuts its handshakes:
 /// exit 2); its exit status. Tells a service manager when it has joined and
-/// when it stops (service_manager.hpp).
+/// when it stops (service_manager.hpp); its devices' state is served by
+/// `metrics` if given.
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,
-                    caf::timespan node_timeout, const sigset_t& signals);
+                    caf::timespan node_timeout, const sigset_t& signals,
+                    net::metrics_endpoint* metrics);
 
 } // namespace vidnode::apps

@@ -90,6 +90,7 @@ fake_supervisor(actors::node_supervisor_actor::pointer self,
     },
     [](actors::held_atom) { return std::vector<actors::held_lease>{}; },
     [](actors::renew_atom, int64_t) {},
+    [](actors::metrics_atom) { return std::vector<actors::device_metrics>{}; },
     [=](actors::read_file_atom, const std::string&, uint64_t offset,
         uint32_t max_bytes) -> caf::result<output_chunk> {
       file->asks.push_back(max_bytes);

@@ -60,7 +60,8 @@ deterministic_fixture::time_point deterministic_fixture::now() const {
 
 void deterministic_fixture::start_node(
   runtime::node_settings settings, const std::string& devices,
-  std::shared_ptr<const gpu::model_catalog> catalog) {
+  std::shared_ptr<const gpu::model_catalog> catalog,
+  std::shared_ptr<actors::node_observer> events) {
   std::vector<runtime::device_info> infos;
   std::string error;
   REQUIRE(gpu::parse_devices(devices, infos, error));
@@ -68,8 +69,8 @@ void deterministic_fixture::start_node(
     settings.node_name = "test-node";
   if (!catalog)
     catalog = gpu::model_catalog::builtin();
-  node =
-    actors::spawn_node(sys, settings, std::move(infos), std::move(catalog));
+  node = actors::spawn_node(sys, settings, std::move(infos), std::move(catalog),
+                            nullptr, nullptr, std::move(events));
   run();
 }
 

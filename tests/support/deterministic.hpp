@@ -70,9 +70,11 @@ public:
   time_point now() const;
 
   /// Spawns a node with `settings` on `devices` ("sim:5", "sim:2:4GiB")
-  /// serving the models of `catalog` (null: the built-in models).
+  /// serving the models of `catalog` (null: the built-in models), telling
+  /// `events` (null: nobody) of its events.
   void start_node(runtime::node_settings settings, const std::string& devices,
-                  std::shared_ptr<const gpu::model_catalog> catalog = nullptr);
+                  std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
+                  std::shared_ptr<actors::node_observer> events = nullptr);
 
   /// Stops the node (admission and supervisor shutdown, then exit).
   void stop_node();

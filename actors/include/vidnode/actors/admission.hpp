@@ -7,6 +7,7 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/journal_store.hpp"
+#include "vidnode/actors/node_observer.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -39,11 +40,15 @@ namespace vidnode::actors {
 /// journal's own), and at start the jobs the journal holds are taken up
 /// again (see admission_state::open_journal). A job whose record cannot be
 /// written is refused with errc::journal_unavailable.
+///
+/// `events`, if given, is told of jobs accepted and ended, device faults,
+/// nodes joining and lost, and journal commits (see node_observer).
 admission_control_actor
 spawn_admission(caf::actor_system& sys, const runtime::node_settings& settings,
                 std::vector<runtime::device_info> devices,
                 std::shared_ptr<const gpu::model_catalog> catalog,
                 std::shared_ptr<transfers> transfers = nullptr,
-                std::shared_ptr<journal_store> journal = nullptr);
+                std::shared_ptr<journal_store> journal = nullptr,
+                std::shared_ptr<node_observer> events = nullptr);
 
 } // namespace vidnode::actors

@@ -124,6 +124,12 @@ public:
     return devices_;
   }
 
+  /// The node's supervisor (`metrics` for a metrics endpoint); never
+  /// publish it.
+  node_supervisor_actor supervisor() const {
+    return supervisor_;
+  }
+
   /// The name the node registers under.
   const std::string& name() const noexcept {
     return name_;

@@ -14,6 +14,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "vidnode/actors/node_metrics.hpp"
 #include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/job.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -152,6 +153,11 @@ using renew_atom = caf::atom_constant<caf::atom("renew")>;
 /// rejoin: send the outcomes of the attempts that ended again.
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
+/// A metrics endpoint -> admission: the state of the queue, the devices and
+/// the nodes now (node_metrics). -> a worker node's supervisor: the state of
+/// its devices.
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+
 /// An attempt a worker node holds: running on one of its devices, or ended
 /// there recently (its outcome kept for a head that may not have heard it).
 struct held_lease {
@@ -204,6 +210,11 @@ using device_worker_actor = caf::typed_actor<
 /// `held -> leases`: the attempts the node's devices run, and those that
 /// ended recently (lease_book), for a registration.
 ///
+/// `metrics -> devices`: the node's devices as the supervisor sees them
+/// (state, slots in use by the attempts they run, memory, restarts; no
+/// models: the workers own those), for actors of this node only
+/// (unauthorized for anyone else).
+///
 /// `read_file, path, offset, max_bytes -> chunk`: a piece of a file inside
 /// the node's output directory, read on a short-lived detached actor of its
 /// own (file_chunks.hpp: read_file_chunk's rules and errors), so disk I/O
@@ -216,6 +227,7 @@ using node_supervisor_actor = caf::typed_actor<
   caf::reacts_to<bind_atom, caf::actor, std::vector<held_lease>>,
   caf::replies_to<held_atom>::with<std::vector<held_lease>>,
   caf::reacts_to<renew_atom, int64_t>,
+  caf::replies_to<metrics_atom>::with<std::vector<device_metrics>>,
   caf::replies_to<read_file_atom, std::string, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
@@ -274,6 +286,9 @@ typename Inspector::result_type inspect(Inspector& f, join_answer& x) {
 /// input (the fetched audio) of job `id`'s running attempt `lease`, for the
 /// node that runs it; refused (unauthorized) to any other sender, no_output
 /// when the attempt has no input or is no longer running.
+///
+/// `metrics -> snapshot`: the queue, devices and nodes now, for actors of
+/// this node only (unauthorized for anyone else); O(jobs + devices).
 using admission_control_actor = runtime::admission_actor::extend<
   caf::replies_to<read_input_atom, runtime::job_id, uint64_t, uint64_t,
                   uint32_t>::with<runtime::output_chunk>,
@@ -296,6 +311,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<grace_atom>, caf::reacts_to<journal_flush_atom>,
+  caf::replies_to<metrics_atom>::with<node_metrics>,
   caf::reacts_to<journaled_atom, uint64_t, caf::error>,
   caf::replies_to<shutdown_atom>::with<caf::ok_atom>>;
 

@@ -8,6 +8,7 @@
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/journal_store.hpp"
+#include "vidnode/actors/node_observer.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/settings.hpp"
@@ -26,14 +27,15 @@ struct node_actors {
 /// supervisor, which attaches one worker per entry of `devices`, then the
 /// registry of worker nodes. For tests
 /// on the test coordinator and for callers that manage shutdown themselves
-/// (see local_node for the blocking facade). `journal`: see spawn_admission
-/// (settings.state_dir is not read here).
+/// (see local_node for the blocking facade). `journal`, `events`: see
+/// spawn_admission (settings.state_dir is not read here).
 node_actors spawn_node(caf::actor_system& sys,
                        const runtime::node_settings& settings,
                        std::vector<runtime::device_info> devices,
                        std::shared_ptr<const gpu::model_catalog> catalog,
                        std::shared_ptr<transfers> transfers = nullptr,
-                       std::shared_ptr<journal_store> journal = nullptr);
+                       std::shared_ptr<journal_store> journal = nullptr,
+                       std::shared_ptr<node_observer> events = nullptr);
 
 /// A running node inside an actor_system that the caller owns: the entry
 /// point for applications that embed vidnode. The system's config must have
@@ -49,11 +51,13 @@ public:
   /// setting, or errc::journal_unavailable naming the journal's file and
   /// why it cannot be used (never starting over with an empty one).
   /// `catalog` null: the built-in models, set up from `settings`.
-  /// `transfers` null: jobs that name URLs are refused.
+  /// `transfers` null: jobs that name URLs are refused. `events` (null:
+  /// none) is told of the node's events (node_observer; metrics).
   static caf::expected<std::unique_ptr<local_node>>
   start(caf::actor_system& sys, const runtime::node_settings& settings,
         std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
-        std::shared_ptr<transfers> transfers = nullptr);
+        std::shared_ptr<transfers> transfers = nullptr,
+        std::shared_ptr<node_observer> events = nullptr);
 
   /// Stops the node (see stop).
   ~local_node();
@@ -63,6 +67,12 @@ public:
 
   /// The handle clients submit to.
   runtime::admission_actor admission() const;
+
+  /// The admission actor with its node-internal messages (`metrics` for a
+  /// metrics endpoint); never publish it.
+  admission_control_actor admission_control() const {
+    return actors_.admission;
+  }
 
   /// The registry worker nodes join through: publish it on the cluster
   /// port (never on the client port).
