@@ -168,6 +168,21 @@ typename Inspector::result_type inspect(Inspector& f, held_lease& x) {
            x.device);
 }
 
+/// The leases of the attempts a device worker runs (its reply to resume).
+/// A type of vidnode's own rather than a bare `std::vector<uint64_t>`, whose
+/// registration would take that common type's wire name from a host
+/// application that embeds vidnode (or give it vidnode's). On the wire it
+/// is what protocol vidnode/4 sent: the name "vidnode::lease_list" and the
+/// vector's bytes.
+struct lease_list {
+  std::vector<uint64_t> leases;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_list& x) {
+  return f(caf::meta::type_name("vidnode::lease_list"), x.leases);
+}
+
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
 ///
@@ -189,7 +204,7 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<bind_atom, caf::actor>,
-  caf::replies_to<resume_atom>::with<std::vector<uint64_t>>>;
+  caf::replies_to<resume_atom>::with<lease_list>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
