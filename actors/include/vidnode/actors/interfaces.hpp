@@ -343,7 +343,22 @@ using webhook_sender_actor = caf::typed_actor<
 using cluster_registry_actor = caf::typed_actor<caf::replies_to<
   join_atom, node_registration>::with<admission_control_actor, join_answer>>;
 
-/// Adds the types of this file, and runtime's, to `cfg`.
+/// Adds to `cfg` every message type of this file and of the client
+/// protocol (runtime::add_types), and vidnode's error category ("vidnode",
+/// rendered by runtime::describe). Call it once, before the actor_system is
+/// created (types cannot be added later), in every process that runs a
+/// node; a host application that embeds vidnode calls it on its own
+/// actor_system_config, or net::configure_host (net/embedding.hpp), which
+/// calls it, when the process talks to other vidnode processes.
+///
+/// Every name registered is in vidnode's namespace ("vidnode::job_spec",
+/// and CAF's "std::vector<vidnode::job_spec>" for containers), and every
+/// type is vidnode's own or a container of one: CAF 0.17.6 keeps the first
+/// name a C++ type is registered under, so registering a common type such
+/// as std::vector<uint64_t> would give it vidnode's name in the host's
+/// messages, or the host's name in vidnode's. A host's own types, and its
+/// atoms (CAF atoms are values, not registrations), cannot collide with
+/// vidnode's. Type-ID blocks are not used.
 void add_types(caf::actor_system_config& cfg);
 
 } // namespace vidnode::actors
