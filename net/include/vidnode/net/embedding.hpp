@@ -15,6 +15,8 @@
 ///    handle (runtime::admission_actor, runtime/protocol.hpp) the host's
 ///    actors submit to and subscribe with; to let vidctl and other
 ///    processes submit, publish it with net::server::start (server.hpp).
+///    Jobs that name URLs need start's `transfers` (net::curl_transfers,
+///    curl_transfers.hpp); a journal needs node_settings::state_dir.
 /// 3. A worker node that joins a head in another process:
 ///    actors::worker_node::start (actors/cluster.hpp) with
 ///    join_options_for(sys, host, port). Its jobs come from the head;
