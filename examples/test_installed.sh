@@ -28,17 +28,22 @@ launcher="${8:-}"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/vidnode-installed.XXXXXX")"
 prefix="$tmp/prefix"
+# Every background job gets a process group of its own (job control), so
+# that cleanup ends a build with its compilers, or a node, by its group.
+set -m
 pids=()
 
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 fail() {
   echo "FAILED: $*" >&2
@@ -155,10 +160,12 @@ configure_and_build embed "$source/examples/embed" >"$tmp/embed-build.out" 2>&1 
 embed_build=$!
 configure_and_build worker "$source/examples/embed-worker" >"$tmp/worker-build.out" 2>&1 &
 worker_build=$!
+pids+=("$embed_build" "$worker_build")
 configure_and_build headers "$tmp/headers" >"$tmp/headers-build.out" 2>&1 \
   || fail "the installed headers do not compile together, or the version check failed"
 wait "$embed_build" || fail "examples/embed does not build against the installed vidnode"
 wait "$worker_build" || fail "examples/embed-worker does not build against the installed vidnode"
+pids=()
 
 echo "== examples/embed: a head inside the application, jobs from its own actor"
 status=0
