@@ -27,6 +27,11 @@
 ///    node (local_node::stop or worker_node::stop; their destructors stop
 ///    too), then the server (server::stop, after the node so that waiting
 ///    clients hear how their jobs ended).
+///
+/// Logs: vidnode writes through spdlog's default logger, which writes to
+/// stdout unless the application replaces it (spdlog::set_default_logger,
+/// in an application that links spdlog itself); runtime::use_log_format
+/// (runtime/logging.hpp) sets the lines' format without spdlog's headers.
 
 #include <cstdint>
 #include <string>
