@@ -131,7 +131,7 @@ void admission_state::resume_worker(
   std::vector<std::pair<job_id, uint64_t>> taken) {
   self->request(worker, resume_timeout, resume_atom::value)
     .then(
-      [this, slot, worker, taken](std::vector<uint64_t>& running) {
+      [this, slot, worker, taken](lease_list& running) {
         auto device = devices.find(slot);
         if (device == nullptr || device->worker != worker)
           return;
@@ -143,8 +143,8 @@ void admission_state::resume_worker(
           auto rec = jobs->find(id);
           if (rec != nullptr && !rec->ended() && rec->lease == lease
               && rec->device == slot
-              && std::find(running.begin(), running.end(), lease)
-                   == running.end())
+              && std::find(running.leases.begin(), running.leases.end(), lease)
+                   == running.leases.end())
             gone.push_back(rec);
         }
         auto name = device->name;

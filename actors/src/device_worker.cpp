@@ -558,7 +558,7 @@ device_worker_actor::behavior_type device_worker_behavior(
       if (sender != nullptr && sender->node() == self->node() && next)
         self->state.admission = caf::actor_cast<admission_control_actor>(next);
     },
-    [=](resume_atom) -> caf::result<std::vector<uint64_t>> {
+    [=](resume_atom) -> caf::result<lease_list> {
       auto& st = self->state;
       if (!st.admission
           || self->current_sender()
@@ -567,7 +567,7 @@ device_worker_actor::behavior_type device_worker_behavior(
                           "only the admission actor it reports to resumes a "
                           "worker");
       st.resend_outcomes();
-      return st.book->running();
+      return lease_list{st.book->running()};
     },
   };
 }

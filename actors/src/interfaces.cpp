@@ -16,10 +16,7 @@ void add_types(caf::actor_system_config& cfg) {
     "vidnode::admission_control_actor");
   cfg.add_message_type<node_supervisor_actor>("vidnode::node_supervisor_actor");
   cfg.add_message_type<held_lease>("vidnode::held_lease");
-  // The reply to resume_atom: the leases a worker runs.
-  cfg.add_message_type<std::vector<uint64_t>>("vidnode::lease_list");
-  cfg.add_message_type<std::vector<held_lease>>(
-    "std::vector<vidnode::held_lease>");
+  cfg.add_message_type<lease_list>("vidnode::lease_list");
   cfg.add_message_type<node_registration>("vidnode::node_registration");
   cfg.add_message_type<join_answer>("vidnode::join_answer");
   cfg.add_message_type<device_metrics>("vidnode::device_metrics");

@@ -6,7 +6,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/settings.hpp>
 
-#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/net/embedding.hpp"
 #include "vidnode/net/hardened_multiplexer.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/protocol.hpp"
@@ -29,13 +29,12 @@ void process_config::apply_default_scheduler(caf::actor_system_config& cfg) {
 }
 
 process_config::process_config() {
-  actors::add_types(*this);
-  load_middleman(*this);
+  // Only vidnode's protocol: CAF's default identifier would let any CAF
+  // application that kept it connect.
   set("middleman.app-identifiers",
       std::vector<std::string>{runtime::protocol_version});
+  configure_host(*this);
   apply_default_scheduler(*this);
-  set("middleman.heartbeat-interval", default_heartbeat_interval);
-  set("middleman.connection-timeout", default_node_timeout);
 }
 
 caf::error process_config::check_heartbeat(caf::timespan interval,

@@ -67,7 +67,7 @@ fake_worker(actors::device_worker_actor::pointer self,
     },
     [](actors::copied_atom, uint64_t, const std::string&, const caf::error&) {},
     [](actors::bind_atom, const caf::actor&) {},
-    [](actors::resume_atom) { return std::vector<uint64_t>{}; },
+    [](actors::resume_atom) { return actors::lease_list{}; },
   };
 }
 

@@ -100,6 +100,11 @@ struct join_options {
 /// interfaces.hpp); inputs copied from the head go to its `copies/`
 /// subdirectory, emptied at start.
 ///
+/// In an application that embeds vidnode, the actor_system's config needs
+/// net::configure_host, and net::join_options_for gives the join options
+/// (net/embedding.hpp). Stop the node (stop, or destroy it) before the
+/// actor_system is destroyed.
+///
 /// Thread-safety: start and stop block; call them from one non-actor
 /// thread.
 class worker_node {

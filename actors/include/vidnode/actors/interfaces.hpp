@@ -174,6 +174,21 @@ typename Inspector::result_type inspect(Inspector& f, held_lease& x) {
            x.device);
 }
 
+/// The leases of the attempts a device worker runs (its reply to resume).
+/// A type of vidnode's own rather than a bare `std::vector<uint64_t>`, whose
+/// registration would take that common type's wire name from a host
+/// application that embeds vidnode (or give it vidnode's). On the wire it
+/// is what protocol vidnode/4 sent: the name "vidnode::lease_list" and the
+/// vector's bytes.
+struct lease_list {
+  std::vector<uint64_t> leases;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_list& x) {
+  return f(caf::meta::type_name("vidnode::lease_list"), x.leases);
+}
+
 /// A device worker: owns one device and its pipeline cache.
 /// Runs detached (its own thread) for devices whose pipelines block.
 ///
@@ -195,7 +210,7 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<bind_atom, caf::actor>,
-  caf::replies_to<resume_atom>::with<std::vector<uint64_t>>>;
+  caf::replies_to<resume_atom>::with<lease_list>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
@@ -344,7 +359,22 @@ using webhook_sender_actor = caf::typed_actor<
 using cluster_registry_actor = caf::typed_actor<caf::replies_to<
   join_atom, node_registration>::with<admission_control_actor, join_answer>>;
 
-/// Adds the types of this file, and runtime's, to `cfg`.
+/// Adds to `cfg` every message type of this file and of the client
+/// protocol (runtime::add_types), and vidnode's error category ("vidnode",
+/// rendered by runtime::describe). Call it once, before the actor_system is
+/// created (types cannot be added later), in every process that runs a
+/// node; a host application that embeds vidnode calls it on its own
+/// actor_system_config, or net::configure_host (net/embedding.hpp), which
+/// calls it, when the process talks to other vidnode processes.
+///
+/// Every name registered is in vidnode's namespace ("vidnode::job_spec",
+/// and CAF's "std::vector<vidnode::job_spec>" for containers), and every
+/// type is vidnode's own or a container of one: CAF 0.17.6 keeps the first
+/// name a C++ type is registered under, so registering a common type such
+/// as std::vector<uint64_t> would give it vidnode's name in the host's
+/// messages, or the host's name in vidnode's. A host's own types, and its
+/// atoms (CAF atoms are values, not registrations), cannot collide with
+/// vidnode's. Type-ID blocks are not used.
 void add_types(caf::actor_system_config& cfg);
 
 } // namespace vidnode::actors

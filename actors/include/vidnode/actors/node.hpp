@@ -38,8 +38,16 @@ node_actors spawn_node(caf::actor_system& sys,
                        std::shared_ptr<node_observer> events = nullptr);
 
 /// A running node inside an actor_system that the caller owns: the entry
-/// point for applications that embed vidnode. The system's config must have
-/// had vidnode's types added (actors::add_types) before it was created.
+/// point for applications that embed vidnode (net/embedding.hpp has the
+/// whole recipe). The system's config must have had vidnode's types added
+/// (actors::add_types, or net::configure_host when the process also talks
+/// to other processes) before it was created. The node is a head: it
+/// serves its own devices and, once its registry() is published, takes
+/// worker nodes.
+///
+/// Stop it (stop, or destroy it) before the actor_system is destroyed:
+/// ~actor_system waits for the node's actors. Actors of the host that
+/// subscribed to jobs receive no more events once it stopped.
 ///
 /// Thread-safety: start and stop are called from one non-actor thread (they
 /// block); `admission()` may be used from anywhere.
@@ -65,7 +73,9 @@ public:
   local_node(const local_node&) = delete;
   local_node& operator=(const local_node&) = delete;
 
-  /// The handle clients submit to.
+  /// The handle clients submit to, with the client protocol
+  /// (runtime/protocol.hpp): the host's actors request it directly, and
+  /// net::server::start publishes it for vidctl and other processes.
   runtime::admission_actor admission() const;
 
   /// The admission actor with its node-internal messages (`metrics` for a

@@ -14,8 +14,7 @@ namespace vidnode::net {
 /// hardened network backend (hardened_multiplexer), the protocol version
 /// in the handshake (`middleman.app-identifiers`), and the scheduler vidnode
 /// is measured with. Applications that embed vidnode in their own
-/// actor_system_config call actors::add_types and net::load_middleman
-/// instead.
+/// actor_system_config call configure_host (embedding.hpp) instead.
 ///
 /// Heartbeats are on: every process that talks to vidnode must send them,
 /// because a node drops a connection it has heard nothing on for its node

@@ -31,7 +31,8 @@ public:
   /// port) through transport_handle (net/transport.hpp): with TLS on
   /// (use_tls), the port takes only TLS clients whose certificate the
   /// cluster CA signed. The system must have the middleman loaded
-  /// (process_config).
+  /// (process_config, or configure_host in an application that embeds
+  /// vidnode).
   static caf::expected<std::unique_ptr<server>>
   start(caf::actor_system& sys, runtime::admission_actor admission,
         const std::string& host, uint16_t port);
