@@ -37,10 +37,12 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "support/process.hpp"
 #include "support/temp_directory.hpp"
+#include "vidnode/runtime/logging.hpp"
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/journal_store.hpp"
 #include "vidnode/actors/node.hpp"
@@ -268,6 +270,23 @@ int main(int argc, char** argv) {
     auto d = dir("bench-journal-normal");
     normal = accepts_per_second(d->path(), "normal", jobs, window);
   }
+  // The default --log-level info writes a line per job state change: the
+  // same accepts with every line written to a file, text and JSON.
+  auto logged = [&](runtime::log_format format) {
+    auto d = dir("bench-journal-logged");
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(
+      spdlog::basic_logger_mt("bench-journal-log", d->path() + "/log.txt"));
+    spdlog::set_level(spdlog::level::info);
+    runtime::use_log_format(format);
+    auto rate = accepts_per_second(d->path(), "full", jobs, window);
+    spdlog::drop("bench-journal-log");
+    spdlog::set_default_logger(previous);
+    spdlog::set_level(spdlog::level::warn);
+    return rate;
+  };
+  auto full_text_log = logged(runtime::log_format::text);
+  auto full_json_log = logged(runtime::log_format::json);
   {
     auto d = dir("bench-journal-sequential");
     one_by_one = accepts_per_second(d->path(), "full", sequential, 1);
@@ -283,6 +302,10 @@ int main(int argc, char** argv) {
   row("vidnode, --state-dir none", jobs, window, none);
   row("vidnode, --journal-sync full (group commit)", jobs, window, full);
   row("vidnode, --journal-sync normal (group commit)", jobs, window, normal);
+  row("vidnode, --journal-sync full, --log-level info to a file (text)", jobs,
+      window, full_text_log);
+  row("vidnode, --journal-sync full, --log-level info to a file (json)", jobs,
+      window, full_json_log);
   row("vidnode, --journal-sync full, one submission at a time", sequential, 1,
       one_by_one);
   accepts.print("Durable accepts per second (same disk, same run)");
@@ -293,8 +316,9 @@ int main(int argc, char** argv) {
             << "group commit / one fsync per job: " << fixed(group_ratio, 1)
             << "x (target >= " << fixed(target_group_ratio, 0)
             << "x): " << verdict(group_ratio >= target_group_ratio) << "\n"
-            << "journal full / no journal: " << fixed(full / none, 2)
-            << "x\n\n";
+            << "journal full / no journal: " << fixed(full / none, 2) << "x\n"
+            << "info logs (text) / no logs: " << fixed(full_text_log / full, 2)
+            << "x, (json): " << fixed(full_json_log / full, 2) << "x\n\n";
   record_summary({"journal: durable accepts/s (full, group commit)",
                   grouped(full) + "/s", grouped(bare) + "/s bare SQLite",
                   fixed(group_ratio, 1) + "x", ">= 10,000/s and >= 20x",

@@ -406,10 +406,11 @@ TEST_CASE("tiny-t2v runs end to end on a cpu device: the MP4 has the "
   REQUIRE(other["state"] == "succeeded");
   CHECK(bytes(other["output"]) != bytes(path));
   // A device's next job starts while the previous job's video is written.
-  // The first job computes long enough (20 steps) for the second to be
-  // queued behind it, even under sanitizers.
+  // The first job computes long enough (60 steps) for the second to be
+  // queued behind it, even under sanitizers or a loaded machine (20 steps
+  // were not enough with a load of 4 on 2 cores).
   std::vector<std::string> ids;
-  for (auto steps : {"20", "2"}) {
+  for (auto steps : {"60", "2"}) {
     auto submitted =
       node.vidctl({"submit", "--model", "tiny-t2v", "--width", "128",
                    "--height", "96", "--frames", "8", "--steps", steps});
