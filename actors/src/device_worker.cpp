@@ -273,13 +273,17 @@ struct device_worker_state {
       exiting = true;
       self->quit(std::move(reason));
     } catch (const gpu::device_failure& e) {
-      spdlog::error("{}: the device failed running job {}: {}", where(),
-                    id.value, e.what());
+      log_attempt(runtime::log_level::error,
+                  fmt::format("{}: the device failed running job {}: {}",
+                              where(), id.value, e.what()),
+                  id, device.name(), lease);
       crash(id, lease, where() + ": device failed: " + reported(e.what()),
             true);
     } catch (const std::exception& e) {
-      spdlog::error("{}: worker crashed running job {}: {}", where(), id.value,
-                    e.what());
+      log_attempt(runtime::log_level::error,
+                  fmt::format("{}: worker crashed running job {}: {}", where(),
+                              id.value, e.what()),
+                  id, device.name(), lease);
       crash(id, lease, where() + ": worker crashed: " + reported(e.what()),
             false);
     } catch (...) {

@@ -72,8 +72,9 @@ inline void print_metrics_address(const metrics_flags& flags,
   std::fflush(stdout);
 }
 
-/// Makes scrapes stop asking the node's actors when it goes out of scope:
-/// declare it after the actor system, so that it goes first.
+/// Stops the endpoint (its HTTP server and its scrapes) when it goes out of
+/// scope: declare it after the actor system, so that it goes first (see
+/// metrics_endpoint::stop).
 class unwatch_on_exit {
 public:
   explicit unwatch_on_exit(net::metrics_endpoint* endpoint)
@@ -81,7 +82,7 @@ public:
 
   ~unwatch_on_exit() {
     if (endpoint_ != nullptr)
-      endpoint_->unwatch();
+      endpoint_->stop();
   }
 
   unwatch_on_exit(const unwatch_on_exit&) = delete;

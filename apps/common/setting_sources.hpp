@@ -154,6 +154,33 @@ inline std::string effective_config(const CLI::App& app,
   return out;
 }
 
+/// Refuses a value that CLI11's config reader cut at a '#' inside quotes
+/// (it reads `dir = "/a#b"` as `"/a`): a value from the config file that
+/// still starts with its quote. Prints a usage error naming the option and
+/// the file and returns 2, else 0.
+inline int refuse_cut_values(const CLI::App& app, int argc, char** argv) {
+  for (const auto* option : app.get_options()) {
+    auto names = option->get_lnames();
+    if (names.empty() || option->count() == 0)
+      continue;
+    auto flag = "--" + names.front();
+    auto source = source_of(app, flag, argc, argv);
+    if (source.rfind(" (from --config ", 0) != 0)
+      continue;
+    for (const auto& value : option->results())
+      if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
+        std::fprintf(stderr,
+                     "%s: %s%s: the value %s is cut short: a '#' inside a "
+                     "quoted value is read as the start of a comment; give "
+                     "this value on the command line or in %s\n",
+                     app.get_name().c_str(), flag.c_str(), source.c_str(),
+                     value.c_str(), option->get_envname().c_str());
+        return 2;
+      }
+  }
+  return 0;
+}
+
 /// usage_exit, with the source of a bad value named when it was not the
 /// command line: "vidnode: --max-concurrency (from
 /// VIDNODE_MAX_CONCURRENCY): must be a whole number from 1 to 64, got

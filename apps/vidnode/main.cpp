@@ -275,14 +275,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return apps::usage_exit(app, e, argc, argv);
   }
-  if (print_config) {
-    std::fputs(
-      apps::effective_config(
-        app, {"--help", "--version", "--config", "--print-config"}, argc, argv)
-        .c_str(),
-      stdout);
-    return 0;
-  }
+  // Where a value that is refused below came from, when not the command
+  // line: " (from VIDNODE_X)" or " (from --config FILE)".
+  auto from = [&](const char* flag) {
+    return apps::source_of(app, flag, argc, argv);
+  };
+  if (auto code = apps::refuse_cut_values(app, argc, argv))
+    return code;
 
   auto logger = spdlog::stderr_color_mt("vidnode");
   spdlog::set_default_logger(logger);
@@ -292,9 +291,9 @@ int main(int argc, char** argv) {
   if (!net::parse_endpoint(listen, settings.listen_host,
                            settings.listen_port)) {
     std::fprintf(stderr,
-                 "vidnode: --listen: '%s' is not HOST:PORT (e.g. "
+                 "vidnode: --listen%s: '%s' is not HOST:PORT (e.g. "
                  "127.0.0.1:7447)\n",
-                 listen.c_str());
+                 from("--listen").c_str(), listen.c_str());
     return 2;
   }
   std::string cluster_host;
@@ -304,9 +303,9 @@ int main(int argc, char** argv) {
   if (opens_cluster_port
       && !net::parse_endpoint(cluster_listen, cluster_host, cluster_port)) {
     std::fprintf(stderr,
-                 "vidnode: --cluster-listen: '%s' is not HOST:PORT (e.g. "
+                 "vidnode: --cluster-listen%s: '%s' is not HOST:PORT (e.g. "
                  "127.0.0.1:7448)\n",
-                 cluster_listen.c_str());
+                 from("--cluster-listen").c_str(), cluster_listen.c_str());
     return 2;
   }
   std::string head_host;
@@ -337,11 +336,25 @@ int main(int argc, char** argv) {
   }
   settings.state_dir = state_dir == "none" ? std::string{} : state_dir;
   if (auto err = runtime::validate(settings)) {
-    std::fprintf(stderr, "vidnode: --%s\n", runtime::detail_of(err).c_str());
+    auto detail = runtime::detail_of(err);
+    auto flag = "--" + detail.substr(0, detail.find(':'));
+    std::fprintf(
+      stderr, "vidnode: %s%s%s\n", flag.c_str(), from(flag.c_str()).c_str(),
+      detail.substr(std::min(detail.size(), flag.size() - 2)).c_str());
     return 2;
   }
+  if (print_config) {
+    std::fputs(
+      apps::effective_config(
+        app, {"--help", "--version", "--config", "--print-config"}, argc, argv)
+        .c_str(),
+      stdout);
+    return 0;
+  }
+
   if (auto problem = apps::unusable_directory(settings.output_dir)) {
-    std::fprintf(stderr, "vidnode: --output-dir: %s\n", problem->c_str());
+    std::fprintf(stderr, "vidnode: --output-dir%s: %s\n",
+                 from("--output-dir").c_str(), problem->c_str());
     return 2;
   }
   if (app.count("--allow-file-urls") > 0) {
@@ -349,9 +362,9 @@ int main(int argc, char** argv) {
     auto canonical = std::filesystem::canonical(file_url_dir, ec);
     if (ec || !std::filesystem::is_directory(canonical)) {
       auto cause = ec ? " (" + ec.message() + ")" : std::string{};
-      std::fprintf(stderr,
-                   "vidnode: --allow-file-urls: '%s' is not a directory%s\n",
-                   file_url_dir.c_str(), cause.c_str());
+      std::fprintf(
+        stderr, "vidnode: --allow-file-urls%s: '%s' is not a directory%s\n",
+        from("--allow-file-urls").c_str(), file_url_dir.c_str(), cause.c_str());
       return 2;
     }
     transfer_options.file_url_dir = canonical.string();

@@ -381,7 +381,7 @@ private:
     auto admission = caf::actor_cast<actors::admission_control_actor>(source_);
     if (!admission)
       return;
-    caf::scoped_actor self{*sys_, true};
+    caf::scoped_actor self{*sys_};
     self->request(admission, timeout_, actors::metrics_atom::value)
       .receive([&](actors::node_metrics& x) { snap = std::move(x); },
                [](caf::error&) {});
@@ -391,7 +391,7 @@ private:
     auto supervisor = caf::actor_cast<actors::node_supervisor_actor>(source_);
     if (!supervisor)
       return;
-    caf::scoped_actor self{*sys_, true};
+    caf::scoped_actor self{*sys_};
     self->request(supervisor, timeout_, actors::metrics_atom::value)
       .receive(
         [&](std::vector<actors::device_metrics>& x) {
@@ -446,6 +446,10 @@ metrics_endpoint::metrics_endpoint(std::unique_ptr<impl> x)
   : impl_(std::move(x)) {}
 
 metrics_endpoint::~metrics_endpoint() {
+  stop();
+}
+
+void metrics_endpoint::stop() {
   // The server first: no scrape asks admission after this.
   impl_->exposer.reset();
   impl_->snapshots->unwatch();

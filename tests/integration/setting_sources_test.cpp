@@ -135,7 +135,22 @@ TEST_CASE("a bad value is refused with a usage error that names the option "
      "--queue-timeout (from VIDNODE_QUEUE_TIMEOUT): '5' needs a unit"},
     {{"VIDNODE_LOG_FORMAT=xml"}, "", "--log-format (from VIDNODE_LOG_FORMAT)"},
     {{"VIDNODE_ALLOW_PRIVATE_URLS=maybe"}, "", "--allow-private-urls"},
-    {{"VIDNODE_LISTEN=nowhere"}, "", "--listen: 'nowhere' is not HOST:PORT"},
+    {{"VIDNODE_LISTEN=nowhere"},
+     "",
+     "--listen (from VIDNODE_LISTEN): 'nowhere' is not HOST:PORT"},
+    // Checked after parsing, with the other settings.
+    {{"VIDNODE_OOM_ESTIMATE_GROWTH=1"},
+     "",
+     "--oom-estimate-growth (from VIDNODE_OOM_ESTIMATE_GROWTH): must be "
+     "above 1"},
+    {{}, "oom-estimate-growth = 1\n", "--oom-estimate-growth (from --config "},
+    {{"VIDNODE_OUTPUT_DIR=/proc/no-such-dir"},
+     "",
+     "--output-dir (from VIDNODE_OUTPUT_DIR): '/proc/no-such-dir'"},
+    // CLI11's reader cuts a quoted value at '#': refused, not cut.
+    {{},
+     "output-dir = \"/tmp/a#b\"\n",
+     "is cut short: a '#' inside a quoted value"},
     {{"VIDNODE_MAX_CONCURRENCY=2"},
      "max-concurrency = \"two\"\n",
      "(from --config "},
@@ -167,6 +182,16 @@ TEST_CASE("a bad value is refused with a usage error that names the option "
     CHECK_THAT(r.err, Catch::Contains(c.expected));
     CHECK(r.out.find("listening") == std::string::npos);
   }
+}
+
+TEST_CASE("--print-config refuses what the node would refuse at start",
+          "[settings]") {
+  auto r = print_config({}, {"VIDNODE_OOM_ESTIMATE_GROWTH=1"});
+  INFO(r.out);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("--oom-estimate-growth (from "
+                                    "VIDNODE_OOM_ESTIMATE_GROWTH)"));
+  CHECK(r.out.empty());
 }
 
 TEST_CASE("an empty environment variable counts as unset", "[settings]") {

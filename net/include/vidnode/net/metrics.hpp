@@ -45,7 +45,15 @@ public:
   static caf::expected<std::unique_ptr<metrics_endpoint>>
   start(const std::string& host, uint16_t port);
 
+  /// Stops (see stop).
   ~metrics_endpoint();
+
+  /// Stops the HTTP server, waiting for scrapes in progress, and stops
+  /// asking the node's actors. Call it before the actor system passed to
+  /// `watch` goes away: CAF 0.17.6's ~actor_system waits for the server's
+  /// threads, which asked actors during a scrape, and hangs while they
+  /// live. Idempotent.
+  void stop();
 
   metrics_endpoint(const metrics_endpoint&) = delete;
   metrics_endpoint& operator=(const metrics_endpoint&) = delete;
