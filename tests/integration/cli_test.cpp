@@ -17,9 +17,11 @@
 #include <catch2/catch.hpp>
 
 #include "support/node_process.hpp"
+#include "support/config_file.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
+using vidnode::test::config_file;
 using namespace vidnode;
 using test::command_result;
 using test::node_process;
@@ -49,31 +51,6 @@ void check_usage_error(const command_result& r, const std::string& name) {
   CHECK_THAT(r.err, Catch::Contains(name));
   CHECK(r.out.find("listening") == std::string::npos);
 }
-
-/// A temporary config file holding `text`, removed when it goes.
-class config_file {
-public:
-  explicit config_file(const std::string& text) {
-    auto fd = mkstemp(path_);
-    REQUIRE(fd >= 0);
-    close(fd);
-    std::ofstream{path_} << text;
-  }
-
-  ~config_file() {
-    std::remove(path_);
-  }
-
-  config_file(const config_file&) = delete;
-  config_file& operator=(const config_file&) = delete;
-
-  std::string path() const {
-    return path_;
-  }
-
-private:
-  char path_[40] = "/tmp/vidnode-cli-test-XXXXXX";
-};
 
 using flag_value = std::pair<std::string, std::string>;
 

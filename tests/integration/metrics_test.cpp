@@ -136,20 +136,6 @@ sum_of(const std::vector<sample>& samples, const std::string& name,
   return total;
 }
 
-/// A port nothing listens on at the moment (the kernel's pick).
-uint16_t free_port() {
-  auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 /// A head with two sim devices and its metrics endpoint on a free port,
 /// with no journal unless `state_dir` is given.
 struct metered_node {
@@ -322,7 +308,7 @@ TEST_CASE("a real Prometheus server scrapes vidnode and counts the jobs it "
                            "    static_configs:\n"
                            "      - targets: ['"
                              + target + "']\n");
-  auto port = free_port();
+  auto port = test::free_loopback_ports(1).front();
   auto api = "http://127.0.0.1:" + std::to_string(port) + "/api/v1/query";
   child_process prometheus{
     {prometheus_bin, "--config.file=" + config.string(),

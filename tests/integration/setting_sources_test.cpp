@@ -14,39 +14,16 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/config_file.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
 using vidnode::test::child_process;
 using vidnode::test::command_result;
+using vidnode::test::config_file;
 using vidnode::test::run_command;
 
 namespace {
-
-/// A temporary config file holding `text`, removed when it goes.
-class config_file {
-public:
-  explicit config_file(const std::string& text) {
-    auto fd = mkstemp(path_);
-    REQUIRE(fd >= 0);
-    close(fd);
-    std::ofstream{path_} << text;
-  }
-
-  ~config_file() {
-    std::remove(path_);
-  }
-
-  config_file(const config_file&) = delete;
-  config_file& operator=(const config_file&) = delete;
-
-  std::string path() const {
-    return path_;
-  }
-
-private:
-  char path_[44] = "/tmp/vidnode-sources-test-XXXXXX";
-};
 
 /// `vidnode ARGS --print-config` with `environment` changes (see
 /// child_process).
