@@ -161,7 +161,7 @@ TEST_CASE("a bad value is refused with a usage error that names the option "
   }
 }
 
-TEST_CASE("--print-config refuses what the node would refuse at start",
+TEST_CASE("print-config refuses what the node would refuse at start",
           "[settings]") {
   auto r = print_config({}, {"VIDNODE_OOM_ESTIMATE_GROWTH=1"});
   INFO(r.out);
