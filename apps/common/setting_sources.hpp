@@ -68,12 +68,12 @@ inline CLI::Option* add_config_option(CLI::App& app,
   return option;
 }
 
-/// Which source gave option `flag` ("--max-concurrency") its value, for an
-/// error about that value: "" for the command line, " (from --config FILE)"
-/// or " (from VIDNODE_MAX_CONCURRENCY)". `argv` is what the program was
+/// Which source gave option `flag` ("--max-concurrency") its value, when
+/// not the command line: "--config FILE" or "VIDNODE_MAX_CONCURRENCY"; ""
+/// for the command line (or no source). `argv` is what the program was
 /// started with.
-inline std::string source_of(const CLI::App& app, const std::string& flag,
-                             int argc, char** argv) {
+inline std::string source_name(const CLI::App& app, const std::string& flag,
+                               int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == flag || arg.rfind(flag + "=", 0) == 0)
@@ -100,14 +100,22 @@ inline std::string source_of(const CLI::App& app, const std::string& flag,
     try {
       for (const auto& item : CLI::ConfigTOML{}.from_file(file))
         if (item.parents.empty() && option->check_lname(item.name))
-          return " (from --config " + file + ")";
+          return "--config " + file;
     } catch (const CLI::Error&) {
     }
   }
   const auto& variable = option->get_envname();
-  if (!variable.empty() && std::getenv(variable.c_str()) != nullptr)
-    return " (from " + variable + ")";
-  return "";
+  const char* value =
+    variable.empty() ? nullptr : std::getenv(variable.c_str());
+  return value != nullptr && *value != '\0' ? variable : "";
+}
+
+/// source_name for an error message: "" for the command line, else
+/// " (from --config FILE)" or " (from VIDNODE_MAX_CONCURRENCY)".
+inline std::string source_of(const CLI::App& app, const std::string& flag,
+                             int argc, char** argv) {
+  auto name = source_name(app, flag, argc, argv);
+  return name.empty() ? name : " (from " + name + ")";
 }
 
 /// The settings in effect as a config file that --config reads back: one
@@ -145,11 +153,9 @@ inline std::string effective_config(const CLI::App& app,
       results.size() == 1
         ? CLI::detail::convert_arg_for_ini(results.front())
         : "[" + CLI::detail::ini_join(results, ',', '\0', '\0') + "]";
-    auto source = source_of(app, "--" + name, argc, argv);
-    out +=
-      name + " = " + value + "  # "
-      + (source.empty() ? "command line" : source.substr(7, source.size() - 8))
-      + "\n";
+    auto source = source_name(app, "--" + name, argc, argv);
+    out += name + " = " + value + "  # "
+           + (source.empty() ? "command line" : source) + "\n";
   }
   return out;
 }
@@ -164,17 +170,18 @@ inline int refuse_cut_values(const CLI::App& app, int argc, char** argv) {
     if (names.empty() || option->count() == 0)
       continue;
     auto flag = "--" + names.front();
-    auto source = source_of(app, flag, argc, argv);
-    if (source.rfind(" (from --config ", 0) != 0)
+    auto source = source_name(app, flag, argc, argv);
+    if (source.rfind("--config ", 0) != 0)
       continue;
     for (const auto& value : option->results())
       if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
-        std::fprintf(stderr,
-                     "%s: %s%s: the value %s is cut short: a '#' inside a "
-                     "quoted value is read as the start of a comment; give "
-                     "this value on the command line or in %s\n",
-                     app.get_name().c_str(), flag.c_str(), source.c_str(),
-                     value.c_str(), option->get_envname().c_str());
+        std::fprintf(
+          stderr,
+          "%s: %s (from %s): the value %s is cut short: a '#' inside a "
+          "quoted value is read as the start of a comment; give "
+          "this value on the command line or in %s\n",
+          app.get_name().c_str(), flag.c_str(), source.c_str(), value.c_str(),
+          option->get_envname().c_str());
         return 2;
       }
   }

@@ -122,9 +122,11 @@ public:
     run({"send-keys", "-t", "test", keys});
   }
 
-  /// Reads the screen until `probe` holds for it or `timeout` has passed
-  /// (every 20 ms: the screen of another process gives no other sign of
-  /// change); whether it held.
+  /// Reads the screen until `probe` holds for it or `timeout` has passed;
+  /// whether it held. It reads every 20 ms: the screen belongs to real
+  /// processes (vidctl on a tmux server), whose time CAF's test coordinator
+  /// cannot step, and tmux gives no sign of a change of what a pane shows
+  /// (its own messages, "Pane is dead", are no output of the pane's).
   bool await_screen(const std::function<bool(const std::string&)>& probe,
                     std::chrono::milliseconds timeout) const {
     auto deadline = std::chrono::steady_clock::now() + timeout;
