@@ -32,14 +32,20 @@ namespace vidnode::runtime {
 
 namespace {
 
-/// The one version of every record type this file writes.
+/// The version of every record type this file writes but job_spec's.
 constexpr std::uint32_t record_version = 1;
 
-void check_version(const char* type, std::uint32_t version) {
-  if (version > record_version)
-    throw cereal::Exception(
-      std::string{"a "} + type + " record of version " + std::to_string(version)
-      + "; this vidnode reads up to version " + std::to_string(record_version));
+/// job_spec's version: 2 added `ranks` (version 1 records are jobs of one
+/// rank).
+constexpr std::uint32_t job_spec_version = 2;
+
+void check_version(const char* type, std::uint32_t version,
+                   std::uint32_t newest = record_version) {
+  if (version > newest)
+    throw cereal::Exception(std::string{"a "} + type + " record of version "
+                            + std::to_string(version)
+                            + "; this vidnode reads up to version "
+                            + std::to_string(newest));
 }
 
 int64_t nanos(caf::timespan x) noexcept {
@@ -99,17 +105,21 @@ template <class Archive>
 void save(Archive& ar, const job_spec& x, std::uint32_t) {
   ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
      x.priority, nanos(x.queue_timeout), nanos(x.run_timeout),
-     x.idempotency_key, x.options, x.audio_url, x.output_url, x.webhook_url);
+     x.idempotency_key, x.options, x.audio_url, x.output_url, x.webhook_url,
+     x.ranks);
 }
 
 template <class Archive>
 void load(Archive& ar, job_spec& x, std::uint32_t version) {
-  check_version("job_spec", version);
+  check_version("job_spec", version, job_spec_version);
   int64_t queue_timeout = 0;
   int64_t run_timeout = 0;
   ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
      x.priority, queue_timeout, run_timeout, x.idempotency_key, x.options,
      x.audio_url, x.output_url, x.webhook_url);
+  x.ranks = 1;
+  if (version >= 2)
+    ar(x.ranks);
   x.queue_timeout = caf::timespan{queue_timeout};
   x.run_timeout = caf::timespan{run_timeout};
 }
@@ -162,7 +172,8 @@ void load(Archive& ar, journaled_job& x, std::uint32_t version) {
 
 } // namespace vidnode::actors
 
-CEREAL_CLASS_VERSION(vidnode::runtime::job_spec, 1)
+CEREAL_CLASS_VERSION(vidnode::runtime::job_spec,
+                     vidnode::runtime::job_spec_version)
 CEREAL_CLASS_VERSION(vidnode::runtime::job_result, 1)
 CEREAL_CLASS_VERSION(vidnode::actors::journaled_job, 1)
 

@@ -76,3 +76,16 @@ std::vector<std::string> model_catalog::served() const {
 }
 
 } // namespace vidnode::gpu
+
+namespace vidnode::gpu {
+
+std::unique_ptr<job_run>
+pipeline::begin_rank(const runtime::job_spec& spec, int32_t, int32_t, int32_t,
+                     std::shared_ptr<communicator>, device_time&) {
+  throw job_error(runtime::errc::invalid_request,
+                  "ranks: model '" + spec.model
+                    + "' runs on one device only, got ranks "
+                    + std::to_string(spec.ranks));
+}
+
+} // namespace vidnode::gpu

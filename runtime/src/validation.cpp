@@ -142,6 +142,8 @@ caf::error validate(const job_spec& spec) {
     return err;
   if (auto err = check_range("steps", spec.steps, 0, lim::max_steps))
     return err;
+  if (auto err = check_range("ranks", spec.ranks, 1, lim::max_ranks))
+    return err;
   if (auto err = check_range("priority", spec.priority, lim::min_priority,
                              lim::max_priority))
     return err;

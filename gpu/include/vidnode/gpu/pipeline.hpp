@@ -14,6 +14,8 @@
 
 namespace vidnode::gpu {
 
+class communicator;
+
 /// Device time a pipeline call leaves outstanding after it returns. Real
 /// pipelines block for as long as their work takes and return zero; the sim
 /// pipeline returns its simulated time instead of sleeping, so the device
@@ -120,6 +122,19 @@ public:
   /// `attempt` counts from 1. `busy` receives the device time left.
   virtual std::unique_ptr<job_run>
   begin(const runtime::job_spec& spec, int32_t attempt, device_time& busy) = 0;
+
+  /// Prepares rank `rank` of a gang of `world` ranks (spec.ranks) that run
+  /// one job together, each on its own device, in lockstep: step i of
+  /// every rank runs before step i + 1 of any. `gang` is this rank's
+  /// membership (collectives.hpp), which the run keeps; null on devices
+  /// whose kind has no collective backend (sim), whose pipelines exchange
+  /// nothing. Only rank 0's finish() returns the output; the others return
+  /// an empty job_output. The default refuses: a model runs as a gang only
+  /// if its pipeline overrides this (job_error invalid_request).
+  virtual std::unique_ptr<job_run>
+  begin_rank(const runtime::job_spec& spec, int32_t attempt, int32_t rank,
+             int32_t world, std::shared_ptr<communicator> gang,
+             device_time& busy);
 };
 
 } // namespace vidnode::gpu

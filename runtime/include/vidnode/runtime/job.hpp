@@ -94,6 +94,10 @@ struct job_spec {
   std::string output_url;
   /// Where to POST the job's result as JSON when it ends (any end).
   std::string webhook_url;
+  /// Devices the job runs on at once (a gang: one rank per device, 1 to
+  /// job_limits::max_ranks). Admission places all of them or none; the
+  /// model must support it (gpu::pipeline::begin_rank).
+  int32_t ranks = 1;
 
   friend bool operator==(const job_spec& x, const job_spec& y) noexcept;
   friend bool operator!=(const job_spec& x, const job_spec& y) noexcept {
@@ -106,7 +110,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("vidnode::job_spec"), x.model, x.prompt,
            x.width, x.height, x.frames, x.fps, x.steps, x.seed, x.priority,
            x.queue_timeout, x.run_timeout, x.idempotency_key, x.options,
-           x.audio_url, x.output_url, x.webhook_url);
+           x.audio_url, x.output_url, x.webhook_url, x.ranks);
 }
 
 /// Where a job stands, or how it ended. Returned by submit-and-wait, status,

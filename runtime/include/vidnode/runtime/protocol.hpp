@@ -29,7 +29,7 @@ namespace vidnode::runtime {
 /// models a node serves (node registrations, device_status::served_models);
 /// version 4 the attempts a worker node holds when it registers, and the
 /// head's join answer (leases to stop, the lease grace).
-constexpr const char* protocol_version = "vidnode/4";
+constexpr const char* protocol_version = "vidnode/5";
 
 /// Submit a job; the reply is its id (or a refusal).
 using submit_atom = caf::atom_constant<caf::atom("submit")>;

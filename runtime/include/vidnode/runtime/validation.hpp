@@ -20,6 +20,8 @@ struct job_limits {
   static constexpr int32_t max_frames = 1024;
   static constexpr int32_t max_fps = 120;
   static constexpr int32_t max_steps = 1000;
+  /// Devices one job may ask for (job_spec::ranks).
+  static constexpr int32_t max_ranks = 64;
   static constexpr int32_t min_priority = 0;
   static constexpr int32_t max_priority = 9;
   static constexpr size_t max_model_bytes = 128;
