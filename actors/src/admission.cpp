@@ -209,6 +209,9 @@ admission_control_actor::behavior_type admission_behavior(
     [=](progress_atom, job_id id, uint64_t lease, int32_t step, int32_t steps) {
       self->state.on_progress(id, lease, step, steps);
     },
+    [=](rendezvous_atom, job_id id, uint64_t lease, std::string& address) {
+      self->state.on_rendezvous(id, lease, std::move(address));
+    },
     [=](done_atom, job_id id, uint64_t lease, finished_job& out) {
       self->state.on_done(id, lease, std::move(out));
     },

@@ -19,16 +19,28 @@ using runtime::job_id;
 using runtime::job_state;
 using runtime::make_error;
 
-job_record* admission_state::attempt_of(job_id id, uint64_t lease) {
+job_record* admission_state::attempt_of(job_id id, uint64_t lease,
+                                        int32_t* rank) {
   auto rec = jobs->find(id);
-  if (rec == nullptr || rec->result.state != job_state::running
-      || rec->lease != lease)
+  if (rec == nullptr || rec->result.state != job_state::running)
     return nullptr;
-  auto device = devices.find(rec->device);
+  auto slot = rec->device;
+  auto which = 0;
+  if (!rec->gang.empty()) {
+    which = rank_of(*rec, lease);
+    if (which < 0)
+      return nullptr;
+    slot = rec->gang[static_cast<size_t>(which)].device;
+  } else if (rec->lease != lease) {
+    return nullptr;
+  }
+  auto device = devices.find(slot);
   if (device == nullptr
       || self->current_sender()
            != caf::actor_cast<caf::strong_actor_ptr>(device->worker))
     return nullptr;
+  if (rank != nullptr)
+    *rank = which;
   return rec;
 }
 
@@ -289,16 +301,29 @@ void admission_state::on_loaded(int32_t index, const std::string& model,
 }
 
 void admission_state::on_computed(job_id id, uint64_t lease) {
-  if (auto rec = attempt_of(id, lease)) {
-    rec->result.computed_at = wall(now());
-    free_slot(*rec);
+  int32_t rank = 0;
+  if (auto rec = attempt_of(id, lease, &rank)) {
+    if (rec->gang.empty()) {
+      free_slot(*rec);
+    } else {
+      auto& x = rec->gang[static_cast<size_t>(rank)];
+      x.computed = true;
+      free_slot_of(*rec, x.device, x.reserved);
+    }
+    if (rank == 0)
+      rec->result.computed_at = wall(now());
     dispatch();
   }
 }
 
 void admission_state::on_progress(job_id id, uint64_t lease, int32_t step,
                                   int32_t steps) {
-  if (auto rec = attempt_of(id, lease)) {
+  int32_t rank = 0;
+  if (auto rec = attempt_of(id, lease, &rank)) {
+    if (!rec->gang.empty()) {
+      gang_progress(*rec, rank, step);
+      return;
+    }
     rec->result.step = step;
     rec->result.steps = steps;
     emit(*rec);
@@ -306,12 +331,19 @@ void admission_state::on_progress(job_id id, uint64_t lease, int32_t step,
 }
 
 void admission_state::on_done(job_id id, uint64_t lease, finished_job out) {
-  auto rec = attempt_of(id, lease);
+  int32_t rank = 0;
+  auto rec = attempt_of(id, lease, &rank);
   if (rec == nullptr)
     return;
-  // A written video stays on the node that wrote it; reads go there.
-  if (!out.output.empty() && out.output.front() == '/')
+  if (!rec->gang.empty()) {
+    if (!gang_done(*rec, rank, out)) {
+      dispatch();
+      return;
+    }
+  } else if (!out.output.empty() && out.output.front() == '/') {
+    // A written video stays on the node that wrote it; reads go there.
     rec->result.output_node = devices.at(rec->device).node;
+  }
   estimates->observed_peak(rec->shape_key, out.peak_bytes);
   journal_estimate(rec->shape_key);
   // The device's next job goes out before anyone is told of this one; this
@@ -333,9 +365,12 @@ void admission_state::on_done(job_id id, uint64_t lease, finished_job out) {
 
 void admission_state::on_failed(job_id id, uint64_t lease, caf::error reason,
                                 uint64_t needed_bytes) {
-  auto rec = attempt_of(id, lease);
+  int32_t rank = 0;
+  auto rec = attempt_of(id, lease, &rank);
   if (rec == nullptr)
     return;
+  if (!rec->gang.empty())
+    collapse_gang(*rec, rank);
   if (runtime::is(reason, errc::out_of_memory)) {
     // The worker exits after an out-of-memory error: nothing more may be
     // sent to it until the supervisor attached its successor.
@@ -357,6 +392,10 @@ void admission_state::on_failed(job_id id, uint64_t lease, caf::error reason,
     } else {
       retry_or_fail(*rec, std::move(reason), true);
     }
+  } else if (runtime::is(reason, errc::worker_lost)) {
+    // A gang's collectives failed (a rank left or never came): the device
+    // is unharmed; the job is tried again.
+    retry_or_fail(*rec, std::move(reason), true);
   } else {
     finalize(*rec, job_state::failed, std::move(reason));
   }
@@ -368,9 +407,12 @@ void admission_state::on_crashed(job_id id, uint64_t lease, caf::error reason,
   // The worker exits next. Its death is charged to this job, unless the
   // device itself failed: then to the device (detach), and every job it ran
   // is retried at no charge.
-  auto rec = attempt_of(id, lease);
+  int32_t rank = 0;
+  auto rec = attempt_of(id, lease, &rank);
   if (rec == nullptr)
     return;
+  if (!rec->gang.empty())
+    collapse_gang(*rec, rank);
   auto& device = devices.at(rec->device);
   node_events->device_failed(device.node, device.name, device_fault::crash);
   device.lose_worker();

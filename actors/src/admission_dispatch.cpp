@@ -70,8 +70,12 @@ void admission_state::place() {
     auto any_free = devices.any_free_slot(settings.max_concurrency);
     if (any_free) {
       auto bytes = estimate_of(rec);
-      auto slot = choose(rec, bytes);
-      if (slot >= 0) {
+      if (rec.spec.ranks > 1) {
+        if (place_gang(rec, bytes)) {
+          queue->pop(*next);
+          continue;
+        }
+      } else if (auto slot = choose(rec, bytes); slot >= 0) {
         queue->pop(*next);
         start_attempt(rec, slot, bytes);
         continue;
@@ -122,6 +126,11 @@ void admission_state::unpark() {
                             + runtime::format_bytes(largest)));
       continue;
     }
+    if (rec.spec.ranks > 1)
+      if (auto why = gang_too_large(*rec.factory, rec.spec, bytes)) {
+        finalize(rec, job_state::failed, make_error(errc::too_large, *why));
+        continue;
+      }
     rec.queue_ticket = jobs->next_ticket();
     queue->push_front(job_queue::entry{id, rec.seq, rec.accepted,
                                        rec.spec.priority, rec.queue_ticket});
@@ -200,6 +209,18 @@ void admission_state::backfill(job_record& head, time_point t,
       return;
     auto& rec = *jobs->find(id);
     auto bytes = estimate_of(rec);
+    if (rec.spec.ranks > 1) {
+      if (!place_gang(rec, bytes))
+        continue;
+      queue->forget();
+      auto bypasses =
+        std::any_of(rec.gang.begin(), rec.gang.end(), [&](const gang_rank& x) {
+          return could_run_on(head, x.device);
+        });
+      if (bypasses)
+        head.bypassed += 1;
+      continue;
+    }
     auto slot = choose(rec, bytes);
     if (slot < 0)
       continue;
@@ -214,13 +235,21 @@ void admission_state::backfill(job_record& head, time_point t,
 
 void admission_state::start_attempt(job_record& rec, int32_t slot,
                                     uint64_t bytes) {
-  auto& device = devices.at(slot);
+  auto t = mark_running(rec, bytes);
+  rec.device = slot;
+  reserve_on(rec, slot, bytes);
+  const auto& device = devices.at(slot);
+  rec.result.device = device.name;
+  rec.result.node = device.node;
+  announce_start(rec, t);
+}
+
+admission_state::time_point admission_state::mark_running(job_record& rec,
+                                                          uint64_t bytes) {
   auto t = now();
   auto& r = rec.result;
   r.state = job_state::running;
   r.attempts += 1;
-  r.device = device.name;
-  r.node = device.node;
   r.step = 0;
   r.steps = rec.spec.steps;
   r.started_at = wall(t);
@@ -229,10 +258,15 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
     std::chrono::duration_cast<caf::timespan>(t - rec.queued_since);
   rec.started = t;
   rec.lease = ++next_lease;
-  rec.device = slot;
   rec.reserved_bytes = bytes;
   r.reserved_bytes = bytes;
-  device.running.push_back(r.id);
+  return t;
+}
+
+void admission_state::reserve_on(job_record& rec, int32_t slot,
+                                 uint64_t bytes) {
+  auto& device = devices.at(slot);
+  device.running.push_back(rec.result.id);
   device.reserved += bytes;
   // Marked as loading at once: the next job of the model waits for this
   // device rather than loading the model on another.
@@ -242,31 +276,51 @@ void admission_state::start_attempt(job_record& rec, int32_t slot,
   } else {
     model->loaded = true;
   }
-  set_deadline(rec, t + effective_run_timeout(rec.spec));
+}
+
+void admission_state::announce_start(job_record& rec, time_point started) {
+  set_deadline(rec, started + effective_run_timeout(rec.spec));
   journal_job(rec);
-  log_job(runtime::log_level::info, r, "running");
-  // The worker gets the attempt once its dispatch is durable: a head that
+  log_job(runtime::log_level::info, rec.result, "running");
+  // The workers get the attempt once its dispatch is durable: a head that
   // restarts knows every attempt a worker node may run, and never starts a
   // second one beside it.
   after_durable(
-    [this, id = r.id, lease = rec.lease](const caf::error&) {
+    [this, id = rec.result.id, lease = rec.lease](const caf::error&) {
       auto rec = jobs->find(id);
-      if (rec == nullptr || rec->lease != lease
-          || rec->result.state != job_state::running)
-        return;
-      auto device = devices.find(rec->device);
-      if (device == nullptr || !device->worker)
-        return;
-      self->send(device->worker, run_atom::value,
-                 job_ticket{id, lease, rec->spec, rec->result.attempts,
-                            rec->audio_path});
+      if (rec != nullptr && rec->lease == lease
+          && rec->result.state == job_state::running)
+        send_tickets(*rec);
     },
     true);
   emit(rec);
 }
 
-void admission_state::free_slot(job_record& rec) {
-  auto device = devices.find(rec.device);
+void admission_state::send_tickets(job_record& rec) {
+  auto send = [&](int32_t slot, job_ticket ticket) {
+    auto device = devices.find(slot);
+    if (device != nullptr && device->worker)
+      self->send(device->worker, run_atom::value, std::move(ticket));
+  };
+  auto& r = rec.result;
+  if (rec.gang.empty()) {
+    send(rec.device,
+         job_ticket{r.id, rec.lease, rec.spec, r.attempts, rec.audio_path});
+    return;
+  }
+  auto world = static_cast<int32_t>(rec.gang.size());
+  for (int32_t i = 0; i < world; ++i) {
+    const auto& rank = rec.gang[static_cast<size_t>(i)];
+    // Only rank 0 writes the video, so only it gets the audio to mux.
+    send(rank.device,
+         job_ticket{r.id, rank.lease, rec.spec, r.attempts,
+                    i == 0 ? rec.audio_path : std::string{}, i, world});
+  }
+}
+
+void admission_state::free_slot_of(job_record& rec, int32_t slot,
+                                   uint64_t& reserved) {
+  auto device = devices.find(slot);
   if (device == nullptr)
     return;
   auto& running = device->running;
@@ -274,9 +328,13 @@ void admission_state::free_slot(job_record& rec) {
   if (i == running.end())
     return;
   running.erase(i);
-  device->reserved -= std::min(device->reserved, rec.reserved_bytes);
-  rec.reserved_bytes = 0;
+  device->reserved -= std::min(device->reserved, reserved);
+  reserved = 0;
   device->finishing.push_back(rec.result.id);
+}
+
+void admission_state::free_slot(job_record& rec) {
+  free_slot_of(rec, rec.device, rec.reserved_bytes);
 }
 
 void admission_state::release(job_record& rec) {
@@ -284,6 +342,13 @@ void admission_state::release(job_record& rec) {
     // The node that holds the attempt is told to stop it if it comes back.
     end_hold(rec);
     rec.lease = 0;
+  }
+  if (!rec.gang.empty()) {
+    release_gang(rec);
+    rec.device = -1;
+    rec.lease = 0;
+    rec.reserved_bytes = 0;
+    return;
   }
   if (rec.device < 0)
     return;
@@ -299,9 +364,11 @@ void admission_state::release(job_record& rec) {
 }
 
 void admission_state::stop_attempt(job_record& rec) {
-  if (auto device = devices.find(rec.device))
-    if (device->worker)
-      self->send(device->worker, abort_atom::value, rec.result.id, rec.lease);
+  // A gang's ranks are aborted as they are released.
+  if (rec.gang.empty())
+    if (auto device = devices.find(rec.device))
+      if (device->worker)
+        self->send(device->worker, abort_atom::value, rec.result.id, rec.lease);
   release(rec);
 }
 

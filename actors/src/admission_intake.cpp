@@ -249,6 +249,9 @@ caf::error admission_state::check(const job_spec& spec,
                           + " but the largest device that can run model '"
                           + spec.model + "' has "
                           + runtime::format_bytes(largest));
+    if (spec.ranks > 1)
+      if (auto why = gang_too_large(*factory, spec, bytes))
+        return make_error(errc::too_large, *why);
   }
   if (!mover
       && (!spec.audio_url.empty() || !spec.output_url.empty()

@@ -256,8 +256,10 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
     rec.shape_key = memory_estimates::key_of(rec.spec);
     if (rec.result.state == job_state::running) {
       rec.started = local(rec.result.started_at);
+      // A gang's ranks do not ride out the head's absence: it runs again.
       if (settings.lease_grace.count() > 0 && rec.result.node != node_name
-          && entry.lease != 0 && entry.device_index >= 0) {
+          && entry.lease != 0 && entry.device_index >= 0
+          && rec.spec.ranks == 1) {
         // Its worker node runs it on while the head is away: it stays the
         // node's until the node rejoins, or the lease grace passes.
         ++held;

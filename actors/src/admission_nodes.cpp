@@ -187,7 +187,8 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
   hold = hold && charge && settings.lease_grace.count() > 0;
   for (auto id : lost)
     if (auto rec = jobs->find(id); rec && !rec->ended()) {
-      if (hold) {
+      // A gang's other ranks cannot wait for this one: it runs again.
+      if (hold && rec->gang.empty()) {
         // The node may run it on: it stays the node's for the lease grace.
         auto index = devices.at(rec->device).info.index;
         // Its journaled record (running there, this lease) stays true.

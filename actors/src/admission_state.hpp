@@ -383,6 +383,24 @@ struct admission_state {
 
   void start_attempt(job_record& rec, int32_t slot, uint64_t bytes);
 
+  /// Marks `rec` as running its next attempt, reserving `bytes` per
+  /// device; returns the time it started.
+  time_point mark_running(job_record& rec, uint64_t bytes);
+
+  /// Takes a slot and `bytes` of `slot`'s device for `rec`.
+  void reserve_on(job_record& rec, int32_t slot, uint64_t bytes);
+
+  /// The attempt `rec` just started: its deadline, journal, log line,
+  /// event, and the tickets its workers get once its dispatch is durable.
+  void announce_start(job_record& rec, time_point started);
+
+  /// Sends the running attempt's tickets to its worker(s).
+  void send_tickets(job_record& rec);
+
+  /// Frees the slot and `reserved` bytes `rec` holds on `slot` (if it
+  /// does); the device then finishes the job's output (its `finishing`).
+  void free_slot_of(job_record& rec, int32_t slot, uint64_t& reserved);
+
   /// Frees the slot and memory of the job's attempt but keeps the attempt:
   /// its compute is done and the worker is writing its output.
   void free_slot(job_record& rec);
@@ -403,11 +421,51 @@ struct admission_state {
                 std::string output = {},
                 std::optional<time_point> at = std::nullopt);
 
+  // -- gangs: jobs of several ranks (admission_gangs.cpp) -------------------
+
+  /// Places gang `rec` needing `bytes` per rank all or nothing; returns
+  /// whether it started.
+  bool place_gang(job_record& rec, uint64_t bytes);
+
+  /// Why a gang of `spec.ranks` needing `bytes` per rank could never be
+  /// placed on the devices present (too large for any node, or for the
+  /// cluster with --gang-across-nodes), or nothing.
+  std::optional<std::string>
+  gang_too_large(const gpu::model_factory& factory,
+                 const runtime::job_spec& spec, uint64_t bytes) const;
+
+  /// The rank of gang `rec`'s running attempt whose lease is `lease`, or
+  /// -1.
+  int32_t rank_of(const job_record& rec, uint64_t lease) const;
+
+  /// Ends every rank of gang `rec` but `keep`: each is aborted on its
+  /// worker, its slot freed; `rec` then stands for rank `keep`'s attempt
+  /// alone (device, lease, reservation), which the single-device logic
+  /// ends.
+  void collapse_gang(job_record& rec, int32_t keep);
+
+  /// Frees every rank's slot of gang `rec`, aborting those not done.
+  void release_gang(job_record& rec);
+
+  /// Rank 0 of `rec`'s attempt opened the gang's rendezvous at `address`:
+  /// the other ranks get it.
+  void on_rendezvous(runtime::job_id id, uint64_t lease, std::string address);
+
+  /// Rank `rank` of gang `rec` finished `step` steps: once every rank has,
+  /// the job's progress is `step` and every rank may run the next one.
+  void gang_progress(job_record& rec, int32_t rank, int32_t step);
+
+  /// Rank `rank` of gang `rec` succeeded with `out` (rank 0's is the job's
+  /// output). Returns whether every rank has: then `out` is rank 0's.
+  bool gang_done(job_record& rec, int32_t rank, finished_job& out);
+
   // -- devices and worker reports (admission_devices.cpp) ------------------
 
   /// The job whose running attempt `lease` is, if the sender is the worker
-  /// running it; null for stale or foreign reports.
-  job_record* attempt_of(runtime::job_id id, uint64_t lease);
+  /// running it; null for stale or foreign reports. For a gang, `rank`
+  /// receives the rank whose lease it is (else 0).
+  job_record* attempt_of(runtime::job_id id, uint64_t lease,
+                         int32_t* rank = nullptr);
 
   /// Whether the current message comes from an actor of this node.
   bool from_this_node() const;

@@ -112,6 +112,11 @@ int main(int argc, char** argv) {
   apps::add_number(*submit, "--steps", spec.steps, 0, lim::max_steps,
                    "Denoising steps (0 to " + std::to_string(lim::max_steps)
                      + ")");
+  apps::add_number(*submit, "--ranks", spec.ranks, 1, lim::max_ranks,
+                   "Devices the job runs on at once, as one gang (1 to "
+                     + std::to_string(lim::max_ranks)
+                     + "; the model must support it: tiny-t2v takes 1, 2 or "
+                       "4, sim any)");
   apps::add_number(*submit, "--seed", spec.seed, 0,
                    std::numeric_limits<uint64_t>::max(),
                    "Seed of the initial noise (any 64-bit unsigned number)");

@@ -195,6 +195,21 @@ int main(int argc, char** argv) {
                    "jobs behind it that fit may start first (0: strictly in "
                    "order; at most "
                      + std::to_string(lim::max_bypass) + ")");
+  app.add_flag("--gang-across-nodes", settings.gang_across_nodes,
+               "Let a job of several ranks (a gang) spread over several "
+               "worker nodes when no one node has enough free devices (off: "
+               "every gang runs on one node; one larger than every node is "
+               "refused with too_large). A head's setting");
+  app
+    .add_option("--collective-host", settings.collective_host,
+                "The address other nodes reach this node at for the "
+                "collectives of a gang whose rank 0 runs here (127.0.0.1 "
+                "serves gangs within one machine)")
+    ->capture_default_str();
+  apps::add_duration(app, "--gang-timeout", settings.gang_timeout,
+                     "Longest wait for every rank of a gang to join its "
+                     "collectives, and for one collective to progress; a "
+                     "rank that never comes fails the attempt (1s to 1h)");
   apps::add_real(app, "--memory-headroom", settings.memory_headroom,
                  "Added to a job shape's measured peak memory for its next "
                  "estimate (0.1 = 10%; 0 to 10)");

@@ -64,11 +64,11 @@ device_time from_ms(double ms) {
 class sim_job_run : public job_run {
 public:
   sim_job_run(const runtime::job_spec& spec, sim_options options,
-              int32_t attempt, std::string device)
+              int32_t attempt, std::string device, int32_t rank = 0)
     : spec_(spec), model_(spec.model), seed_(spec.seed), width_(spec.width),
       height_(spec.height), frames_(spec.frames), steps_(spec.steps),
       options_(std::move(options)), attempt_(attempt),
-      device_(std::move(device)) {}
+      device_(std::move(device)), rank_(rank) {}
 
   int32_t steps() const override {
     return steps_;
@@ -76,7 +76,8 @@ public:
 
   /// Applies the injected fault at `at_step`, if it fires; true for a hang.
   bool inject(int32_t at_step) {
-    if (!options_.fault || !options_.fault->fires(at_step, attempt_, device_))
+    if (!options_.fault || !options_.fault->fires(at_step, attempt_, device_)
+        || (options_.fault_rank >= 0 && options_.fault_rank != rank_))
       return false;
     auto where = at_step == 0 ? std::string{"while preparing the job"}
                               : "at step " + std::to_string(at_step);
@@ -107,6 +108,10 @@ public:
                    + std::to_string(width_) + "x" + std::to_string(height_)
                    + "x" + std::to_string(frames_);
     out.peak_bytes = options_.peak_mb.value_or(options_.mem_mb) << 20;
+    if (rank_ > 0) {
+      out.location.clear();
+      return out;
+    }
     if (options_.video) {
       out.location.clear();
       out.video = sim_frames(spec_);
@@ -125,6 +130,7 @@ private:
   sim_options options_;
   int32_t attempt_;
   std::string device_;
+  int32_t rank_;
 };
 
 class sim_pipeline : public pipeline {
@@ -145,6 +151,24 @@ public:
       throw job_error(runtime::errc::invalid_request, error);
     auto run = std::make_unique<sim_job_run>(spec, std::move(*options), attempt,
                                              device_);
+    busy = run->inject(0) ? never_completes : device_time{0};
+    return run;
+  }
+
+  /// Sim ranks exchange nothing (a sim gang on cpu devices still meets
+  /// through its collectives, which the device worker sets up); each steps
+  /// like a sim job of one device, and `fault_rank` picks the rank a fault
+  /// fires on.
+  std::unique_ptr<job_run> begin_rank(const runtime::job_spec& spec,
+                                      int32_t attempt, int32_t rank, int32_t,
+                                      std::shared_ptr<communicator>,
+                                      device_time& busy) override {
+    std::string error;
+    auto options = parse_sim_options(spec, error);
+    if (!options)
+      throw job_error(runtime::errc::invalid_request, error);
+    auto run = std::make_unique<sim_job_run>(spec, std::move(*options), attempt,
+                                             device_, rank);
     busy = run->inject(0) ? never_completes : device_time{0};
     return run;
   }
@@ -252,6 +276,15 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
                 + " MiB, more than the sim model's 1024 MiB";
         return std::nullopt;
       }
+    } else if (key == "fault_rank") {
+      double rank = 0;
+      if (!parse_number(value, rank) || rank < 0 || rank >= spec.ranks
+          || rank != std::floor(rank)) {
+        error = "options: fault_rank must be a rank of the job, from 0 to "
+                + std::to_string(spec.ranks - 1) + ", got '" + value + "'";
+        return std::nullopt;
+      }
+      result.fault_rank = static_cast<int32_t>(rank);
     } else if (key == "fault") {
       result.fault = parse_sim_fault(value, error);
       if (!result.fault)
@@ -263,8 +296,10 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
         return std::nullopt;
       }
     } else {
-      error = "options: '" + key + "' is not an option of model " + spec.model
-              + " (known: step_ms, load_ms, mem_mb, peak_mb, fault, video)";
+      error =
+        "options: '" + key + "' is not an option of model " + spec.model
+        + " (known: step_ms, load_ms, mem_mb, peak_mb, fault, fault_rank, "
+          "video)";
       return std::nullopt;
     }
   }

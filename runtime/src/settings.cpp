@@ -109,6 +109,12 @@ caf::error validate(const node_settings& s) {
   }
   if (!(s.memory_headroom >= 0 && s.memory_headroom <= 10))
     return bad("memory-headroom", "must be between 0 and 10");
+  if (s.gang_timeout < std::chrono::seconds{1}
+      || s.gang_timeout > std::chrono::hours{1})
+    return bad("gang-timeout",
+               "must be from 1s to 1h, got " + format_duration(s.gang_timeout));
+  if (s.collective_host.empty())
+    return bad("collective-host", "must not be empty");
   if (s.max_bypass < 0 || s.max_bypass > lim::max_bypass)
     return bad("max-bypass",
                "must be from 0 to " + std::to_string(lim::max_bypass));

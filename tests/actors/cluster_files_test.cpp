@@ -68,6 +68,9 @@ fake_worker(actors::device_worker_actor::pointer self,
     [](actors::copied_atom, uint64_t, const std::string&, const caf::error&) {},
     [](actors::bind_atom, const caf::actor&) {},
     [](actors::resume_atom) { return actors::lease_list{}; },
+    [](actors::rendezvous_atom, runtime::job_id, uint64_t, const std::string&) {
+    },
+    [](actors::advance_atom, uint64_t, int32_t) {},
   };
 }
 

@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/lease_book.hpp"
@@ -28,6 +31,15 @@ struct device_models {
 
   /// The ready models' names.
   std::vector<std::string> names() const;
+};
+
+/// How the ranks of a gang meet on a device worker (node_settings'
+/// collective_host and gang_timeout).
+struct gang_settings {
+  /// The address other nodes reach this one at (rank 0's rendezvous).
+  std::string collective_host = "127.0.0.1";
+  /// Longest wait for every rank to join, and for one collective.
+  caf::timespan timeout = std::chrono::seconds{60};
 };
 
 /// Spawns the worker of one device. It owns the device's pipeline cache:
@@ -64,15 +76,24 @@ struct device_models {
 /// a worker node reports what it holds when it registers again, and a
 /// worker sends the kept outcomes again when admission says `resume`.
 ///
+/// A ticket of a gang (world > 1) runs as one rank (pipeline::begin_rank):
+/// rank 0 opens the gang's rendezvous on `gang.collective_host` and sends
+/// admission its address; the other ranks start once admission handed it
+/// to them. Every rank joins the gang's collectives (blocking, at most
+/// `gang.timeout`) and then runs a step only once admission said that
+/// every rank finished the steps before it (advance): the ranks run in
+/// lockstep, and an abort reaches each before its next step. A collective
+/// that fails (a rank left or never came) fails the attempt with
+/// worker_lost; the worker carries on.
+///
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
 /// the test coordinator).
-device_worker_actor
-spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
-                    admission_control_actor admission,
-                    std::shared_ptr<const gpu::model_catalog> catalog,
-                    std::string output_dir, uint64_t max_message_size,
-                    bool detached, std::shared_ptr<device_models> kept,
-                    std::shared_ptr<lease_book> book = nullptr);
+device_worker_actor spawn_device_worker(
+  caf::actor_system& sys, const runtime::device_info& device,
+  admission_control_actor admission,
+  std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
+  uint64_t max_message_size, bool detached, std::shared_ptr<device_models> kept,
+  std::shared_ptr<lease_book> book = nullptr, gang_settings gang = {});
 
 } // namespace vidnode::actors

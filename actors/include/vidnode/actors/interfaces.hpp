@@ -35,12 +35,18 @@ struct job_ticket {
   /// head, which a worker on another node copies (read_input) before it
   /// starts the attempt.
   std::string audio_path;
+  /// This attempt's rank in its gang, and the gang's ranks (spec.ranks);
+  /// 0 and 1 for a job of one device. Rank 0 opens the gang's rendezvous
+  /// and sends its address (rendezvous_atom); admission hands it to the
+  /// other ranks, which start the attempt once they have it.
+  int32_t rank = 0;
+  int32_t world = 1;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
   return f(caf::meta::type_name("vidnode::job_ticket"), x.id, x.lease, x.spec,
-           x.attempt, x.audio_path);
+           x.attempt, x.audio_path, x.rank, x.world);
 }
 
 /// What a device worker reports when a job succeeded.
@@ -104,6 +110,13 @@ using probe_atom = caf::atom_constant<caf::atom("probe")>;
 /// Admission -> supervisor: a device failed a job that then succeeded on
 /// another device: evidence that the device, not the job, was at fault.
 using fault_atom = caf::atom_constant<caf::atom("fault")>;
+/// A gang's rank 0 worker -> admission: the address of the gang's
+/// rendezvous (gpu::host_rendezvous; empty on devices whose kind has no
+/// collective backend). Admission -> the other ranks' workers: join it.
+using rendezvous_atom = caf::atom_constant<caf::atom("rendezvous")>;
+/// Admission -> a gang's workers: every rank has finished so many steps;
+/// the next one may run (ranks advance in lockstep).
+using advance_atom = caf::atom_constant<caf::atom("advance")>;
 /// Admission -> itself: deadlines may have passed.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// Admission -> itself: a bounded wait ran out.
@@ -210,7 +223,9 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<bind_atom, caf::actor>,
-  caf::replies_to<resume_atom>::with<lease_list>>;
+  caf::replies_to<resume_atom>::with<lease_list>,
+  caf::reacts_to<rendezvous_atom, runtime::job_id, uint64_t, std::string>,
+  caf::reacts_to<advance_atom, uint64_t, int32_t>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again
@@ -320,6 +335,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<uploaded_atom, runtime::job_id, caf::error>,
   caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<progress_atom, runtime::job_id, uint64_t, int32_t, int32_t>,
+  caf::reacts_to<rendezvous_atom, runtime::job_id, uint64_t, std::string>,
   caf::reacts_to<done_atom, runtime::job_id, uint64_t, finished_job>,
   caf::reacts_to<failed_atom, runtime::job_id, uint64_t, caf::error, uint64_t>,
   caf::reacts_to<crashed_atom, runtime::job_id, uint64_t, caf::error, bool>,

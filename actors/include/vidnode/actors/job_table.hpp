@@ -27,6 +27,22 @@
 namespace vidnode::actors {
 
 /// Admission's record of one accepted job.
+/// One rank of a gang's running attempt (job_spec::ranks > 1).
+struct gang_rank {
+  /// Ledger slot of its device; -1 once its device is released.
+  int32_t device = -1;
+  /// Its attempt's lease (job_ticket::lease).
+  uint64_t lease = 0;
+  /// Memory reserved on its device (0 once its compute is done).
+  uint64_t reserved = 0;
+  /// Steps it reported finished.
+  int32_t steps = 0;
+  /// It reported its compute done (its slot is free).
+  bool computed = false;
+  /// It reported success.
+  bool done = false;
+};
+
 struct job_record {
   using time_point = caf::actor_clock::time_point;
   using result_promise = caf::typed_response_promise<runtime::job_result>;
@@ -42,8 +58,18 @@ struct job_record {
   uint64_t lease = 0;
   /// Jobs behind this one that started first while it waited for memory.
   int32_t bypassed = 0;
-  /// Ledger slot (device_ledger) of the running attempt, or -1.
+  /// Ledger slot (device_ledger) of the running attempt, or -1. A gang's:
+  /// its rank 0's.
   int32_t device = -1;
+  /// The ranks of a gang's running attempt, rank 0 first (whose slot and
+  /// lease are also `device` and `lease`): all of them hold a slot of
+  /// their own device, or none does. Empty for a job of one device, and
+  /// while no attempt runs.
+  std::vector<gang_rank> gang;
+  /// Rank 0's output and peak memory once it reported success, kept until
+  /// every rank did.
+  std::string gang_output;
+  uint64_t gang_peak_bytes = 0;
   /// The running attempt is held by worker node `held_by` (device index
   /// `held_index` there), which the head cannot reach: lost, or not back
   /// since the head restarted. The attempt keeps its lease but holds no

@@ -50,6 +50,9 @@ struct sim_options {
   std::optional<uint64_t> peak_mb;
   /// Injected fault (option `fault`), if any.
   std::optional<sim_fault> fault;
+  /// The only rank of a gang the fault fires on (option `fault_rank`, 0 to
+  /// ranks - 1); -1 (default): every rank.
+  int32_t fault_rank = -1;
   /// Whether the job makes frames (option `video`: 1 or true; default 0):
   /// a moving gradient of the job's size that the device worker encodes
   /// and stores like a real model's video (at most 1 GiB of frames).
@@ -65,7 +68,9 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
 /// The factory of the simulated models: `sim` and any `sim-NAME` (separate
 /// names share the behaviour, so placement by loaded model can be tested).
 /// Sim jobs do no work: their steps, loads and memory are simulated from
-/// their options. They run on every device kind.
+/// their options. They run on every device kind, and as gangs of any
+/// number of ranks (pipeline::begin_rank), each rank stepping like a job of
+/// one device.
 class sim_model_factory : public model_factory {
 public:
   /// `sim` and `sim-*`.

@@ -112,6 +112,19 @@ struct node_settings {
   /// cannot run on delay it in nothing and are not counted; 0: strictly in
   /// order).
   int32_t max_bypass = 16;
+  /// Whether a gang (a job of several ranks) may be spread over several
+  /// nodes when no one node has enough free devices. Off: every gang runs
+  /// on one node, and one larger than every node is refused (too_large).
+  /// A head's setting.
+  bool gang_across_nodes = false;
+  /// The address other nodes reach this one at for a gang's collectives
+  /// (rank 0's rendezvous: Gloo's store, then the ranks' own connections).
+  /// A worker node's setting; 127.0.0.1 serves gangs within one machine.
+  std::string collective_host = "127.0.0.1";
+  /// Longest wait for every rank of a gang to join its collectives, and
+  /// for one collective to make progress: a rank that never comes fails the
+  /// attempt instead of hanging it (1s to 1h).
+  caf::timespan gang_timeout = std::chrono::seconds{60};
   /// Added to a job shape's measured peak memory to make its next estimate
   /// (0.1 = 10%).
   double memory_headroom = 0.10;

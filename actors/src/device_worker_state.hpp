@@ -1,0 +1,301 @@
+#pragma once
+
+/// @file
+/// The state of a device worker (device_worker.hpp), shared by the files
+/// that define it: device_worker.cpp (the attempt's life: loading, steps,
+/// encoding, aborts), device_worker_gang.cpp (the ranks of a gang) and
+/// device_worker_inputs.cpp (inputs copied from the head, reports).
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "job_log.hpp"
+#include "vidnode/actors/device_worker.hpp"
+#include "vidnode/gpu/collectives.hpp"
+#include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
+
+namespace vidnode::actors {
+
+/// The most of an exception's text a report carries: reports go to the head,
+/// and must fit in the messages it accepts whatever a pipeline threw.
+constexpr size_t max_reported_text = 8192;
+
+/// `what`, cut to max_reported_text bytes (saying how much was cut).
+std::string reported(const char* what);
+
+struct device_worker_state {
+  using pointer = device_worker_actor::stateful_pointer<device_worker_state>;
+
+  static inline const char* name = "vidnode.device_worker";
+
+  explicit device_worker_state(pointer self) : self(self) {}
+
+  /// Removes the inputs copied for attempts that did not end before the
+  /// worker did.
+  ~device_worker_state();
+
+  /// One model in the cache.
+  struct cache_entry {
+    std::shared_ptr<gpu::pipeline> pipeline;
+    /// False while a simulated load is still in progress.
+    bool ready = false;
+    /// Attempts waiting for the load to finish.
+    std::vector<job_ticket> waiting;
+  };
+
+  /// One attempt in progress.
+  struct active_attempt {
+    runtime::job_id id;
+    std::unique_ptr<gpu::job_run> run;
+    /// The audio track to mux into the video, if any.
+    std::string audio_path;
+    int32_t next_step = 0;
+    /// Steps reported to admission; a step is reported once its device
+    /// time has passed, i.e. when the next step message arrives.
+    int32_t reported = 0;
+    /// Ranks of its gang (1 for a job of one device).
+    int32_t world = 1;
+    /// A gang rank runs step `next_step` only while it is below this:
+    /// admission raises it (advance) once every rank has finished the
+    /// steps before; `steps() + 1` lets it finish.
+    int32_t allowed = 1;
+    /// A gang rank waits for admission's advance.
+    bool waiting = false;
+    /// Rank 0's rendezvous, kept open while the attempt runs.
+    std::unique_ptr<gpu::rendezvous_host> rendezvous;
+  };
+
+  pointer self;
+  runtime::device_info device;
+  admission_control_actor admission;
+  std::shared_ptr<const gpu::model_catalog> catalog;
+  std::string output_dir;
+  /// Length of the chunks of inputs copied from the head.
+  uint32_t input_chunk_bytes = runtime::default_chunk_bytes;
+  std::map<std::string, cache_entry> cache;
+  std::shared_ptr<device_models> kept;
+  /// The device's attempts, kept across workers and heads.
+  std::shared_ptr<lease_book> book;
+  /// At most max_concurrency entries: a vector beats a hash map here.
+  std::vector<std::pair<uint64_t, active_attempt>> attempts;
+
+  active_attempt* find_attempt(uint64_t lease) {
+    for (auto& [key, attempt] : attempts)
+      if (key == lease)
+        return &attempt;
+    return nullptr;
+  }
+
+  void erase_attempt(uint64_t lease) {
+    attempts.erase(std::remove_if(attempts.begin(), attempts.end(),
+                                  [&](auto& x) { return x.first == lease; }),
+                   attempts.end());
+  }
+  /// Set once the worker decided to exit; nothing further is started.
+  bool exiting = false;
+
+  /// An attempt whose video an encoder is writing.
+  struct encoding_attempt {
+    uint64_t lease;
+    runtime::job_id id;
+    uint64_t peak_bytes;
+  };
+  std::vector<encoding_attempt> encoding;
+
+  /// An attempt whose input is being copied from the head before it starts
+  /// (it holds its slot meanwhile).
+  struct input_copy {
+    uint64_t lease;
+    job_ticket ticket;
+    caf::actor copier;
+  };
+  std::vector<input_copy> copying;
+  /// Inputs copied from the head, by attempt: removed when it ends.
+  std::vector<std::pair<uint64_t, std::string>> copied_inputs;
+
+  /// How gang ranks meet.
+  gang_settings gang;
+  /// Gang ranks other than 0 whose attempt waits for the rendezvous
+  /// address (their model is ready).
+  std::vector<job_ticket> awaiting_rendezvous;
+  /// Rendezvous addresses that came before their attempt began (its model
+  /// was loading): (lease, address).
+  std::vector<std::pair<uint64_t, std::string>> early_rendezvous;
+
+  // -- the ranks of a gang (device_worker_gang.cpp) ------------------------
+
+  /// Begins rank `ticket.rank` of a gang: rank 0 opens the rendezvous,
+  /// tells admission its address and joins; the others join once
+  /// admission has handed them the address.
+  void begin_rank(gpu::pipeline& pipeline, job_ticket ticket);
+
+  /// Admission handed over the rendezvous address of attempt `lease`.
+  void rendezvous_arrived(runtime::job_id id, uint64_t lease,
+                          std::string address);
+
+  /// Joins the gang at `address` (blocking until every rank joined, or
+  /// gang.timeout; empty: a kind without collectives joins nothing) and
+  /// starts the rank's attempt.
+  void join_and_start(gpu::pipeline& pipeline, job_ticket ticket,
+                      const std::string& address,
+                      std::unique_ptr<gpu::rendezvous_host> host);
+
+  /// Every rank of attempt `lease` finished `step` steps.
+  void advance(uint64_t lease, int32_t step);
+
+  /// Whether a gang rank must wait for the other ranks before it runs its
+  /// next step (or finishes); then it waits for advance.
+  bool held_back(active_attempt& attempt);
+
+  /// Forgets what attempt `lease` waited for as a gang rank (aborted).
+  void forget_rank(uint64_t lease);
+
+  /// Starts a begun attempt: its first step, or its end if it has none.
+  void launch(job_ticket& ticket, std::unique_ptr<gpu::job_run> run,
+              gpu::device_time busy);
+
+  /// Whether `ticket`'s input lives on another node (the head's admission
+  /// runs elsewhere) and must be copied here first.
+  bool input_is_remote(const job_ticket& ticket) const {
+    return !ticket.audio_path.empty() && admission
+           && admission.node() != self->node();
+  }
+
+  /// Copies `ticket`'s input from the head in chunks; the attempt starts
+  /// when it is here (`copied`).
+  void copy_input(job_ticket ticket);
+
+  /// The input of attempt `lease` is here (or not): the attempt starts, or
+  /// fails.
+  void input_copied(uint64_t lease, std::string path, caf::error err);
+
+  /// Removes the input copied for attempt `lease`, if any.
+  void forget_input(uint64_t lease);
+
+  std::string where() const {
+    return "device " + device.name();
+  }
+
+  /// Attempt `lease` succeeded: admission hears so, and the book keeps it
+  /// for a head that may not have.
+  void report_done(runtime::job_id id, uint64_t lease, finished_job result);
+
+  /// Attempt `lease` failed with `reason` (not out of memory: see guarded).
+  void report_failed(runtime::job_id id, uint64_t lease, caf::error reason);
+
+  /// Sends the outcomes of the book again: a head that took this device's
+  /// attempts over after a rejoin attached it (resume). Those it heard
+  /// already, or no longer wants, it ignores.
+  void resend_outcomes();
+
+  /// Runs a pipeline call. Exceptions end here: a job error fails the
+  /// attempt; out-of-memory fails it and ends the worker; anything else
+  /// ends the worker as crashed. Returns false if the call failed.
+  template <class F>
+  bool guarded(runtime::job_id id, uint64_t lease, F&& call) {
+    try {
+      call();
+      return true;
+    } catch (const gpu::job_error& e) {
+      erase_attempt(lease);
+      forget_input(lease);
+      report_failed(id, lease,
+                    runtime::make_error(e.code(), reported(e.what())));
+    } catch (const gpu::out_of_memory& e) {
+      auto reason = runtime::make_error(runtime::errc::out_of_memory,
+                                        where() + ": " + reported(e.what()));
+      log_attempt(runtime::log_level::warn,
+                  fmt::format("{}: job {} ran out of memory (it needs at "
+                              "least {}); the worker restarts, keeping its "
+                              "loaded models",
+                              where(), id.value,
+                              runtime::format_bytes(e.requested_bytes())),
+                  id, device.name(), lease);
+      self->send(admission, failed_atom::value, id, lease, reason,
+                 e.requested_bytes());
+      exiting = true;
+      self->quit(std::move(reason));
+    } catch (const gpu::collective_error& e) {
+      // A gang's collectives failed (a rank left or never came): the
+      // attempt is over, the device unharmed.
+      erase_attempt(lease);
+      forget_input(lease);
+      report_failed(
+        id, lease,
+        runtime::make_error(runtime::errc::worker_lost,
+                            where() + ": gang: " + reported(e.what())));
+    } catch (const gpu::device_failure& e) {
+      log_attempt(runtime::log_level::error,
+                  fmt::format("{}: the device failed running job {}: {}",
+                              where(), id.value, e.what()),
+                  id, device.name(), lease);
+      crash(id, lease, where() + ": device failed: " + reported(e.what()),
+            true);
+    } catch (const std::exception& e) {
+      log_attempt(runtime::log_level::error,
+                  fmt::format("{}: worker crashed running job {}: {}", where(),
+                              id.value, e.what()),
+                  id, device.name(), lease);
+      crash(id, lease, where() + ": worker crashed: " + reported(e.what()),
+            false);
+    } catch (...) {
+      crash(id, lease, where() + ": worker crashed (unknown exception)", false);
+    }
+    return false;
+  }
+
+  /// Ends the worker after job `id`'s pipeline call threw: admission hears
+  /// which job it was, and whether the device itself failed, before the
+  /// supervisor reports the worker's death.
+  void crash(runtime::job_id id, uint64_t lease, std::string what,
+             bool device_failed);
+
+  /// Whether the lease of attempt `lease` ran out (the head has not been
+  /// heard from for so long that it may run it again elsewhere, e.g. after
+  /// this node was frozen): then the attempt is dropped here, without a
+  /// report, and the head queues it again when it finds it gone.
+  bool lapsed(runtime::job_id id, uint64_t lease);
+
+  void schedule_step(uint64_t lease, gpu::device_time busy) {
+    if (busy == gpu::never_completes)
+      return;
+    if (busy.count() == 0)
+      self->send(self, step_atom::value, lease);
+    else
+      self->delayed_send(self, busy, step_atom::value, lease);
+  }
+
+  void run(job_ticket ticket);
+
+  /// Runs an attempt whose input, if any, is on this node.
+  void start(job_ticket ticket);
+
+  /// The model of `entry` is loaded: admission hears of it and later
+  /// workers of this device keep it.
+  void mark_ready(std::map<std::string, cache_entry>::iterator entry);
+
+  void load_finished(const std::string& model);
+
+  void begin(gpu::pipeline& pipeline, job_ticket ticket);
+
+  void step(uint64_t lease);
+
+  void finish(uint64_t lease);
+
+  /// An encoder reported: the job's video is at `path`, or `err` says why
+  /// not. Nothing happens if the job was aborted meanwhile.
+  void encoded(uint64_t lease, std::string path, caf::error err);
+
+  void abort(runtime::job_id id, uint64_t lease);
+};
+
+} // namespace vidnode::actors
