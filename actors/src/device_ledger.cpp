@@ -35,6 +35,17 @@ int32_t device_ledger::add(std::string node, runtime::device_info info,
   device_slot slot;
   slot.name = info.name();
   slot.info = std::move(info);
+  auto named = node_numbers_.find(node);
+  if (named == node_numbers_.end()) {
+    auto number = static_cast<int32_t>(node_numbers_.size());
+    if (!free_node_numbers_.empty()) {
+      number = free_node_numbers_.back();
+      free_node_numbers_.pop_back();
+    }
+    named = node_numbers_.emplace(node, node_number_use{number, 0}).first;
+  }
+  ++named->second.devices;
+  slot.node_number = named->second.number;
   slot.node = std::move(node);
   slot.profile = profiles_.acquire(served);
   if (!free_slots_.empty()) {
@@ -56,7 +67,13 @@ int32_t device_ledger::add(std::string node, runtime::device_info info,
 void device_ledger::free(int32_t slot) {
   if (find(slot) == nullptr)
     return;
-  profiles_.release(slots_[static_cast<size_t>(slot)].profile);
+  const auto& device = slots_[static_cast<size_t>(slot)];
+  profiles_.release(device.profile);
+  auto named = node_numbers_.find(device.node);
+  if (named != node_numbers_.end() && --named->second.devices == 0) {
+    free_node_numbers_.push_back(named->second.number);
+    node_numbers_.erase(named);
+  }
   slots_[static_cast<size_t>(slot)] = device_slot{};
   in_use_[static_cast<size_t>(slot)] = false;
   free_slots_.push_back(slot);
@@ -107,6 +124,7 @@ const placement_entry& device_ledger::entry_of(size_t i,
   x.running = static_cast<int32_t>(device.running.size());
   x.reserved = device.reserved;
   x.budget = device.budget();
+  x.node = device.node_number;
   for (const auto& model : device.models)
     if (model.loaded)
       x.models.push_back(model.model);
@@ -124,7 +142,8 @@ bool device_ledger::indexed_as(const placement_entry& x, size_t i) const {
       || x.up != (device.state == device_slot::health::up)
       || x.kind != device.info.kind || x.profile != device.profile
       || x.running != static_cast<int32_t>(device.running.size())
-      || x.reserved != device.reserved || x.budget != device.budget())
+      || x.reserved != device.reserved || x.budget != device.budget()
+      || x.node != device.node_number)
     return false;
   size_t n = 0;
   for (const auto& model : device.models)
@@ -202,6 +221,52 @@ int32_t device_ledger::choose(const gpu::model_factory& factory,
                     "slot " + std::to_string(scanned));
   }
   return slot;
+}
+
+namespace {
+
+/// A gang's slots, for index_differs.
+std::string describe_gang(const std::vector<int32_t>& slots) {
+  if (slots.empty())
+    return "no gang";
+  std::string result = "slots";
+  for (auto slot : slots)
+    result += ' ' + std::to_string(slot);
+  return result;
+}
+
+} // namespace
+
+std::vector<int32_t> device_ledger::choose_gang(
+  const gpu::model_factory& factory, const std::string& model, uint64_t bytes,
+  int32_t ranks, bool across_nodes, int32_t max_concurrency) const {
+  sync(max_concurrency);
+  auto gang = index_.choose_gang(factory, profiles_.serving(model), model,
+                                 bytes, ranks, across_nodes);
+  if (check_) {
+    auto scanned = choose_gang_by_scan(factory, model, bytes, ranks,
+                                       across_nodes, max_concurrency);
+    if (gang != scanned)
+      index_differs("choose_gang", describe_gang(gang), describe_gang(scanned));
+  }
+  return gang;
+}
+
+int32_t device_ledger::largest_gang_for(const gpu::model_factory& factory,
+                                        const std::string& model,
+                                        uint64_t bytes,
+                                        bool across_nodes) const {
+  sync();
+  auto largest = index_.largest_gang_for(factory, profiles_.serving(model),
+                                         bytes, across_nodes);
+  if (check_) {
+    auto scanned =
+      largest_gang_for_by_scan(factory, model, bytes, across_nodes);
+    if (largest != scanned)
+      index_differs("largest_gang_for", std::to_string(largest),
+                    std::to_string(scanned));
+  }
+  return largest;
 }
 
 std::optional<std::string>
@@ -312,6 +377,42 @@ int32_t device_ledger::choose_by_scan(const gpu::model_factory& factory,
     c.has_model = cached != nullptr && cached->loaded;
   });
   return choose_device(candidates, bytes);
+}
+
+std::vector<int32_t> device_ledger::choose_gang_by_scan(
+  const gpu::model_factory& factory, const std::string& model, uint64_t bytes,
+  int32_t ranks, bool across_nodes, int32_t max_concurrency) const {
+  std::vector<gang_candidate> candidates(slots_.size());
+  for_each([&](int32_t i, const device_slot& device) {
+    auto& c = candidates[static_cast<size_t>(i)];
+    c.node = device.node_number;
+    c.device.available = device.state == device_slot::health::up
+                         && can_run(device, factory, model);
+    c.device.running = static_cast<int32_t>(device.running.size());
+    c.device.slots = max_concurrency;
+    c.device.memory_bytes = device.budget();
+    c.device.memory_reserved = device.reserved;
+    auto cached = device.find_model(model);
+    c.device.has_model = cached != nullptr && cached->loaded;
+  });
+  return choose_gang_devices(candidates, bytes, ranks, across_nodes);
+}
+
+int32_t device_ledger::largest_gang_for_by_scan(
+  const gpu::model_factory& factory, const std::string& model, uint64_t bytes,
+  bool across_nodes) const {
+  std::map<int32_t, int32_t> per_node;
+  int32_t total = 0;
+  for_each([&](int32_t, const device_slot& device) {
+    if (can_run(device, factory, model) && device.budget() >= bytes) {
+      ++per_node[device.node_number];
+      ++total;
+    }
+  });
+  int32_t largest = 0;
+  for (const auto& [node, count] : per_node)
+    largest = std::max(largest, count);
+  return across_nodes ? total : largest;
 }
 
 std::optional<std::string>

@@ -1,6 +1,7 @@
 #include "vidnode/actors/placement_index.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <tuple>
 
 namespace vidnode::actors {
@@ -19,6 +20,15 @@ bool fits(const placement_entry& x, uint64_t bytes) {
 
 const placement_entry unused_entry{};
 
+/// Whether `model` is among `models`.
+bool has(const std::vector<std::string>& models, const std::string& model) {
+  return std::find(models.begin(), models.end(), model) != models.end();
+}
+
+/// How a one-node gang ranks against another: fewer of its devices without
+/// the model, fewer jobs running, less memory reserved, lowest slot.
+using gang_score = std::tuple<int32_t, int64_t, uint64_t, int32_t>;
+
 /// The element of `xs` for `x`'s class, made if missing.
 template <class T>
 T& class_of(std::vector<std::vector<T>>& xs, const placement_entry& x) {
@@ -36,9 +46,9 @@ T& class_of(std::vector<std::vector<T>>& xs, const placement_entry& x) {
 
 bool operator==(const placement_entry& x, const placement_entry& y) {
   return std::tie(x.in_use, x.present, x.in_service, x.up, x.kind, x.profile,
-                  x.running, x.reserved, x.budget, x.models)
+                  x.running, x.reserved, x.budget, x.models, x.node)
          == std::tie(y.in_use, y.present, y.in_service, y.up, y.kind, y.profile,
-                     y.running, y.reserved, y.budget, y.models);
+                     y.running, y.reserved, y.budget, y.models, y.node);
 }
 
 void placement_index::group::insert(int32_t slot, const placement_entry& x) {
@@ -97,18 +107,22 @@ void placement_index::set(int32_t slot, const placement_entry& x) {
 bool placement_index::same_groups(const placement_entry& x,
                                   const placement_entry& y) const {
   return x.in_use && y.in_use && x.kind == y.kind && x.profile == y.profile
-         && x.present == y.present && x.in_service == y.in_service
-         && takes_jobs(x) == takes_jobs(y) && x.models == y.models;
+         && x.node == y.node && x.present == y.present
+         && x.in_service == y.in_service && takes_jobs(x) == takes_jobs(y)
+         && x.models == y.models;
 }
 
 void placement_index::move(int32_t slot, const placement_entry& from,
                            const placement_entry& to) {
   auto& state = state_of(from);
-  if (from.present && from.budget != to.budget)
+  if (from.present && from.budget != to.budget) {
     if (auto budget = state.budgets.extract(from.budget)) {
       budget.value() = to.budget;
       state.budgets.insert(std::move(budget));
     }
+    count_budget(slot, from, false);
+    count_budget(slot, to, true);
+  }
   if (!takes_jobs(from))
     return;
   state.free.move(slot, from, to);
@@ -133,6 +147,40 @@ placement_index::group& placement_index::model_group(const std::string& model,
   return class_of(i->second, x);
 }
 
+int64_t placement_index::node_key(int32_t node, int32_t slot) noexcept {
+  if (node >= 0)
+    return node;
+  return int64_t{std::numeric_limits<int32_t>::max()} + 1 + slot;
+}
+
+placement_index::node_budgets&
+placement_index::budgets_of_node(int32_t slot, const placement_entry& x) {
+  auto p = static_cast<size_t>(x.profile);
+  if (p >= nodes_.size())
+    nodes_.resize(p + 1);
+  auto& kinds = nodes_[p][node_key(x.node, slot)];
+  auto k = static_cast<size_t>(x.kind);
+  if (k >= kinds.size())
+    kinds.resize(k + 1);
+  return kinds;
+}
+
+void placement_index::count_budget(int32_t slot, const placement_entry& x,
+                                   bool add) {
+  auto& kinds = budgets_of_node(slot, x);
+  auto& budgets = kinds[static_cast<size_t>(x.kind)];
+  auto i = std::lower_bound(budgets.begin(), budgets.end(), x.budget);
+  if (add) {
+    budgets.insert(i, x.budget);
+    return;
+  }
+  if (i != budgets.end() && *i == x.budget)
+    budgets.erase(i);
+  if (std::all_of(kinds.begin(), kinds.end(),
+                  [](const std::vector<uint64_t>& xs) { return xs.empty(); }))
+    nodes_[static_cast<size_t>(x.profile)].erase(node_key(x.node, slot));
+}
+
 void placement_index::join(int32_t slot, const placement_entry& x) {
   if (!x.in_use)
     return;
@@ -140,6 +188,7 @@ void placement_index::join(int32_t slot, const placement_entry& x) {
   if (x.present) {
     ++state.present;
     state.budgets.insert(x.budget);
+    count_budget(slot, x, true);
   }
   if (x.in_service)
     ++state.in_service;
@@ -160,6 +209,7 @@ void placement_index::leave(int32_t slot, const placement_entry& x) {
     auto i = state.budgets.find(x.budget);
     if (i != state.budgets.end())
       state.budgets.erase(i);
+    count_budget(slot, x, false);
   }
   if (x.in_service)
     --state.in_service;
@@ -231,6 +281,127 @@ int32_t placement_index::choose(const gpu::model_factory& factory,
   return best;
 }
 
+std::vector<int32_t>
+placement_index::choose_gang(const gpu::model_factory& factory,
+                             const std::vector<int32_t>& profiles,
+                             const std::string& model, uint64_t bytes,
+                             int32_t ranks, bool across_nodes) const {
+  std::vector<int32_t> gang;
+  if (ranks < 1)
+    return gang;
+  auto& members = gang_members_;
+  members.clear();
+  for_classes_of(classes_, factory, profiles, [&](const class_state& x) {
+    if (x.free.room.empty() || *x.free.room.rbegin() < bytes)
+      return;
+    for (const auto& member : x.free.order) {
+      const auto& e = entries_[static_cast<size_t>(member.slot)];
+      if (fits(e, bytes))
+        members.push_back(gang_member{node_key(e.node, member.slot),
+                                      has(e.models, model), e.running,
+                                      e.reserved, member.slot});
+    }
+  });
+  if (members.size() < static_cast<size_t>(ranks))
+    return gang;
+  // By node, each node's devices in choose_device's order.
+  std::sort(members.begin(), members.end(),
+            [](const gang_member& x, const gang_member& y) {
+              return std::make_tuple(x.node, !x.has_model, x.running,
+                                     x.reserved, x.slot)
+                     < std::make_tuple(y.node, !y.has_model, y.running,
+                                       y.reserved, y.slot);
+            });
+  auto& nodes = gang_nodes_;
+  nodes.clear();
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (nodes.empty() || nodes.back().node != members[i].node)
+      nodes.push_back(gang_node{members[i].node, i, 0, 0});
+    ++nodes.back().count;
+    nodes.back().with_model += members[i].has_model ? 1 : 0;
+  }
+  // One node: its first `ranks` devices.
+  const gang_node* best = nullptr;
+  gang_score best_score;
+  for (const auto& node : nodes) {
+    if (node.count < ranks)
+      continue;
+    int64_t running = 0;
+    uint64_t reserved = 0;
+    auto lowest = std::numeric_limits<int32_t>::max();
+    for (size_t i = node.first; i < node.first + static_cast<size_t>(ranks);
+         ++i) {
+      running += members[i].running;
+      reserved += members[i].reserved;
+      lowest = std::min(lowest, members[i].slot);
+    }
+    gang_score score{ranks - std::min(node.with_model, ranks), running,
+                     reserved, lowest};
+    if (best == nullptr || score < best_score) {
+      best = &node;
+      best_score = score;
+    }
+  }
+  if (best != nullptr) {
+    gang.reserve(static_cast<size_t>(ranks));
+    for (size_t i = best->first; gang.size() < static_cast<size_t>(ranks); ++i)
+      gang.push_back(members[i].slot);
+    return gang;
+  }
+  if (!across_nodes)
+    return gang;
+  // The fewest nodes: the largest first, each whole but the last.
+  std::sort(nodes.begin(), nodes.end(),
+            [](const gang_node& x, const gang_node& y) {
+              return std::make_tuple(-x.count, -x.with_model, x.node)
+                     < std::make_tuple(-y.count, -y.with_model, y.node);
+            });
+  gang.reserve(static_cast<size_t>(ranks));
+  for (const auto& node : nodes)
+    for (auto i = node.first; i < node.first + static_cast<size_t>(node.count)
+                              && gang.size() < static_cast<size_t>(ranks);
+         ++i)
+      gang.push_back(members[i].slot);
+  return gang;
+}
+
+int32_t placement_index::largest_gang_for(const gpu::model_factory& factory,
+                                          const std::vector<int32_t>& profiles,
+                                          uint64_t bytes,
+                                          bool across_nodes) const {
+  // A node's devices share a profile; should one have several, its counts
+  // are added up below.
+  auto& counts = node_counts_;
+  counts.clear();
+  for (auto profile : profiles) {
+    auto p = static_cast<size_t>(profile);
+    if (profile < 0 || p >= nodes_.size())
+      continue;
+    for (const auto& [node, kinds] : nodes_[p]) {
+      int32_t count = 0;
+      for (size_t k = 0; k < kinds.size(); ++k)
+        if (factory.runs_on(static_cast<runtime::device_kind>(k)))
+          count += static_cast<int32_t>(
+            kinds[k].end()
+            - std::lower_bound(kinds[k].begin(), kinds[k].end(), bytes));
+      if (count > 0)
+        counts.emplace_back(node, count);
+    }
+  }
+  int32_t total = 0;
+  int32_t largest = 0;
+  std::sort(counts.begin(), counts.end());
+  for (size_t i = 0; i < counts.size();) {
+    int32_t on_node = 0;
+    auto node = counts[i].first;
+    for (; i < counts.size() && counts[i].first == node; ++i)
+      on_node += counts[i].second;
+    largest = std::max(largest, on_node);
+    total += on_node;
+  }
+  return across_nodes ? total : largest;
+}
+
 bool placement_index::any_free_slot_for(
   const gpu::model_factory& factory,
   const std::vector<int32_t>& profiles) const {
@@ -290,6 +461,80 @@ uint64_t placement_index::largest_budget() const {
       if (!x.budgets.empty())
         largest = std::max(largest, *x.budgets.rbegin());
   return largest;
+}
+
+std::vector<int32_t>
+choose_gang_devices(const std::vector<gang_candidate>& devices, uint64_t bytes,
+                    int32_t ranks, bool across_nodes) {
+  std::vector<int32_t> gang;
+  if (ranks < 1)
+    return gang;
+  auto wanted = static_cast<size_t>(ranks);
+  auto before = [&](int32_t x, int32_t y) {
+    const auto& a = devices[static_cast<size_t>(x)].device;
+    const auto& b = devices[static_cast<size_t>(y)].device;
+    return std::make_tuple(!a.has_model, a.running, a.memory_reserved, x)
+           < std::make_tuple(!b.has_model, b.running, b.memory_reserved, y);
+  };
+  // Node -> the devices that may take a rank, in choose_device's order.
+  std::map<int64_t, std::vector<int32_t>> nodes;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const auto& x = devices[i].device;
+    if (!x.available || x.running >= x.slots
+        || x.memory_reserved > x.memory_bytes
+        || x.memory_bytes - x.memory_reserved < bytes)
+      continue;
+    auto node = devices[i].node >= 0
+                  ? int64_t{devices[i].node}
+                  : int64_t{std::numeric_limits<int32_t>::max()} + 1
+                      + static_cast<int64_t>(i);
+    nodes[node].push_back(static_cast<int32_t>(i));
+  }
+  auto with_model = [&](const std::vector<int32_t>& slots, size_t n) {
+    return static_cast<int32_t>(std::count_if(
+      slots.begin(), slots.begin() + static_cast<long>(n), [&](int32_t slot) {
+        return devices[static_cast<size_t>(slot)].device.has_model;
+      }));
+  };
+  const std::vector<int32_t>* best = nullptr;
+  gang_score best_score;
+  for (auto& [node, slots] : nodes) {
+    std::sort(slots.begin(), slots.end(), before);
+    if (slots.size() < wanted)
+      continue;
+    int64_t running = 0;
+    uint64_t reserved = 0;
+    for (size_t r = 0; r < wanted; ++r) {
+      const auto& x = devices[static_cast<size_t>(slots[r])].device;
+      running += x.running;
+      reserved += x.memory_reserved;
+    }
+    gang_score score{ranks - with_model(slots, wanted), running, reserved,
+                     *std::min_element(slots.begin(), slots.begin() + ranks)};
+    if (best == nullptr || score < best_score) {
+      best = &slots;
+      best_score = score;
+    }
+  }
+  if (best != nullptr)
+    return {best->begin(), best->begin() + ranks};
+  if (!across_nodes)
+    return gang;
+  std::vector<
+    std::tuple<int32_t, int32_t, int64_t, const std::vector<int32_t>*>>
+    order;
+  for (const auto& [node, slots] : nodes) {
+    auto size = static_cast<int32_t>(slots.size());
+    order.emplace_back(-size, -with_model(slots, slots.size()), node, &slots);
+  }
+  std::sort(order.begin(), order.end());
+  for (const auto& entry : order)
+    for (auto slot : *std::get<3>(entry))
+      if (gang.size() < wanted)
+        gang.push_back(slot);
+  if (gang.size() < wanted)
+    gang.clear();
+  return gang;
 }
 
 } // namespace vidnode::actors

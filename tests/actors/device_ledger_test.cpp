@@ -301,6 +301,11 @@ TEST_CASE("the ledger's choice follows every change made through find, at "
           ledger.largest_budget_for(factory, model);
           ledger.any_runs(factory, model);
           ledger.no_device_left_for(factory, model);
+          auto ranks = std::uniform_int_distribution<int32_t>{1, 5}(rng);
+          for (auto across : {false, true}) {
+            ledger.choose_gang(factory, model, bytes / 2, ranks, across, slots);
+            ledger.largest_gang_for(factory, model, bytes, across);
+          }
         }
       }
       ledger.any_free_slot(slots);
@@ -392,4 +397,82 @@ TEST_CASE("a job goes only to devices of nodes that serve its model, and a "
   CHECK(ledger.choose(sim, "toy", 0, 1) == d0);
   CHECK(ledger.choose(sim, "sim", 0, 1) == a0);
   CHECK(ledger.served_by(ledger.at(d0)) == std::vector<std::string>{"toy"});
+}
+
+TEST_CASE("a gang goes only to devices that are up, on one node if one has "
+          "enough, and finding none changes nothing",
+          "[device_ledger][gang]") {
+  using health = device_slot::health;
+  device_ledger ledger;
+  std::vector<int32_t> a;
+  std::vector<int32_t> b;
+  for (int32_t i = 0; i < 4; ++i) {
+    a.push_back(ledger.add("a", sim_device(i, 16 * gib), every_model));
+    b.push_back(ledger.add("b", sim_device(i, 16 * gib), every_model));
+  }
+  CHECK(ledger.at(a[0]).node_number == ledger.at(a[3]).node_number);
+  CHECK(ledger.at(a[0]).node_number != ledger.at(b[0]).node_number);
+  for (auto slot : {a[0], b[0], b[1], b[3]})
+    ledger.at(slot).state = health::up;
+  ledger.at(a[2]).state = health::quarantined;
+  ledger.at(a[3]).state = health::restarting;
+  ledger.at(b[2]).state = health::lost;
+  const auto& sim = sim_model();
+  CHECK(ledger.choose_gang(sim, "m", gib, 3, false, 2)
+        == std::vector<int32_t>{b[0], b[1], b[3]});
+  // Each rank needs its memory on its own device: 3 x 10 GiB fit on b.
+  CHECK(ledger.choose_gang(sim, "m", 10 * gib, 3, false, 2).size() == 3);
+  CHECK(ledger.choose_gang(sim, "m", 17 * gib, 1, true, 2).empty());
+  CHECK(ledger.choose_gang(sim, "m", gib, 4, false, 2).empty());
+  CHECK(ledger.choose_gang(sim, "m", gib, 4, true, 2)
+        == std::vector<int32_t>{b[0], b[1], b[3], a[0]});
+  ledger.at(b[1]).running.push_back(runtime::job_id{1});
+  ledger.at(b[1]).reserved = 16 * gib - 1;
+  CHECK(ledger.choose_gang(sim, "m", gib, 4, true, 2).empty());
+  CHECK(ledger.choose_gang(sim, "m", gib, 3, true, 1)
+        == std::vector<int32_t>{b[0], b[3], a[0]});
+  CHECK(ledger.choose_gang(sim, "m", gib, 3, false, 1).empty());
+  // Nothing was reserved for the gangs that did not fit.
+  for (auto slot : {a[0], b[0], b[3]}) {
+    CHECK(ledger.at(slot).running.empty());
+    CHECK(ledger.at(slot).reserved == 0);
+  }
+  CHECK(ledger.at(b[1]).running.size() == 1);
+  // What could ever run counts every device in the ledger, whatever its
+  // health or load, as largest_budget_for does.
+  CHECK(ledger.largest_gang_for(sim, "m", 16 * gib, false) == 4);
+  CHECK(ledger.largest_gang_for(sim, "m", 16 * gib, true) == 8);
+  CHECK(ledger.largest_gang_for(sim, "m", 16 * gib + 1, true) == 0);
+  CHECK(ledger.largest_gang_for(factories[3], "m", gib, true) == 0);
+  ledger.at(b[0]).resident = 10 * gib;
+  ledger.at(a[1]).resident = 10 * gib;
+  CHECK(ledger.largest_gang_for(sim, "m", 8 * gib, false) == 3);
+  CHECK(ledger.largest_gang_for(sim, "m", 8 * gib, true) == 6);
+  CHECK(ledger.largest_gang_for(sim, "m", 6 * gib, false) == 4);
+}
+
+TEST_CASE("a node's number is shared by its devices and reused once every "
+          "one of them is freed",
+          "[device_ledger][gang]") {
+  device_ledger ledger;
+  auto a0 = ledger.add("a", sim_device(0, gib), every_model);
+  auto b0 = ledger.add("b", sim_device(0, gib), every_model);
+  auto a1 = ledger.add("a", sim_device(1, gib), every_model);
+  auto a = ledger.at(a0).node_number;
+  CHECK(ledger.at(a1).node_number == a);
+  CHECK(ledger.at(b0).node_number != a);
+  ledger.free(a0);
+  CHECK(ledger.at(ledger.add("c", sim_device(0, gib), every_model)).node_number
+        != a);
+  ledger.free(a1);
+  auto c1 = ledger.add("c", sim_device(1, gib), every_model);
+  auto d0 = ledger.add("d", sim_device(0, gib), every_model);
+  CHECK(ledger.at(d0).node_number == a);
+  CHECK(ledger.at(c1).node_number != ledger.at(b0).node_number);
+  for (auto slot : {b0, d0})
+    ledger.at(slot).state = device_slot::health::up;
+  CHECK(ledger.largest_gang_for(sim_model(), "m", gib, false) == 2);
+  CHECK(ledger.largest_gang_for(sim_model(), "m", gib, true) == 4);
+  CHECK(ledger.choose_gang(sim_model(), "m", gib, 2, false, 1).empty());
+  CHECK(ledger.choose_gang(sim_model(), "m", gib, 2, true, 1).size() == 2);
 }

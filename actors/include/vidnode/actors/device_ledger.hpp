@@ -6,6 +6,7 @@
 /// admission decides what runs where and who is to blame for a death.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,9 @@ struct device_slot {
   std::string name;
   /// The node the device belongs to.
   std::string node;
+  /// The number of its node: devices with equal numbers are on the same
+  /// node (gang placement). Set by the ledger.
+  int32_t node_number = -1;
   /// The serving profile of its node: the number, in the ledger's
   /// serving_profiles, of the models the node serves. Set by the ledger.
   int32_t profile = -1;
@@ -209,6 +213,31 @@ public:
   int32_t choose(const gpu::model_factory& factory, const std::string& model,
                  uint64_t bytes, int32_t max_concurrency) const;
 
+  /// The slots, in rank order (rank 0 first), of the `ranks` distinct
+  /// devices a gang of `model`, run by `factory`, needing `bytes` per rank
+  /// goes to: devices that are up, can run `model` and have a free slot
+  /// (of `max_concurrency`) and `bytes` of unreserved memory each, on one
+  /// node if any node has that many, else (only if `across_nodes`) on the
+  /// fewest nodes; empty if there are not that many now. The rules are
+  /// choose_gang_devices' (placement_index.hpp). Reserves nothing: the
+  /// caller starts every rank or none. O(f log f) for the f devices that
+  /// can run `model` and have a free slot.
+  std::vector<int32_t> choose_gang(const gpu::model_factory& factory,
+                                   const std::string& model, uint64_t bytes,
+                                   int32_t ranks, bool across_nodes,
+                                   int32_t max_concurrency) const;
+
+  /// The most ranks a gang of `model` needing `bytes` per rank could ever
+  /// get from the devices in the ledger, whatever their load and health
+  /// (lost and quarantined ones included, as for largest_budget_for): the
+  /// devices that can run `model` with a budget of at least `bytes`,
+  /// counted on the node that has most, or on all nodes if
+  /// `across_nodes`. A gang of more ranks can be refused at once.
+  /// O(N log N) for the N nodes that serve `model` (times the classes).
+  int32_t largest_gang_for(const gpu::model_factory& factory,
+                           const std::string& model, uint64_t bytes,
+                           bool across_nodes) const;
+
   /// Why no device can take jobs of `model` any more (every present device
   /// that can run it is quarantined), or nothing if one can or none can
   /// run it at all. A scan when the answer is a reason (it names every
@@ -306,6 +335,14 @@ private:
   int32_t choose_by_scan(const gpu::model_factory& factory,
                          const std::string& model, uint64_t bytes,
                          int32_t max_concurrency) const;
+  std::vector<int32_t> choose_gang_by_scan(const gpu::model_factory& factory,
+                                           const std::string& model,
+                                           uint64_t bytes, int32_t ranks,
+                                           bool across_nodes,
+                                           int32_t max_concurrency) const;
+  int32_t largest_gang_for_by_scan(const gpu::model_factory& factory,
+                                   const std::string& model, uint64_t bytes,
+                                   bool across_nodes) const;
   bool any_runs_by_scan(const gpu::model_factory& factory,
                         const std::string& model) const;
   bool any_in_service_for_by_scan(const gpu::model_factory& factory,
@@ -328,6 +365,15 @@ private:
   std::vector<int32_t> free_slots_;
   /// The serving profiles of the devices in use.
   serving_profiles profiles_;
+  /// A node's number and the devices in use that refer to it.
+  struct node_number_use {
+    int32_t number;
+    int32_t devices;
+  };
+  /// Names of the nodes of the devices in use -> their numbers.
+  std::map<std::string, node_number_use, std::less<>> node_numbers_;
+  /// Numbers no node has any more, for reuse.
+  std::vector<int32_t> free_node_numbers_;
   /// Slots changed since the index was last brought up to date.
   mutable std::vector<int32_t> touched_;
   mutable std::vector<bool> touched_flags_;

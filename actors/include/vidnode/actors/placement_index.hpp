@@ -11,8 +11,10 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include "vidnode/actors/placement.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/device.hpp"
 
@@ -41,6 +43,10 @@ struct placement_entry {
   uint64_t budget = 0;
   /// Models in (or being loaded into) its cache, in cache order.
   std::vector<std::string> models;
+  /// Its node, as a number (the ledger interns node names): devices with
+  /// equal numbers are on the same node. -1: unknown, the device counts as
+  /// a node of its own.
+  int32_t node = -1;
 
   friend bool operator==(const placement_entry& x, const placement_entry& y);
 
@@ -48,6 +54,39 @@ struct placement_entry {
     return !(x == y);
   }
 };
+
+/// What gang placement needs to know of one device: choose_device's
+/// candidate and its node.
+struct gang_candidate {
+  placement_candidate device;
+  /// As placement_entry::node.
+  int32_t node = -1;
+};
+
+/// Chooses the devices of a gang: `ranks` distinct devices, each with a
+/// free slot and `bytes` of unreserved memory (the devices choose_device
+/// would take, with `bytes` each), all or none. Returns their indices in
+/// rank order (rank 0 first), or nothing if no such `ranks` devices exist
+/// (or `ranks` < 1).
+///
+/// One node if any node has `ranks` such devices: its first `ranks` in
+/// choose_device's order (with the model first, then fewest running, least
+/// reserved, lowest index). Among such nodes, the one whose chosen devices
+/// have the model most often, then run fewest jobs in all, then have the
+/// least memory reserved in all, then hold the lowest index.
+///
+/// Else, only if `across_nodes`, the fewest nodes: nodes by most such
+/// devices, then most of them with the model, then lowest node number,
+/// each taken whole (the last one only for the ranks still missing) with
+/// its devices in choose_device's order; ranks follow that order, so the
+/// ranks of one node are consecutive.
+///
+/// A scan of every device, O(n log n); placement_index::choose_gang gives
+/// the same answer from its index. For a gang that must avoid some
+/// devices, mark them unavailable and call this.
+std::vector<int32_t>
+choose_gang_devices(const std::vector<gang_candidate>& devices, uint64_t bytes,
+                    int32_t ranks, bool across_nodes);
 
 /// The devices placement may choose, grouped and ordered as choose_device
 /// ranks them, and per device class the aggregates admission's checks need.
@@ -64,15 +103,20 @@ struct placement_entry {
 /// has loaded (per class), ordered by (jobs running, memory reserved,
 /// slot); each group also keeps the largest unreserved memory of its
 /// members. Per class it counts present and in-service devices and keeps
-/// their budgets.
+/// their budgets; per profile and node, the budgets of its present devices
+/// of each kind.
 ///
 /// Costs, for n devices, k device kinds (at most 3), p profiles that serve
 /// the job's model and m models loaded on a device: set() is
-/// O((1 + m) log n); the aggregates are O(p k); choose() is O(p k log n)
-/// plus the devices it passes over that lack the memory. Nodes that serve
-/// the same models share a profile, so p is the number of distinct model
-/// lists, not of nodes. Not thread-safe; the ledger's owner (admission) is
-/// its only user.
+/// O((1 + m) log n) (plus the devices of its node when it joins or leaves
+/// or its budget changes); the aggregates are O(p k); choose() is
+/// O(p k log n) plus the devices it passes over that lack the memory;
+/// choose_gang() is O(f log f) for the f devices of those classes that
+/// take jobs; largest_gang_for() is O(N k log N) for the N nodes of those
+/// profiles. Nodes that serve the same models share a profile, so p is the
+/// number of distinct model lists, not of nodes. Not thread-safe, not even
+/// its const queries (choose_gang and largest_gang_for reuse scratch
+/// space); the ledger's owner (admission) is its only user.
 class placement_index {
 public:
   /// An empty index for devices with `slots` slots each (max_concurrency).
@@ -99,6 +143,26 @@ public:
   int32_t choose(const gpu::model_factory& factory,
                  const std::vector<int32_t>& profiles, const std::string& model,
                  uint64_t bytes) const;
+
+  /// Exactly choose_gang_devices over every slot, each seen as in choose()
+  /// with its node: the slots, in rank order, of the `ranks` devices a gang
+  /// of `model` needing `bytes` per rank goes to, on one node or (if
+  /// `across_nodes`) on the fewest nodes; empty if it fits nowhere (nothing
+  /// is held for it). Visits each device of those classes that takes jobs
+  /// once (none of a class whose largest unreserved memory is short of
+  /// `bytes`); allocates only the result and, when it grows, scratch space.
+  std::vector<int32_t> choose_gang(const gpu::model_factory& factory,
+                                   const std::vector<int32_t>& profiles,
+                                   const std::string& model, uint64_t bytes,
+                                   int32_t ranks, bool across_nodes) const;
+
+  /// The most ranks a gang of a model needing `bytes` per rank could ever
+  /// get, whatever the load: the most present devices that run the model
+  /// with a budget of at least `bytes` on one node, or on all nodes
+  /// together if `across_nodes`. 0 if none.
+  int32_t largest_gang_for(const gpu::model_factory& factory,
+                           const std::vector<int32_t>& profiles, uint64_t bytes,
+                           bool across_nodes) const;
 
   /// Whether some device is up with a free slot. O(1).
   bool any_free_slot() const noexcept {
@@ -173,6 +237,39 @@ private:
   template <class T>
   using by_class = std::vector<std::vector<T>>;
 
+  /// Per kind (indexed by its number), the budgets of a node's present
+  /// devices of one profile, ascending.
+  using node_budgets = std::vector<std::vector<uint64_t>>;
+
+  /// A device choose_gang may take, in the order it ranks them.
+  struct gang_member {
+    /// node_key() of its node.
+    int64_t node;
+    bool has_model;
+    int32_t running;
+    uint64_t reserved;
+    int32_t slot;
+  };
+
+  /// A node with devices choose_gang may take: gang_members_[first] and
+  /// the `count` after it, of which `with_model` have the model.
+  struct gang_node {
+    int64_t node;
+    size_t first;
+    int32_t count;
+    int32_t with_model;
+  };
+
+  /// What groups devices by node: `node`, or a key of the slot's own for a
+  /// device of no node (-1), after every node number.
+  static int64_t node_key(int32_t node, int32_t slot) noexcept;
+
+  /// The budgets of the present devices of `x`'s node and profile.
+  node_budgets& budgets_of_node(int32_t slot, const placement_entry& x);
+
+  /// Records (`add`) or forgets a present device's budget in its node's.
+  void count_budget(int32_t slot, const placement_entry& x, bool add);
+
   /// The first member of `x`, in order, with `bytes` of unreserved memory;
   /// -1 if none.
   int32_t first_fit(const group& x, uint64_t bytes) const;
@@ -208,7 +305,13 @@ private:
   by_class<class_state> classes_;
   /// Model name -> groups of the devices with the model loaded.
   std::map<std::string, by_class<group>, std::less<>> by_model_;
+  /// Per profile: node_key() -> the budgets of its present devices.
+  std::vector<std::map<int64_t, node_budgets>> nodes_;
   int32_t free_devices_ = 0;
+  /// Scratch space of choose_gang and largest_gang_for.
+  mutable std::vector<gang_member> gang_members_;
+  mutable std::vector<gang_node> gang_nodes_;
+  mutable std::vector<std::pair<int64_t, int32_t>> node_counts_;
 };
 
 } // namespace vidnode::actors
