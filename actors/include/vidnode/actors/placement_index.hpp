@@ -58,8 +58,10 @@ struct placement_entry {
 /// What gang placement needs to know of one device: choose_device's
 /// candidate and its node.
 struct gang_candidate {
+  /// The device as choose_device sees it.
   placement_candidate device;
-  /// As placement_entry::node.
+  /// As placement_entry::node (a device of node -1 is a node of its own,
+  /// numbered after every other).
   int32_t node = -1;
 };
 
