@@ -198,7 +198,7 @@ public:
     if (input.numel() == 0)
       return at::empty(sizes, input.options());
     // Moved as bytes: Gloo copies any dtype alike, and 1.13's Gloo has no
-    // bfloat16 or bool.
+    // bfloat16, bool or int16 ("Invalid scalar type").
     auto bytes = as_bytes(input);
     auto gathered =
       at::empty({world_ * bytes.size(0), bytes.size(1)}, bytes.options());
