@@ -198,7 +198,7 @@ public:
     if (input.numel() == 0)
       return at::empty(sizes, input.options());
     // Moved as bytes: Gloo copies any dtype alike, and 1.13's Gloo has no
-    // bfloat16 or bool.
+    // bfloat16, bool or int16 ("Invalid scalar type").
     auto bytes = as_bytes(input);
     auto gathered =
       at::empty({world_ * bytes.size(0), bytes.size(1)}, bytes.options());
@@ -362,9 +362,10 @@ std::unique_ptr<communicator> join_gloo_gang(const std::string& address,
     while (!store->check(members)) {
       if (steady::now() >= deadline)
         throw collective_error(
-          "gloo: rank(s) " + missing_ranks(*store, world) + " of " + who
-          + " (world " + std::to_string(world) + ") did not join within "
-          + std::to_string(timeout.count()) + " ms");
+          "gloo: rank(s) " + missing_ranks(*store, world) + " of gang "
+          + to.gang + " (world " + std::to_string(world)
+          + ") did not join within " + std::to_string(timeout.count())
+          + " ms (seen by rank " + std::to_string(rank) + ")");
       std::this_thread::sleep_for(std::min(pause, left_until(deadline)));
       pause = std::min(pause * 2, milliseconds{50});
     }

@@ -69,7 +69,9 @@ host_rendezvous(const runtime::device_info& device, const std::string& host);
 /// in the same order with tensors of the same shapes (the shapes below are
 /// per rank). Calls block until done and throw collective_error on failure.
 /// Used by one thread at a time. Destroying it leaves the gang: the other
-/// ranks' pending and later calls fail promptly.
+/// ranks' pending and later calls fail promptly (Gloo: at once, their
+/// connections close; NCCL cannot always see a peer leave, e.g. over
+/// shared memory or NVLink: then at the latest after their `timeout`).
 class communicator {
 public:
   virtual ~communicator() = default;
