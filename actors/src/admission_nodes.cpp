@@ -182,6 +182,9 @@ void admission_state::lose_node(cluster_node& node, const std::string& why,
     device->supervisor = nullptr;
     device->last_error = shown;
   }
+  // A gang with several ranks on the node is lost once.
+  for (auto i = lost.begin(); i != lost.end(); ++i)
+    lost.erase(std::remove(std::next(i), lost.end(), *i), lost.end());
   size_t failed = 0;
   size_t held = 0;
   hold = hold && charge && settings.lease_grace.count() > 0;

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/cluster_fixture.hpp"
 #include "support/deterministic.hpp"
 #include "vidnode/runtime/errc.hpp"
 
@@ -244,4 +245,60 @@ TEST_CASE("a gang of one rank is a job of one device, and a sim fault_rank "
   CHECK_THAT(runtime::describe(bad->error),
              Catch::Contains("fault_rank must be a rank of the job, from 0 "
                              "to 1"));
+}
+
+TEST_CASE("a gang spreads over the fewest worker nodes only with "
+          "gang_across_nodes, and runs again on the nodes left when one of "
+          "its nodes is lost",
+          "[gang][cluster]") {
+  auto settings = test::cluster_settings_with(1);
+  settings.lease_grace = 0s;
+  SECTION("kept to one node, a gang larger than every node is refused") {
+    test::cluster_fixture fx;
+    fx.head.start_node(settings, "none");
+    fx.add_worker("w1", "sim:2");
+    fx.add_worker("w2", "sim:2");
+    auto refused = fx.head.submit(gang_job(3, 2, 100));
+    fx.run();
+    REQUIRE(refused->error);
+    CHECK(runtime::is(refused->error, errc::too_large));
+    CHECK_THAT(runtime::describe(refused->error),
+               Catch::Contains("--gang-across-nodes is off"));
+    // A gang that fits one node stays on one node.
+    auto two = fx.head.execute(gang_job(2, 2, 100));
+    fx.run_to_quiescence();
+    REQUIRE(two->value);
+    CHECK(two->value->state == job_state::succeeded);
+    CHECK((two->value->node == "w1" || two->value->node == "w2"));
+  }
+  SECTION("across nodes, then a lost node") {
+    settings.gang_across_nodes = true;
+    test::cluster_fixture fx;
+    fx.head.start_node(settings, "none");
+    auto& w1 = fx.add_worker("w1", "sim:2");
+    fx.add_worker("w2", "sim:1");
+    fx.add_worker("w3", "sim:1");
+    fx.add_worker("w4", "sim:1");
+    auto reply = fx.head.execute(gang_job(3, 10, 100));
+    fx.advance(250ms);
+    auto first = fx.head.status_now(job_id{1});
+    REQUIRE(first.state == job_state::running);
+    // The fewest nodes: w1's two devices and one more node.
+    CHECK(devices_of(first).size() == 3);
+    CHECK(first.node.find("w1") == 0);
+    CHECK(std::count(first.node.begin(), first.node.end(), ',') == 1);
+    fx.cut(w1);
+    // Nothing is held for the lost node: the gang runs again at once, on
+    // the three nodes left (each with one device).
+    auto again = fx.head.status_now(job_id{1});
+    INFO(runtime::describe(again.error));
+    CHECK(again.state == job_state::running);
+    CHECK(again.attempts == 2);
+    CHECK(again.node.find("w1") == std::string::npos);
+    CHECK(std::count(again.node.begin(), again.node.end(), ',') == 2);
+    fx.run_to_quiescence();
+    REQUIRE(reply->value);
+    CHECK(reply->value->state == job_state::succeeded);
+    CHECK(reply->value->attempts == 2);
+  }
 }
