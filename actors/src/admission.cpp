@@ -246,6 +246,9 @@ admission_control_actor::behavior_type admission_behavior(
       if (self->state.from_this_node())
         self->state.on_tick();
     },
+    [=](straggler_atom, job_id id, uint64_t lease, int32_t step) {
+      self->state.on_straggler(id, lease, step);
+    },
     [=](wait_expired_atom, job_id id, uint64_t waiter) {
       auto& st = self->state;
       if (!st.from_this_node())

@@ -25,6 +25,7 @@ bool admission_state::place_gang(job_record& rec, uint64_t bytes) {
   rec.gang.clear();
   rec.gang_output.clear();
   rec.gang_peak_bytes = 0;
+  rec.gang_watched_step = -1;
   std::string names;
   std::vector<std::string> nodes;
   for (auto slot : slots) {
@@ -74,6 +75,12 @@ int32_t admission_state::rank_of(const job_record& rec, uint64_t lease) const {
 }
 
 namespace {
+
+/// Whether some rank of `rec` has finished more than `least` steps.
+bool rank_is_ahead_of(const job_record& rec, int32_t least) {
+  return std::any_of(rec.gang.begin(), rec.gang.end(),
+                     [&](const gang_rank& x) { return x.steps > least; });
+}
 
 void forget_finishing(device_slot* device, job_id id) {
   if (device == nullptr)
@@ -129,6 +136,12 @@ void admission_state::gang_progress(job_record& rec, int32_t rank,
                                   return x.steps < y.steps;
                                 })
                  ->steps;
+  if (rank_is_ahead_of(rec, least) && rec.gang_watched_step != least) {
+    // Some ranks wait for the others: they may not wait for ever.
+    rec.gang_watched_step = least;
+    self->delayed_send(self, settings.gang_timeout, straggler_atom::value,
+                       rec.result.id, rec.lease, least);
+  }
   if (least <= rec.result.step)
     return;
   rec.result.step = least;
@@ -136,6 +149,30 @@ void admission_state::gang_progress(job_record& rec, int32_t rank,
   for (const auto& x : rec.gang)
     if (auto device = devices.find(x.device); device && device->worker)
       self->send(device->worker, advance_atom::value, x.lease, least);
+}
+
+void admission_state::on_straggler(job_id id, uint64_t lease, int32_t step) {
+  auto rec = jobs->find(id);
+  if (rec == nullptr || rec->result.state != job_state::running
+      || rec->gang.empty() || rec->lease != lease)
+    return;
+  auto hung = std::find_if(rec->gang.begin(), rec->gang.end(),
+                           [&](const gang_rank& x) { return x.steps <= step; });
+  if (hung == rec->gang.end() || !rank_is_ahead_of(*rec, step))
+    return;
+  auto rank = static_cast<int32_t>(hung - rec->gang.begin());
+  auto device = devices.find(hung->device);
+  auto name = device != nullptr ? device->name : std::string{"?"};
+  auto reason = runtime::make_error(
+    runtime::errc::worker_lost,
+    "rank " + std::to_string(rank) + " on device " + name
+      + " finished no step for "
+      + runtime::format_duration(settings.gang_timeout) + " after step "
+      + std::to_string(step) + " while the other ranks waited for it");
+  collapse_gang(*rec, rank);
+  stop_attempt(*rec);
+  retry_or_fail(*rec, std::move(reason), true);
+  dispatch();
 }
 
 bool admission_state::gang_done(job_record& rec, int32_t rank,

@@ -455,6 +455,12 @@ struct admission_state {
   /// the job's progress is `step` and every rank may run the next one.
   void gang_progress(job_record& rec, int32_t rank, int32_t step);
 
+  /// The ranks of gang `rec` (attempt `lease`) that finished `step` steps
+  /// have waited settings.gang_timeout for the others: if none of those
+  /// moved on meanwhile, the first of them hangs; the gang ends (the hung
+  /// rank is aborted, in case it wakes) and the job is retried, charged.
+  void on_straggler(runtime::job_id id, uint64_t lease, int32_t step);
+
   /// Rank `rank` of gang `rec` succeeded with `out` (rank 0's is the job's
   /// output). Returns whether every rank has: then `out` is rank 0's.
   bool gang_done(job_record& rec, int32_t rank, finished_job& out);

@@ -208,8 +208,10 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   apps::add_duration(app, "--gang-timeout", settings.gang_timeout,
                      "Longest wait for every rank of a gang to join its "
-                     "collectives, and for one collective to progress; a "
-                     "rank that never comes fails the attempt (1s to 1h)");
+                     "collectives, for one collective to progress, and for "
+                     "a rank the others wait for to finish its step; a "
+                     "rank that never comes, or hangs, fails the attempt "
+                     "(1s to 1h)");
   apps::add_real(app, "--memory-headroom", settings.memory_headroom,
                  "Added to a job shape's measured peak memory for its next "
                  "estimate (0.1 = 10%; 0 to 10)");

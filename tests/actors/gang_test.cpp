@@ -161,6 +161,31 @@ TEST_CASE("a rank that runs out of memory frees every device of its gang at "
   CHECK(done.attempts == 2);
 }
 
+TEST_CASE("a rank that hangs is found by the ranks waiting for it: after "
+          "gang-timeout the gang ends and runs again",
+          "[gang]") {
+  auto settings = settings_with(1);
+  settings.gang_timeout = 5s;
+  test::deterministic_fixture fx;
+  fx.start_node(settings, "sim:3");
+  auto spec = gang_job(3, 4, 100);
+  spec.options["fault"] = "hang@2";
+  spec.options["fault_rank"] = "2";
+  auto id = fx.submit_now(spec);
+  // Ranks 0 and 1 finish step 2 at 200 ms and wait for rank 2.
+  fx.advance(5s);
+  CHECK(fx.status_now(id).attempts == 1);
+  fx.advance(300ms);
+  auto retried = fx.status_now(id);
+  CHECK(retried.attempts == 2);
+  CHECK(retried.state == job_state::running);
+  fx.run_to_quiescence();
+  auto done = fx.status_now(id);
+  CHECK(done.state == job_state::succeeded);
+  CHECK(done.attempts == 2);
+  CHECK(slots_in_use(fx) == 0);
+}
+
 TEST_CASE("cancelling a running gang stops all of its ranks", "[gang]") {
   test::deterministic_fixture fx;
   fx.start_node(settings_with(1), "sim:3");

@@ -117,6 +117,9 @@ using rendezvous_atom = caf::atom_constant<caf::atom("rendezvous")>;
 /// Admission -> a gang's workers: every rank has finished so many steps;
 /// the next one may run (ranks advance in lockstep).
 using advance_atom = caf::atom_constant<caf::atom("advance")>;
+/// Admission -> itself: the ranks of a gang that finished a step have
+/// waited --gang-timeout for the others (job, lease of rank 0, step).
+using straggler_atom = caf::atom_constant<caf::atom("straggler")>;
 /// Admission -> itself: deadlines may have passed.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// Admission -> itself: a bounded wait ran out.
@@ -341,6 +344,7 @@ using admission_control_actor = runtime::admission_actor::extend<
   caf::reacts_to<crashed_atom, runtime::job_id, uint64_t, caf::error, bool>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<wait_expired_atom, runtime::job_id, uint64_t>,
+  caf::reacts_to<straggler_atom, runtime::job_id, uint64_t, int32_t>,
   caf::reacts_to<grace_atom>, caf::reacts_to<journal_flush_atom>,
   caf::replies_to<metrics_atom>::with<node_metrics>,
   caf::reacts_to<journaled_atom, uint64_t, caf::error>,

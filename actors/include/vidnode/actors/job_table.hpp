@@ -70,6 +70,8 @@ struct job_record {
   /// every rank did.
   std::string gang_output;
   uint64_t gang_peak_bytes = 0;
+  /// The step whose stragglers a timer watches (-1: none yet).
+  int32_t gang_watched_step = -1;
   /// The running attempt is held by worker node `held_by` (device index
   /// `held_index` there), which the head cannot reach: lost, or not back
   /// since the head restarted. The attempt keeps its lease but holds no

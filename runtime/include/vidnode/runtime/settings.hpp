@@ -121,8 +121,9 @@ struct node_settings {
   /// (rank 0's rendezvous: Gloo's store, then the ranks' own connections).
   /// A worker node's setting; 127.0.0.1 serves gangs within one machine.
   std::string collective_host = "127.0.0.1";
-  /// Longest wait for every rank of a gang to join its collectives, and
-  /// for one collective to make progress: a rank that never comes fails the
+  /// Longest wait for every rank of a gang to join its collectives, for
+  /// one collective to make progress, and for a rank that the others wait
+  /// for to finish its step: a rank that never comes, or hangs, fails the
   /// attempt instead of hanging it (1s to 1h).
   caf::timespan gang_timeout = std::chrono::seconds{60};
   /// Added to a job shape's measured peak memory to make its next estimate
