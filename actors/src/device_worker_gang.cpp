@@ -66,21 +66,23 @@ void device_worker_state::join_and_start(
   std::unique_ptr<gpu::rendezvous_host> host) {
   gpu::device_time busy{0};
   std::unique_ptr<gpu::job_run> run;
+  std::shared_ptr<gpu::communicator> members;
   auto timeout =
     std::chrono::duration_cast<std::chrono::milliseconds>(gang.timeout);
   if (!guarded(ticket.id, ticket.lease, [&] {
-        std::shared_ptr<gpu::communicator> members;
         if (!address.empty())
           members =
             gpu::join_gang(device, address, ticket.rank, ticket.world, timeout);
         run = pipeline.begin_rank(ticket.spec, ticket.attempt, ticket.rank,
-                                  ticket.world, std::move(members), busy);
+                                  ticket.world, members, busy);
       }))
     return;
   auto lease = ticket.lease;
   launch(ticket, std::move(run), busy);
-  if (auto attempt = find_attempt(lease))
+  if (auto attempt = find_attempt(lease)) {
     attempt->rendezvous = std::move(host);
+    attempt->members = std::move(members);
+  }
 }
 
 void device_worker_state::advance(uint64_t lease, int32_t step) {

@@ -72,6 +72,11 @@ struct device_worker_state {
     bool waiting = false;
     /// Rank 0's rendezvous, kept open while the attempt runs.
     std::unique_ptr<gpu::rendezvous_host> rendezvous;
+    /// This rank's membership in its gang, kept while the attempt runs
+    /// whether or not the pipeline keeps it (sim's does not): a rank that
+    /// left as soon as it had joined closed its connections under ranks
+    /// still connecting, and failed their join.
+    std::shared_ptr<gpu::communicator> members;
   };
 
   pointer self;
