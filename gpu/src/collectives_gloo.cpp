@@ -380,8 +380,13 @@ std::unique_ptr<communicator> join_gloo_gang(const std::string& address,
     return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world,
                                                        group_options);
   });
-  return std::make_unique<gloo_communicator>(std::move(group), rank, world,
-                                             timeout);
+  auto members = std::make_unique<gloo_communicator>(std::move(group), rank,
+                                                    world, timeout);
+  // A rank whose join returned may leave at once (a job of no step, a
+  // failure): it must not close its connections while another rank is
+  // still connecting to it.
+  members->barrier();
+  return members;
 }
 
 } // namespace vidnode::gpu
