@@ -239,6 +239,11 @@ torchscript_factory::validate(const runtime::job_spec& spec) const {
   if (!spec.options.empty())
     return "options: model " + name_ + " takes no options, got '"
            + spec.options.begin()->first + "'";
+  if (spec.ranks != 1)
+    return "ranks: TorchScript model " + name_
+           + " runs on one device (its forward takes the whole latent), got "
+             "ranks "
+           + std::to_string(spec.ranks);
   return std::nullopt;
 }
 
