@@ -9,7 +9,7 @@ packages=(
   libspdlog-dev nlohmann-json3-dev libcli11-dev libcereal-dev
   libsqlite3-dev
   catch2
-  libtorch-dev
+  libtorch-dev libgloo-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libcurl4-openssl-dev
   libsystemd-dev

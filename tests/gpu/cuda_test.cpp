@@ -16,11 +16,14 @@
 
 #include <caf/all.hpp>
 
+#include <ATen/ATen.h>
+
 #include <spdlog/spdlog.h>
 
 #include "support/process.hpp"
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node.hpp"
+#include "vidnode/gpu/collectives.hpp"
 #include "vidnode/gpu/cuda.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -203,6 +206,81 @@ TEST_CASE("a real CUDA out-of-memory error is survived: the job is retried "
                 : "no");
   (*node)->stop();
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("one NCCL rank on cuda:0 computes what one Gloo rank computes on "
+          "cpu; a rank that never joins fails the join within the timeout, "
+          "and a fresh gang works afterwards",
+          "[gpu][collectives]") {
+  using namespace std::chrono_literals;
+  runtime::device_info gpu;
+  gpu.kind = runtime::device_kind::cuda;
+  runtime::device_info cpu;
+  cpu.kind = runtime::device_kind::cpu;
+  REQUIRE(gpu::collective_backend_for(gpu.kind) == "nccl");
+  auto nccl_host = gpu::host_rendezvous(gpu, "127.0.0.1");
+  auto nccl = gpu::join_gang(gpu, nccl_host->address(), 0, 1, 30s);
+  CHECK(std::string{nccl->backend()} == "nccl");
+  // The reference: one Gloo rank on cpu where the build has Gloo (a torch
+  // wheel may ship no Gloo headers); else what one rank's collectives
+  // return by definition.
+  std::unique_ptr<gpu::rendezvous_host> gloo_host;
+  std::unique_ptr<gpu::communicator> gloo;
+  if (gpu::collective_backend_for(cpu.kind) == "gloo") {
+    gloo_host = gpu::host_rendezvous(cpu, "127.0.0.1");
+    gloo = gpu::join_gang(cpu, gloo_host->address(), 0, 1, 30s);
+  } else {
+    std::printf("[gpu] no Gloo in this build: NCCL is checked against "
+                "world-1 identities\n");
+  }
+  auto cuda0 = at::Device(at::kCUDA, 0);
+  auto close = [](const at::Tensor& on_gpu, const at::Tensor& on_cpu) {
+    return at::allclose(on_gpu.cpu(), on_cpu, 0, 1e-6);
+  };
+  for (auto type : {at::kFloat, at::kBFloat16}) {
+    INFO("dtype " << c10::toString(type));
+    auto x = at::rand({8, 16}).to(type);
+    CHECK(close(nccl->all_gather(x.to(cuda0)), gloo ? gloo->all_gather(x) : x));
+    CHECK(close(nccl->all_to_all(x.to(cuda0)), gloo ? gloo->all_to_all(x) : x));
+    auto summed_gpu = x.to(cuda0);
+    auto summed_cpu = x.clone();
+    nccl->all_reduce_sum(summed_gpu);
+    if (gloo)
+      gloo->all_reduce_sum(summed_cpu);
+    CHECK(close(summed_gpu, summed_cpu));
+  }
+  nccl->barrier();
+  if (gloo)
+    gloo->barrier();
+
+  auto mib = at::rand({4, 65536}, at::TensorOptions().device(cuda0));
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i)
+    nccl->all_reduce_sum(mib);
+  std::printf("[gpu] nccl, 1 rank, all_reduce_sum of 1 MiB: %.3f ms\n",
+              std::chrono::duration<double, std::milli>(
+                std::chrono::steady_clock::now() - start)
+                  .count()
+                / 10);
+
+  auto lonely = gpu::host_rendezvous(gpu, "127.0.0.1");
+  start = std::chrono::steady_clock::now();
+  REQUIRE_THROWS_WITH(gpu::join_gang(gpu, lonely->address(), 0, 2, 2s),
+                      Catch::Contains("did not join within 2000 ms"));
+  auto took =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+  std::printf("[gpu] nccl, world 2 with 1 rank, timeout 2 s: the join "
+              "failed after %.2f s\n",
+              took);
+  CHECK(took < 10);
+
+  nccl.reset();
+  auto again_host = gpu::host_rendezvous(gpu, "127.0.0.1");
+  auto again = gpu::join_gang(gpu, again_host->address(), 0, 1, 30s);
+  auto ones = at::ones({3}, at::TensorOptions().device(cuda0));
+  again->all_reduce_sum(ones);
+  CHECK(close(ones, at::ones({3})));
 }
 
 int main(int argc, char** argv) {
