@@ -194,6 +194,9 @@ TEST_CASE("tiny-t2v refuses ranks that do not divide its 4 attention heads "
   spec.ranks = 1;
   spec.frames = 7;
   CHECK_FALSE(factory.validate(spec));
+  // Each rank of a gang holds less than one rank alone.
+  CHECK(factory.estimate_peak_bytes(gang_job(4))
+        < factory.estimate_peak_bytes(gang_job(1)));
 }
 
 namespace {
