@@ -188,6 +188,9 @@ struct ranks_outcome {
   /// The lowest and highest of the rounds' ratios single / gang.
   double ratio_min = 0;
   double ratio_max = 0;
+  /// The fastest round of each (the least disturbed by other work).
+  double single_best = 0;
+  double gang_best = 0;
   /// Medians of the CPU time of the thread that ran the job, or each
   /// rank's (the cores' work, whatever else ran on the machine).
   double single_cpu_seconds = 0;
@@ -318,6 +321,8 @@ ranks_outcome sequence_parallel(size_t rounds) {
   out.gang_seconds = median(gangs);
   out.ratio_min = *std::min_element(ratios.begin(), ratios.end());
   out.ratio_max = *std::max_element(ratios.begin(), ratios.end());
+  out.single_best = *std::min_element(singles.begin(), singles.end());
+  out.gang_best = *std::min_element(gangs.begin(), gangs.end());
   out.single_cpu_seconds = median(single_cpu);
   for (int32_t r = 0; r < 2; ++r) {
     out.rank_cpu_seconds[r] = median(rank_cpu[r]);
@@ -347,7 +352,9 @@ void print_ranks(const ranks_outcome& x) {
   table.add({"gang of 2 ranks (Gloo), 1 intra-op thread each",
              std::to_string(x.rounds), fixed(x.gang_seconds, 2),
              fixed(ratio, 2) + "x (rounds " + fixed(x.ratio_min, 2) + "x-"
-               + fixed(x.ratio_max, 2) + "x)",
+               + fixed(x.ratio_max, 2) + "x; fastest rounds "
+               + fixed(x.single_best, 2) + " s / " + fixed(x.gang_best, 2)
+               + " s = " + fixed(x.single_best / x.gang_best, 2) + "x)",
              fixed(x.rank_cpu_seconds[0], 2) + ", "
                + fixed(x.rank_cpu_seconds[1], 2) + " (one rank's / the "
                + "busier: " + fixed(x.single_cpu_seconds / busiest_rank_cpu, 2)
