@@ -1,186 +1,48 @@
 #include "vidnode/gpu/tiny_t2v.hpp"
 
+#include <chrono>
 #include <cmath>
-#include <fstream>
+#include <stdexcept>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "vidnode/gpu/collectives.hpp"
+
+#include "tiny_t2v_hooks.hpp"
+#include "tiny_t2v_model.hpp"
 #include "torch_load.hpp"
 
 namespace vidnode::gpu {
 
 namespace {
 
-constexpr int64_t latent_channels = 4;
-constexpr int64_t hidden_channels = 32;
-constexpr int64_t embed_dim = 64;
-constexpr int64_t time_dim = 16;
-constexpr int64_t vocabulary = 4096;
-constexpr int64_t downscale = 8;
-constexpr int64_t train_steps = 1000;
-/// The seed of the built-in weights: the same on every machine.
-constexpr uint64_t weight_seed = 0x7137'2076'0001ull;
+using namespace tiny_t2v_detail;
+using clock_type = std::chrono::steady_clock;
 
-/// Hashes a prompt into token ids: lowercase words, FNV-1a, modulo the
-/// vocabulary. An empty prompt is the single token 0.
-std::vector<int64_t> tokenize(const std::string& prompt) {
-  std::vector<int64_t> ids;
-  uint64_t hash = 0xcbf29ce484222325ull;
-  bool in_word = false;
-  auto flush = [&] {
-    if (in_word)
-      ids.push_back(static_cast<int64_t>(hash % vocabulary));
-    hash = 0xcbf29ce484222325ull;
-    in_word = false;
-  };
-  for (unsigned char c : prompt) {
-    if (std::isalnum(c)) {
-      hash = (hash ^ static_cast<uint64_t>(std::tolower(c))) * 0x100000001b3ull;
-      in_word = true;
-    } else {
-      flush();
-    }
-  }
-  flush();
-  if (ids.empty())
-    ids.push_back(0);
-  return ids;
+/// Why `ranks` cannot split a job of `frames` frames, if they cannot.
+std::optional<std::string> ranks_problem(int64_t ranks, int64_t frames) {
+  if (ranks >= 1 && attention_heads % ranks == 0 && frames % ranks == 0)
+    return std::nullopt;
+  return "ranks: tiny-t2v splits " + std::to_string(attention_heads)
+         + " attention heads and the frames over the ranks; ranks must "
+           "divide "
+         + std::to_string(attention_heads) + " and frames (got ranks "
+         + std::to_string(ranks) + ", frames " + std::to_string(frames) + ")";
 }
 
-/// Predicts the noise in a latent video, conditioned on the prompt and the
-/// timestep (FiLM: a per-channel scale and shift).
-struct denoiser_impl : torch::nn::Module {
-  denoiser_impl() {
-    tokens =
-      register_module("tokens", torch::nn::Embedding(vocabulary, embed_dim));
-    film = register_module(
-      "film", torch::nn::Linear(embed_dim + time_dim, 2 * hidden_channels));
-    head = register_module(
-      "head", torch::nn::Conv3d(
-                torch::nn::Conv3dOptions(latent_channels, hidden_channels, 3)
-                  .padding(1)));
-    body = register_module(
-      "body", torch::nn::Conv3d(
-                torch::nn::Conv3dOptions(hidden_channels, hidden_channels, 3)
-                  .padding(1)));
-    tail = register_module(
-      "tail", torch::nn::Conv3d(
-                torch::nn::Conv3dOptions(hidden_channels, latent_channels, 3)
-                  .padding(1)));
-  }
-
-  /// The prompt's embedding: the mean of its tokens' embeddings, [1, D].
-  torch::Tensor condition(const torch::Tensor& ids) {
-    return tokens(ids).mean(0, true);
-  }
-
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t_emb,
-                        const torch::Tensor& cond) {
-    auto h = torch::silu(head(x));
-    auto scale_shift = film(torch::cat({cond, t_emb}, 1));
-    auto scale = scale_shift.slice(1, 0, hidden_channels)
-                   .view({1, hidden_channels, 1, 1, 1});
-    auto shift =
-      scale_shift.slice(1, hidden_channels).view({1, hidden_channels, 1, 1, 1});
-    h = h * (1 + scale) + shift;
-    h = torch::silu(body(h));
-    return tail(h);
-  }
-
-  torch::nn::Embedding tokens{nullptr};
-  torch::nn::Linear film{nullptr};
-  torch::nn::Conv3d head{nullptr};
-  torch::nn::Conv3d body{nullptr};
-  torch::nn::Conv3d tail{nullptr};
-};
-
-TORCH_MODULE_IMPL(denoiser, denoiser_impl);
-
-/// Decodes latent frames [F, 4, h, w] to RGB in [-1, 1], [F, 3, 8h, 8w]:
-/// three 2x upsamplings with narrowing convolutions.
-struct decoder_impl : torch::nn::Module {
-  decoder_impl() {
-    auto conv = [](int64_t in, int64_t out) {
-      return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1));
-    };
-    c1 = register_module("c1", conv(latent_channels, 32));
-    c2 = register_module("c2", conv(32, 16));
-    c3 = register_module("c3", conv(16, 8));
-    c4 = register_module("c4", conv(8, 3));
-  }
-
-  torch::Tensor forward(const torch::Tensor& z) {
-    auto up = [](const torch::Tensor& x) {
-      return torch::nn::functional::interpolate(
-        x, torch::nn::functional::InterpolateFuncOptions()
-             .scale_factor(std::vector<double>{2.0, 2.0})
-             .mode(torch::kNearest));
-    };
-    auto h = torch::silu(c1(z));
-    h = torch::silu(c2(up(h)));
-    h = torch::silu(c3(up(h)));
-    return torch::tanh(c4(up(h)));
-  }
-
-  torch::nn::Conv2d c1{nullptr};
-  torch::nn::Conv2d c2{nullptr};
-  torch::nn::Conv2d c3{nullptr};
-  torch::nn::Conv2d c4{nullptr};
-};
-
-TORCH_MODULE_IMPL(decoder, decoder_impl);
-
-/// Both networks, for saving and loading as one archive.
-struct tiny_t2v_impl : torch::nn::Module {
-  tiny_t2v_impl() {
-    net = register_module("denoiser", denoiser());
-    dec = register_module("decoder", decoder());
-  }
-
-  denoiser net{nullptr};
-  decoder dec{nullptr};
-};
-
-TORCH_MODULE_IMPL(tiny_t2v_model, tiny_t2v_impl);
-
-/// Fills every parameter from a private generator seeded with
-/// `weight_seed` (He-style scaling, zero biases), so the weights are the
-/// same in every process and no other thread's use of torch's global
-/// generator can change them.
-void init_fixed_weights(tiny_t2v_model& model) {
-  torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(weight_seed);
-  for (auto& param : model->parameters()) {
-    if (param.dim() < 2) {
-      param.zero_();
-      continue;
-    }
-    auto fan_in = param.numel() / param.size(0);
-    auto values = at::randn(param.sizes(), gen, torch::kFloat32);
-    param.copy_(values * std::sqrt(2.0 / static_cast<double>(fan_in)));
-  }
-}
-
-/// Sinusoidal embedding of a timestep, [1, time_dim].
-torch::Tensor time_embedding(int64_t t, const torch::Device& device) {
-  auto half = time_dim / 2;
-  auto freqs = torch::exp(torch::arange(half, torch::kFloat32)
-                          * (-std::log(10000.0) / static_cast<double>(half)));
-  auto args = freqs * static_cast<double>(t);
-  return torch::cat({torch::sin(args), torch::cos(args)})
-    .view({1, time_dim})
-    .to(device);
-}
-
-/// One tiny-t2v job on a device: DDIM over the latent, then decoding.
+/// One tiny-t2v job, or one rank's part of it, on a device: DDIM over the
+/// latent's frames this rank holds, then decoding them; rank 0 gathers
+/// every rank's frames.
 class tiny_t2v_run : public job_run {
 public:
   tiny_t2v_run(tiny_t2v_model& model, torch::Device device,
                const runtime::job_spec& spec,
-               const std::vector<double>& alphas_cumprod)
+               const std::vector<double>& alphas_cumprod, int32_t rank,
+               std::shared_ptr<communicator> gang)
     : model_(model), device_(device), meter_(device), spec_steps_(spec.steps),
-      fps_(spec.fps), alphas_cumprod_(alphas_cumprod) {}
+      fps_(spec.fps), alphas_cumprod_(alphas_cumprod), rank_(rank),
+      gang_(std::move(gang)), split_(gang_.get()) {}
 
   /// Conditions on the prompt and draws the initial latent.
   void prepare(const runtime::job_spec& spec) {
@@ -191,11 +53,20 @@ public:
           torch::tensor(tokenize(spec.prompt), torch::kInt64).to(device_);
         cond_ = model_->net->condition(ids);
         // The initial noise comes from the job's seed, drawn on the CPU so
-        // the same seed starts from the same latent on every device.
+        // the same seed starts from the same latent on every device. Every
+        // rank draws all of it and keeps its frames, so a gang starts from
+        // the latent one rank would.
         auto gen = at::detail::createCPUGenerator(spec.seed);
-        latent_ = at::randn({1, latent_channels, spec.frames,
-                             spec.height / downscale, spec.width / downscale},
-                            gen, torch::kFloat32)
+        auto noise =
+          at::randn({1, latent_channels, spec.frames, spec.height / downscale,
+                     spec.width / downscale},
+                    gen, torch::kFloat32);
+        auto frames = spec.frames / split_.world();
+        // [1, C, F, h, w] -> this rank's frames [F / ranks, C, h, w].
+        latent_ = noise.squeeze(0)
+                    .permute({1, 0, 2, 3})
+                    .slice(0, rank_ * frames, (rank_ + 1) * frames)
+                    .contiguous()
                     .to(device_);
       });
     });
@@ -206,16 +77,33 @@ public:
   }
 
   device_time step(int32_t index) override {
+    auto started = clock_type::now();
+    auto exchanged = split_.exchange_time();
     meter_.measure([&] { with_torch(device_, [&] { denoise(index); }); });
+    timing_.steps += clock_type::now() - started;
+    timing_.step_collectives += split_.exchange_time() - exchanged;
     return device_time{0};
   }
 
   job_output finish(device_time& busy) override {
     busy = device_time{0};
+    auto started = clock_type::now();
+    auto exchanged = split_.exchange_time();
     job_output out;
     meter_.measure([&] { with_torch(device_, [&] { out.video = decode(); }); });
     out.peak_bytes = meter_.peak_bytes();
+    timing_.finish += clock_type::now() - started;
+    timing_.finish_collectives += split_.exchange_time() - exchanged;
     return out;
+  }
+
+  /// This rank's latent, on the CPU.
+  torch::Tensor latent() const {
+    return latent_.to(torch::kCPU).contiguous();
+  }
+
+  tiny_t2v_hooks::run_timing timing() const {
+    return timing_;
   }
 
 private:
@@ -226,23 +114,28 @@ private:
     auto a_prev = index + 1 < spec_steps_
                     ? alphas_cumprod_[static_cast<size_t>(timestep(index + 1))]
                     : 1.0;
-    auto eps = model_->net->forward(latent_, time_embedding(t, device_), cond_);
+    auto eps =
+      model_->net->forward(latent_, time_embedding(t, device_), cond_, split_);
     auto x0 = ((latent_ - std::sqrt(1.0 - a_t) * eps) / std::sqrt(a_t))
                 .clamp(-3.0, 3.0);
     latent_ = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
   }
 
-  video_frames decode() {
+  /// Every rank decodes its frames; rank 0 gathers them all (every rank
+  /// takes part in the gather) and returns the video, the others nothing.
+  std::optional<video_frames> decode() {
     torch::NoGradGuard no_grad;
-    // [1, C, F, h, w] -> [F, C, h, w] -> RGB [F, 3, H, W] -> [F, H, W, 3]
-    auto z = latent_.squeeze(0).permute({1, 0, 2, 3}).contiguous();
-    auto rgb = model_->dec->forward(z);
+    // RGB [F, 3, H, W] -> [F, H, W, 3]
+    auto rgb = model_->dec->forward(latent_);
     auto pixels = ((rgb + 1.0) * 127.5)
                     .clamp(0.0, 255.0)
                     .to(torch::kUInt8)
                     .permute({0, 2, 3, 1})
-                    .contiguous()
-                    .to(torch::kCPU);
+                    .contiguous();
+    pixels = split_.all_gather(pixels);
+    if (rank_ != 0)
+      return std::nullopt;
+    pixels = pixels.to(torch::kCPU).contiguous();
     video_frames video;
     video.frames = static_cast<int32_t>(pixels.size(0));
     video.height = static_cast<int32_t>(pixels.size(1));
@@ -265,6 +158,10 @@ private:
   int32_t spec_steps_;
   int32_t fps_;
   const std::vector<double>& alphas_cumprod_;
+  int32_t rank_;
+  std::shared_ptr<communicator> gang_;
+  frame_split split_;
+  tiny_t2v_hooks::run_timing timing_;
   torch::Tensor cond_;
   torch::Tensor latent_;
 };
@@ -293,11 +190,34 @@ public:
     return resident_bytes_;
   }
 
-  std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t,
+  std::unique_ptr<job_run> begin(const runtime::job_spec& spec, int32_t attempt,
                                  device_time& busy) override {
+    return begin_rank(spec, attempt, 0, 1, nullptr, busy);
+  }
+
+  std::unique_ptr<job_run> begin_rank(const runtime::job_spec& spec, int32_t,
+                                      int32_t rank, int32_t world,
+                                      std::shared_ptr<communicator> gang,
+                                      device_time& busy) override {
     busy = device_time{0};
-    auto run =
-      std::make_unique<tiny_t2v_run>(model_, device_, spec, alphas_cumprod_);
+    if (world < 1 || rank < 0 || rank >= world)
+      throw job_error(runtime::errc::invalid_request,
+                      "ranks: rank " + std::to_string(rank) + " is not one of "
+                        + std::to_string(world));
+    if (auto problem = ranks_problem(world, spec.frames))
+      throw job_error(runtime::errc::invalid_request, *problem);
+    if (world > 1 && !gang)
+      throw job_error(runtime::errc::invalid_request,
+                      "ranks: tiny-t2v runs " + std::to_string(world)
+                        + " ranks only with a communicator");
+    if (gang && (gang->world() != world || gang->rank() != rank))
+      throw job_error(
+        runtime::errc::invalid_request,
+        "ranks: the communicator is rank " + std::to_string(gang->rank())
+          + " of " + std::to_string(gang->world()) + ", not rank "
+          + std::to_string(rank) + " of " + std::to_string(world));
+    auto run = std::make_unique<tiny_t2v_run>(
+      model_, device_, spec, alphas_cumprod_, rank, std::move(gang));
     run->prepare(spec);
     return run;
   }
@@ -308,14 +228,19 @@ private:
     if (weights_path_.empty()) {
       init_fixed_weights(model_);
     } else {
+      auto refuse = [&](const std::string& why) {
+        return job_error(runtime::errc::internal,
+                         "tiny-t2v: cannot load weights from " + weights_path_
+                           + ": " + why);
+      };
       try {
-        torch::load(model_, weights_path_);
+        tiny_t2v_detail::load_weights(model_, weights_path_);
       } catch (const c10::OutOfMemoryError&) {
         throw;
       } catch (const c10::Error& e) {
-        throw job_error(runtime::errc::internal,
-                        "tiny-t2v: cannot load weights from " + weights_path_
-                          + ": " + e.what_without_backtrace());
+        throw refuse(e.what_without_backtrace());
+      } catch (const std::runtime_error& e) {
+        throw refuse(e.what());
       }
     }
     model_->eval();
@@ -353,20 +278,27 @@ tiny_t2v_factory::validate(const runtime::job_spec& spec) const {
   if (!spec.options.empty())
     return "options: model tiny-t2v takes no options, got '"
            + spec.options.begin()->first + "'";
-  return std::nullopt;
+  return ranks_problem(spec.ranks, spec.frames);
 }
 
 uint64_t
 tiny_t2v_factory::estimate_peak_bytes(const runtime::job_spec& spec) const {
+  // Per device of the gang: each rank holds frames / ranks of the latent
+  // and attends over every frame for heads / ranks heads.
+  auto ranks = static_cast<uint64_t>(std::max(spec.ranks, 1));
   auto frames = static_cast<uint64_t>(spec.frames);
-  auto pixels = frames * static_cast<uint64_t>(spec.width)
-                * static_cast<uint64_t>(spec.height);
-  auto latent_voxels = pixels / (downscale * downscale);
-  // Denoising keeps about three hidden activations alive; decoding peaks at
-  // full resolution (8 + 8 + 3 float channels); then the uint8 frames.
-  auto denoise = latent_voxels * hidden_channels * 4 * 3;
-  auto decode = pixels * 19 * 4;
-  auto frames_out = pixels * 3 * 2;
+  auto rank_frames = (frames + ranks - 1) / ranks;
+  auto frame_pixels =
+    static_cast<uint64_t>(spec.width) * static_cast<uint64_t>(spec.height);
+  auto positions = frame_pixels / (downscale * downscale);
+  auto rank_heads = std::max<uint64_t>(attention_heads / ranks, 1);
+  // Denoising keeps about three hidden activations alive and the attention
+  // scores with their softmax; decoding peaks at full resolution (8 + 8 +
+  // 3 float channels); then the uint8 frames (all of them on rank 0).
+  auto denoise = positions * rank_frames * hidden_channels * 4 * 3
+                 + positions * rank_heads * frames * frames * 4 * 2;
+  auto decode = frame_pixels * rank_frames * 19 * 4;
+  auto frames_out = frame_pixels * frames * 3 * 2;
   constexpr uint64_t overhead = 64ull << 20;
   return std::max(denoise, decode) + frames_out + overhead;
 }
@@ -388,5 +320,48 @@ std::optional<std::string> save_tiny_t2v_weights(const std::string& path) {
     return std::string{"saving tiny-t2v weights to "} + path + ": " + e.what();
   }
 }
+
+namespace tiny_t2v_hooks {
+
+namespace {
+
+const tiny_t2v_run& as_tiny_t2v(const job_run& run) {
+  auto tiny = dynamic_cast<const tiny_t2v_run*>(&run);
+  if (tiny == nullptr)
+    throw std::invalid_argument("not a tiny-t2v run");
+  return *tiny;
+}
+
+} // namespace
+
+std::vector<float> latent(const job_run& run) {
+  auto x = as_tiny_t2v(run).latent();
+  auto data = x.data_ptr<float>();
+  return {data, data + x.numel()};
+}
+
+run_timing timing(const job_run& run) {
+  return as_tiny_t2v(run).timing();
+}
+
+void set_intra_op_threads(int32_t threads) {
+  at::set_num_threads(threads);
+}
+
+int32_t intra_op_threads() {
+  return at::get_num_threads();
+}
+
+std::optional<std::string> save_old_layout_weights(const std::string& path) {
+  try {
+    tiny_t2v_detail::save_weights_without_layout(path);
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return std::string{"saving old tiny-t2v weights to "} + path + ": "
+           + e.what();
+  }
+}
+
+} // namespace tiny_t2v_hooks
 
 } // namespace vidnode::gpu

@@ -18,6 +18,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "vidnode/gpu/collectives.hpp"
 #include "vidnode/gpu/pipeline.hpp"
 #include "vidnode/runtime/device.hpp"
 
@@ -125,6 +126,8 @@ void with_torch(c10::Device device, F&& call) {
   } catch (const job_error&) {
     throw;
   } catch (const out_of_memory&) {
+    throw;
+  } catch (const collective_error&) {
     throw;
   } catch (const c10::OutOfMemoryError& e) {
     throw ran_out(e.what_without_backtrace());

@@ -240,9 +240,9 @@ torchscript_factory::validate(const runtime::job_spec& spec) const {
     return "options: model " + name_ + " takes no options, got '"
            + spec.options.begin()->first + "'";
   if (spec.ranks != 1)
-    return "ranks: model " + name_
-           + " runs on one device (a TorchScript model is one forward call "
-             "over the whole latent), got ranks "
+    return "ranks: TorchScript model " + name_
+           + " runs on one device (its forward takes the whole latent), got "
+             "ranks "
            + std::to_string(spec.ranks);
   return std::nullopt;
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 
+#include "../../gpu/src/tiny_t2v_hooks.hpp"
 #include "support/pipelines.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
 #include "vidnode/gpu/video.hpp"
@@ -83,6 +84,27 @@ TEST_CASE("tiny-t2v weights saved to a file load back to the same model",
   gpu::tiny_t2v_factory missing{path};
   auto pipeline = missing.make("tiny-t2v", cpu_device());
   CHECK_THROWS_AS(pipeline->load(small_job(3)), gpu::job_error);
+}
+
+TEST_CASE("tiny-t2v weights of the layout before temporal attention are "
+          "refused with a message that says so",
+          "[torch]") {
+  if (!gpu::torch_available()) {
+    WARN("skipped: this build has no libtorch");
+    return;
+  }
+  auto path = temp_path("old-weights.pt");
+  REQUIRE_FALSE(gpu::tiny_t2v_hooks::save_old_layout_weights(path));
+  gpu::tiny_t2v_factory old_file{path};
+  auto pipeline = old_file.make("tiny-t2v", cpu_device());
+  try {
+    pipeline->load(small_job(3));
+    FAIL("nothing thrown");
+  } catch (const gpu::job_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("cannot load weights from " + path)
+                           && Catch::Contains("older tiny-t2v"));
+  }
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("tiny-t2v refuses options and its memory estimate grows with the "

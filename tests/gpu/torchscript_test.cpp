@@ -72,6 +72,35 @@ TEST_CASE("a TorchScript model that follows the contract makes frames of the "
   std::filesystem::remove(path);
 }
 
+TEST_CASE("a TorchScript model runs on one device: ranks above 1 are "
+          "refused by validate and by begin_rank with invalid_request",
+          "[torch][torchscript][ranks]") {
+  auto path = toy_model();
+  std::string error;
+  auto factory = gpu::torchscript_factory::open("toy", path, error);
+  INFO(error);
+  REQUIRE(factory);
+  auto spec = toy_job(1);
+  spec.ranks = 2;
+  auto why = factory->validate(spec);
+  REQUIRE(why);
+  CHECK_THAT(*why,
+             Catch::StartsWith("ranks: ") && Catch::Contains("got ranks 2"));
+  runtime::device_info cpu;
+  cpu.kind = runtime::device_kind::cpu;
+  cpu.memory_bytes = 8ull << 30;
+  auto pipeline = factory->make("toy", cpu);
+  pipeline->load(spec);
+  gpu::device_time busy{0};
+  try {
+    pipeline->begin_rank(spec, 1, 0, 2, nullptr, busy);
+    FAIL("nothing thrown");
+  } catch (const gpu::job_error& e) {
+    CHECK(e.code() == runtime::errc::invalid_request);
+  }
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("a TorchScript file that breaks the contract, or is missing or not "
           "TorchScript at all, is refused with a clear error",
           "[torch][torchscript]") {

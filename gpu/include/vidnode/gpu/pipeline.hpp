@@ -131,6 +131,14 @@ public:
   /// nothing. Only rank 0's finish() returns the output; the others return
   /// an empty job_output. The default refuses: a model runs as a gang only
   /// if its pipeline overrides this (job_error invalid_request).
+  ///
+  /// Besides job_run's exceptions, a gang's step() and finish() throw
+  /// collective_error (collectives.hpp) unchanged when a collective fails
+  /// (a peer left, a timeout): the gang's attempt is over and the device is
+  /// unharmed: the device worker is to end the attempt as failed (retried
+  /// like any failed attempt), not as a crash of the device. A rank whose
+  /// peers left fails promptly; one whose peers stopped calling blocks in
+  /// its collective at most the communicator's timeout.
   virtual std::unique_ptr<job_run>
   begin_rank(const runtime::job_spec& spec, int32_t attempt, int32_t rank,
              int32_t world, std::shared_ptr<communicator> gang,

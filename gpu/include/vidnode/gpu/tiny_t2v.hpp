@@ -11,17 +11,29 @@ namespace vidnode::gpu {
 bool torch_available() noexcept;
 
 /// The built-in `tiny-t2v` model: a small latent video diffusion model in
-/// libtorch. A prompt is hashed into tokens and embedded; a 3D convolutional
-/// denoiser, conditioned on the prompt and the timestep, runs `steps` DDIM
-/// steps over a latent video (4 channels, frames x height/8 x width/8) whose
-/// initial noise comes from the job's seed; a decoder upsamples each latent
-/// frame to RGB. The compute is real and deterministic for a seed on a given
-/// device, and its time and memory grow with width, height, frames and
+/// libtorch. A prompt is hashed into tokens and embedded; a denoiser,
+/// conditioned on the prompt and the timestep, runs `steps` DDIM steps over
+/// a latent video (4 channels, frames x height/8 x width/8) whose initial
+/// noise comes from the job's seed; a decoder upsamples each latent frame to
+/// RGB. The denoiser has the shape of a video DiT: per-frame convolutions,
+/// and one multi-head (4 heads) temporal self-attention, the only place
+/// where frames meet. The compute is real and deterministic for a seed on a
+/// given device, and its time and memory grow with width, height, frames and
 /// steps. The pictures are not meant to be beautiful.
 ///
+/// A job runs on one device or as a gang of 2 or 4 ranks (job_spec::ranks,
+/// pipeline::begin_rank) with Ulysses sequence parallelism: each rank holds
+/// frames / ranks of the latent, the attention exchanges q, k, v and its
+/// output with two all-to-alls so that each rank attends over every frame
+/// for its share of the heads, each rank decodes its frames and rank 0
+/// gathers them. A gang makes the video one rank makes (the latents agree
+/// within about 1e-4, the frames within one level of 255). Ranks must
+/// divide 4 and the frames (validate refuses others).
+///
 /// Weights come from a fixed seed, or from a file written by
-/// `save_tiny_t2v_weights` (`weights_path`). Runs on cpu and cuda devices;
-/// takes no options.
+/// `save_tiny_t2v_weights` (`weights_path`); a file written by a tiny-t2v
+/// before the temporal attention is refused when the model loads, with the
+/// reason. Runs on cpu and cuda devices; takes no options.
 class tiny_t2v_factory : public model_factory {
 public:
   /// The model's name.
@@ -35,6 +47,8 @@ public:
   bool runs_on(runtime::device_kind kind) const override;
   std::optional<std::string>
   validate(const runtime::job_spec& spec) const override;
+  /// Per device: a gang's ranks each estimate the same (rank 0's share,
+  /// which also holds every decoded frame).
   uint64_t estimate_peak_bytes(const runtime::job_spec& spec) const override;
   std::unique_ptr<pipeline>
   make(const std::string& model,
