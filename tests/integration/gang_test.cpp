@@ -538,3 +538,34 @@ TEST_CASE("a rank that does not join within --gang-timeout fails its gang's "
   CHECK(again["state"] == "succeeded");
   CHECK(again["attempts"] == 1);
 }
+
+// -- tiny-t2v -----------------------------------------------------------------
+
+TEST_CASE("tiny-t2v as a gang of 2 and of 4 ranks on cpu devices writes the "
+          "same video as on one device",
+          "[gang][tiny-t2v]") {
+  if (auto why = why_no_gloo()) {
+    WARN("SKIPPED: " << *why);
+    return;
+  }
+  gang_cluster cluster{{"--devices", "cpu:4"}};
+  auto video_of = [&](int ranks) {
+    auto r = cluster.run({"submit", "--model", "tiny-t2v", "--ranks",
+                          std::to_string(ranks), "--width", "64", "--height",
+                          "64", "--frames", "8", "--steps", "3", "--seed", "11",
+                          "--prompt", "a red kite over the sea"});
+    INFO(r.dump(1));
+    CHECK(r["state"] == "succeeded");
+    CHECK(r["attempts"] == 1);
+    CHECK(split(r["device"].get<std::string>()).size()
+          == static_cast<size_t>(ranks));
+    return test::read_file(r["output"].get<std::string>());
+  };
+  auto one = video_of(1);
+  REQUIRE(!one.empty());
+  // The frames agree exactly (gpu_test [ranks] compares latents and
+  // frames), so the encoder writes the same bytes.
+  CHECK(video_of(2) == one);
+  CHECK(video_of(4) == one);
+  check_nothing_held(cluster.nodes());
+}
