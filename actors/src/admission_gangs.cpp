@@ -21,6 +21,15 @@ bool admission_state::place_gang(job_record& rec, uint64_t bytes) {
                         settings.gang_across_nodes, settings.max_concurrency);
   if (slots.empty())
     return false;
+  // With several slots per device, a gang takes only devices that run no
+  // job: a device's worker runs one collective at a time, so two gangs
+  // sharing two devices would wait on each other inside their collectives.
+  // Devices are chosen idle first, so a busy one means too few are idle.
+  if (settings.max_concurrency > 1
+      && std::any_of(slots.begin(), slots.end(), [&](int32_t slot) {
+           return !devices.at(slot).running.empty();
+         }))
+    return false;
   auto t = mark_running(rec, bytes);
   rec.gang.clear();
   rec.gang_output.clear();

@@ -303,6 +303,11 @@ std::optional<sim_options> parse_sim_options(const runtime::job_spec& spec,
       return std::nullopt;
     }
   }
+  if (result.fault_rank >= 0 && !result.fault) {
+    error = "options: fault_rank names the rank a fault fires on, but no "
+            "fault is given";
+    return std::nullopt;
+  }
   return result;
 }
 

@@ -1,5 +1,9 @@
 #include "vidnode/runtime/settings.hpp"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cctype>
 
 #include "vidnode/runtime/errc.hpp"
@@ -29,6 +33,22 @@ std::optional<std::string> invalid_node_name(const std::string& name) {
       return "'" + name + "' may only contain letters, digits and - _ .";
   return std::nullopt;
 }
+
+namespace {
+
+/// Whether `host` is an IP address or a name that resolves here.
+bool resolves(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0)
+    return false;
+  ::freeaddrinfo(found);
+  return true;
+}
+
+} // namespace
 
 caf::error validate(const node_settings& s) {
   if (s.listen_host.empty())
@@ -115,6 +135,15 @@ caf::error validate(const node_settings& s) {
                "must be from 1s to 1h, got " + format_duration(s.gang_timeout));
   if (s.collective_host.empty())
     return bad("collective-host", "must not be empty");
+  if (std::count(s.collective_host.begin(), s.collective_host.end(), ':') == 1)
+    return bad("collective-host",
+               "takes an address without a port (the port is picked for "
+               "each gang), got '"
+                 + s.collective_host + "'");
+  if (!resolves(s.collective_host))
+    return bad("collective-host", "'" + s.collective_host
+                                    + "' is not an address or a name this "
+                                      "machine resolves");
   if (s.max_bypass < 0 || s.max_bypass > lim::max_bypass)
     return bad("max-bypass",
                "must be from 0 to " + std::to_string(lim::max_bypass));

@@ -252,6 +252,22 @@ TEST_CASE("two gangs of 3 on 4 devices never deadlock: one runs, then the "
   CHECK(rb.started_at >= ra.finished_at);
 }
 
+TEST_CASE("with several slots per device a gang takes only devices that "
+          "run no job",
+          "[gang]") {
+  test::deterministic_fixture fx;
+  fx.start_node(settings_with(2), "sim:2");
+  auto single = fx.submit_now(sim_job(5, 100));
+  auto gang = fx.submit_now(gang_job(2, 2, 100));
+  fx.run();
+  // A slot is free on both devices, but one runs the single.
+  CHECK(fx.status_now(gang).state == job_state::queued);
+  fx.run_to_quiescence();
+  auto g = fx.status_now(gang);
+  CHECK(g.state == job_state::succeeded);
+  CHECK(g.started_at >= fx.status_now(single).finished_at);
+}
+
 TEST_CASE("a gang of one rank is a job of one device, and a sim fault_rank "
           "outside the gang is refused",
           "[gang]") {

@@ -125,3 +125,23 @@ TEST_CASE("chunks are asked for at 1 MiB, cut to what fits in the asker's "
   CHECK(chunk_bytes_within(chunk_envelope_bytes) == 1);
   CHECK(chunk_bytes_within(0) == 1);
 }
+
+TEST_CASE("a collective host must be an address without a port that "
+          "resolves here",
+          "[settings]") {
+  for (std::string host : {"127.0.0.1", "::1", "localhost"}) {
+    node_settings s;
+    s.collective_host = host;
+    INFO(host);
+    CHECK(!validate(s));
+  }
+  for (std::string host : {"127.0.0.1:80", "no-such-host.invalid", ""}) {
+    node_settings s;
+    s.collective_host = host;
+    INFO(host);
+    auto err = validate(s);
+    REQUIRE(err);
+    CHECK(is(err, errc::invalid_request));
+    CHECK_THAT(detail_of(err), Catch::Contains("collective-host"));
+  }
+}
