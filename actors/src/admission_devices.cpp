@@ -307,7 +307,6 @@ void admission_state::on_computed(job_id id, uint64_t lease) {
       free_slot(*rec);
     } else {
       auto& x = rec->gang[static_cast<size_t>(rank)];
-      x.computed = true;
       free_slot_of(*rec, x.device, x.reserved);
     }
     if (rank == 0)

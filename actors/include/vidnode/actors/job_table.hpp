@@ -37,8 +37,6 @@ struct gang_rank {
   uint64_t reserved = 0;
   /// Steps it reported finished.
   int32_t steps = 0;
-  /// It reported its compute done (its slot is free).
-  bool computed = false;
   /// It reported success.
   bool done = false;
 };
