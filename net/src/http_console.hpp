@@ -46,8 +46,12 @@ struct console_backend {
   std::vector<http_endpoint> endpoints;
 };
 
-/// A JSON error body: {"error": message, "code": code}.
-nlohmann::json error_body(const std::string& code, const std::string& message);
+/// A JSON error body: {"error": message, "code": code}; code is one of
+/// runtime::errc's names or "unauthorized", "not_found", "bad_request".
+inline nlohmann::json error_body(const std::string& code,
+                                 const std::string& message) {
+  return {{"error", message}, {"code", code}};
+}
 
 /// Adds the console's routes to `server`: `GET /` and its assets (no key
 /// needed to load the page itself; the page asks for the key and keeps it
