@@ -427,6 +427,11 @@ int main(int argc, char** argv) {
                                  transport.node_timeout, signals,
                                  metrics.get());
   }
+  if (auto links = gateway_options.links)
+    transfer_options.webhook_body = [links](const runtime::job_result& r) {
+      return r.endpoint.empty() ? nlohmann::json{}
+                                : net::runpod_status_body(r, *links);
+    };
   std::shared_ptr<actors::transfers> mover =
     std::make_shared<net::curl_transfers>(transfer_options);
   std::shared_ptr<actors::node_observer> events;
