@@ -155,6 +155,30 @@ admission_control_actor::behavior_type admission_behavior(
         uint32_t max_bytes) -> caf::result<runtime::output_chunk> {
       return self->state.read_output(id, offset, max_bytes);
     },
+    [=](runtime::retry_atom, job_id id) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto rec = st.jobs->find(id);
+      if (rec == nullptr)
+        return unknown_job(id);
+      if (auto err = st.retry(*rec))
+        return err;
+      // The answer leaves once the retry is durable, as submit's does.
+      auto promise = self->make_response_promise<job_result>();
+      st.after_durable([self, promise, id](const caf::error& err) mutable {
+        auto& st = self->state;
+        auto known = st.jobs->find(id);
+        if (known == nullptr)
+          promise.deliver(
+            make_error(errc::unknown_job,
+                       "job " + runtime::to_string(id) + " was forgotten"));
+        else if (err && known->ended())
+          promise.deliver(err);
+        else
+          promise.deliver(st.snapshot(*known));
+      });
+      st.dispatch();
+      return promise;
+    },
     // -- nodes and their supervisors ----------------------------------------
     [=](join_atom, node_registration& reg) -> caf::result<join_answer> {
       auto& st = self->state;
