@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <sys/stat.h>
 
+#include "common/cli_options.hpp"
 #include "vidnode/net/client.hpp"
 #include "vidnode/net/http_gateway.hpp"
 #include "vidnode/net/tls.hpp"
@@ -30,6 +31,7 @@ struct http_flags {
   std::vector<std::string> endpoints;
   std::string api_key_file;
   std::string public_url;
+  uint32_t threads = net::http_gateway_options{}.threads;
 };
 
 /// Adds the gateway flags to `app` (and so keys of the same names to a
@@ -62,6 +64,10 @@ inline void add_http_options(CLI::App& app, http_flags& flags) {
                 "clients reach it (default: its own scheme, address and "
                 "port)")
     ->type_name("URL");
+  add_number(app, "--http-threads", flags.threads, 2u, 1024u,
+             "Requests the HTTP gateway serves at once, long polls "
+             "(runsync, status-sync, stream) included; more wait their turn "
+             "(2 to 1024)");
 }
 
 namespace detail {
@@ -105,8 +111,8 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
     return 2;
   };
   if (app.count("--http-listen") == 0) {
-    for (const char* flag :
-         {"--endpoint", "--api-key-file", "--http-public-url"})
+    for (const char* flag : {"--endpoint", "--api-key-file",
+                             "--http-public-url", "--http-threads"})
       if (app.count(flag) > 0)
         return usage(std::string{flag} + " needs --http-listen");
     return 0;
@@ -134,6 +140,7 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
     return usage("--http-public-url: '" + flags.public_url
                  + "' is not an http or https URL");
   opts.public_url = flags.public_url;
+  opts.threads = flags.threads;
   opts.tls_certificate = tls.certificate;
   opts.tls_key = tls.key;
   opts.tls_passphrase = tls.passphrase;
