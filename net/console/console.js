@@ -322,7 +322,7 @@
     const cells = {};
     for (const name of ["id", "endpoint", "model", "state", "attempts", "progress",
                         "device", "times", "actions"]) {
-      cells[name] = element("td", name);
+      cells[name] = element("td", "col-" + name);
       main.append(cells[name]);
     }
     cells.id.textContent = "#" + id;
@@ -397,6 +397,7 @@
     }
     row.detail.hidden = !row.error.textContent && !row.note.textContent
                         && !row.media.textContent && !row.video;
+    row.main.classList.toggle("has-detail", !row.detail.hidden);
   }
 
   function renderJobs(jobs) {
