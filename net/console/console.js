@@ -373,7 +373,10 @@
     const times = ["accepted " + clock(job.accepted_at)];
     if (job.started_at) times.push("started " + clock(job.started_at));
     if (job.finished_at) times.push("finished " + clock(job.finished_at));
-    times.push("queued " + seconds(job.queue_time_s) + ", ran " + seconds(job.run_time_s));
+    let ran = job.run_time_s;
+    if (job.state === "running" && job.started_at)
+      ran = Math.max(ran, (Date.now() - Date.parse(job.started_at)) / 1000);
+    times.push("queued " + seconds(job.queue_time_s) + ", ran " + seconds(ran));
     c.times.replaceChildren();
     times.forEach((line, i) => {
       if (i > 0) c.times.append(element("br"));
