@@ -43,6 +43,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if ! timeout 180 npm install --prefix "$work/npm" --no-audit --no-fund \
+     --prefer-offline --fetch-retries=1 --fetch-retry-maxtimeout=5000 \
      --loglevel=error playwright-core >"$work/npm.log" 2>&1; then
   tail -5 "$work/npm.log" >&2
   skip "npm could not install playwright-core (is the npm registry reachable?)"
