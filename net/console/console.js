@@ -199,10 +199,20 @@
     return value < 10 ? value.toFixed(1) + " s" : Math.round(value) + " s";
   }
 
+  function progressBar(label) {
+    const bar = element("div", "bar");
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-label", label);
+    bar.setAttribute("aria-valuemin", "0");
+    return bar;
+  }
+
   function meter(label, used, total, text) {
     const box = element("div", "meter");
     box.append(element("span", "", label + " " + text));
-    const bar = element("div", "bar");
+    const bar = progressBar(label);
+    bar.setAttribute("aria-valuemax", String(total));
+    bar.setAttribute("aria-valuenow", String(used));
     const fill = element("span");
     const share = total > 0 ? Math.min(1, used / total) : 0;
     fill.style.width = (share * 100).toFixed(1) + "%";
@@ -327,7 +337,7 @@
     }
     cells.id.textContent = "#" + id;
     const progressText = element("div", "meter");
-    const bar = element("div", "bar");
+    const bar = progressBar("job " + id);
     const fill = element("span");
     bar.append(fill);
     cells.progress.append(progressText, bar);
@@ -347,7 +357,8 @@
     const media = element("div", "media");
     wide.append(error, note, media);
     detail.append(wide);
-    return { main, detail, cells, progressText, fill, cancel, retry, error, note, media, video: null };
+    return { main, detail, cells, progressText, bar, fill, cancel, retry, error, note, media,
+             video: null };
   }
 
   function endpointsOf(model) {
@@ -369,6 +380,8 @@
     row.progressText.textContent = job.steps > 0 ? job.step + " / " + job.steps : "—";
     const share = job.steps > 0 ? job.step / job.steps : 0;
     row.fill.style.width = (share * 100).toFixed(1) + "%";
+    row.bar.setAttribute("aria-valuemax", String(job.steps));
+    row.bar.setAttribute("aria-valuenow", String(job.step));
     c.device.textContent = job.device ? job.device + (job.node ? " @ " + job.node : "") : "";
     const times = ["accepted " + clock(job.accepted_at)];
     if (job.started_at) times.push("started " + clock(job.started_at));

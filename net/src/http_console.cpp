@@ -33,6 +33,13 @@ constexpr int max_streams = 8;
 /// finished ones.
 constexpr uint32_t max_jobs = 200;
 
+/// The page runs only its own script and style, talks only to the
+/// gateway, may not be framed (its buttons cancel jobs), and plays videos
+/// from wherever jobs uploaded them.
+constexpr auto content_security_policy =
+  "default-src 'self'; img-src 'self' data:; media-src 'self' http: https:; "
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 /// An answer of the console's JSON API: a status and its body.
 struct reply {
   int status = 200;
@@ -127,12 +134,13 @@ void serve_asset(httplib::Server& server, const std::string& path,
                  std::string_view name) {
   auto bytes = console_asset(name);
   auto type = content_type_of(name);
-  server.Get(path,
-             [bytes, type](const httplib::Request&, httplib::Response& res) {
-               res.set_header("Cache-Control", "no-cache");
-               res.set_header("X-Content-Type-Options", "nosniff");
-               res.set_content(bytes.data(), bytes.size(), type);
-             });
+  server.Get(
+    path, [bytes, type](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Content-Security-Policy", content_security_policy);
+      res.set_content(bytes.data(), bytes.size(), type);
+    });
 }
 
 /// Sends the state whenever its text changes, a comment when nothing was

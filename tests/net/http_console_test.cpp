@@ -127,6 +127,9 @@ TEST_CASE("the console's page and files are served with their types and no "
     CHECK(res->status == 200);
     CHECK(res->get_header_value("Content-Type") == type);
     CHECK(res->get_header_value("Cache-Control") == "no-cache");
+    CHECK(res->get_header_value("Content-Security-Policy")
+            .find("frame-ancestors 'none'")
+          != std::string::npos);
     CHECK(res->body.size() > 100);
   }
   CHECK(cli.Get("/")->body.find("/console/console.js") != std::string::npos);
