@@ -361,8 +361,8 @@
              video: null };
   }
 
-  // For jobs whose result names no endpoint (those vidctl submitted, or
-  // from a gateway that does not say): the endpoints serving its model.
+  // For a gateway whose job results do not carry their endpoint: the
+  // endpoints serving the job's model.
   function endpointsOf(model) {
     const names = JSON.parse(lastEndpoints || "[]")
       .filter((endpoint) => endpoint.model === model)
@@ -372,7 +372,8 @@
 
   function updateRow(row, job) {
     const c = row.cells;
-    c.endpoint.textContent = job.endpoint || endpointsOf(job.model);
+    c.endpoint.textContent = job.endpoint !== undefined ? job.endpoint || "—"
+                                                        : endpointsOf(job.model);
     c.model.textContent = job.model;
     if (c.state.dataset.state !== job.state) {
       c.state.dataset.state = job.state;
