@@ -99,6 +99,9 @@ admission_control_actor::behavior_type admission_behavior(
                            waiter);
       return promise;
     },
+    [=](runtime::retry_atom, job_id) -> caf::result<job_result> {
+      return runtime::make_error(runtime::errc::invalid_request, "TEMP");
+    },
     [=](runtime::cancel_atom, job_id id) -> caf::result<job_result> {
       auto& st = self->state;
       auto rec = st.jobs->find(id);

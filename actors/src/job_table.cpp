@@ -26,6 +26,7 @@ job_record& job_table::add(runtime::job_spec spec, time_point t) {
   auto& rec = restore(runtime::job_id{next_id_ + 1}, std::move(spec), t);
   rec.result.state = runtime::job_state::queued;
   rec.result.model = rec.spec.model;
+  rec.result.endpoint = rec.spec.endpoint;
   rec.result.priority = rec.spec.priority;
   rec.result.steps = rec.spec.steps;
   return rec;

@@ -132,11 +132,11 @@ private:
     auto devices = node->nodes();
     if (!devices)
       return fail(std::move(devices.error()));
-    auto active = node->list(runtime::list_query{false, 0});
+    auto active = node->list(runtime::list_query{false, 0, {}});
     if (!active)
       return fail(std::move(active.error()));
     auto latest = node->list(runtime::list_query{
-      true, static_cast<uint32_t>(active->size()) + finished_window});
+      true, static_cast<uint32_t>(active->size()) + finished_window, {}});
     if (!latest)
       return fail(std::move(latest.error()));
     for (auto& job : *latest)

@@ -27,6 +27,7 @@
 #include "common/cli_options.hpp"
 #include "common/setting_sources.hpp"
 #include "vidnode/actors/cluster.hpp"
+#include "common/http_options.hpp"
 #include "common/metrics_options.hpp"
 #include "common/transport_options.hpp"
 #include "vidnode/process_lifecycle.hpp"
@@ -101,6 +102,8 @@ int main(int argc, char** argv) {
     ->excludes(cluster_listen_option);
   apps::metrics_flags metrics_options;
   apps::add_metrics_options(app, metrics_options);
+  apps::http_flags http_options;
+  apps::add_http_options(app, http_options);
   app
     .add_option("--devices", settings.devices,
                 "Devices to serve: auto (every CUDA device, else one cpu "
@@ -395,6 +398,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<net::metrics_endpoint> metrics;
@@ -404,6 +408,11 @@ int main(int argc, char** argv) {
   apps::raise_descriptor_limit();
   net::process_config cfg;
   if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
+    return code;
+  net::http_gateway_options gateway_options;
+  if (auto code = apps::check_http_flags(app, http_options, !join.empty(),
+                                         transport.tls, settings.state_dir,
+                                         gateway_options))
     return code;
   cfg.max_message_size(settings.max_message_size);
   cfg.scheduler_policy(scheduler);
@@ -452,6 +461,14 @@ int main(int argc, char** argv) {
     (*node)->stop();
     return 1;
   }
+  std::unique_ptr<net::http_gateway> gateway;
+  if (auto code = apps::start_http_gateway(sys, (*node)->admission(), app,
+                                           std::move(gateway_options),
+                                           gateway)) {
+    (*server)->stop();
+    (*node)->stop();
+    return code;
+  }
   if (metrics)
     metrics->watch(sys, (*node)->admission_control());
   std::string served;
@@ -471,6 +488,8 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   if (metrics)
     apps::print_metrics_address(metrics_options, *metrics);
+  if (gateway)
+    apps::print_http_address(*gateway);
   apps::notify_ready("serving " + std::to_string((*node)->devices().size())
                      + " device(s); clients on " + settings.listen_host + ":"
                      + std::to_string((*server)->port()));
@@ -491,7 +510,10 @@ int main(int argc, char** argv) {
     }};
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (gateway)
+      gateway->reload_keys();
+  }
   apps::start_exit_watchdog(signals, settings.shutdown_grace + 2 * stop_margin);
   apps::notify_stopping(sig == SIGINT ? "SIGINT: stopping"
                                       : "SIGTERM: stopping");
@@ -511,6 +533,8 @@ int main(int argc, char** argv) {
   if (auto err = (*node)->stop(settings.shutdown_grace + stop_margin))
     spdlog::error("stopping: {}", runtime::describe(err));
   mover->abort_all();
+  if (gateway)
+    gateway->stop();
   (*server)->stop();
   server->reset();
   node->reset();

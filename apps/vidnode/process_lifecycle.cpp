@@ -35,7 +35,9 @@ void start_exit_watchdog(sigset_t signals, caf::timespan limit) {
       std::_Exit(1);
     }).detach();
     int sig = 0;
-    sigwait(&signals, &sig);
+    // SIGHUP only reloads the HTTP gateway's keys; it never ends vidnode.
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    }
     std::fprintf(stderr, "vidnode: second signal; exiting now\n");
     std::_Exit(128 + sig);
   }).detach();
@@ -142,7 +144,8 @@ int run_worker_node(caf::actor_system& sys,
     return answers(sys, ping, wait);
   }};
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+  }
   start_exit_watchdog(signals, 2 * stop_margin);
   apps::notify_stopping(sig == SIGINT ? "SIGINT: stopping"
                                       : "SIGTERM: stopping");

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,57 @@ struct http_endpoint {
 /// Errors: invalid_request naming the part at fault.
 caf::expected<http_endpoint> parse_http_endpoint(const std::string& text);
 
+/// The URLs the gateway hands out for finished jobs' videos: a link on the
+/// gateway (`{base}/output/{id}.mp4?sig=...`) that anyone holding it may
+/// GET (with Range requests, so a browser can seek) without an API key,
+/// signed with HMAC-SHA256 over the job's id (128 bits of it).
+///
+/// Thread-safety: every member may be called from any thread once
+/// set_base_url has been called.
+class http_links {
+public:
+  /// Signs with `secret` (any bytes; empty: 32 random bytes, so links stop
+  /// working when the process restarts).
+  explicit http_links(std::string secret = {});
+
+  /// Sets the base the links start with ("http://127.0.0.1:8447"), once the
+  /// gateway knows its port.
+  void set_base_url(std::string base);
+
+  /// The base the links start with.
+  std::string base_url() const;
+
+  /// The link to job `id`'s video on the gateway.
+  std::string video_link(runtime::job_id id) const;
+
+  /// Whether `signature` is the one video_link puts on the link of job `id`
+  /// (compared in constant time).
+  bool valid_signature(runtime::job_id id, const std::string& signature) const;
+
+  /// The `video_url` of a succeeded job: the gateway link when a node holds
+  /// its video file, else its uploaded object's URL without the upload's
+  /// query string; empty when it has neither or has not succeeded.
+  std::string video_url(const runtime::job_result& result) const;
+
+private:
+  std::string signature(runtime::job_id id) const;
+
+  std::string secret_;
+  mutable std::mutex mutex_;
+  std::string base_;
+};
+
+/// Runpod's status name of `state`: IN_QUEUE, IN_PROGRESS, COMPLETED,
+/// FAILED, CANCELLED or TIMED_OUT.
+const char* runpod_status_name(runtime::job_state state) noexcept;
+
+/// The body Runpod's `status/{id}` answers with for `result`, which is also
+/// its webhook's body: `id`, `status`, `delayTime` and `executionTime`
+/// (integer milliseconds), and `output` ({"video_url": ...}) once
+/// completed or `error` (a string) once failed, cancelled or timed out.
+nlohmann::json runpod_status_body(const runtime::job_result& result,
+                                  const http_links& links);
+
 /// How the gateway serves.
 struct http_gateway_options {
   /// Address and port to bind (port 0 picks a free one).
@@ -70,9 +122,9 @@ struct http_gateway_options {
   /// "https://gpu.example.com:8447"; empty: the scheme, host and port it
   /// listens on.
   std::string public_url;
-  /// A secret that signs video URLs (any bytes; at least 16). Empty: a
-  /// random one, so URLs handed out stop working when the process restarts.
-  std::string url_secret;
+  /// Signs the video links and builds `video_url`s; its base URL is set
+  /// by start (to `public_url`, or the address the gateway listens on).
+  std::shared_ptr<http_links> links;
   /// Requests served at once; long polls (runsync, status-sync, stream)
   /// hold one each.
   uint32_t threads = 64;
@@ -103,17 +155,15 @@ public:
   /// The TCP port it listens on.
   uint16_t port() const noexcept;
 
-  /// The base URL of the gateway ("http://127.0.0.1:8447").
+  /// Where it listens ("http://127.0.0.1:8447", "https://[::1]:8447").
+  std::string listen_url() const;
+
+  /// The base of the links it hands out: `public_url`, else listen_url().
   std::string base_url() const;
 
   /// Reads the API key file again (SIGHUP); a file that cannot be read
   /// keeps the keys in use and is reported in the log.
   void reload_keys();
-
-  /// The body Runpod's `status/{id}` answers for `result` (also its
-  /// webhook's body): id, status, delayTime, executionTime, and output or
-  /// error.
-  nlohmann::json runpod_status(const runtime::job_result& result) const;
 
   /// Closes the port, answers waiting long polls with where their jobs
   /// stand, and returns once every request has been answered. Idempotent.

@@ -98,6 +98,7 @@ struct job_spec {
   /// job_limits::max_ranks). Admission places all of them or none; the
   /// model must support it (gpu::pipeline::begin_rank).
   int32_t ranks = 1;
+  std::string endpoint;
 
   friend bool operator==(const job_spec& x, const job_spec& y) noexcept;
   friend bool operator!=(const job_spec& x, const job_spec& y) noexcept {
@@ -149,6 +150,7 @@ struct job_result {
   /// Total time spent queued (over all attempts) and running (last attempt).
   caf::timespan queue_time{0};
   caf::timespan run_time{0};
+  std::string endpoint;
 };
 
 template <class Inspector>
@@ -236,6 +238,7 @@ struct list_query {
   bool include_finished = true;
   /// Most jobs returned; 0 means no limit.
   uint32_t limit = 100;
+  std::string endpoint;
 };
 
 template <class Inspector>

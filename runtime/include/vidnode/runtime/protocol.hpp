@@ -48,6 +48,7 @@ using nodes_atom = caf::atom_constant<caf::atom("nodes")>;
 /// Receive a job's events.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// Read a piece of a job's video file.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using read_output_atom = caf::atom_constant<caf::atom("readout")>;
 
 /// The length of a chunk clients ask for by default: 1 MiB.
@@ -139,6 +140,7 @@ using admission_actor = caf::typed_actor<
   caf::replies_to<nodes_atom>::with<std::vector<device_status>>,
   caf::replies_to<subscribe_atom, job_id, job_observer_actor>::with<job_result>,
   caf::replies_to<read_output_atom, job_id, uint64_t,
-                  uint32_t>::with<output_chunk>>;
+                  uint32_t>::with<output_chunk>,
+  caf::replies_to<retry_atom, job_id>::with<job_result>>;
 
 } // namespace vidnode::runtime

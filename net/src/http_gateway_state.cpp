@@ -1,0 +1,112 @@
+#include "http_gateway_state.hpp"
+
+#include <httplib.h>
+
+#include "http_console.hpp"
+#include "http_runpod.hpp"
+
+namespace vidnode::net::detail {
+
+gateway_state::gateway_state(caf::actor_system& sys,
+                             runtime::admission_actor admission,
+                             http_gateway_options opts)
+  : sys(sys),
+    admission(admission),
+    options(std::move(opts)),
+    links(options.links),
+    keys(options.api_key_file),
+    hub(sys, admission, [links = options.links](const runtime::job_result& r) {
+      return nlohmann::json{{"video_url", links->video_url(r)}};
+    }) {
+}
+
+const http_endpoint* gateway_state::find_endpoint(const std::string& id) const {
+  for (const auto& endpoint : options.endpoints)
+    if (endpoint.id == id)
+      return &endpoint;
+  return nullptr;
+}
+
+std::string gateway_state::endpoint_names() const {
+  std::string names;
+  for (const auto& endpoint : options.endpoints)
+    names += (names.empty() ? "" : ", ") + endpoint.id + " (" + endpoint.model
+             + ")";
+  return names;
+}
+
+bool gateway_state::authorized(const httplib::Request& req) {
+  return keys.admits(req.get_header_value("Authorization"));
+}
+
+int64_t gateway_state::retried(const std::string& endpoint) const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  auto i = retried_.find(endpoint);
+  return i == retried_.end() ? 0 : i->second;
+}
+
+void gateway_state::count_retry(const std::string& endpoint) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  ++retried_[endpoint];
+}
+
+caf::error gateway_state::translated(caf::error err) {
+  if (err == caf::sec::request_timeout)
+    return runtime::make_error(runtime::errc::node_lost,
+                               "the head did not answer in time");
+  if (err == caf::sec::request_receiver_down)
+    return runtime::make_error(runtime::errc::shutting_down,
+                               "the head is stopping");
+  return err;
+}
+
+std::shared_ptr<const console_backend>
+make_console_backend(std::shared_ptr<gateway_state> state) {
+  auto backend = std::make_shared<console_backend>();
+  backend->authorized = [state](const httplib::Request& req) {
+    return state->authorized(req);
+  };
+  backend->nodes = [state] {
+    return state->ask<std::vector<runtime::device_status>>(
+      runtime::nodes_atom::value);
+  };
+  backend->jobs = [state](const runtime::list_query& query) {
+    return state->ask<std::vector<runtime::job_result>>(
+      runtime::list_atom::value, query);
+  };
+  backend->cancel = [state](runtime::job_id id) {
+    return state->ask<runtime::job_result>(runtime::cancel_atom::value, id);
+  };
+  backend->retry = [state](runtime::job_id id) {
+    auto result = state->ask<runtime::job_result>(runtime::retry_atom::value,
+                                                  id);
+    if (result) {
+      state->count_retry(result->endpoint);
+      state->hub.refollow(id);
+    }
+    return result;
+  };
+  backend->submit = [state](const std::string& endpoint,
+                            const nlohmann::json& input)
+    -> caf::expected<runtime::job_id> {
+    const auto* found = state->find_endpoint(endpoint);
+    if (found == nullptr)
+      return runtime::make_error(runtime::errc::invalid_request,
+                                 "endpoint: no endpoint '" + endpoint + "'");
+    auto spec = job_spec_from_request(*found, {{"input", input}});
+    if (!spec)
+      return spec.error();
+    auto id = state->ask<runtime::job_id>(runtime::submit_atom::value, *spec);
+    if (!id)
+      return in_request_terms(id.error());
+    state->hub.follow(*id);
+    return id;
+  };
+  backend->video_url = [state](const runtime::job_result& result) {
+    return state->links->video_url(result);
+  };
+  backend->endpoints = state->options.endpoints;
+  return backend;
+}
+
+} // namespace vidnode::net::detail
