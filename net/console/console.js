@@ -401,6 +401,7 @@
     row.cancel.hidden = !(job.state === "queued" || job.state === "running");
     row.retry.hidden = !(job.state === "failed" || job.state === "timed_out");
     row.error.textContent = job.error ? job.error.message : "";
+    row.error.dataset.state = job.state;
     if (job.video_url) {
       if (!row.video) {
         row.video = element("video");

@@ -30,14 +30,16 @@ const shortInput = {
   step_ms: 300,
   video: 1,
 };
-// Runs out of memory at its first step on every attempt: it fails.
+// Runs out of memory at its second step on every attempt (after the first
+// step's 700 ms, so that the page sees it run): it fails.
 const failingInput = {
   prompt: "a failing console test",
   width: 64,
   height: 64,
   num_frames: 8,
   num_inference_steps: 3,
-  fault: "oom-always@1",
+  step_ms: 700,
+  fault: "oom-always@2",
 };
 const longInput = {
   prompt: "a long console test",
@@ -84,6 +86,7 @@ function shown(page, id) {
       attempts: Number(row.querySelector("td.col-attempts").textContent),
       retry: !row.querySelector("button.retry").hidden,
       cancel: !row.querySelector("button.cancel").hidden,
+      note: document.querySelector(`tr[data-job-detail="${id}"] .note`).textContent,
       step: match ? Number(match[1]) : 0,
       steps: match ? Number(match[2]) : 0,
     };
@@ -196,7 +199,7 @@ try {
   assert.equal(media.width, 64);
   assert.ok(media.duration > 0);
 
-  log("a failed job offers Retry, and Retry runs it again");
+  log("a failed job offers Retry and shows its error");
   const failing = await run(failingInput);
   started.push(failing);
   const failed = await follow(page, failing, (v) => v.state === "failed", 60000);
@@ -204,10 +207,6 @@ try {
   assert.ok(end.retry && !end.cancel, `buttons of a failed job: ${JSON.stringify(end)}`);
   assert.ok(await page.locator(`tr[data-job-detail="${failing}"] .error`).textContent()
     .then((text) => text.includes("out_of_memory")));
-  await page.click(`tr[data-job-id="${failing}"] button.retry`);
-  const again = await follow(page, failing, (v) => v.attempts > end.attempts, 30000);
-  log(`after Retry the page showed ${JSON.stringify(again)}`);
-  await follow(page, failing, (v) => v.state === "failed" && v.attempts > end.attempts, 60000);
   const succeeded = await shown(page, short);
   assert.ok(!succeeded.retry && !succeeded.cancel, "a succeeded job offers no button");
 
@@ -226,6 +225,12 @@ try {
     await page.screenshot({ path: process.env.CONSOLE_SCREENSHOT, fullPage: true });
     log(`screenshot: ${process.env.CONSOLE_SCREENSHOT}`);
   }
+
+  log(`Retry runs the failed job (${failing}) again`);
+  await page.click(`tr[data-job-id="${failing}"] button.retry`);
+  const again = await follow(page, failing, (v) => v.state === "running", 30000);
+  log(`after Retry the page showed ${JSON.stringify(again)}`);
+  await follow(page, failing, (v) => v.state === "failed", 60000);
 
   log(`the second long job (${second}) is cancelled with its button`);
   await page.click(`tr[data-job-id="${second}"] button.cancel`);
