@@ -14,9 +14,12 @@ packages=(
   libcurl4-openssl-dev
   libsystemd-dev
   prometheus-cpp-dev prometheus
+  libcpp-httplib-dev
   openssl
   python3
   tmux
+  wrk
+  chromium
 )
 
 missing=()
@@ -25,6 +28,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js and npm run the HTTP gateway's tests with Runpod's own SDK and
+# the console's browser test; a machine may have them from elsewhere
+# (nodesource), where Debian's npm package would conflict.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "setup: installing ${missing[*]}"

@@ -129,8 +129,7 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
     opts.endpoints.push_back(std::move(*endpoint));
   }
   opts.api_key_file = flags.api_key_file;
-  if (!flags.public_url.empty()
-      && flags.public_url.rfind("http://", 0) != 0
+  if (!flags.public_url.empty() && flags.public_url.rfind("http://", 0) != 0
       && flags.public_url.rfind("https://", 0) != 0)
     return usage("--http-public-url: '" + flags.public_url
                  + "' is not an http or https URL");
@@ -138,8 +137,8 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
   opts.tls_certificate = tls.certificate;
   opts.tls_key = tls.key;
   opts.tls_passphrase = tls.passphrase;
-  opts.links = std::make_shared<net::http_links>(
-    detail::link_secret(state_dir));
+  opts.links =
+    std::make_shared<net::http_links>(detail::link_secret(state_dir));
   return 0;
 }
 
@@ -152,8 +151,8 @@ inline int start_http_gateway(caf::actor_system& sys,
                               std::unique_ptr<net::http_gateway>& gateway) {
   if (app.count("--http-listen") == 0)
     return 0;
-  auto started = net::http_gateway::start(sys, std::move(admission),
-                                          std::move(opts));
+  auto started =
+    net::http_gateway::start(sys, std::move(admission), std::move(opts));
   if (!started) {
     std::fprintf(stderr, "vidnode: --%s\n",
                  runtime::detail_of(started.error()).c_str());

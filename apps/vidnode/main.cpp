@@ -410,9 +410,9 @@ int main(int argc, char** argv) {
   if (auto code = apps::use_transport_flags(transport, cfg, "vidnode"))
     return code;
   net::http_gateway_options gateway_options;
-  if (auto code = apps::check_http_flags(app, http_options, !join.empty(),
-                                         transport.tls, settings.state_dir,
-                                         gateway_options))
+  if (auto code =
+        apps::check_http_flags(app, http_options, !join.empty(), transport.tls,
+                               settings.state_dir, gateway_options))
     return code;
   cfg.max_message_size(settings.max_message_size);
   cfg.scheduler_policy(scheduler);
@@ -427,6 +427,11 @@ int main(int argc, char** argv) {
                                  transport.node_timeout, signals,
                                  metrics.get());
   }
+  if (auto links = gateway_options.links)
+    transfer_options.webhook_body = [links](const runtime::job_result& r) {
+      return r.endpoint.empty() ? nlohmann::json{}
+                                : net::runpod_status_body(r, *links);
+    };
   std::shared_ptr<actors::transfers> mover =
     std::make_shared<net::curl_transfers>(transfer_options);
   std::shared_ptr<actors::node_observer> events;
@@ -462,9 +467,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<net::http_gateway> gateway;
-  if (auto code = apps::start_http_gateway(sys, (*node)->admission(), app,
-                                           std::move(gateway_options),
-                                           gateway)) {
+  if (auto code = apps::start_http_gateway(
+        sys, (*node)->admission(), app, std::move(gateway_options), gateway)) {
     (*server)->stop();
     (*node)->stop();
     return code;

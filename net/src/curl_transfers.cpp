@@ -356,7 +356,8 @@ caf::error curl_transfers::notify(const std::string& url,
     return make_error(errc::invalid_request,
                       "notifying " + url + ": refused: " + *why);
   registration registered{*live_, cancel};
-  auto body = to_json_text(to_json(job));
+  auto custom = opts_.webhook_body ? opts_.webhook_body(job) : nullptr;
+  auto body = to_json_text(custom.is_null() ? to_json(job) : custom);
   auto result = with_retries(opts_, 1, cancel, "notifying", url, [&] {
     easy_handle easy{curl_easy_init()};
     common_options(easy.get(), opts_, cancel);

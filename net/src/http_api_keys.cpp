@@ -35,8 +35,7 @@ bool same_file_state(const struct stat& x, const struct stat& y) {
 
 } // namespace
 
-api_keys::api_keys(std::string path) : path_(std::move(path)) {
-}
+api_keys::api_keys(std::string path) : path_(std::move(path)) {}
 
 caf::error api_keys::reload() {
   if (path_.empty())
@@ -95,8 +94,8 @@ bool api_keys::admits(const std::string& authorization) {
   refresh_if_changed();
   auto key = authorization;
   static constexpr char bearer[] = "Bearer ";
-  if (key.size() > 7 && (key.compare(0, 7, bearer) == 0
-                         || key.compare(0, 7, "bearer ") == 0))
+  if (key.size() > 7
+      && (key.compare(0, 7, bearer) == 0 || key.compare(0, 7, "bearer ") == 0))
     key = trimmed(key.substr(7));
   if (key.empty())
     return false;

@@ -46,8 +46,7 @@ caf::error check_options(const http_gateway_options& opts) {
                           + "' is given twice");
   if (opts.api_key_file.empty()) {
     auto kind = classify_literal(opts.host);
-    if (opts.host != "localhost"
-        && (!kind || *kind != address_class::loopback))
+    if (opts.host != "localhost" && (!kind || *kind != address_class::loopback))
       return bad_option("http-listen: " + opts.host
                         + " is not a loopback address, and without "
                           "--api-key-file anyone who reaches it could run "
@@ -70,8 +69,8 @@ void use_json_errors(httplib::Server& server) {
         return httplib::Server::HandlerResponse::Unhandled;
       nlohmann::json body;
       if (res.status == 404) {
-        body = detail::error_body("not_found", "no route " + req.method + " "
-                                                 + req.path);
+        body = detail::error_body("not_found",
+                                  "no route " + req.method + " " + req.path);
       } else if (res.status == 413) {
         res.status = 400;
         body = detail::error_body(
@@ -109,8 +108,7 @@ void use_json_errors(httplib::Server& server) {
 } // namespace
 
 http_gateway::http_gateway(std::unique_ptr<impl> state)
-  : impl_(std::move(state)) {
-}
+  : impl_(std::move(state)) {}
 
 http_gateway::~http_gateway() {
   stop();
@@ -167,8 +165,8 @@ http_gateway::start(caf::actor_system& sys, runtime::admission_actor admission,
   } else {
     result->server = std::make_unique<httplib::Server>();
   }
-  auto state = std::make_shared<gateway_state>(sys, std::move(admission),
-                                               std::move(opts));
+  auto state =
+    std::make_shared<gateway_state>(sys, std::move(admission), std::move(opts));
   if (auto err = state->keys.reload())
     return err;
   auto& server = *result->server;
@@ -182,20 +180,20 @@ http_gateway::start(caf::actor_system& sys, runtime::admission_actor admission,
   detail::add_runpod_routes(server, state);
   detail::add_console_routes(server, detail::make_console_backend(state));
   const auto& host = state->options.host;
-  int port = state->options.port == 0
-               ? server.bind_to_any_port(host)
-               : (server.bind_to_port(host, state->options.port)
-                    ? state->options.port
-                    : -1);
+  int port =
+    state->options.port == 0
+      ? server.bind_to_any_port(host)
+      : (server.bind_to_port(host, state->options.port) ? state->options.port
+                                                        : -1);
   if (port <= 0)
     return bad_option("http-listen: cannot listen on " + host + ":"
                       + std::to_string(state->options.port)
                       + " (in use, or not an address of this machine)");
   result->port = static_cast<uint16_t>(port);
-  auto shown_host = host.find(':') != std::string::npos ? "[" + host + "]"
-                                                        : host;
-  result->listen_url = std::string{tls ? "https" : "http"} + "://"
-                       + shown_host + ":" + std::to_string(port);
+  auto shown_host =
+    host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  result->listen_url = std::string{tls ? "https" : "http"} + "://" + shown_host
+                       + ":" + std::to_string(port);
   auto base = state->options.public_url.empty() ? result->listen_url
                                                 : state->options.public_url;
   state->links->set_base_url(base);

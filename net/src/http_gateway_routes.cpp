@@ -56,8 +56,8 @@ caf::expected<int64_t> wait_parameter(const Request& req, const char* name,
     return fallback;
   auto text = req.get_param_value(name);
   int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                   value);
+  auto [end, ec] =
+    std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || value < min
       || value > max)
     return runtime::make_error(runtime::errc::invalid_request,
@@ -76,7 +76,8 @@ httplib::Server::Handler for_endpoint(state_ptr state, Handler handle) {
     const auto* endpoint = state->find_endpoint(req.matches[1]);
     if (endpoint == nullptr) {
       reply(res,
-            error_body("not_found", "no endpoint '" + std::string{req.matches[1]}
+            error_body("not_found", "no endpoint '"
+                                      + std::string{req.matches[1]}
                                       + "' (this gateway serves "
                                       + state->endpoint_names() + ")"),
             404);
@@ -102,9 +103,9 @@ bodiless(httplib::Server::Handler handle) {
 }
 
 /// Job `text`'s result, when it is a job of `endpoint`.
-caf::expected<runtime::job_result>
-job_of(gateway_state& state, const http_endpoint& endpoint,
-       const std::string& text) {
+caf::expected<runtime::job_result> job_of(gateway_state& state,
+                                          const http_endpoint& endpoint,
+                                          const std::string& text) {
   auto id = parse_job_id(text);
   if (id.value == 0)
     return not_found("no job '" + text.substr(0, 64) + "'");
@@ -144,40 +145,39 @@ json status_body(gateway_state& state, const runtime::job_result& result) {
 }
 
 void add_job_routes(httplib::Server& server, const state_ptr& state) {
-  server.Post(R"(/v2/([^/]+)/run)",
-              for_endpoint(state, [state](const http_endpoint& endpoint,
-                                          const Request& req, Response& res) {
-                auto spec = spec_of(endpoint, req, max_run_body_bytes);
-                if (!spec)
-                  return reply_error(res, spec.error());
-                auto id = submit(*state, *spec);
-                if (!id)
-                  return reply_error(res, id.error());
-                reply(res, {{"id", runtime::to_string(*id)},
-                            {"status", "IN_QUEUE"}});
-              }));
   server.Post(
-    R"(/v2/([^/]+)/runsync)",
+    R"(/v2/([^/]+)/run)",
     for_endpoint(state, [state](const http_endpoint& endpoint,
                                 const Request& req, Response& res) {
-      auto wait = wait_parameter(req, "wait", default_sync_wait_ms,
-                                 min_sync_wait_ms, max_sync_wait_ms);
-      if (!wait)
-        return reply_error(res, wait.error());
-      auto spec = spec_of(endpoint, req, max_runsync_body_bytes);
+      auto spec = spec_of(endpoint, req, max_run_body_bytes);
       if (!spec)
         return reply_error(res, spec.error());
       auto id = submit(*state, *spec);
       if (!id)
         return reply_error(res, id.error());
-      caf::timespan max_wait = std::chrono::milliseconds{*wait};
-      auto result = state->ask<runtime::job_result>(
-        max_wait + state->options.request_timeout, runtime::wait_atom::value,
-        *id, max_wait);
-      if (!result)
-        return reply_error(res, result.error());
-      reply(res, status_body(*state, *result));
+      reply(res, {{"id", runtime::to_string(*id)}, {"status", "IN_QUEUE"}});
     }));
+  server.Post(R"(/v2/([^/]+)/runsync)",
+              for_endpoint(state, [state](const http_endpoint& endpoint,
+                                          const Request& req, Response& res) {
+                auto wait = wait_parameter(req, "wait", default_sync_wait_ms,
+                                           min_sync_wait_ms, max_sync_wait_ms);
+                if (!wait)
+                  return reply_error(res, wait.error());
+                auto spec = spec_of(endpoint, req, max_runsync_body_bytes);
+                if (!spec)
+                  return reply_error(res, spec.error());
+                auto id = submit(*state, *spec);
+                if (!id)
+                  return reply_error(res, id.error());
+                caf::timespan max_wait = std::chrono::milliseconds{*wait};
+                auto result = state->ask<runtime::job_result>(
+                  max_wait + state->options.request_timeout,
+                  runtime::wait_atom::value, *id, max_wait);
+                if (!result)
+                  return reply_error(res, result.error());
+                reply(res, status_body(*state, *result));
+              }));
   server.Get(R"(/v2/([^/]+)/status/([^/]+))",
              for_endpoint(state, [state](const http_endpoint& endpoint,
                                          const Request& req, Response& res) {
@@ -186,56 +186,54 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
                  return reply_error(res, result.error());
                reply(res, status_body(*state, *result));
              }));
-  server.Get(
-    R"(/v2/([^/]+)/status-sync/([^/]+))",
-    for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
-      auto wait = wait_parameter(req, "wait", default_sync_wait_ms,
-                                 min_sync_wait_ms, max_sync_wait_ms);
-      if (!wait)
-        return reply_error(res, wait.error());
-      auto found = job_of(*state, endpoint, req.matches[2]);
-      if (!found)
-        return reply_error(res, found.error());
-      caf::timespan max_wait = std::chrono::milliseconds{*wait};
-      auto result = state->ask<runtime::job_result>(
-        max_wait + state->options.request_timeout, runtime::wait_atom::value,
-        found->id, max_wait);
-      if (!result)
-        return reply_error(res, result.error());
-      reply(res, status_body(*state, *result));
-    }));
+  server.Get(R"(/v2/([^/]+)/status-sync/([^/]+))",
+             for_endpoint(state, [state](const http_endpoint& endpoint,
+                                         const Request& req, Response& res) {
+               auto wait = wait_parameter(req, "wait", default_sync_wait_ms,
+                                          min_sync_wait_ms, max_sync_wait_ms);
+               if (!wait)
+                 return reply_error(res, wait.error());
+               auto found = job_of(*state, endpoint, req.matches[2]);
+               if (!found)
+                 return reply_error(res, found.error());
+               caf::timespan max_wait = std::chrono::milliseconds{*wait};
+               auto result = state->ask<runtime::job_result>(
+                 max_wait + state->options.request_timeout,
+                 runtime::wait_atom::value, found->id, max_wait);
+               if (!result)
+                 return reply_error(res, result.error());
+               reply(res, status_body(*state, *result));
+             }));
 }
 
 void add_control_routes(httplib::Server& server, const state_ptr& state) {
-  server.Get(
-    R"(/v2/([^/]+)/stream/([^/]+))",
-    for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
-      auto wait = wait_parameter(req, "wait", default_stream_wait_ms, 0,
-                                 max_stream_wait_ms);
-      if (!wait)
-        return reply_error(res, wait.error());
-      auto found = job_of(*state, endpoint, req.matches[2]);
-      if (!found)
-        return reply_error(res, found.error());
-      auto taken = state->hub.take(found->id,
-                                   std::chrono::milliseconds{*wait});
-      if (!taken)
-        return reply_error(res, taken.error());
-      reply(res, {{"id", runtime::to_string(found->id)},
-                  {"status", taken->status},
-                  {"stream", taken->chunks}});
-    }));
+  server.Get(R"(/v2/([^/]+)/stream/([^/]+))",
+             for_endpoint(state, [state](const http_endpoint& endpoint,
+                                         const Request& req, Response& res) {
+               auto wait = wait_parameter(req, "wait", default_stream_wait_ms,
+                                          0, max_stream_wait_ms);
+               if (!wait)
+                 return reply_error(res, wait.error());
+               auto found = job_of(*state, endpoint, req.matches[2]);
+               if (!found)
+                 return reply_error(res, found.error());
+               auto taken =
+                 state->hub.take(found->id, std::chrono::milliseconds{*wait});
+               if (!taken)
+                 return reply_error(res, taken.error());
+               reply(res, {{"id", runtime::to_string(found->id)},
+                           {"status", taken->status},
+                           {"stream", taken->chunks}});
+             }));
   server.Post(
     R"(/v2/([^/]+)/cancel/([^/]+))",
     bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
+                                         const Request& req, Response& res) {
       auto found = job_of(*state, endpoint, req.matches[2]);
       if (!found)
         return reply_error(res, found.error());
-      auto result = state->ask<runtime::job_result>(runtime::cancel_atom::value,
-                                                    found->id);
+      auto result =
+        state->ask<runtime::job_result>(runtime::cancel_atom::value, found->id);
       if (!result)
         return reply_error(res, result.error());
       reply(res, {{"id", runtime::to_string(result->id)},
@@ -244,12 +242,12 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
   server.Post(
     R"(/v2/([^/]+)/retry/([^/]+))",
     bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
+                                         const Request& req, Response& res) {
       auto found = job_of(*state, endpoint, req.matches[2]);
       if (!found)
         return reply_error(res, found.error());
-      auto result = state->ask<runtime::job_result>(runtime::retry_atom::value,
-                                                    found->id);
+      auto result =
+        state->ask<runtime::job_result>(runtime::retry_atom::value, found->id);
       if (!result)
         return reply_error(res, result.error());
       state->count_retry(endpoint.id);
@@ -259,8 +257,8 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
     })));
   server.Post(
     R"(/v2/([^/]+)/purge-queue)",
-    bodiless(for_endpoint(state, [state](const http_endpoint& endpoint, const Request&,
-                                Response& res) {
+    bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
+                                         const Request&, Response& res) {
       runtime::list_query query;
       query.include_finished = false;
       query.limit = 0;
@@ -273,117 +271,117 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
       for (const auto& job : *jobs) {
         if (job.state != runtime::job_state::queued)
           continue;
-        auto result = state->ask<runtime::job_result>(
-          runtime::cancel_atom::value, job.id);
+        auto result =
+          state->ask<runtime::job_result>(runtime::cancel_atom::value, job.id);
         if (result && result->state == runtime::job_state::cancelled)
           ++removed;
       }
       reply(res, {{"removed", removed}, {"status", "completed"}});
     })));
-  server.Get(
-    R"(/v2/([^/]+)/health)",
-    for_endpoint(state, [state](const http_endpoint& endpoint, const Request&,
-                                Response& res) {
-      runtime::list_query query;
-      query.limit = 0;
-      query.endpoint = endpoint.id;
-      auto jobs = state->ask<std::vector<runtime::job_result>>(
-        runtime::list_atom::value, query);
-      if (!jobs)
-        return reply_error(res, jobs.error());
-      auto devices = state->ask<std::vector<runtime::device_status>>(
-        runtime::nodes_atom::value);
-      if (!devices)
-        return reply_error(res, devices.error());
-      int64_t completed = 0, failed = 0, in_progress = 0, in_queue = 0;
-      for (const auto& job : *jobs) {
-        switch (job.state) {
-          case runtime::job_state::queued:
-            ++in_queue;
-            break;
-          case runtime::job_state::running:
-            ++in_progress;
-            break;
-          case runtime::job_state::succeeded:
-            ++completed;
-            break;
-          case runtime::job_state::failed:
-          case runtime::job_state::timed_out:
-            ++failed;
-            break;
-          case runtime::job_state::cancelled:
-            break;
-        }
-      }
-      int64_t idle = 0, running = 0, initializing = 0, throttled = 0;
-      for (const auto& device : *devices) {
-        auto serves = std::any_of(
-          device.served_models.begin(), device.served_models.end(),
-          [&](const std::string& pattern) {
-            return runtime::model_pattern_matches(pattern, endpoint.model);
-          });
-        if (!serves)
-          continue;
-        if (device.state == "restarting")
-          ++initializing;
-        else if (device.state == "quarantined")
-          ++throttled;
-        else if (device.slots_in_use > 0)
-          ++running;
-        else
-          ++idle;
-      }
-      reply(res, {{"jobs",
-                   {{"completed", completed},
-                    {"failed", failed},
-                    {"inProgress", in_progress},
-                    {"inQueue", in_queue},
-                    {"retried", state->retried(endpoint.id)}}},
-                  {"workers",
-                   {{"idle", idle},
-                    {"running", running},
-                    {"initializing", initializing},
-                    {"ready", idle + running},
-                    {"throttled", throttled}}}});
-    }));
+  server.Get(R"(/v2/([^/]+)/health)",
+             for_endpoint(state, [state](const http_endpoint& endpoint,
+                                         const Request&, Response& res) {
+               runtime::list_query query;
+               query.limit = 0;
+               query.endpoint = endpoint.id;
+               auto jobs = state->ask<std::vector<runtime::job_result>>(
+                 runtime::list_atom::value, query);
+               if (!jobs)
+                 return reply_error(res, jobs.error());
+               auto devices = state->ask<std::vector<runtime::device_status>>(
+                 runtime::nodes_atom::value);
+               if (!devices)
+                 return reply_error(res, devices.error());
+               int64_t completed = 0, failed = 0, in_progress = 0, in_queue = 0;
+               for (const auto& job : *jobs) {
+                 switch (job.state) {
+                   case runtime::job_state::queued:
+                     ++in_queue;
+                     break;
+                   case runtime::job_state::running:
+                     ++in_progress;
+                     break;
+                   case runtime::job_state::succeeded:
+                     ++completed;
+                     break;
+                   case runtime::job_state::failed:
+                   case runtime::job_state::timed_out:
+                     ++failed;
+                     break;
+                   case runtime::job_state::cancelled:
+                     break;
+                 }
+               }
+               int64_t idle = 0, running = 0, initializing = 0, throttled = 0;
+               for (const auto& device : *devices) {
+                 auto serves = std::any_of(
+                   device.served_models.begin(), device.served_models.end(),
+                   [&](const std::string& pattern) {
+                     return runtime::model_pattern_matches(pattern,
+                                                           endpoint.model);
+                   });
+                 if (!serves)
+                   continue;
+                 if (device.state == "restarting")
+                   ++initializing;
+                 else if (device.state == "quarantined")
+                   ++throttled;
+                 else if (device.slots_in_use > 0)
+                   ++running;
+                 else
+                   ++idle;
+               }
+               reply(res, {{"jobs",
+                            {{"completed", completed},
+                             {"failed", failed},
+                             {"inProgress", in_progress},
+                             {"inQueue", in_queue},
+                             {"retried", state->retried(endpoint.id)}}},
+                           {"workers",
+                            {{"idle", idle},
+                             {"running", running},
+                             {"initializing", initializing},
+                             {"ready", idle + running},
+                             {"throttled", throttled}}}});
+             }));
 }
 
 /// GET /output/{id}.mp4: the video file of a succeeded job, from whichever
 /// node holds it, read through admission piece by piece as the client
 /// reads; Range requests are answered with 206 by httplib.
 void add_video_route(httplib::Server& server, const state_ptr& state) {
-  server.Get(R"(/output/([0-9]+)\.mp4)", [state](const Request& req,
-                                                  Response& res) {
-    auto id = parse_job_id(req.matches[1]);
-    if (id.value == 0)
-      return reply_error(res, not_found("no job '" + std::string{
-                                          req.matches[1]} + "'"));
-    if (!state->links->valid_signature(id, req.get_param_value("sig"))
-        && !(state->keys.required() && state->authorized(req)))
-      return reply(res,
-                   error_body("unauthorized", "this link's signature is not "
-                                              "valid: use the video_url the "
-                                              "gateway answered with"),
-                   401);
-    auto probe = state->ask<runtime::output_chunk>(
-      runtime::read_output_atom::value, id, uint64_t{0}, uint32_t{1});
-    if (!probe)
-      return reply_error(res, probe.error());
-    auto size = static_cast<size_t>(probe->size);
-    res.set_header("Cache-Control", "private, max-age=3600");
-    res.set_content_provider(
-      size, "video/mp4",
-      [state, id](size_t offset, size_t length, httplib::DataSink& sink) {
-        auto piece = static_cast<uint32_t>(
-          std::min<size_t>(length, video_piece_bytes));
-        auto chunk = state->ask<runtime::output_chunk>(
-          runtime::read_output_atom::value, id, uint64_t{offset}, piece);
-        if (!chunk || chunk->bytes.empty())
-          return false;
-        return sink.write(reinterpret_cast<const char*>(chunk->bytes.data()),
-                          chunk->bytes.size());
-      });
-  });
+  server.Get(
+    R"(/output/([0-9]+)\.mp4)", [state](const Request& req, Response& res) {
+      auto id = parse_job_id(req.matches[1]);
+      if (id.value == 0)
+        return reply_error(
+          res, not_found("no job '" + std::string{req.matches[1]} + "'"));
+      if (!state->links->valid_signature(id, req.get_param_value("sig"))
+          && !(state->keys.required() && state->authorized(req)))
+        return reply(res,
+                     error_body("unauthorized", "this link's signature is not "
+                                                "valid: use the video_url the "
+                                                "gateway answered with"),
+                     401);
+      auto probe = state->ask<runtime::output_chunk>(
+        runtime::read_output_atom::value, id, uint64_t{0}, uint32_t{1});
+      if (!probe)
+        return reply_error(res, probe.error());
+      auto size = static_cast<size_t>(probe->size);
+      res.set_header("Cache-Control", "private, max-age=3600");
+      res.set_content_provider(
+        size, "video/mp4",
+        [state, id](size_t offset, size_t length, httplib::DataSink& sink) {
+          auto piece =
+            static_cast<uint32_t>(std::min<size_t>(length, video_piece_bytes));
+          auto chunk = state->ask<runtime::output_chunk>(
+            runtime::read_output_atom::value, id, uint64_t{offset}, piece);
+          if (!chunk || chunk->bytes.empty())
+            return false;
+          return sink.write(reinterpret_cast<const char*>(chunk->bytes.data()),
+                            chunk->bytes.size());
+        });
+    });
 }
 
 } // namespace
@@ -391,8 +389,8 @@ void add_video_route(httplib::Server& server, const state_ptr& state) {
 void add_runpod_routes(httplib::Server& server,
                        std::shared_ptr<gateway_state> state) {
   server.set_pre_routing_handler([state](const Request& req, Response& res) {
-    auto guarded = req.path.rfind("/v2/", 0) == 0
-                   || req.path.rfind("/console/api/", 0) == 0;
+    auto guarded =
+      req.path.rfind("/v2/", 0) == 0 || req.path.rfind("/console/api/", 0) == 0;
     if (!guarded || state->authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
     reply(res,

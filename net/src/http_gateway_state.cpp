@@ -10,15 +10,11 @@ namespace vidnode::net::detail {
 gateway_state::gateway_state(caf::actor_system& sys,
                              runtime::admission_actor admission,
                              http_gateway_options opts)
-  : sys(sys),
-    admission(admission),
-    options(std::move(opts)),
-    links(options.links),
-    keys(options.api_key_file),
+  : sys(sys), admission(admission), options(std::move(opts)),
+    links(options.links), keys(options.api_key_file),
     hub(sys, admission, [links = options.links](const runtime::job_result& r) {
       return nlohmann::json{{"video_url", links->video_url(r)}};
-    }) {
-}
+    }) {}
 
 const http_endpoint* gateway_state::find_endpoint(const std::string& id) const {
   for (const auto& endpoint : options.endpoints)
@@ -30,8 +26,8 @@ const http_endpoint* gateway_state::find_endpoint(const std::string& id) const {
 std::string gateway_state::endpoint_names() const {
   std::string names;
   for (const auto& endpoint : options.endpoints)
-    names += (names.empty() ? "" : ", ") + endpoint.id + " (" + endpoint.model
-             + ")";
+    names +=
+      (names.empty() ? "" : ", ") + endpoint.id + " (" + endpoint.model + ")";
   return names;
 }
 
@@ -78,17 +74,17 @@ make_console_backend(std::shared_ptr<gateway_state> state) {
     return state->ask<runtime::job_result>(runtime::cancel_atom::value, id);
   };
   backend->retry = [state](runtime::job_id id) {
-    auto result = state->ask<runtime::job_result>(runtime::retry_atom::value,
-                                                  id);
+    auto result =
+      state->ask<runtime::job_result>(runtime::retry_atom::value, id);
     if (result) {
       state->count_retry(result->endpoint);
       state->hub.refollow(id);
     }
     return result;
   };
-  backend->submit = [state](const std::string& endpoint,
-                            const nlohmann::json& input)
-    -> caf::expected<runtime::job_id> {
+  backend->submit =
+    [state](const std::string& endpoint,
+            const nlohmann::json& input) -> caf::expected<runtime::job_id> {
     const auto* found = state->find_endpoint(endpoint);
     if (found == nullptr)
       return runtime::make_error(runtime::errc::invalid_request,

@@ -33,8 +33,7 @@ std::string hex(const unsigned char* bytes, size_t size) {
 } // namespace
 
 http_links::http_links(std::string secret)
-  : secret_(secret.empty() ? random_secret() : std::move(secret)) {
-}
+  : secret_(secret.empty() ? random_secret() : std::move(secret)) {}
 
 void http_links::set_base_url(std::string base) {
   while (!base.empty() && base.back() == '/')

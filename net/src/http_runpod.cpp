@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "vidnode/net/s3_presign.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/validation.hpp"
 
@@ -109,7 +110,7 @@ caf::error apply(runtime::job_spec& spec, const input_field& field,
   else if (target == "ranks")
     return whole(spec.ranks);
   else if (target == "seed") {
-    if (value.is_number_unsigned()) {
+    if (value.is_number_unsigned() || value.get<int64_t>() >= 0) {
       spec.seed = value.get<uint64_t>();
     } else if (value.get<int64_t>() == -1) {
       spec.seed = std::random_device{}();
@@ -163,6 +164,17 @@ caf::error apply_policy(runtime::job_spec& spec, const json& policy) {
   return caf::none;
 }
 
+/// "ENDPOINT/32 hex digits.mp4": the key of a video uploaded for s3Config
+/// without an objectPath (or with one that ends in '/').
+std::string random_object_key(const http_endpoint& endpoint) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::random_device source;
+  std::string key = endpoint.id + "/";
+  for (int i = 0; i < 32; ++i)
+    key += digits[source() & 0xf];
+  return key + ".mp4";
+}
+
 } // namespace
 
 /// runtime::validate names job_spec fields; the request named them
@@ -190,7 +202,8 @@ caf::error in_request_terms(caf::error err) {
       detail.rfind(unknown_option, 0) == 0 && end != std::string::npos)
     return make_error(
       errc::invalid_request,
-      "input." + detail.substr(unknown_option.size(), end - unknown_option.size())
+      "input."
+        + detail.substr(unknown_option.size(), end - unknown_option.size())
         + ": not a field of the input mapping table (README, \"HTTP "
           "gateway\") nor an option of model "
         + detail.substr(end + not_option.size()));
@@ -236,8 +249,8 @@ caf::expected<nlohmann::json> parse_body(const std::string& text) {
       case json::parse_event_t::object_start:
       case json::parse_event_t::array_start:
         if (depth >= max_body_depth) {
-          fault = "nested deeper than " + std::to_string(max_body_depth)
-                  + " levels";
+          fault =
+            "nested deeper than " + std::to_string(max_body_depth) + " levels";
           return false;
         }
         if (event == json::parse_event_t::object_start)
@@ -327,10 +340,27 @@ job_spec_from_request(const http_endpoint& endpoint, const json& body) {
   if (auto policy = body.find("policy"); policy != body.end())
     if (auto err = apply_policy(spec, *policy))
       return err;
-  if (auto hook = body.find("webhook"); hook != body.end() && !hook->is_null()) {
+  if (auto hook = body.find("webhook");
+      hook != body.end() && !hook->is_null()) {
     if (!hook->is_string())
       return bad("webhook", "must be a URL string, got " + shown(*hook));
     spec.webhook_url = hook->get<std::string>();
+  }
+  if (auto s3 = body.find("s3Config"); s3 != body.end() && !s3->is_null()) {
+    if (!spec.output_url.empty())
+      return bad("s3Config", "give either s3Config or input.output_url, not "
+                             "both");
+    auto cfg = parse_s3_config(*s3);
+    if (!cfg)
+      return cfg.error();
+    spec.output_url =
+      presigned_put_url(*cfg, random_object_key(endpoint), s3_upload_validity,
+                        std::chrono::system_clock::now());
+    if (spec.output_url.size() > runtime::job_limits::max_url_bytes)
+      return bad("s3Config.objectPath",
+                 "too long: the presigned URL would exceed "
+                   + std::to_string(runtime::job_limits::max_url_bytes)
+                   + " bytes");
   }
   if (auto err = runtime::validate(spec))
     return in_request_terms(std::move(err));
@@ -338,7 +368,8 @@ job_spec_from_request(const http_endpoint& endpoint, const json& body) {
 }
 
 int http_status_of(const caf::error& err) {
-  if (runtime::is(err, errc::invalid_request) || runtime::is(err, errc::too_large)
+  if (runtime::is(err, errc::invalid_request)
+      || runtime::is(err, errc::too_large)
       || runtime::is(err, errc::unknown_model))
     return 400;
   if (runtime::is(err, errc::unknown_job))
@@ -358,8 +389,8 @@ nlohmann::json error_json(const caf::error& err) {
 
 runtime::job_id parse_job_id(const std::string& text) noexcept {
   uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                   value);
+  auto [end, ec] =
+    std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty()
       || text[0] == '+' || (text.size() > 1 && text[0] == '0'))
     return runtime::job_id{0};
@@ -374,8 +405,7 @@ int64_t milliseconds_of(caf::timespan d) noexcept {
 
 caf::expected<http_endpoint> parse_http_endpoint(const std::string& text) {
   auto fail = [&](const std::string& why) {
-    return make_error(errc::invalid_request,
-                      "endpoint '" + text + "': " + why);
+    return make_error(errc::invalid_request, "endpoint '" + text + "': " + why);
   };
   auto eq = text.find('=');
   if (eq == std::string::npos)
@@ -395,9 +425,9 @@ caf::expected<http_endpoint> parse_http_endpoint(const std::string& text) {
     return fail("model '" + result.model + "' " + *why);
   while (comma != std::string::npos) {
     auto next = rest.find(',', comma + 1);
-    auto pair = rest.substr(comma + 1, next == std::string::npos
-                                         ? std::string::npos
-                                         : next - comma - 1);
+    auto pair =
+      rest.substr(comma + 1, next == std::string::npos ? std::string::npos
+                                                       : next - comma - 1);
     comma = next;
     auto kv = pair.find('=');
     if (kv == std::string::npos || kv == 0)
@@ -416,13 +446,13 @@ caf::expected<http_endpoint> parse_http_endpoint(const std::string& text) {
     }
     if (key == "priority") {
       int n = -1;
-      auto [end, ec] = std::from_chars(value.data(),
-                                       value.data() + value.size(), n);
+      auto [end, ec] =
+        std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc{} || end != value.data() + value.size()
           || n < runtime::job_limits::min_priority
           || n > runtime::job_limits::max_priority)
-        return fail("priority must be a whole number from 0 to 9, got '"
-                    + value + "'");
+        return fail("priority must be a whole number from 0 to 9, got '" + value
+                    + "'");
     } else if (const auto* field = detail::find_input_field(key);
                field != nullptr && field->type != detail::input_type::text) {
       if (detail::default_value(field, value).is_null())

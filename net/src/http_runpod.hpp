@@ -26,6 +26,10 @@ constexpr size_t max_runsync_body_bytes = size_t{20} << 20;
 /// The deepest nesting of objects and arrays a body may have.
 constexpr int max_body_depth = 64;
 
+/// How long the presigned URL made for `s3Config` may be used: SigV4's
+/// longest, 7 days, so a job that waits and retries still uploads.
+constexpr std::chrono::seconds s3_upload_validity{7 * 24 * 3600};
+
 /// The type of an input field of the mapping table.
 enum class input_type : uint8_t { text, integer, number };
 

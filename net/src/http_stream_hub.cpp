@@ -26,10 +26,12 @@ caf::behavior stream_observer(caf::event_based_actor* self, stream_hub* hub,
       hub->on_event(event);
       if (event.state != runtime::job_state::succeeded)
         return;
-      self->request(admission, answer_timeout, runtime::status_atom::value,
-                    event.id)
-        .then([=](const runtime::job_result& result) { hub->on_result(result); },
-              [=](const caf::error& err) { hub->on_unknown(event.id, err); });
+      self
+        ->request(admission, answer_timeout, runtime::status_atom::value,
+                  event.id)
+        .then(
+          [=](const runtime::job_result& result) { hub->on_result(result); },
+          [=](const caf::error& err) { hub->on_unknown(event.id, err); });
     },
     [=](follow_atom, runtime::job_id id) {
       self
@@ -140,9 +142,9 @@ caf::expected<stream_take> stream_hub::take(runtime::job_id id,
     return err;
   }
   stream_take result;
-  result.status = job.awaiting_result ? runpod_status_name(
-                    runtime::job_state::running)
-                                      : runpod_status_name(job.state);
+  result.status = job.awaiting_result
+                    ? runpod_status_name(runtime::job_state::running)
+                    : runpod_status_name(job.state);
   result.chunks.assign(std::make_move_iterator(job.pending.begin()),
                        std::make_move_iterator(job.pending.end()));
   job.pending.clear();
@@ -156,7 +158,8 @@ void stream_hub::on_event(const runtime::job_event& event) {
     return;
   auto& job = i->second;
   job.state = event.state;
-  if (event.step > 0 && (event.attempt != job.attempt || event.step != job.step))
+  if (event.step > 0
+      && (event.attempt != job.attempt || event.step != job.step))
     job.pending.push_back(
       {{"output", {{"step", event.step}, {"steps", event.steps}}}});
   job.attempt = event.attempt;

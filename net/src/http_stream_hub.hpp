@@ -40,9 +40,9 @@ class stream_hub {
 public:
   /// Follows jobs of `admission`; `output_of` builds a succeeded job's
   /// final chunk's `output`.
-  stream_hub(caf::actor_system& sys, runtime::admission_actor admission,
-             std::function<nlohmann::json(const runtime::job_result&)>
-               output_of);
+  stream_hub(
+    caf::actor_system& sys, runtime::admission_actor admission,
+    std::function<nlohmann::json(const runtime::job_result&)> output_of);
 
   /// Stops following (see stop).
   ~stream_hub();

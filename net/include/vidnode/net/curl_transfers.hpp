@@ -2,12 +2,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
 
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/net/url_policy.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace vidnode::net {
 
@@ -39,6 +42,11 @@ public:
     /// The directory whose files file:// audio URLs may name (`vidnode
     /// --allow-file-urls DIR`); empty: file URLs are refused.
     std::string file_url_dir;
+    /// The body of a job's webhook; when unset, or when it returns null
+    /// for a job, the body is net::to_json of the job's result. vidnode's
+    /// HTTP gateway sets it so that jobs submitted through it get Runpod's
+    /// status body (runpod_status_body).
+    std::function<nlohmann::json(const runtime::job_result&)> webhook_body;
   };
 
   explicit curl_transfers(options opts);
