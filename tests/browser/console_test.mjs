@@ -101,6 +101,8 @@ async function follow(page, id, done, timeoutMs) {
   for (;;) {
     const view = await shown(page, id);
     if (view) {
+      // Only an action the server refused leaves a note.
+      if (view.note) throw new Error(`job ${id}: ${view.note}`);
       const last = seen[seen.length - 1];
       if (!last || last.state !== view.state || last.step !== view.step) seen.push(view);
       if (done(view)) return seen;
