@@ -99,9 +99,6 @@ admission_control_actor::behavior_type admission_behavior(
                            waiter);
       return promise;
     },
-    [=](runtime::retry_atom, job_id) -> caf::result<job_result> {
-      return runtime::make_error(runtime::errc::invalid_request, "TEMP");
-    },
     [=](runtime::cancel_atom, job_id id) -> caf::result<job_result> {
       auto& st = self->state;
       auto rec = st.jobs->find(id);
@@ -157,6 +154,30 @@ admission_control_actor::behavior_type admission_behavior(
     [=](runtime::read_output_atom, job_id id, uint64_t offset,
         uint32_t max_bytes) -> caf::result<runtime::output_chunk> {
       return self->state.read_output(id, offset, max_bytes);
+    },
+    [=](runtime::retry_atom, job_id id) -> caf::result<job_result> {
+      auto& st = self->state;
+      auto rec = st.jobs->find(id);
+      if (rec == nullptr)
+        return unknown_job(id);
+      if (auto err = st.retry(*rec))
+        return err;
+      // The answer leaves once the retry is durable, as submit's does.
+      auto promise = self->make_response_promise<job_result>();
+      st.after_durable([self, promise, id](const caf::error& err) mutable {
+        auto& st = self->state;
+        auto known = st.jobs->find(id);
+        if (known == nullptr)
+          promise.deliver(
+            make_error(errc::unknown_job,
+                       "job " + runtime::to_string(id) + " was forgotten"));
+        else if (err && known->ended())
+          promise.deliver(err);
+        else
+          promise.deliver(st.snapshot(*known));
+      });
+      st.dispatch();
+      return promise;
     },
     // -- nodes and their supervisors ----------------------------------------
     [=](join_atom, node_registration& reg) -> caf::result<join_answer> {

@@ -329,6 +329,7 @@ void admission_state::leave_queue(job_record& rec) {
   if (rec.awaiting_journal) {
     rec.awaiting_journal = false;
     --awaiting_journal;
+    rec.before_retry.reset();
   } else if (rec.awaiting_inputs) {
     rec.awaiting_inputs = false;
     --awaiting_inputs;

@@ -109,7 +109,11 @@ void admission_state::journaled_accept(job_id id) {
     return;
   rec->awaiting_journal = false;
   --awaiting_journal;
-  node_events->job_accepted(rec->spec.model, rec->spec.priority);
+  if (rec->before_retry)
+    node_events->job_retried(rec->spec.model, rec->spec.priority);
+  else
+    node_events->job_accepted(rec->spec.model, rec->spec.priority);
+  rec->before_retry.reset();
   if (rec->spec.audio_url.empty()) {
     enqueue(*rec, false);
     log_job(runtime::log_level::info, rec->result, "queued");
@@ -167,7 +171,9 @@ void admission_state::on_journaled(uint64_t number, caf::error err) {
       auto rec = jobs->find(id);
       if (rec == nullptr)
         continue;
-      if (rec->durable)
+      if (rec->before_retry)
+        undo_retry(*rec, err);
+      else if (rec->durable)
         journal_job(*rec);
       else
         drop_unjournaled(*rec, err);
@@ -221,6 +227,7 @@ void admission_state::open_journal(std::shared_ptr<journal_store> store) {
     auto accepted = local(entry.result.accepted_at);
     auto& rec = jobs->restore(entry.result.id, std::move(entry.spec), accepted);
     rec.result = std::move(entry.result);
+    rec.result.endpoint = rec.spec.endpoint;
     rec.charged_failures = entry.charged_failures;
     rec.durable = true;
     if (rec.ended()) {

@@ -9,6 +9,7 @@
 /// of a job), admission_devices.cpp (workers attaching and dying, worker
 /// reports, quarantine), admission_nodes.cpp (nodes joining and being lost),
 /// admission_holds.cpp (attempts of worker nodes out of reach),
+/// admission_retry.cpp (a client's retry of an ended job),
 /// admission_journal.cpp (the journal), admission_files.cpp (video and
 /// input files read across nodes) and
 /// admission_shutdown.cpp; admission.cpp maps messages onto them.
@@ -300,6 +301,15 @@ struct admission_state {
   /// Validates and queues a job; returns its record or the refusal.
   caf::expected<job_record*> accept(runtime::job_spec spec);
 
+  /// Queues ended job `rec` again under its id for a client
+  /// (runtime::admission_actor documents the refusals); like a new job it
+  /// enters the queue once journaled.
+  caf::error retry(job_record& rec);
+
+  /// The commit of `rec`'s retry failed with `err`: the job ends again as
+  /// before the retry.
+  void undo_retry(job_record& rec, const caf::error& err);
+
   /// Puts `rec` in the queue (at the front for a retry).
   void enqueue(job_record& rec, bool at_front);
 
@@ -430,9 +440,9 @@ struct admission_state {
   /// Why a gang of `spec.ranks` needing `bytes` per rank could never be
   /// placed on the devices present (too large for any node, or for the
   /// cluster with --gang-across-nodes), or nothing.
-  std::optional<std::string>
-  gang_too_large(const gpu::model_factory& factory,
-                 const runtime::job_spec& spec, uint64_t bytes) const;
+  std::optional<std::string> gang_too_large(const gpu::model_factory& factory,
+                                            const runtime::job_spec& spec,
+                                            uint64_t bytes) const;
 
   /// The rank of gang `rec`'s running attempt whose lease is `lease`, or
   /// -1.

@@ -26,9 +26,9 @@ job_record& job_table::add(runtime::job_spec spec, time_point t) {
   auto& rec = restore(runtime::job_id{next_id_ + 1}, std::move(spec), t);
   rec.result.state = runtime::job_state::queued;
   rec.result.model = rec.spec.model;
-  rec.result.endpoint = rec.spec.endpoint;
   rec.result.priority = rec.spec.priority;
   rec.result.steps = rec.spec.steps;
+  rec.result.endpoint = rec.spec.endpoint;
   return rec;
 }
 
@@ -66,6 +66,17 @@ std::optional<job_table::time_point> job_table::retire(const job_record& rec,
   while (finished_.size() > limits_.max_results)
     forget_oldest();
   return first_expiry;
+}
+
+void job_table::reopen(job_record& rec, time_point t) {
+  auto i = std::find_if(finished_.begin(), finished_.end(), [&](const auto& x) {
+    return x.second == rec.result.id;
+  });
+  if (i != finished_.end())
+    finished_.erase(i);
+  rec.seq = next_ticket();
+  rec.accepted = t;
+  rec.queued_since = t;
 }
 
 job_table::time_point job_table::expire(time_point t) {
@@ -124,7 +135,8 @@ job_table::listing(const runtime::list_query& query) const {
   std::vector<const job_record*> active;
   std::vector<const job_record*> ended;
   for (const auto& entry : records_)
-    (entry.second.ended() ? ended : active).push_back(&entry.second);
+    if (query.endpoint.empty() || entry.second.spec.endpoint == query.endpoint)
+      (entry.second.ended() ? ended : active).push_back(&entry.second);
   std::sort(active.begin(), active.end(),
             [](auto x, auto y) { return x->seq < y->seq; });
   std::sort(ended.begin(), ended.end(),

@@ -36,16 +36,15 @@ namespace {
 constexpr std::uint32_t record_version = 1;
 
 /// job_spec's version: 2 added `ranks` (version 1 records are jobs of one
-/// rank).
-constexpr std::uint32_t job_spec_version = 2;
+/// rank), 3 `endpoint` (empty in older records).
+constexpr std::uint32_t job_spec_version = 3;
 
 void check_version(const char* type, std::uint32_t version,
                    std::uint32_t newest = record_version) {
   if (version > newest)
-    throw cereal::Exception(std::string{"a "} + type + " record of version "
-                            + std::to_string(version)
-                            + "; this vidnode reads up to version "
-                            + std::to_string(newest));
+    throw cereal::Exception(
+      std::string{"a "} + type + " record of version " + std::to_string(version)
+      + "; this vidnode reads up to version " + std::to_string(newest));
 }
 
 int64_t nanos(caf::timespan x) noexcept {
@@ -106,7 +105,7 @@ void save(Archive& ar, const job_spec& x, std::uint32_t) {
   ar(x.model, x.prompt, x.width, x.height, x.frames, x.fps, x.steps, x.seed,
      x.priority, nanos(x.queue_timeout), nanos(x.run_timeout),
      x.idempotency_key, x.options, x.audio_url, x.output_url, x.webhook_url,
-     x.ranks);
+     x.ranks, x.endpoint);
 }
 
 template <class Archive>
@@ -120,6 +119,9 @@ void load(Archive& ar, job_spec& x, std::uint32_t version) {
   x.ranks = 1;
   if (version >= 2)
     ar(x.ranks);
+  x.endpoint.clear();
+  if (version >= 3)
+    ar(x.endpoint);
   x.queue_timeout = caf::timespan{queue_timeout};
   x.run_timeout = caf::timespan{run_timeout};
 }

@@ -16,6 +16,8 @@ node_observer::~node_observer() = default;
 
 void node_observer::job_accepted(const std::string&, int32_t) {}
 
+void node_observer::job_retried(const std::string&, int32_t) {}
+
 void node_observer::job_ended(const job_end&) {}
 
 void node_observer::device_failed(const std::string&, const std::string&,

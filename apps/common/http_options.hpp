@@ -137,6 +137,8 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
   opts.tls_certificate = tls.certificate;
   opts.tls_key = tls.key;
   opts.tls_passphrase = tls.passphrase;
+  if (auto err = net::http_gateway::check(opts))
+    return usage("--" + runtime::detail_of(err));
   opts.links =
     std::make_shared<net::http_links>(detail::link_secret(state_dir));
   return 0;

@@ -193,6 +193,9 @@ int main(int argc, char** argv) {
   watch->add_option("id", id_text, "Job id")->required();
   auto cancel = app.add_subcommand("cancel", "Cancel a queued or running job");
   cancel->add_option("id", id_text, "Job id")->required();
+  auto retry = app.add_subcommand(
+    "retry", "Queue a failed or timed-out job again under its id");
+  retry->add_option("id", id_text, "Job id")->required();
 
   // -- node commands --------------------------------------------------------
   runtime::list_query query;
@@ -270,7 +273,7 @@ int main(int argc, char** argv) {
     }
   }
   caf::expected<runtime::job_id> id = runtime::job_id{};
-  if (*status || *wait || *watch || *cancel || *fetch) {
+  if (*status || *wait || *watch || *cancel || *retry || *fetch) {
     id = parse_id(id_text);
     if (!id) {
       std::cerr << "vidctl: " << runtime::detail_of(id.error()) << "\n";
@@ -394,6 +397,13 @@ int main(int argc, char** argv) {
   }
   if (*cancel) {
     auto result = node.cancel(*id);
+    if (!result)
+      return fail(result.error());
+    print_result(*result);
+    return 0;
+  }
+  if (*retry) {
+    auto result = node.retry(*id);
     if (!result)
       return fail(result.error());
     print_result(*result);

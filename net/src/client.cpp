@@ -369,6 +369,11 @@ caf::expected<runtime::job_result> client::cancel(runtime::job_id id) {
                                    runtime::cancel_atom::value, id);
 }
 
+caf::expected<runtime::job_result> client::retry(runtime::job_id id) {
+  return call<runtime::job_result>(opts_.request_timeout,
+                                   runtime::retry_atom::value, id);
+}
+
 caf::expected<std::vector<runtime::job_result>>
 client::list(const runtime::list_query& query) {
   return call<std::vector<runtime::job_result>>(

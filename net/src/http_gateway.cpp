@@ -3,6 +3,8 @@
 #include <atomic>
 #include <thread>
 
+#include <unistd.h>
+
 #include <caf/scoped_actor.hpp>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -106,6 +108,19 @@ void use_json_errors(httplib::Server& server) {
 }
 
 } // namespace
+
+caf::error http_gateway::check(const http_gateway_options& opts) {
+  if (auto err = check_options(opts))
+    return err;
+  detail::api_keys keys{opts.api_key_file};
+  if (auto err = keys.reload())
+    return err;
+  for (const auto* file : {&opts.tls_certificate, &opts.tls_key})
+    if (!file->empty() && ::access(file->c_str(), R_OK) != 0)
+      return bad_option("http-listen: the TLS file '" + *file
+                        + "' cannot be read");
+  return caf::none;
+}
 
 http_gateway::http_gateway(std::unique_ptr<impl> state)
   : impl_(std::move(state)) {}

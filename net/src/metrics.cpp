@@ -48,6 +48,12 @@ struct event_metrics {
       .Name("vidnode_jobs_accepted_total")
       .Help("Jobs accepted by this node's admission (durably, with a journal)")
       .Register(*registry);
+  pm::Family<pm::Counter>& retried =
+    pm::BuildCounter()
+      .Name("vidnode_jobs_retried_total")
+      .Help("Failed or timed-out jobs queued again by a client's retry "
+            "(durably, with a journal)")
+      .Register(*registry);
   pm::Family<pm::Counter>& ended =
     pm::BuildCounter()
       .Name("vidnode_jobs_ended_total")
@@ -115,6 +121,11 @@ public:
 
   void job_accepted(const std::string& model, int32_t priority) override {
     m_->accepted.Add({{"model", model}, {"priority", std::to_string(priority)}})
+      .Increment();
+  }
+
+  void job_retried(const std::string& model, int32_t priority) override {
+    m_->retried.Add({{"model", model}, {"priority", std::to_string(priority)}})
       .Increment();
   }
 

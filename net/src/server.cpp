@@ -114,7 +114,9 @@ gateway_actor::behavior_type gateway(gateway_pointer self,
       return forward<job_result>(self, x, id, max_wait);
     },
     [=](cancel_atom x, job_id id) { return forward<job_result>(self, x, id); },
-    [=](runtime::retry_atom x, job_id id) { return forward<job_result>(self, x, id); },
+    [=](runtime::retry_atom x, job_id id) {
+      return forward<job_result>(self, x, id);
+    },
     [=](list_atom x, list_query& query) {
       return forward<std::vector<job_result>>(self, x, std::move(query));
     },

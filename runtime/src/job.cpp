@@ -31,7 +31,8 @@ bool operator==(const job_spec& x, const job_spec& y) noexcept {
          && x.queue_timeout == y.queue_timeout && x.run_timeout == y.run_timeout
          && x.idempotency_key == y.idempotency_key && x.options == y.options
          && x.audio_url == y.audio_url && x.output_url == y.output_url
-         && x.webhook_url == y.webhook_url && x.ranks == y.ranks;
+         && x.webhook_url == y.webhook_url && x.ranks == y.ranks
+         && x.endpoint == y.endpoint;
 }
 
 } // namespace vidnode::runtime

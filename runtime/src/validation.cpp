@@ -123,6 +123,16 @@ std::optional<std::string> invalid_model_name(const std::string& model) {
   return std::nullopt;
 }
 
+std::optional<std::string> invalid_endpoint_name(const std::string& endpoint) {
+  if (endpoint.size() > job_limits::max_endpoint_bytes)
+    return "longer than " + std::to_string(job_limits::max_endpoint_bytes)
+           + " characters";
+  for (char c : endpoint)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+      return "may only contain letters, digits and - _";
+  return std::nullopt;
+}
+
 caf::error validate(const job_spec& spec) {
   using lim = job_limits;
   if (auto why = invalid_model_name(spec.model))
@@ -185,6 +195,8 @@ caf::error validate(const job_spec& spec) {
     return err;
   if (auto err = check_url("webhook_url", spec.webhook_url, {"http", "https"}))
     return err;
+  if (auto why = invalid_endpoint_name(spec.endpoint))
+    return bad("endpoint", *why);
   return caf::none;
 }
 

@@ -92,6 +92,7 @@ journaled_job full_job(uint64_t id) {
   spec.audio_url = "https://example.com/audio/" + std::to_string(id) + ".wav";
   spec.output_url = "https://bucket.example.com/out/" + std::to_string(id);
   spec.webhook_url = "https://hooks.example.com/done";
+  spec.endpoint = "endpoint-" + std::to_string(id);
   auto& result = job.result;
   result.id = runtime::job_id{id};
   result.state = runtime::job_state::succeeded;
@@ -286,6 +287,73 @@ TEST_CASE("every field of a job and the estimates survive a close and a "
           {"sim|512x512x16", 150}, {"toy|256x256x8", 300}, {"cpu|8x8x1", 400}});
   store.reset();
   CHECK(open_store(s.dir.path())->contents().generation == 3);
+}
+
+TEST_CASE("a job's HTTP gateway endpoint survives a close and a reopen",
+          "[journal]") {
+  scratch s;
+  auto job = full_job(1);
+  job.spec.endpoint = "text-to-video_v2";
+  auto plain = full_job(2);
+  plain.spec.endpoint.clear();
+  {
+    auto store = open_store(s.dir.path());
+    journal_batch batch;
+    batch.jobs = {job, plain};
+    REQUIRE_FALSE(store->commit(batch));
+  }
+  auto store = open_store(s.dir.path());
+  auto& jobs = store->contents().jobs;
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].spec.endpoint == "text-to-video_v2");
+  CHECK(jobs[1].spec.endpoint.empty());
+  check_same(jobs[0], job);
+  check_same(jobs[1], plain);
+}
+
+TEST_CASE("a job_spec record of an older version decodes with the fields it "
+          "lacks at their defaults",
+          "[journal]") {
+  scratch s;
+  // The spec's model is found by its bytes (its size, then the name) in
+  // the record: its class version is the 4 bytes before it. The spec's
+  // last fields, ranks (4 bytes) and endpoint's size (8 bytes, empty), come
+  // before the 16 bytes of charged_failures, lease and device_index.
+  const std::string model = "sim-old-record";
+  auto job = full_job(1);
+  job.spec.model = model;
+  job.spec.endpoint.clear();
+  job.spec.ranks = 1;
+  {
+    auto store = open_store(s.dir.path());
+    journal_batch batch;
+    batch.jobs = {job};
+    REQUIRE_FALSE(store->commit(batch));
+  }
+  // (A concatenation is text, which instr would count in characters.)
+  auto at =
+    "instr(record, CAST(X'0E00000000000000' || '" + model + "' AS BLOB))";
+  std::string version;
+  std::string kept_bytes;
+  SECTION("version 2: no endpoint") {
+    version = "X'02000000'";
+    kept_bytes = "length(record) - 23 - " + at;
+  }
+  SECTION("version 1: neither ranks nor endpoint") {
+    version = "X'01000000'";
+    kept_bytes = "length(record) - 27 - " + at;
+  }
+  run_sql(s.db, "UPDATE jobs SET record = CAST(substr(record, 1, " + at
+                  + " - 5) || " + version + " || substr(record, " + at + ", "
+                  + kept_bytes
+                  + ") || substr(record, length(record) - 15) AS BLOB) "
+                    "WHERE id = 1;");
+  auto store = open_store(s.dir.path());
+  auto& jobs = store->contents().jobs;
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].spec.endpoint.empty());
+  CHECK(jobs[0].spec.ranks == 1);
+  check_same(jobs[0], job);
 }
 
 TEST_CASE("each opening records its lease grace for the next, which reads "

@@ -284,7 +284,7 @@ TEST_CASE("an output directory that is a file or cannot be created is "
 
 TEST_CASE("an empty job id is refused with a usage error before connecting",
           "[integration]") {
-  for (auto command : {"status", "wait", "watch", "cancel"}) {
+  for (auto command : {"status", "wait", "watch", "cancel", "retry"}) {
     auto r = run_vidctl({command, ""});
     INFO(command << ": " << r.err);
     CHECK(r.status == 2);
@@ -378,4 +378,47 @@ TEST_CASE("an empty value given explicitly to vidctl is refused with a "
   auto r = run_vidctl({"--timeout", "2s", "submit", "--prompt", ""});
   INFO(r.err);
   CHECK(r.status == 3);
+}
+
+TEST_CASE("vidctl retry queues a job that failed by a fault again under its "
+          "id, where it succeeds, and refuses a job that did not fail",
+          "[integration][cli]") {
+  node_process node{{"--devices", "sim:2", "--max-attempts", "1"}};
+  // A long job takes sim:0, the first of two idle devices, so the job that
+  // crashes on sim:1 runs there and fails. Once the long job is cancelled,
+  // the retry goes to sim:0, which has the model.
+  auto blocker = node.vidctl_json(
+    {"submit", "--steps", "600", "--option", "step_ms=100"})["id"];
+  auto blocker_id = std::to_string(blocker.get<uint64_t>());
+  REQUIRE(node.vidctl_json({"status", blocker_id})["device"] == "sim:0");
+  auto failed =
+    node.vidctl({"submit", "--steps", "2", "--option", "step_ms=1", "--option",
+                 "fault=crash-on-sim:1@1", "--wait", "--json"});
+  INFO(failed.err);
+  REQUIRE(failed.status == 1);
+  auto result = nlohmann::json::parse(failed.out);
+  REQUIRE(result["state"] == "failed");
+  CHECK(result["device"] == "sim:1");
+  auto id = std::to_string(result["id"].get<uint64_t>());
+  node.vidctl_json({"cancel", blocker_id});
+
+  auto retried = node.vidctl({"retry", id});
+  INFO(retried.err);
+  CHECK(retried.status == 0);
+  CHECK_THAT(retried.out, Catch::Contains("job " + id));
+  auto done = node.vidctl_json({"wait", id});
+  CHECK(done["id"] == result["id"]);
+  CHECK(done["state"] == "succeeded");
+  CHECK(done["device"] == "sim:0");
+  CHECK(done["attempts"] == 1);
+  CHECK(done["error"].is_null());
+
+  auto refused = node.vidctl({"retry", id});
+  CHECK(refused.status == 4);
+  CHECK_THAT(refused.err, Catch::Contains("job " + id
+                                          + " is succeeded: only failed or "
+                                            "timed-out jobs can be retried"));
+  auto unknown = node.vidctl({"retry", "999"});
+  CHECK(unknown.status == 4);
+  CHECK_THAT(unknown.err, Catch::Contains("no job 999"));
 }

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,19 @@ json wait_for(const node_process& node, const std::string& id) {
   INFO("vidnode: " << node.process->stderr_text());
   REQUIRE(!r.out.empty());
   return json::parse(r.out);
+}
+
+/// Waits up to 10 s until `device` of `node` is idle (a crashed worker is
+/// back).
+void wait_until_idle(const node_process& node, const std::string& device) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    for (const auto& d : node.vidctl_json({"nodes"}))
+      if (d["device"] == device && d["state"] == "idle")
+        return;
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(50ms);
+  }
 }
 
 /// Starts a head on `dir`, submits a 2 s job that takes its only device
@@ -127,6 +141,45 @@ TEST_CASE("a head killed with SIGKILL keeps its jobs: queued ones run by "
   // A new job gets a new id.
   auto fresh = std::stoull(submit(*head, {"--steps", "0"}));
   CHECK(fresh > std::stoull(low));
+}
+
+TEST_CASE("a retried job is journaled: a head killed while it waits runs it "
+          "after the restart, under its id",
+          "[journal][retry]") {
+  temp_directory dir{"vidnode-journal"};
+  std::vector<std::string> args = {"--devices", "sim:2",          "--state-dir",
+                                   dir.path(),  "--max-attempts", "1"};
+  auto head = std::make_unique<node_process>(args);
+  // A long job takes sim:0, so the job that crashes on sim:1 fails there;
+  // another long job then takes sim:1, and the retry waits in the queue.
+  std::vector<std::string> long_job = {"--steps", "600", "--option",
+                                       "step_ms=100"};
+  auto first_blocker = submit(*head, long_job);
+  REQUIRE(status(*head, first_blocker)["device"] == "sim:0");
+  auto failed =
+    head->vidctl({"submit", "--steps", "2", "--option", "step_ms=1", "--option",
+                  "fault=crash-on-sim:1@1", "--wait", "--json"});
+  INFO(failed.err);
+  REQUIRE(failed.status == 1);
+  auto id = std::to_string(json::parse(failed.out)["id"].get<uint64_t>());
+  wait_until_idle(*head, "sim:1");
+  auto second_blocker = submit(*head, long_job);
+  REQUIRE(status(*head, second_blocker)["device"] == "sim:1");
+  auto retried = head->vidctl_json({"retry", id});
+  CHECK(retried["state"] == "queued");
+  kill_hard(*head);
+
+  // Only sim:0 now; the long jobs' attempts were interrupted and charged,
+  // which ends them at --max-attempts 1.
+  args[1] = "sim:1";
+  head = std::make_unique<node_process>(args);
+  auto result = wait_for(*head, id);
+  CHECK(result["state"] == "succeeded");
+  CHECK(result["attempts"] == 1);
+  CHECK(result["device"] == "sim:0");
+  CHECK(result["accepted_at"] == retried["accepted_at"]);
+  CHECK(status(*head, first_blocker)["state"] == "failed");
+  CHECK(status(*head, second_blocker)["state"] == "failed");
 }
 
 TEST_CASE("a queue timeout runs from the job's first acceptance across a "

@@ -70,6 +70,7 @@ forgetful_gateway_actor::behavior_type forgetful_gateway(
       return unused();
     },
     [=](cancel_atom, job_id) -> caf::result<job_result> { return unused(); },
+    [=](retry_atom, job_id) -> caf::result<job_result> { return unused(); },
     [=](list_atom, list_query&) -> caf::result<std::vector<job_result>> {
       return unused();
     },

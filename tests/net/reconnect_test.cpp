@@ -130,6 +130,7 @@ fake_head(fake_head_actor::stateful_pointer<fake_head_state> self,
       return promise;
     },
     [=](cancel_atom, job_id) -> caf::result<job_result> { return unused(); },
+    [=](retry_atom, job_id) -> caf::result<job_result> { return unused(); },
     [=](list_atom, list_query&) -> caf::result<std::vector<job_result>> {
       return unused();
     },

@@ -142,6 +142,33 @@ TEST_CASE("the first bad field in declaration order is the one reported",
   CHECK(detail_of(err) == "model: must not be empty");
 }
 
+TEST_CASE("an endpoint is empty or 1 to 64 letters, digits, dashes and "
+          "underscores",
+          "[validation]") {
+  for (std::string endpoint :
+       {std::string{}, std::string{"a"}, std::string{"my-endpoint_2"},
+        std::string{"ABC-xyz_09"}, std::string(64, 'e')}) {
+    INFO("endpoint '" << endpoint << "'");
+    CHECK_FALSE(validate(with([&](job_spec& s) { s.endpoint = endpoint; })));
+    CHECK_FALSE(vidnode::runtime::invalid_endpoint_name(endpoint));
+  }
+  for (std::string endpoint :
+       {std::string(65, 'e'), std::string{"a b"}, std::string{"a/b"},
+        std::string{"a.b"}, std::string{"end:point"},
+        std::string{"caf\xc3\xa9"}, std::string{"x\n"}, std::string{"../v2"}}) {
+    INFO("endpoint '" << endpoint << "'");
+    auto err = validate(with([&](job_spec& s) { s.endpoint = endpoint; }));
+    CHECK(is(err, errc::invalid_request));
+    CHECK(detail_of(err).rfind("endpoint: ", 0) == 0);
+    CHECK(vidnode::runtime::invalid_endpoint_name(endpoint));
+  }
+  CHECK(detail_of(validate(
+          with([](job_spec& s) { s.endpoint = std::string(65, 'e'); })))
+        == "endpoint: longer than 64 characters");
+  CHECK(detail_of(validate(with([](job_spec& s) { s.endpoint = "a.b"; })))
+        == "endpoint: may only contain letters, digits and - _");
+}
+
 TEST_CASE("a model pattern matches its own name, or with a trailing star "
           "every longer name that starts with its prefix",
           "[validation]") {

@@ -134,6 +134,11 @@ deterministic_fixture::cancel(runtime::job_id id) {
   return ask<runtime::job_result>(runtime::cancel_atom::value, id);
 }
 
+std::shared_ptr<reply<runtime::job_result>>
+deterministic_fixture::retry(runtime::job_id id) {
+  return ask<runtime::job_result>(runtime::retry_atom::value, id);
+}
+
 std::shared_ptr<reply<std::vector<runtime::job_result>>>
 deterministic_fixture::list(runtime::list_query query) {
   return ask<std::vector<runtime::job_result>>(runtime::list_atom::value,

@@ -89,6 +89,7 @@ public:
   std::shared_ptr<reply<runtime::job_result>>
   wait(runtime::job_id id, caf::timespan max_wait = caf::timespan{0});
   std::shared_ptr<reply<runtime::job_result>> cancel(runtime::job_id id);
+  std::shared_ptr<reply<runtime::job_result>> retry(runtime::job_id id);
   std::shared_ptr<reply<std::vector<runtime::job_result>>>
   list(runtime::list_query query = {});
   std::shared_ptr<reply<std::vector<runtime::device_status>>> nodes();

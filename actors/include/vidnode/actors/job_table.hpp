@@ -26,7 +26,6 @@
 
 namespace vidnode::actors {
 
-/// Admission's record of one accepted job.
 /// One rank of a gang's running attempt (job_spec::ranks > 1).
 struct gang_rank {
   /// Ledger slot of its device; -1 once its device is released.
@@ -41,6 +40,18 @@ struct gang_rank {
   bool done = false;
 };
 
+/// What a client's retry of an ended job changes in its record besides
+/// resetting its result, kept until the retry is journaled (admission gives
+/// it back when the journal refuses the retry).
+struct retried_end {
+  runtime::job_result result;
+  uint64_t seq = 0;
+  caf::actor_clock::time_point accepted;
+  int32_t charged_failures = 0;
+  std::vector<int32_t> crashed_on;
+};
+
+/// Admission's record of one accepted job.
 struct job_record {
   using time_point = caf::actor_clock::time_point;
   using result_promise = caf::typed_response_promise<runtime::job_result>;
@@ -127,6 +138,9 @@ struct job_record {
   std::vector<std::pair<uint64_t, result_promise>> waiters;
   /// Subscribers to the job's events.
   std::vector<runtime::job_observer_actor> observers;
+  /// The job's end before a client retried it, while the retry is not
+  /// journaled yet.
+  std::optional<retried_end> before_retry;
 
   /// Whether the job has ended.
   bool ended() const noexcept {
@@ -199,6 +213,12 @@ public:
   /// for it), else nothing.
   std::optional<time_point> retire(const job_record& rec, time_point t);
 
+  /// Takes ended `rec` out of the finished results and makes it a job
+  /// accepted at `t`: the next acceptance number, `accepted` and
+  /// `queued_since` at `t` (a client's retry). Its result is the caller's
+  /// to reset.
+  void reopen(job_record& rec, time_point t);
+
   /// Forgets the results older than result_ttl at `t`; returns when the next
   /// one expires (time_point::max() if none is kept).
   time_point expire(time_point t);
@@ -216,7 +236,8 @@ public:
                              const runtime::job_result& result);
 
   /// The live jobs in acceptance order, then (with `query.include_finished`)
-  /// the ended ones, newest first; at most `query.limit` (0: all).
+  /// the ended ones, newest first; at most `query.limit` (0: all), only
+  /// those of `query.endpoint` when it is not empty.
   std::vector<const job_record*>
   listing(const runtime::list_query& query) const;
 

@@ -68,6 +68,10 @@ public:
   /// A job was accepted (durably, with a journal) and queues now.
   virtual void job_accepted(const std::string& model, int32_t priority);
 
+  /// A job that had failed or timed out was queued again by a client's
+  /// retry (durably, with a journal); job_accepted is not called for it.
+  virtual void job_retried(const std::string& model, int32_t priority);
+
   /// A job ended.
   virtual void job_ended(const job_end& end);
 

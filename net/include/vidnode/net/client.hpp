@@ -107,6 +107,10 @@ public:
   /// Cancels a job; returns its result (already ended jobs unchanged).
   caf::expected<runtime::job_result> cancel(runtime::job_id id);
 
+  /// Queues a failed or timed-out job again under its id; returns its
+  /// result, queued (see `retry` in runtime/protocol.hpp for the refusals).
+  caf::expected<runtime::job_result> retry(runtime::job_id id);
+
   /// The jobs the node knows (see runtime::list_query).
   caf::expected<std::vector<runtime::job_result>>
   list(const runtime::list_query& query);

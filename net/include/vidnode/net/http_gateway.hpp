@@ -138,6 +138,11 @@ struct http_gateway_options {
 /// non-actor thread.
 class http_gateway {
 public:
+  /// The checks start makes before it binds: the options, the key file and
+  /// the TLS files, so that a program can refuse them before it starts
+  /// anything else. Errors as for start.
+  static caf::error check(const http_gateway_options& opts);
+
   /// Binds `opts.host:opts.port` and starts serving. Errors:
   /// invalid_request for bad options (the option is named: no endpoint, an
   /// endpoint given twice, a non-loopback address without an API key file,

@@ -98,6 +98,8 @@ struct job_spec {
   /// job_limits::max_ranks). Admission places all of them or none; the
   /// model must support it (gpu::pipeline::begin_rank).
   int32_t ranks = 1;
+  /// The HTTP gateway endpoint the job was submitted through
+  /// (`/v2/{endpoint}/`); empty for other clients.
   std::string endpoint;
 
   friend bool operator==(const job_spec& x, const job_spec& y) noexcept;
@@ -111,7 +113,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("vidnode::job_spec"), x.model, x.prompt,
            x.width, x.height, x.frames, x.fps, x.steps, x.seed, x.priority,
            x.queue_timeout, x.run_timeout, x.idempotency_key, x.options,
-           x.audio_url, x.output_url, x.webhook_url, x.ranks);
+           x.audio_url, x.output_url, x.webhook_url, x.ranks, x.endpoint);
 }
 
 /// Where a job stands, or how it ended. Returned by submit-and-wait, status,
@@ -150,6 +152,8 @@ struct job_result {
   /// Total time spent queued (over all attempts) and running (last attempt).
   caf::timespan queue_time{0};
   caf::timespan run_time{0};
+  /// The HTTP gateway endpoint the job was submitted through
+  /// (job_spec::endpoint).
   std::string endpoint;
 };
 
@@ -158,8 +162,8 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("vidnode::job_result"), x.id, x.state, x.error,
            x.output, x.output_node, x.model, x.priority, x.device, x.node,
            x.attempts, x.step, x.steps, x.reserved_bytes, x.accepted_at,
-           x.started_at, x.computed_at, x.finished_at, x.queue_time,
-           x.run_time);
+           x.started_at, x.computed_at, x.finished_at, x.queue_time, x.run_time,
+           x.endpoint);
 }
 
 /// What a subscriber receives: every state change and every step of
@@ -238,13 +242,15 @@ struct list_query {
   bool include_finished = true;
   /// Most jobs returned; 0 means no limit.
   uint32_t limit = 100;
+  /// When not empty, only the jobs submitted through this HTTP gateway
+  /// endpoint (job_spec::endpoint).
   std::string endpoint;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, list_query& x) {
   return f(caf::meta::type_name("vidnode::list_query"), x.include_finished,
-           x.limit);
+           x.limit, x.endpoint);
 }
 
 } // namespace vidnode::runtime

@@ -28,8 +28,10 @@ namespace vidnode::runtime {
 /// Version 2 added `read_output` and job_result::output_node; version 3 the
 /// models a node serves (node registrations, device_status::served_models);
 /// version 4 the attempts a worker node holds when it registers, and the
-/// head's join answer (leases to stop, the lease grace).
-constexpr const char* protocol_version = "vidnode/5";
+/// head's join answer (leases to stop, the lease grace); version 5 gangs
+/// (job_spec::ranks); version 6 the HTTP gateway endpoint of a job
+/// (job_spec, job_result and list_query `endpoint`) and `retry`.
+constexpr const char* protocol_version = "vidnode/6";
 
 /// Submit a job; the reply is its id (or a refusal).
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
@@ -48,8 +50,9 @@ using nodes_atom = caf::atom_constant<caf::atom("nodes")>;
 /// Receive a job's events.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// Read a piece of a job's video file.
-using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using read_output_atom = caf::atom_constant<caf::atom("readout")>;
+/// Queue a failed or timed-out job again under its id.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 /// The length of a chunk clients ask for by default: 1 MiB.
 constexpr uint32_t default_chunk_bytes = uint32_t{1} << 20;
@@ -130,6 +133,19 @@ using job_observer_actor = caf::typed_actor<caf::reacts_to<job_event>>;
 ///   video is lost or gone, the file was removed, a read failed; each named
 ///   in the context). A job whose upload failed or was cancelled still has
 ///   its video file, and reads serve it.
+/// - `retry, id -> result`: a job that ended `failed` or `timed_out`, and
+///   whose result is still kept, is queued again under the same id with the
+///   same spec, as if just accepted: state queued; error, output and
+///   output_node cleared; attempts, step and steps 0; accepted_at now;
+///   started_at, computed_at and finished_at the epoch; queue_time and
+///   run_time 0. It passes the checks of a new submission (shutting_down,
+///   queue_full, unknown_model or worker_lost for a model no node serves
+///   any more, too_large) and is journaled like one (journal_unavailable
+///   when that fails); a refused retry changes nothing. The reply is the
+///   job's snapshot once the retry is durable; subscribers then get its
+///   events as for any job. A job in another state is refused with
+///   invalid_request (its state unchanged); unknown_job if the id is
+///   unknown or its result has expired.
 using admission_actor = caf::typed_actor<
   caf::replies_to<submit_atom, job_spec>::with<job_id>,
   caf::replies_to<execute_atom, job_spec>::with<job_result>,

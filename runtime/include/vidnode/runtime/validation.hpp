@@ -31,11 +31,17 @@ struct job_limits {
   static constexpr size_t max_option_key_bytes = 64;
   static constexpr size_t max_option_value_bytes = 4096;
   static constexpr size_t max_url_bytes = 2048;
+  static constexpr size_t max_endpoint_bytes = 64;
 };
 
 /// Why `model` is not a valid model name ("must not be empty", "may only
 /// contain letters, digits and - _ . : /"), or nothing.
 std::optional<std::string> invalid_model_name(const std::string& model);
+
+/// Why `endpoint` is not a valid HTTP gateway endpoint (job_spec::endpoint:
+/// empty, or 1 to job_limits::max_endpoint_bytes of A-Z a-z 0-9 _ -), or
+/// nothing.
+std::optional<std::string> invalid_endpoint_name(const std::string& endpoint);
 
 /// Checks every field of `spec` against job_limits. Returns none, or
 /// errc::invalid_request whose context names the first bad field and why
