@@ -1,4 +1,5 @@
 #include "http_console.hpp"
+#include "http_runpod.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -52,7 +53,7 @@ reply error_reply(int status, const std::string& code,
 }
 
 reply error_reply(const caf::error& err) {
-  return error_reply(http_status(err), runtime::code_name(err),
+  return error_reply(http_status_of(err), runtime::code_name(err),
                      runtime::describe(err));
 }
 
@@ -185,46 +186,7 @@ void stream_events(const std::shared_ptr<console>& self,
     [self](bool) { --self->streams; });
 }
 
-runtime::job_id parse_id(const std::string& digits) {
-  runtime::job_id id;
-  if (digits.size() > 19)
-    return id;
-  id.value = std::stoull(digits);
-  return id;
-}
-
 } // namespace
-
-int http_status(const caf::error& err) {
-  if (err.category() == caf::atom("system")) {
-    if (static_cast<caf::sec>(err.code()) == caf::sec::request_timeout)
-      return 504;
-    return 500;
-  }
-  if (err.category() != runtime::error_category())
-    return 500;
-  switch (static_cast<runtime::errc>(err.code())) {
-    case runtime::errc::invalid_request:
-    case runtime::errc::unknown_model:
-    case runtime::errc::too_large:
-      return 400;
-    case runtime::errc::unauthorized:
-      return 401;
-    case runtime::errc::unknown_job:
-    case runtime::errc::no_output:
-      return 404;
-    case runtime::errc::queue_full:
-      return 429;
-    case runtime::errc::node_lost:
-    case runtime::errc::output_unavailable:
-      return 502;
-    case runtime::errc::shutting_down:
-    case runtime::errc::journal_unavailable:
-      return 503;
-    default:
-      return 500;
-  }
-}
 
 void add_console_routes(httplib::Server& server,
                         std::shared_ptr<const console_backend> backend) {
@@ -262,7 +224,7 @@ void add_console_routes(httplib::Server& server,
     [self, refused](const httplib::Request& req, httplib::Response& res) {
       if (refused(req, res))
         return;
-      auto id = parse_id(req.matches[1]);
+      auto id = parse_job_id(req.matches[1]);
       if (id.value == 0) {
         send(res, error_reply(404, "unknown_job", "no such job"));
         return;

@@ -53,13 +53,6 @@ inline nlohmann::json error_body(const std::string& code,
   return {{"error", message}, {"code", code}};
 }
 
-/// The HTTP status that answers a request refused with `err`: 400 for a
-/// bad request (invalid_request, unknown_model, too_large), 401
-/// unauthorized, 404 unknown_job and no_output, 429 queue_full, 502
-/// node_lost and output_unavailable, 503 shutting_down and
-/// journal_unavailable, 504 CAF's request_timeout, 500 for anything else.
-int http_status(const caf::error& err);
-
 /// Adds the console's routes to `server`: `GET /` and its assets (no key
 /// needed to load the page itself; the page asks for the key and keeps it
 /// in the browser's session storage), and under `/console/api/` the JSON

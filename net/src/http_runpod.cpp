@@ -368,19 +368,34 @@ job_spec_from_request(const http_endpoint& endpoint, const json& body) {
 }
 
 int http_status_of(const caf::error& err) {
-  if (runtime::is(err, errc::invalid_request)
-      || runtime::is(err, errc::too_large)
-      || runtime::is(err, errc::unknown_model))
-    return 400;
-  if (runtime::is(err, errc::unknown_job))
-    return 404;
-  if (runtime::is(err, errc::queue_full))
-    return 429;
-  if (runtime::is(err, errc::shutting_down))
-    return 503;
-  if (runtime::is(err, errc::node_lost))
-    return 502;
-  return 500;
+  if (err.category() == caf::atom("system")) {
+    if (static_cast<caf::sec>(err.code()) == caf::sec::request_timeout)
+      return 504;
+    return 500;
+  }
+  if (err.category() != runtime::error_category())
+    return 500;
+  switch (static_cast<runtime::errc>(err.code())) {
+    case runtime::errc::invalid_request:
+    case runtime::errc::unknown_model:
+    case runtime::errc::too_large:
+      return 400;
+    case runtime::errc::unauthorized:
+      return 401;
+    case runtime::errc::unknown_job:
+    case runtime::errc::no_output:
+      return 404;
+    case runtime::errc::queue_full:
+      return 429;
+    case runtime::errc::node_lost:
+    case runtime::errc::output_unavailable:
+      return 502;
+    case runtime::errc::shutting_down:
+    case runtime::errc::journal_unavailable:
+      return 503;
+    default:
+      return 500;
+  }
 }
 
 nlohmann::json error_json(const caf::error& err) {

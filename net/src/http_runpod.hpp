@@ -73,8 +73,10 @@ job_spec_from_request(const http_endpoint& endpoint,
 caf::error in_request_terms(caf::error err);
 
 /// The HTTP status for a failed call: 400 invalid_request, too_large and
-/// unknown_model (the request can never run as it is), 404 unknown_job,
-/// 429 queue_full, 503 shutting_down, 502 node_lost, 500 otherwise.
+/// unknown_model (the request can never run as it is), 401 unauthorized,
+/// 404 unknown_job and no_output, 429 queue_full, 502 node_lost and
+/// output_unavailable, 503 shutting_down and journal_unavailable, 504 a
+/// request that timed out, 500 otherwise.
 int http_status_of(const caf::error& err);
 
 /// The JSON body of an error: {"error": message, "code": vidnode's code}.

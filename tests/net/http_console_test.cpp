@@ -6,7 +6,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "../../net/src/http_console.hpp"
+#include "http_console.hpp"
+#include "http_runpod.hpp"
 #include "vidnode/runtime/errc.hpp"
 
 using namespace vidnode;
@@ -288,13 +289,13 @@ TEST_CASE("the event stream sends the state when it changes, and only then",
 }
 
 TEST_CASE("errors map to HTTP statuses", "[console]") {
-  using net::detail::http_status;
-  CHECK(http_status(runtime::make_error(errc::invalid_request)) == 400);
-  CHECK(http_status(runtime::make_error(errc::unknown_model)) == 400);
-  CHECK(http_status(runtime::make_error(errc::unknown_job)) == 404);
-  CHECK(http_status(runtime::make_error(errc::queue_full)) == 429);
-  CHECK(http_status(runtime::make_error(errc::shutting_down)) == 503);
-  CHECK(http_status(runtime::make_error(errc::node_lost)) == 502);
-  CHECK(http_status(runtime::make_error(errc::internal)) == 500);
-  CHECK(http_status(caf::make_error(caf::sec::request_timeout)) == 504);
+  using net::detail::http_status_of;
+  CHECK(http_status_of(runtime::make_error(errc::invalid_request)) == 400);
+  CHECK(http_status_of(runtime::make_error(errc::unknown_model)) == 400);
+  CHECK(http_status_of(runtime::make_error(errc::unknown_job)) == 404);
+  CHECK(http_status_of(runtime::make_error(errc::queue_full)) == 429);
+  CHECK(http_status_of(runtime::make_error(errc::shutting_down)) == 503);
+  CHECK(http_status_of(runtime::make_error(errc::node_lost)) == 502);
+  CHECK(http_status_of(runtime::make_error(errc::internal)) == 500);
+  CHECK(http_status_of(caf::make_error(caf::sec::request_timeout)) == 504);
 }
