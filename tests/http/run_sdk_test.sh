@@ -37,8 +37,10 @@ trap 'exit 130' INT TERM
 
 export npm_config_cache=$work/npm-cache npm_config_update_notifier=false \
   npm_config_fund=false npm_config_audit=false
-if ! timeout 30 npm ping >"$work/npm-ping.log" 2>&1; then
-  echo "SKIPPED: the npm registry cannot be reached ($(tail -n 1 "$work/npm-ping.log"))"
+if ! timeout 30 npm ping --fetch-retries=0 --fetch-timeout=10000 \
+  >"$work/npm-ping.log" 2>&1; then
+  why=$(grep -m 1 -E 'FetchError|code E' "$work/npm-ping.log" || tail -n 1 "$work/npm-ping.log")
+  echo "SKIPPED: the npm registry cannot be reached (npm ping: ${why:-timed out})"
   exit 0
 fi
 if ! timeout 180 npm install --prefix "$work/sdk" "runpod-sdk@$sdk_version" \
