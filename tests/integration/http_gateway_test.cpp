@@ -272,18 +272,22 @@ private:
   std::vector<std::pair<std::string, std::string>> received_;
 };
 
-void require_webhook_shape(const std::string& body, const std::string& id) {
-  INFO(body);
+/// Checks that a webhook's body is the job's Runpod status body (CHECKs
+/// only: the test goes on to count the retries).
+void check_webhook_shape(const std::string& body, const std::string& id) {
+  INFO("webhook body: " << body);
   auto hook = json::parse(body, nullptr, false);
-  REQUIRE(hook.is_object());
-  CHECK(hook.value("id", "") == id);
-  CHECK(hook.value("status", "") == "COMPLETED");
-  REQUIRE(hook.contains("delayTime"));
-  CHECK(hook.at("delayTime").is_number_integer());
-  REQUIRE(hook.contains("executionTime"));
-  CHECK(hook.at("executionTime").is_number_integer());
-  REQUIRE(hook.contains("output"));
-  CHECK(hook.at("output").value("video_url", "").rfind("http://", 0) == 0);
+  CHECK(hook.is_object());
+  if (!hook.is_object())
+    return;
+  CHECK((hook.contains("id") && hook.at("id") == id));
+  CHECK((hook.contains("status") && hook.at("status") == "COMPLETED"));
+  CHECK(
+    (hook.contains("delayTime") && hook.at("delayTime").is_number_integer()));
+  CHECK((hook.contains("executionTime")
+         && hook.at("executionTime").is_number_integer()));
+  CHECK((hook.contains("output") && hook.at("output").is_object()
+         && hook.at("output").value("video_url", "").rfind("http://", 0) == 0));
 }
 
 } // namespace
@@ -559,17 +563,18 @@ TEST_CASE("HTTP gateway: a webhook gets the status body once the job ends, "
   auto id = node.run({{"prompt", "hook"}}, {{"webhook", receiver.url("/ok")}});
   auto bodies = receiver.wait_for("/ok", 1, 30s);
   REQUIRE(bodies.size() == 1);
-  require_webhook_shape(bodies.front(), id);
+  check_webhook_shape(bodies.front(), id);
   auto status = node.status(id);
-  auto hook = json::parse(bodies.front());
-  CHECK(hook.at("output") == status.at("output"));
+  auto hook = json::parse(bodies.front(), nullptr, false);
+  CHECK((hook.is_object() && hook.contains("output")
+         && hook.at("output") == status.at("output")));
 
   auto flaky =
     node.run({{"prompt", "hook"}}, {{"webhook", receiver.url("/flaky")}});
   bodies = receiver.wait_for("/flaky", 3, 30s);
   REQUIRE(bodies.size() == 3);
   for (const auto& body : bodies)
-    require_webhook_shape(body, flaky);
+    check_webhook_shape(body, flaky);
   CHECK(receiver.wait_for("/flaky", 4, 1s).size() == 3);
   CHECK(receiver.wait_for("/ok", 2, 10ms).size() == 1);
 }
