@@ -11,7 +11,7 @@
 ///   without the load (target: within 2%). Skipped with the reason without
 ///   wrk (Debian: apt-get install wrk).
 ///
-/// Usage: bench_http_gateway [SCALE]
+/// Usage: bench_http_gateway [SCALE [round-trip|load]]
 
 #include <signal.h>
 #include <unistd.h>
@@ -22,6 +22,7 @@
 #include <iostream>
 #include <optional>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -85,10 +86,8 @@ public:
       if (line->rfind(http_prefix, 0) == 0)
         http_port = std::stoi(line->substr(http_prefix.size()));
     }
-    if (caf_port == 0 || http_port == 0) {
-      std::cerr << "vidnode did not start: " << node_->stderr_text() << "\n";
-      std::exit(1);
-    }
+    if (caf_port == 0 || http_port == 0)
+      fail("vidnode did not start: " + node_->stderr_text());
   }
 
   ~gateway_head() {
@@ -103,9 +102,14 @@ private:
   std::unique_ptr<test::child_process> node_;
 };
 
+/// Thrown on any failure, so that main's destructors stop vidnode, wrk and
+/// the temporary directory.
+struct bench_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 [[noreturn]] void fail(const std::string& what) {
-  std::cerr << "bench_http_gateway: " << what << "\n";
-  std::exit(1);
+  throw bench_failure{what};
 }
 
 std::unique_ptr<net::client> connect_caf(uint16_t port) {
@@ -374,12 +378,17 @@ void load_table(const gateway_head& head, double factor) {
 int main(int argc, char** argv) {
   using namespace vidnode::bench;
   auto factor = scale(argc, argv);
-  vidnode::test::temp_directory dir{"bench-http-gateway"};
-  gateway_head head{dir.path()};
   std::string only = argc > 2 ? argv[2] : "";
-  if (only.empty() || only == "round-trip")
-    round_trip_table(head, factor);
-  if (only.empty() || only == "load")
-    load_table(head, factor);
+  try {
+    vidnode::test::temp_directory dir{"bench-http-gateway"};
+    gateway_head head{dir.path()};
+    if (only.empty() || only == "round-trip")
+      round_trip_table(head, factor);
+    if (only.empty() || only == "load")
+      load_table(head, factor);
+  } catch (const bench_failure& failure) {
+    std::cerr << "bench_http_gateway: " << failure.what() << "\n";
+    return 1;
+  }
   return 0;
 }
