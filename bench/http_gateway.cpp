@@ -45,6 +45,16 @@ using nlohmann::json;
 
 constexpr const char* api_key = "bench-key-0123456789";
 
+/// Thrown on any failure, so that main's destructors stop vidnode, wrk and
+/// the temporary directory.
+struct bench_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& what) {
+  throw bench_failure{what};
+}
+
 /// A vidnode head with 4 sim devices, its HTTP gateway and CAF port.
 class gateway_head {
 public:
@@ -101,16 +111,6 @@ public:
 private:
   std::unique_ptr<test::child_process> node_;
 };
-
-/// Thrown on any failure, so that main's destructors stop vidnode, wrk and
-/// the temporary directory.
-struct bench_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-[[noreturn]] void fail(const std::string& what) {
-  throw bench_failure{what};
-}
 
 std::unique_ptr<net::client> connect_caf(uint16_t port) {
   net::client::options opts;
