@@ -292,8 +292,8 @@ void check_webhook_shape(const std::string& body, const std::string& id) {
 
 } // namespace
 
-TEST_CASE("HTTP gateway: both Authorization forms are accepted; a missing, "
-          "wrong or malformed key gets 401 and creates nothing",
+TEST_CASE("HTTP gateway: both Authorization forms are accepted, and a "
+          "missing, wrong or malformed key gets 401 and creates nothing",
           "[http]") {
   gateway_node node;
   const json body = {{"input", {{"prompt", "auth"}}}};
@@ -463,7 +463,7 @@ TEST_CASE("HTTP gateway: a full queue gets 429", "[http]") {
 }
 
 TEST_CASE("HTTP gateway: Range requests on a video_url answer 206 with the "
-          "file's slice; a bad signature gets 401",
+          "file's slice, and a bad signature gets 401",
           "[http]") {
   gateway_node node;
   auto id = node.run({{"prompt", "range"}});
@@ -524,7 +524,7 @@ TEST_CASE("HTTP gateway: Range requests on a video_url answer 206 with the "
 // invalid_request "TEMP" and this test fails (on purpose: it states the
 // behaviour Runpod's API has).
 TEST_CASE("HTTP gateway: retry of a FAILED job queues the same id again, "
-          "which then completes [needs the real retry]",
+          "which then completes (fails until the real retry lands)",
           "[http][retry]") {
   gateway_node node{{"--max-attempts", "1"}};
   auto id = node.run({{"prompt", "flaky"}, {"fault", "crash@2"}});
