@@ -346,12 +346,46 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
              }));
 }
 
+/// The ranges httplib parsed from a request's Range header, which it
+/// applies to the answer's body. httplib hands handlers a const request
+/// it owns as a mutable object, so changing them is sound.
+httplib::Ranges& mutable_ranges(const Request& req) {
+  return const_cast<Request&>(req).ranges;
+}
+
+/// `ranges` clipped to a file of `size` bytes (RFC 9110, 14.1.2): an end
+/// past the file ends at its last byte, a suffix longer than the file is
+/// the whole file, a range that starts past the end is dropped. Empty
+/// when none is left (the answer is then 416).
+httplib::Ranges clip_ranges(const httplib::Ranges& ranges, size_t size) {
+  httplib::Ranges clipped;
+  auto last_byte = static_cast<ssize_t>(size) - 1;
+  for (auto [first, last] : ranges) {
+    if (size == 0)
+      break;
+    if (first < 0) {
+      if (last <= 0)
+        continue;
+      clipped.emplace_back(std::max<ssize_t>(0, last_byte + 1 - last),
+                           last_byte);
+    } else if (first <= last_byte) {
+      clipped.emplace_back(first,
+                           last < 0 || last > last_byte ? last_byte : last);
+    }
+  }
+  return clipped;
+}
+
 /// GET /output/{id}.mp4: the video file of a succeeded job, from whichever
 /// node holds it, read through admission piece by piece as the client
 /// reads; Range requests are answered with 206 by httplib.
 void add_video_route(httplib::Server& server, const state_ptr& state) {
   server.Get(
     R"(/output/([0-9]+)\.mp4)", [state](const Request& req, Response& res) {
+      // httplib applies a request's ranges to whatever the answer is: keep
+      // them away from error bodies, and clip them to the file first.
+      auto requested = std::move(mutable_ranges(req));
+      mutable_ranges(req).clear();
       auto id = parse_job_id(req.matches[1]);
       if (id.value == 0)
         return reply_error(
@@ -368,6 +402,20 @@ void add_video_route(httplib::Server& server, const state_ptr& state) {
       if (!probe)
         return reply_error(res, probe.error());
       auto size = static_cast<size_t>(probe->size);
+      if (!requested.empty()) {
+        auto clipped = clip_ranges(requested, size);
+        if (clipped.empty()) {
+          res.set_header("Content-Range", "bytes */" + std::to_string(size));
+          return reply(res,
+                       error_body("range_not_satisfiable",
+                                  "no requested range lies within the "
+                                    + std::to_string(size) + " bytes of the "
+                                    + "video"),
+                       416);
+        }
+        mutable_ranges(req) = std::move(clipped);
+      }
+      res.set_header("Accept-Ranges", "bytes");
       res.set_header("Cache-Control", "private, max-age=3600");
       res.set_content_provider(
         size, "video/mp4",
@@ -389,6 +437,8 @@ void add_video_route(httplib::Server& server, const state_ptr& state) {
 void add_runpod_routes(httplib::Server& server,
                        std::shared_ptr<gateway_state> state) {
   server.set_pre_routing_handler([state](const Request& req, Response& res) {
+    if (req.path.rfind("/output/", 0) != 0)
+      mutable_ranges(req).clear();
     auto guarded =
       req.path.rfind("/v2/", 0) == 0 || req.path.rfind("/console/api/", 0) == 0;
     if (!guarded || state->authorized(req))
