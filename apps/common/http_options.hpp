@@ -135,10 +135,13 @@ inline int check_http_flags(const CLI::App& app, const http_flags& flags,
     opts.endpoints.push_back(std::move(*endpoint));
   }
   opts.api_key_file = flags.api_key_file;
-  if (!flags.public_url.empty() && flags.public_url.rfind("http://", 0) != 0
-      && flags.public_url.rfind("https://", 0) != 0)
+  if (!flags.public_url.empty()
+      && ((flags.public_url.rfind("http://", 0) != 0
+           && flags.public_url.rfind("https://", 0) != 0)
+          || flags.public_url.find_first_of("?#") != std::string::npos))
     return usage("--http-public-url: '" + flags.public_url
-                 + "' is not an http or https URL");
+                 + "' is not an http or https URL without a query or "
+                   "fragment");
   opts.public_url = flags.public_url;
   opts.threads = flags.threads;
   opts.tls_certificate = tls.certificate;

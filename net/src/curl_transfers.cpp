@@ -237,7 +237,8 @@ outcome with_retries(const curl_transfers::options& opts, int attempts,
 
 caf::error failure(const std::string& what, const std::string& url,
                    const std::string& cause) {
-  return make_error(errc::transfer_failed, what + " " + url + ": " + cause);
+  return make_error(errc::transfer_failed,
+                    what + " " + loggable(url) + ": " + cause);
 }
 
 } // namespace
@@ -354,7 +355,7 @@ caf::error curl_transfers::notify(const std::string& url,
                                   abort_signal& cancel) {
   if (auto why = policy_.refusal(actors::url_use::notify, url))
     return make_error(errc::invalid_request,
-                      "notifying " + url + ": refused: " + *why);
+                      "notifying " + loggable(url) + ": refused: " + *why);
   registration registered{*live_, cancel};
   auto custom = opts_.webhook_body ? opts_.webhook_body(job) : nullptr;
   auto body = to_json_text(custom.is_null() ? to_json(job) : custom);
@@ -381,7 +382,7 @@ caf::error curl_transfers::notify(const std::string& url,
   });
   if (result.refused)
     return make_error(errc::invalid_request,
-                      "notifying " + url + ": " + result.cause);
+                      "notifying " + loggable(url) + ": " + result.cause);
   if (!succeeded(result) || result.status >= 300)
     return failure("notifying", url, result.cause);
   return caf::none;

@@ -2,6 +2,8 @@
 
 #include <fstream>
 
+#include <strings.h>
+
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
@@ -93,9 +95,9 @@ bool api_keys::admits(const std::string& authorization) {
     return true;
   refresh_if_changed();
   auto key = authorization;
-  static constexpr char bearer[] = "Bearer ";
-  if (key.size() > 7
-      && (key.compare(0, 7, bearer) == 0 || key.compare(0, 7, "bearer ") == 0))
+  // The scheme is case-insensitive (RFC 9110, 11.1).
+  if (key.size() > 7 && key[6] == ' '
+      && strncasecmp(key.c_str(), "bearer", 6) == 0)
     key = trimmed(key.substr(7));
   if (key.empty())
     return false;

@@ -219,24 +219,24 @@ void add_console_routes(httplib::Server& server,
     }
     stream_events(self, req, res);
   });
-  server.Post(
-    R"(/console/api/jobs/(\d+)/(cancel|retry))",
-    [self, refused](const httplib::Request& req, httplib::Response& res) {
-      if (refused(req, res))
-        return;
-      auto id = parse_job_id(req.matches[1]);
-      if (id.value == 0) {
-        send(res, error_reply(404, "unknown_job", "no such job"));
-        return;
-      }
-      const auto& backend = *self->backend;
-      auto result =
-        req.matches[2] == "cancel" ? backend.cancel(id) : backend.retry(id);
-      if (!result)
-        send(res, error_reply(result.error()));
-      else
-        send(res, {200, to_json_text(self->job_json(*result))});
-    });
+  server.Post(R"(/console/api/jobs/(\d+)/(cancel|retry))",
+              bodiless([self, refused](const httplib::Request& req,
+                                       httplib::Response& res) {
+                if (refused(req, res))
+                  return;
+                auto id = parse_job_id(req.matches[1]);
+                if (id.value == 0) {
+                  send(res, error_reply(404, "unknown_job", "no such job"));
+                  return;
+                }
+                const auto& backend = *self->backend;
+                auto result = req.matches[2] == "cancel" ? backend.cancel(id)
+                                                         : backend.retry(id);
+                if (!result)
+                  send(res, error_reply(result.error()));
+                else
+                  send(res, {200, to_json_text(self->job_json(*result))});
+              }));
   server.Post(
     "/console/api/submit",
     [self, refused](const httplib::Request& req, httplib::Response& res) {

@@ -53,6 +53,21 @@ inline nlohmann::json error_body(const std::string& code,
   return {{"error", message}, {"code", code}};
 }
 
+/// A POST whose body is not used (cancel, retry, purge-queue): Runpod's
+/// curl examples send none, without a Content-Length, which httplib
+/// refuses unless the handler reads the body itself; the SDKs send "{}",
+/// which is read and dropped.
+inline httplib::Server::HandlerWithContentReader
+bodiless(httplib::Server::Handler handle) {
+  return [handle](const httplib::Request& req, httplib::Response& res,
+                  const httplib::ContentReader& read) {
+    if (req.has_header("Content-Length")
+        || req.get_header_value("Transfer-Encoding") == "chunked")
+      read([](const char*, size_t) { return true; });
+    handle(req, res);
+  };
+}
+
 /// Adds the console's routes to `server`: `GET /` and its assets (no key
 /// needed to load the page itself; the page asks for the key and keeps it
 /// in the browser's session storage), and under `/console/api/` the JSON

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <caf/scoped_actor.hpp>
@@ -197,6 +198,12 @@ http_gateway::start(caf::actor_system& sys, runtime::admission_actor admission,
   // Without it every answer waits for the client's delayed ACK (Nagle):
   // about 40 ms a request.
   server.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, which would let a second
+  // process bind the same port and take half of the requests.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server.set_keep_alive_max_count(keep_alive_requests);
   use_json_errors(server);
   detail::add_runpod_routes(server, state);
@@ -216,8 +223,18 @@ http_gateway::start(caf::actor_system& sys, runtime::admission_actor admission,
     host.find(':') != std::string::npos ? "[" + host + "]" : host;
   result->listen_url = std::string{tls ? "https" : "http"} + "://" + shown_host
                        + ":" + std::to_string(port);
-  auto base = state->options.public_url.empty() ? result->listen_url
-                                                : state->options.public_url;
+  auto base = state->options.public_url;
+  if (base.empty()) {
+    // Links to 0.0.0.0 lead nowhere: a wildcard address is shown as this
+    // machine's name.
+    auto linked_host = shown_host;
+    char name[256] = {};
+    if ((host == "0.0.0.0" || host == "::" || host == "[::]")
+        && ::gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0')
+      linked_host = name;
+    base = std::string{tls ? "https" : "http"} + "://" + linked_host + ":"
+           + std::to_string(port);
+  }
   state->links->set_base_url(base);
   result->state = state;
   result->listener = std::thread{[&server] { server.listen_after_bind(); }};

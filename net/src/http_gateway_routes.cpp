@@ -68,6 +68,43 @@ caf::expected<int64_t> wait_parameter(const Request& req, const char* name,
   return value;
 }
 
+/// The ranges httplib parsed from a request's Range header, which it
+/// applies to the answer's body. httplib hands handlers a const request
+/// it owns as a mutable object, so changing them is sound.
+httplib::Ranges& mutable_ranges(const Request& req) {
+  return const_cast<Request&>(req).ranges;
+}
+
+/// A run or runsync route: reads the body itself, up to `limit` bytes,
+/// whatever its Content-Type (httplib would refuse a form-encoded body,
+/// which `curl -d` sends, beyond 8 KiB), then calls `handle`.
+httplib::Server::HandlerWithContentReader
+with_body(size_t limit, httplib::Server::Handler handle) {
+  return [limit, handle](const Request& req, Response& res,
+                         const httplib::ContentReader& read) {
+    std::string body;
+    auto too_large = false;
+    read([&](const char* data, size_t size) {
+      if (body.size() + size > limit) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, size);
+      return true;
+    });
+    if (too_large) {
+      // The rest of the body is still on the connection.
+      res.set_header("Connection", "close");
+      return reply_error(
+        res, runtime::make_error(runtime::errc::invalid_request,
+                                 "body: larger than "
+                                   + std::to_string(limit >> 20) + " MB"));
+    }
+    const_cast<Request&>(req).body = std::move(body);
+    handle(req, res);
+  };
+}
+
 /// Serves one route of an endpoint: finds the endpoint named in the path
 /// (404 when there is none) and calls `handle` with it.
 template <class Handler>
@@ -87,21 +124,6 @@ httplib::Server::Handler for_endpoint(state_ptr state, Handler handle) {
   };
 }
 
-/// A POST whose body is not used (cancel, retry, purge-queue): Runpod's
-/// curl examples send none, without a Content-Length, which httplib
-/// refuses unless the handler reads the body itself; the SDKs send "{}",
-/// which is read and dropped.
-httplib::Server::HandlerWithContentReader
-bodiless(httplib::Server::Handler handle) {
-  return [handle](const Request& req, Response& res,
-                  const httplib::ContentReader& read) {
-    if (req.has_header("Content-Length")
-        || req.get_header_value("Transfer-Encoding") == "chunked")
-      read([](const char*, size_t) { return true; });
-    handle(req, res);
-  };
-}
-
 /// Job `text`'s result, when it is a job of `endpoint`.
 caf::expected<runtime::job_result> job_of(gateway_state& state,
                                           const http_endpoint& endpoint,
@@ -113,27 +135,42 @@ caf::expected<runtime::job_result> job_of(gateway_state& state,
   if (!result)
     return result;
   if (result->endpoint != endpoint.id)
-    return not_found("job " + text + " is not a job of endpoint "
-                     + endpoint.id);
+    return not_found("no job " + text + " at endpoint " + endpoint.id);
   return result;
 }
 
-/// Parses a run or runsync body of at most `limit` bytes into a job.
+/// Parses a run or runsync body into a job.
 caf::expected<runtime::job_spec> spec_of(const http_endpoint& endpoint,
-                                         const Request& req, size_t limit) {
-  if (req.body.size() > limit)
-    return runtime::make_error(runtime::errc::invalid_request,
-                               "body: larger than "
-                                 + std::to_string(limit >> 20) + " MB");
+                                         const Request& req) {
   auto body = parse_body(req.body);
   if (!body)
     return body.error();
   return job_spec_from_request(endpoint, *body);
 }
 
+/// Whether `err` refuses a timeout longer than the node allows.
+bool beyond_node_limit(const caf::error& err, const std::string& field) {
+  auto detail = runtime::detail_of(err);
+  return runtime::is(err, runtime::errc::invalid_request)
+         && detail.rfind(field + ":", 0) == 0
+         && detail.find("exceeds the node's limit") != std::string::npos;
+}
+
+/// Submits `spec`. A policy timeout longer than the node's limit runs
+/// with the node's limit (its default), as Runpod's clients send their
+/// defaults (ttl: 24 h) to nodes that allow less.
 caf::expected<runtime::job_id> submit(gateway_state& state,
-                                      const runtime::job_spec& spec) {
+                                      runtime::job_spec spec) {
   auto id = state.ask<runtime::job_id>(runtime::submit_atom::value, spec);
+  for (int clamped = 0; !id && clamped < 2; ++clamped) {
+    if (beyond_node_limit(id.error(), "queue_timeout"))
+      spec.queue_timeout = caf::timespan{0};
+    else if (beyond_node_limit(id.error(), "run_timeout"))
+      spec.run_timeout = caf::timespan{0};
+    else
+      break;
+    id = state.ask<runtime::job_id>(runtime::submit_atom::value, spec);
+  }
   if (!id)
     return in_request_terms(id.error());
   state.hub.follow(*id);
@@ -147,37 +184,41 @@ json status_body(gateway_state& state, const runtime::job_result& result) {
 void add_job_routes(httplib::Server& server, const state_ptr& state) {
   server.Post(
     R"(/v2/([^/]+)/run)",
-    for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
-      auto spec = spec_of(endpoint, req, max_run_body_bytes);
-      if (!spec)
-        return reply_error(res, spec.error());
-      auto id = submit(*state, *spec);
-      if (!id)
-        return reply_error(res, id.error());
-      reply(res, {{"id", runtime::to_string(*id)}, {"status", "IN_QUEUE"}});
-    }));
-  server.Post(R"(/v2/([^/]+)/runsync)",
+    with_body(
+      max_run_body_bytes,
+      for_endpoint(state, [state](const http_endpoint& endpoint,
+                                  const Request& req, Response& res) {
+        auto spec = spec_of(endpoint, req);
+        if (!spec)
+          return reply_error(res, spec.error());
+        auto id = submit(*state, *spec);
+        if (!id)
+          return reply_error(res, id.error());
+        reply(res, {{"id", runtime::to_string(*id)}, {"status", "IN_QUEUE"}});
+      })));
+  server.Post(
+    R"(/v2/([^/]+)/runsync)",
+    with_body(max_runsync_body_bytes,
               for_endpoint(state, [state](const http_endpoint& endpoint,
                                           const Request& req, Response& res) {
                 auto wait = wait_parameter(req, "wait", default_sync_wait_ms,
                                            min_sync_wait_ms, max_sync_wait_ms);
                 if (!wait)
                   return reply_error(res, wait.error());
-                auto spec = spec_of(endpoint, req, max_runsync_body_bytes);
+                auto spec = spec_of(endpoint, req);
                 if (!spec)
                   return reply_error(res, spec.error());
                 auto id = submit(*state, *spec);
                 if (!id)
                   return reply_error(res, id.error());
-                caf::timespan max_wait = std::chrono::milliseconds{*wait};
+                long_poll poll{*state, std::chrono::milliseconds{*wait}};
                 auto result = state->ask<runtime::job_result>(
-                  max_wait + state->options.request_timeout,
-                  runtime::wait_atom::value, *id, max_wait);
+                  poll.wait() + state->options.request_timeout,
+                  runtime::wait_atom::value, *id, poll.wait());
                 if (!result)
                   return reply_error(res, result.error());
                 reply(res, status_body(*state, *result));
-              }));
+              })));
   server.Get(R"(/v2/([^/]+)/status/([^/]+))",
              for_endpoint(state, [state](const http_endpoint& endpoint,
                                          const Request& req, Response& res) {
@@ -196,10 +237,10 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
                auto found = job_of(*state, endpoint, req.matches[2]);
                if (!found)
                  return reply_error(res, found.error());
-               caf::timespan max_wait = std::chrono::milliseconds{*wait};
+               long_poll poll{*state, std::chrono::milliseconds{*wait}};
                auto result = state->ask<runtime::job_result>(
-                 max_wait + state->options.request_timeout,
-                 runtime::wait_atom::value, found->id, max_wait);
+                 poll.wait() + state->options.request_timeout,
+                 runtime::wait_atom::value, found->id, poll.wait());
                if (!result)
                  return reply_error(res, result.error());
                reply(res, status_body(*state, *result));
@@ -217,8 +258,8 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
                auto found = job_of(*state, endpoint, req.matches[2]);
                if (!found)
                  return reply_error(res, found.error());
-               auto taken =
-                 state->hub.take(found->id, std::chrono::milliseconds{*wait});
+               long_poll poll{*state, std::chrono::milliseconds{*wait}};
+               auto taken = state->hub.take(found->id, poll.wait_ms());
                if (!taken)
                  return reply_error(res, taken.error());
                reply(res, {{"id", runtime::to_string(found->id)},
@@ -326,6 +367,8 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
                    ++initializing;
                  else if (device.state == "quarantined")
                    ++throttled;
+                 else if (device.state != "idle" && device.state != "busy")
+                   continue; // a lost node's
                  else if (device.slots_in_use > 0)
                    ++running;
                  else
@@ -344,13 +387,6 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
                              {"ready", idle + running},
                              {"throttled", throttled}}}});
              }));
-}
-
-/// The ranges httplib parsed from a request's Range header, which it
-/// applies to the answer's body. httplib hands handlers a const request
-/// it owns as a mutable object, so changing them is sound.
-httplib::Ranges& mutable_ranges(const Request& req) {
-  return const_cast<Request&>(req).ranges;
 }
 
 /// `ranges` clipped to a file of `size` bytes (RFC 9110, 14.1.2): an end
@@ -402,7 +438,10 @@ void add_video_route(httplib::Server& server, const state_ptr& state) {
       if (!probe)
         return reply_error(res, probe.error());
       auto size = static_cast<size_t>(probe->size);
-      if (!requested.empty()) {
+      // Several ranges would be answered as multipart/byteranges, whose
+      // parts httplib labels with a total of 0 for a streamed body: the
+      // whole file is sent instead (RFC 9110 allows ignoring Range).
+      if (requested.size() == 1) {
         auto clipped = clip_ranges(requested, size);
         if (clipped.empty()) {
           res.set_header("Content-Range", "bytes */" + std::to_string(size));

@@ -13,7 +13,7 @@ gateway_state::gateway_state(caf::actor_system& sys,
   : sys(sys), admission(admission), options(std::move(opts)),
     links(options.links), keys(options.api_key_file),
     hub(sys, admission, [links = options.links](const runtime::job_result& r) {
-      return nlohmann::json{{"video_url", links->video_url(r)}};
+      return runpod_output(r, *links);
     }) {}
 
 const http_endpoint* gateway_state::find_endpoint(const std::string& id) const {

@@ -6,6 +6,8 @@
 /// the client protocol (one blocking request per call, from the HTTP
 /// thread that serves the request).
 
+#include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +52,9 @@ struct gateway_state {
   /// Whether the request carries a valid API key.
   bool authorized(const httplib::Request& req);
 
+  /// Long polls waiting now (see long_poll).
+  std::atomic<uint32_t> long_polls{0};
+
   /// Jobs retried through `endpoint` since the gateway started.
   int64_t retried(const std::string& endpoint) const;
   void count_retry(const std::string& endpoint);
@@ -79,6 +84,42 @@ private:
 
   mutable std::mutex mutex_;
   std::map<std::string, int64_t> retried_;
+};
+
+/// A long poll's claim on one of the gateway's threads (runsync,
+/// status-sync, stream): at most half of them wait at once, so that the
+/// requests Runpod's SDK gives 3 s (run, status, cancel, health) always
+/// find a thread, also while clients that went away still hold theirs
+/// until their wait ends. A poll beyond that answers at once.
+class long_poll {
+public:
+  long_poll(gateway_state& state, std::chrono::milliseconds wanted)
+    : state_(state) {
+    auto most = std::max<uint32_t>(1, state.options.threads / 2);
+    granted_ = ++state.long_polls <= most;
+    wait_ = granted_ ? wanted : std::chrono::milliseconds{1};
+  }
+
+  ~long_poll() {
+    --state_.long_polls;
+  }
+
+  long_poll(const long_poll&) = delete;
+  long_poll& operator=(const long_poll&) = delete;
+
+  /// How long this poll may wait: what it asked for, or 1 ms.
+  std::chrono::milliseconds wait_ms() const noexcept {
+    return wait_;
+  }
+
+  caf::timespan wait() const noexcept {
+    return wait_;
+  }
+
+private:
+  gateway_state& state_;
+  bool granted_ = false;
+  std::chrono::milliseconds wait_{0};
 };
 
 /// Adds the Runpod routes under /v2/{endpoint}/ and the video links'

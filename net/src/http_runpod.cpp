@@ -476,6 +476,12 @@ caf::expected<http_endpoint> parse_http_endpoint(const std::string& text) {
     }
     result.defaults[key] = value;
   }
+  // Defaults that no request could run with are refused now, not blamed on
+  // every request.
+  auto spec = detail::job_spec_from_request(
+    result, {{"input", nlohmann::json::object()}});
+  if (!spec)
+    return fail("its defaults: " + runtime::detail_of(spec.error()));
   return result;
 }
 
@@ -497,6 +503,14 @@ const char* runpod_status_name(runtime::job_state state) noexcept {
   return "FAILED";
 }
 
+nlohmann::json runpod_output(const runtime::job_result& result,
+                             const http_links& links) {
+  auto url = links.video_url(result);
+  if (url.empty())
+    return nlohmann::json::object();
+  return {{"video_url", std::move(url)}};
+}
+
 nlohmann::json runpod_status_body(const runtime::job_result& result,
                                   const http_links& links) {
   nlohmann::json body{
@@ -505,10 +519,10 @@ nlohmann::json runpod_status_body(const runtime::job_result& result,
     {"delayTime", detail::milliseconds_of(result.queue_time)},
     {"executionTime", detail::milliseconds_of(result.run_time)},
   };
-  if (!result.node.empty())
+  if (!result.node.empty() && !result.device.empty())
     body["workerId"] = result.node + "/" + result.device;
   if (result.state == runtime::job_state::succeeded)
-    body["output"] = {{"video_url", links.video_url(result)}};
+    body["output"] = runpod_output(result, links);
   else if (result.error
            && (result.state == runtime::job_state::failed
                || result.state == runtime::job_state::timed_out

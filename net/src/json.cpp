@@ -36,6 +36,8 @@ nlohmann::json to_json(const runtime::job_result& r) {
     {"output_node", r.output_node.empty() ? nlohmann::json(nullptr)
                                           : nlohmann::json(r.output_node)},
     {"model", r.model},
+    {"endpoint",
+     r.endpoint.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.endpoint)},
     {"priority", r.priority},
     {"device",
      r.device.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.device)},

@@ -52,6 +52,19 @@ TEST_CASE("HTTP gateway: Range requests on a video_url answer 206 with the "
   auto beyond = answer_of(anonymous->Get(
     path.c_str(), httplib::Headers{{"Range", "bytes=" + size + "-"}}));
   CHECK(beyond.status == 416);
+  CHECK(beyond.header("Content-Range") == "bytes */" + size);
+  CHECK(beyond.parsed().at("code") == "range_not_satisfiable");
+  auto far = answer_of(
+    anonymous->Get(path.c_str(), httplib::Headers{{"Range", "bytes=999999-"}}));
+  CHECK(far.status == 416);
+  auto empty_suffix = answer_of(
+    anonymous->Get(path.c_str(), httplib::Headers{{"Range", "bytes=-0"}}));
+  CHECK(empty_suffix.status == 416);
+  auto several = answer_of(
+    anonymous->Get(path.c_str(), httplib::Headers{{"Range", "bytes=0-0,5-9"}}));
+  CHECK(several.status == 200);
+  CHECK(several.body == full.body);
+  CHECK(full.header("Accept-Ranges") == "bytes");
 
   auto sig = path.find("sig=");
   REQUIRE(sig != std::string::npos);

@@ -282,3 +282,47 @@ TEST_CASE("HTTP gateway: malformed bodies get a 4xx with a JSON body, and "
   auto done = node.wait_for_state(id, "COMPLETED");
   CHECK(done.at("output").contains("video_url"));
 }
+
+TEST_CASE("HTTP gateway: a form-encoded body over 8 KiB (curl -d) is read as "
+          "JSON, and Runpod's default ttl runs with the node's limit",
+          "[http]") {
+  gateway_node node;
+  json body{{"input", {{"prompt", std::string(9000, 'a')}}},
+            {"policy", {{"ttl", 86400000}, {"executionTimeout", 600000000}}}};
+  auto reply = answer_of(node.client()->Post(
+    "/v2/sim/run", body.dump(), "application/x-www-form-urlencoded"));
+  INFO(reply.body);
+  REQUIRE(reply.status == 200);
+  auto id = reply.parsed().at("id").get<std::string>();
+  node.wait_for_state(id, "COMPLETED");
+}
+
+TEST_CASE("HTTP gateway: a second vidnode cannot take the gateway's port, and "
+          "long polls leave threads for short requests",
+          "[http]") {
+  gateway_node node{{"--http-threads", "4"}};
+  vidnode::test::child_process second{
+    {VIDNODE_BIN, "--devices", "sim:1", "--state-dir", "none", "--listen",
+     "127.0.0.1:0", "--http-listen",
+     "127.0.0.1:" + std::to_string(node.http_port), "--endpoint", "sim=sim"}};
+  CHECK(second.wait(10s) == 2);
+  CHECK_THAT(second.stderr_text(),
+             Catch::Contains("cannot listen on 127.0.0.1:"
+                             + std::to_string(node.http_port)));
+
+  // Two slow jobs on the four devices; four pollers wait on them, more than
+  // the half of --http-threads long polls may hold.
+  auto slow = node.run(slow_input);
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < 4; ++i)
+    pollers.emplace_back(
+      [&] { node.get("/v2/sim/status-sync/" + slow + "?wait=20000"); });
+  auto start = clock_type::now();
+  auto health = node.get("/v2/sim/health");
+  auto took = clock_type::now() - start;
+  CHECK(health.status == 200);
+  CHECK(took < 3s);
+  node.post("/v2/sim/cancel/" + slow, json::object());
+  for (auto& poller : pollers)
+    poller.join();
+}

@@ -249,6 +249,9 @@ TEST_CASE("--endpoint values are parsed and bad ones refused by name",
         != std::string::npos);
   CHECK(refused("x=sim,width=8,width=16")
         == "endpoint 'x=sim,width=8,width=16': 'width' is given twice");
+  CHECK(refused("s=sim,width=13")
+        == "endpoint 's=sim,width=13': its defaults: input.width: must be a "
+           "multiple of 8 between 16 and 4096, got 13");
   CHECK(refused("x=sim,extra_fields=maybe")
           .find("extra_fields must be options or ignore")
         != std::string::npos);
@@ -264,7 +267,11 @@ TEST_CASE("status bodies have Runpod's shape for every state",
   r.run_time = std::chrono::seconds{2};
   r.node = "host-a";
   r.device = "sim:0";
+  r.state = runtime::job_state::queued;
+  r.device.clear();
+  CHECK_FALSE(net::runpod_status_body(r, links).contains("workerId"));
   r.state = runtime::job_state::running;
+  r.device = "sim:0";
   auto body = net::runpod_status_body(r, links);
   CHECK(body
         == json{{"id", "17"},
@@ -291,6 +298,8 @@ TEST_CASE("status bodies have Runpod's shape for every state",
   r.output_node.clear();
   CHECK(net::runpod_status_body(r, links)["output"]["video_url"]
         == "https://bucket.example.com/sim/x.mp4");
+  r.output = "sim://sim/0-64x64x8";
+  CHECK(net::runpod_status_body(r, links)["output"] == json::object());
   r.state = runtime::job_state::failed;
   r.error = runtime::make_error(runtime::errc::worker_lost, "crashed");
   body = net::runpod_status_body(r, links);
@@ -324,6 +333,7 @@ TEST_CASE("API keys: both header forms, comments, reloads that keep the old "
   CHECK(keys.admits("Bearer key-one"));
   CHECK(keys.admits("key-two"));
   CHECK(keys.admits("bearer key-two"));
+  CHECK(keys.admits("BEARER key-two"));
   CHECK_FALSE(keys.admits(""));
   CHECK_FALSE(keys.admits("Bearer "));
   CHECK_FALSE(keys.admits("Bearer key-three"));

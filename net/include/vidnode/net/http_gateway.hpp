@@ -95,6 +95,11 @@ private:
 /// FAILED, CANCELLED or TIMED_OUT.
 const char* runpod_status_name(runtime::job_state state) noexcept;
 
+/// A succeeded job's `output`: {"video_url": URL}, or {} when it has no
+/// video (a model that writes none).
+nlohmann::json runpod_output(const runtime::job_result& result,
+                             const http_links& links);
+
 /// The body Runpod's `status/{id}` answers with for `result`, which is also
 /// its webhook's body: `id`, `status`, `delayTime` and `executionTime`
 /// (integer milliseconds), and `output` ({"video_url": ...}) once
