@@ -15,6 +15,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "hex.hpp"
 #include "vidnode/net/download_file.hpp"
 #include "vidnode/net/transport.hpp"
 #include "vidnode/runtime/errc.hpp"
@@ -463,15 +464,7 @@ caf::expected<uint64_t> client::fetch_output(runtime::job_id id,
 }
 
 std::string make_idempotency_key() {
-  std::random_device source;
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string key = "auto-";
-  for (int i = 0; i < 4; ++i) {
-    auto bits = static_cast<uint32_t>(source());
-    for (int j = 0; j < 8; ++j, bits >>= 4)
-      key += digits[bits & 0xf];
-  }
-  return key;
+  return "auto-" + detail::random_hex(32);
 }
 
 caf::expected<submission>

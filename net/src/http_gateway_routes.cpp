@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <type_traits>
 
 #include <httplib.h>
 
@@ -247,6 +248,28 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
              }));
 }
 
+/// POST cancel/{id} or retry/{id} (`Action`): {"id", "status"} of the
+/// job afterwards.
+template <class Action>
+httplib::Server::HandlerWithContentReader job_action(const state_ptr& state) {
+  return bodiless(
+    for_endpoint(state, [state](const http_endpoint& endpoint,
+                                const Request& req, Response& res) {
+      auto found = job_of(*state, endpoint, req.matches[2]);
+      if (!found)
+        return reply_error(res, found.error());
+      auto result = state->ask<runtime::job_result>(Action::value, found->id);
+      if (!result)
+        return reply_error(res, result.error());
+      if constexpr (std::is_same_v<Action, runtime::retry_atom>) {
+        state->count_retry(endpoint.id);
+        state->hub.refollow(result->id);
+      }
+      reply(res, {{"id", runtime::to_string(result->id)},
+                  {"status", runpod_status_name(result->state)}});
+    }));
+}
+
 void add_control_routes(httplib::Server& server, const state_ptr& state) {
   server.Get(R"(/v2/([^/]+)/stream/([^/]+))",
              for_endpoint(state, [state](const http_endpoint& endpoint,
@@ -266,36 +289,10 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
                            {"status", taken->status},
                            {"stream", taken->chunks}});
              }));
-  server.Post(
-    R"(/v2/([^/]+)/cancel/([^/]+))",
-    bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
-                                         const Request& req, Response& res) {
-      auto found = job_of(*state, endpoint, req.matches[2]);
-      if (!found)
-        return reply_error(res, found.error());
-      auto result =
-        state->ask<runtime::job_result>(runtime::cancel_atom::value, found->id);
-      if (!result)
-        return reply_error(res, result.error());
-      reply(res, {{"id", runtime::to_string(result->id)},
-                  {"status", runpod_status_name(result->state)}});
-    })));
-  server.Post(
-    R"(/v2/([^/]+)/retry/([^/]+))",
-    bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
-                                         const Request& req, Response& res) {
-      auto found = job_of(*state, endpoint, req.matches[2]);
-      if (!found)
-        return reply_error(res, found.error());
-      auto result =
-        state->ask<runtime::job_result>(runtime::retry_atom::value, found->id);
-      if (!result)
-        return reply_error(res, result.error());
-      state->count_retry(endpoint.id);
-      state->hub.refollow(result->id);
-      reply(res, {{"id", runtime::to_string(result->id)},
-                  {"status", runpod_status_name(result->state)}});
-    })));
+  server.Post(R"(/v2/([^/]+)/cancel/([^/]+))",
+              job_action<runtime::cancel_atom>(state));
+  server.Post(R"(/v2/([^/]+)/retry/([^/]+))",
+              job_action<runtime::retry_atom>(state));
   server.Post(
     R"(/v2/([^/]+)/purge-queue)",
     bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,

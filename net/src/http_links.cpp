@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "hex.hpp"
+
 namespace vidnode::net {
 
 namespace {
@@ -17,17 +19,6 @@ std::string random_secret() {
   for (auto& c : secret)
     c = static_cast<char>(source() & 0xff);
   return secret;
-}
-
-std::string hex(const unsigned char* bytes, size_t size) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    out += digits[bytes[i] >> 4];
-    out += digits[bytes[i] & 0xf];
-  }
-  return out;
 }
 
 } // namespace
@@ -55,7 +46,7 @@ std::string http_links::signature(runtime::job_id id) const {
        reinterpret_cast<const unsigned char*>(message.data()), message.size(),
        digest.data(), &size);
   // 128 bits are plenty for a link that only reads one video.
-  return hex(digest.data(), std::min<size_t>(size, 16));
+  return detail::to_hex(digest.data(), std::min<size_t>(size, 16));
 }
 
 std::string http_links::video_link(runtime::job_id id) const {

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "hex.hpp"
 #include "vidnode/net/s3_presign.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/validation.hpp"
@@ -167,12 +168,7 @@ caf::error apply_policy(runtime::job_spec& spec, const json& policy) {
 /// "ENDPOINT/32 hex digits.mp4": the key of a video uploaded for s3Config
 /// without an objectPath (or with one that ends in '/').
 std::string random_object_key(const http_endpoint& endpoint) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::random_device source;
-  std::string key = endpoint.id + "/";
-  for (int i = 0; i < 32; ++i)
-    key += digits[source() & 0xf];
-  return key + ".mp4";
+  return endpoint.id + "/" + random_hex(32) + ".mp4";
 }
 
 } // namespace

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "hex.hpp"
 #include "vidnode/runtime/errc.hpp"
 
 namespace vidnode::net {
@@ -126,24 +127,13 @@ std::string uri_encode(const std::string& text, bool keep_slash) {
   return result;
 }
 
-std::string hex(const unsigned char* bytes, size_t size) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string result;
-  result.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    result += digits[bytes[i] >> 4];
-    result += digits[bytes[i] & 0xF];
-  }
-  return result;
-}
-
 std::string sha256_hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned size = 0;
   if (EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr)
       != 1)
     throw std::runtime_error("SHA-256 failed");
-  return hex(digest, size);
+  return detail::to_hex(digest, size);
 }
 
 std::string hmac_sha256(const std::string& key, const std::string& data) {
@@ -324,8 +314,9 @@ std::string presigned_url(const s3_config& cfg, const std::string& method,
   auto signature = hmac_sha256(signing_key, string_to_sign);
   return where.scheme + "://" + where.authority() + path + "?" + query
          + "&X-Amz-Signature="
-         + hex(reinterpret_cast<const unsigned char*>(signature.data()),
-               signature.size());
+         + detail::to_hex(
+           reinterpret_cast<const unsigned char*>(signature.data()),
+           signature.size());
 }
 
 std::string presigned_put_url(const s3_config& cfg,
