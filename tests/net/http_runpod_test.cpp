@@ -219,7 +219,7 @@ TEST_CASE("bodies with duplicate keys, deep nesting or bad JSON are refused",
   CHECK(detail_of("").rfind("body: not valid JSON: ", 0) == 0);
 }
 
-TEST_CASE("--endpoint values are parsed and bad ones refused by name",
+TEST_CASE("endpoint values are parsed and bad ones refused by name",
           "[http][mapping]") {
   auto endpoint = endpoint_of("t2v=tiny-t2v,width=256,extra_fields=ignore");
   CHECK(endpoint.id == "t2v");
