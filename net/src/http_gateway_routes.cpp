@@ -149,37 +149,21 @@ caf::expected<runtime::job_spec> spec_of(const http_endpoint& endpoint,
   return job_spec_from_request(endpoint, *body);
 }
 
-/// Whether `err` refuses a timeout longer than the node allows.
-bool beyond_node_limit(const caf::error& err, const std::string& field) {
-  auto detail = runtime::detail_of(err);
-  return runtime::is(err, runtime::errc::invalid_request)
-         && detail.rfind(field + ":", 0) == 0
-         && detail.find("exceeds the node's limit") != std::string::npos;
-}
-
-/// Submits `spec`. A policy timeout longer than the node's limit runs
-/// with the node's limit (its default), as Runpod's clients send their
-/// defaults (ttl: 24 h) to nodes that allow less.
-caf::expected<runtime::job_id> submit(gateway_state& state,
-                                      runtime::job_spec spec) {
-  auto id = state.ask<runtime::job_id>(runtime::submit_atom::value, spec);
-  for (int clamped = 0; !id && clamped < 2; ++clamped) {
-    if (beyond_node_limit(id.error(), "queue_timeout"))
-      spec.queue_timeout = caf::timespan{0};
-    else if (beyond_node_limit(id.error(), "run_timeout"))
-      spec.run_timeout = caf::timespan{0};
-    else
-      break;
-    id = state.ask<runtime::job_id>(runtime::submit_atom::value, spec);
-  }
-  if (!id)
-    return in_request_terms(id.error());
-  state.hub.follow(*id);
-  return id;
-}
-
 json status_body(gateway_state& state, const runtime::job_result& result) {
   return runpod_status_body(result, *state.links);
+}
+
+/// Answers with job `id`'s status body once it has ended, or after `wait`
+/// ms (runsync, status-sync).
+void reply_when_ended(gateway_state& state, runtime::job_id id, int64_t wait,
+                      Response& res) {
+  long_poll poll{state, std::chrono::milliseconds{wait}};
+  auto result =
+    state.ask<runtime::job_result>(poll.wait() + state.options.request_timeout,
+                                   runtime::wait_atom::value, id, poll.wait());
+  if (!result)
+    return reply_error(res, result.error());
+  reply(res, status_body(state, *result));
 }
 
 void add_job_routes(httplib::Server& server, const state_ptr& state) {
@@ -192,7 +176,7 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
         auto spec = spec_of(endpoint, req);
         if (!spec)
           return reply_error(res, spec.error());
-        auto id = submit(*state, *spec);
+        auto id = state->submit(*spec);
         if (!id)
           return reply_error(res, id.error());
         reply(res, {{"id", runtime::to_string(*id)}, {"status", "IN_QUEUE"}});
@@ -209,16 +193,10 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
                 auto spec = spec_of(endpoint, req);
                 if (!spec)
                   return reply_error(res, spec.error());
-                auto id = submit(*state, *spec);
+                auto id = state->submit(*spec);
                 if (!id)
                   return reply_error(res, id.error());
-                long_poll poll{*state, std::chrono::milliseconds{*wait}};
-                auto result = state->ask<runtime::job_result>(
-                  poll.wait() + state->options.request_timeout,
-                  runtime::wait_atom::value, *id, poll.wait());
-                if (!result)
-                  return reply_error(res, result.error());
-                reply(res, status_body(*state, *result));
+                reply_when_ended(*state, *id, *wait, res);
               })));
   server.Get(R"(/v2/([^/]+)/status/([^/]+))",
              for_endpoint(state, [state](const http_endpoint& endpoint,
@@ -238,13 +216,7 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
                auto found = job_of(*state, endpoint, req.matches[2]);
                if (!found)
                  return reply_error(res, found.error());
-               long_poll poll{*state, std::chrono::milliseconds{*wait}};
-               auto result = state->ask<runtime::job_result>(
-                 poll.wait() + state->options.request_timeout,
-                 runtime::wait_atom::value, found->id, poll.wait());
-               if (!result)
-                 return reply_error(res, result.error());
-               reply(res, status_body(*state, *result));
+               reply_when_ended(*state, found->id, *wait, res);
              }));
 }
 
@@ -252,22 +224,20 @@ void add_job_routes(httplib::Server& server, const state_ptr& state) {
 /// job afterwards.
 template <class Action>
 httplib::Server::HandlerWithContentReader job_action(const state_ptr& state) {
-  return bodiless(
-    for_endpoint(state, [state](const http_endpoint& endpoint,
-                                const Request& req, Response& res) {
-      auto found = job_of(*state, endpoint, req.matches[2]);
-      if (!found)
-        return reply_error(res, found.error());
-      auto result = state->ask<runtime::job_result>(Action::value, found->id);
-      if (!result)
-        return reply_error(res, result.error());
-      if constexpr (std::is_same_v<Action, runtime::retry_atom>) {
-        state->count_retry(endpoint.id);
-        state->hub.refollow(result->id);
-      }
-      reply(res, {{"id", runtime::to_string(result->id)},
-                  {"status", runpod_status_name(result->state)}});
-    }));
+  return bodiless(for_endpoint(state, [state](const http_endpoint& endpoint,
+                                              const Request& req,
+                                              Response& res) {
+    auto found = job_of(*state, endpoint, req.matches[2]);
+    if (!found)
+      return reply_error(res, found.error());
+    auto result = std::is_same_v<Action, runtime::retry_atom>
+                    ? state->retry(found->id)
+                    : state->ask<runtime::job_result>(Action::value, found->id);
+    if (!result)
+      return reply_error(res, result.error());
+    reply(res, {{"id", runtime::to_string(result->id)},
+                {"status", runpod_status_name(result->state)}});
+  }));
 }
 
 void add_control_routes(httplib::Server& server, const state_ptr& state) {

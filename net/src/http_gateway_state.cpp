@@ -41,11 +41,6 @@ int64_t gateway_state::retried(const std::string& endpoint) const {
   return i == retried_.end() ? 0 : i->second;
 }
 
-void gateway_state::count_retry(const std::string& endpoint) {
-  std::lock_guard<std::mutex> guard{mutex_};
-  ++retried_[endpoint];
-}
-
 caf::error gateway_state::translated(caf::error err) {
   if (err == caf::sec::request_timeout)
     return runtime::make_error(runtime::errc::node_lost,
@@ -54,6 +49,47 @@ caf::error gateway_state::translated(caf::error err) {
     return runtime::make_error(runtime::errc::shutting_down,
                                "the head is stopping");
   return err;
+}
+
+namespace {
+
+/// Whether `err` refuses a timeout longer than the node allows.
+bool beyond_node_limit(const caf::error& err, const std::string& field) {
+  auto detail = runtime::detail_of(err);
+  return runtime::is(err, runtime::errc::invalid_request)
+         && detail.rfind(field + ":", 0) == 0
+         && detail.find("exceeds the node's limit") != std::string::npos;
+}
+
+} // namespace
+
+caf::expected<runtime::job_id> gateway_state::submit(runtime::job_spec spec) {
+  auto id = ask<runtime::job_id>(runtime::submit_atom::value, spec);
+  for (int clamped = 0; !id && clamped < 2; ++clamped) {
+    if (beyond_node_limit(id.error(), "queue_timeout"))
+      spec.queue_timeout = caf::timespan{0};
+    else if (beyond_node_limit(id.error(), "run_timeout"))
+      spec.run_timeout = caf::timespan{0};
+    else
+      break;
+    id = ask<runtime::job_id>(runtime::submit_atom::value, spec);
+  }
+  if (!id)
+    return in_request_terms(id.error());
+  hub.follow(*id);
+  return id;
+}
+
+caf::expected<runtime::job_result> gateway_state::retry(runtime::job_id id) {
+  auto result = ask<runtime::job_result>(runtime::retry_atom::value, id);
+  if (result) {
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      ++retried_[result->endpoint];
+    }
+    hub.refollow(id);
+  }
+  return result;
 }
 
 std::shared_ptr<const console_backend>
@@ -73,15 +109,7 @@ make_console_backend(std::shared_ptr<gateway_state> state) {
   backend->cancel = [state](runtime::job_id id) {
     return state->ask<runtime::job_result>(runtime::cancel_atom::value, id);
   };
-  backend->retry = [state](runtime::job_id id) {
-    auto result =
-      state->ask<runtime::job_result>(runtime::retry_atom::value, id);
-    if (result) {
-      state->count_retry(result->endpoint);
-      state->hub.refollow(id);
-    }
-    return result;
-  };
+  backend->retry = [state](runtime::job_id id) { return state->retry(id); };
   backend->submit =
     [state](const std::string& endpoint,
             const nlohmann::json& input) -> caf::expected<runtime::job_id> {
@@ -92,11 +120,7 @@ make_console_backend(std::shared_ptr<gateway_state> state) {
     auto spec = job_spec_from_request(*found, {{"input", input}});
     if (!spec)
       return spec.error();
-    auto id = state->ask<runtime::job_id>(runtime::submit_atom::value, *spec);
-    if (!id)
-      return in_request_terms(id.error());
-    state->hub.follow(*id);
-    return id;
+    return state->submit(*spec);
   };
   backend->video_url = [state](const runtime::job_result& result) {
     return state->links->video_url(result);

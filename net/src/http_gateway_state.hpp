@@ -55,9 +55,18 @@ struct gateway_state {
   /// Long polls waiting now (see long_poll).
   std::atomic<uint32_t> long_polls{0};
 
+  /// Submits `spec` and follows the job's stream. A policy timeout longer
+  /// than the node's limit runs with the node's limit (its default), as
+  /// Runpod's clients send their defaults (ttl: 24 h) to nodes that allow
+  /// less. Errors: admission's, in the request's terms (in_request_terms).
+  caf::expected<runtime::job_id> submit(runtime::job_spec spec);
+
+  /// Queues failed or timed-out job `id` again (client protocol `retry`),
+  /// counts it for health and follows its stream afresh.
+  caf::expected<runtime::job_result> retry(runtime::job_id id);
+
   /// Jobs retried through `endpoint` since the gateway started.
   int64_t retried(const std::string& endpoint) const;
-  void count_retry(const std::string& endpoint);
 
   /// Sends `xs` to admission and waits up to `timeout` for the answer.
   /// Errors: admission's; request_timeout becomes errc::node_lost ("the

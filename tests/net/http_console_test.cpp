@@ -112,6 +112,20 @@ nlohmann::json json_of(const httplib::Result& res) {
   return nlohmann::json::parse(res->body);
 }
 
+/// Polls `holds` every 10 ms until it is true or 5 s have passed; whether
+/// it became true. The server's threads are real: the test coordinator
+/// cannot step their time.
+template <class Predicate>
+bool eventually(Predicate holds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while (!holds()) {
+    if (std::chrono::steady_clock::now() >= until)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return true;
+}
+
 } // namespace
 
 TEST_CASE("the console's page and files are served with their types and no "
@@ -170,11 +184,17 @@ TEST_CASE("the console's state carries the devices, the jobs with their "
   CHECK(submitted->status == 200);
   CHECK(json_of(submitted) == nlohmann::json{{"id", 1}});
   fix.set_state(runtime::job_state::succeeded, 20);
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
-  auto res = cli.Get("/console/api/state");
-  REQUIRE(res);
-  CHECK(res->status == 200);
-  auto state = json_of(res);
+  // The state is a snapshot shared by every reader, taken at most every
+  // 250 ms.
+  nlohmann::json state;
+  CHECK(eventually([&] {
+    auto res = cli.Get("/console/api/state");
+    if (!res || res->status != 200)
+      return false;
+    state = json_of(res);
+    return state["jobs"].size() == 1
+           && state["jobs"][0]["state"] == "succeeded";
+  }));
   REQUIRE(state["nodes"].size() == 1);
   CHECK(state["nodes"][0]["device"] == "sim:0");
   REQUIRE(state["jobs"].size() == 1);
@@ -272,10 +292,16 @@ TEST_CASE("the event stream sends the state when it changes, and only then",
       ++count;
     return count;
   };
-  std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+  // Unchanged state is read from the backend again and again but not sent
+  // again: three more reads after the first event, still one event.
+  REQUIRE(eventually([&] { return events() >= 1; }));
+  auto reads = fix.reads.load();
+  REQUIRE(eventually([&] { return fix.reads.load() >= reads + 3; }));
   CHECK(events() == 1);
   fix.set_state(runtime::job_state::running, 3);
-  std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+  REQUIRE(eventually([&] { return events() >= 2; }));
+  reads = fix.reads.load();
+  REQUIRE(eventually([&] { return fix.reads.load() >= reads + 3; }));
   CHECK(events() == 2);
   {
     std::lock_guard<std::mutex> guard{text_mtx};
