@@ -27,9 +27,6 @@ constexpr auto poll_interval = std::chrono::milliseconds{250};
 /// proxies keep it open and a client that went away is noticed.
 constexpr auto keep_alive_interval = std::chrono::seconds{15};
 
-/// Event streams served at once: each holds one of the server's threads.
-constexpr int max_streams = 8;
-
 /// Jobs the console shows: the queued and running ones, then the newest
 /// finished ones.
 constexpr uint32_t max_jobs = 200;
@@ -211,7 +208,7 @@ void add_console_routes(httplib::Server& server,
                                                     httplib::Response& res) {
     if (refused(req, res))
       return;
-    if (++self->streams > max_streams) {
+    if (++self->streams > self->backend->max_streams) {
       --self->streams;
       send(res,
            error_reply(503, "busy", "too many console event streams are open"));

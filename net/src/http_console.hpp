@@ -44,6 +44,9 @@ struct console_backend {
   std::function<std::string(const runtime::job_result&)> video_url;
   /// The endpoints, for the console's submit form.
   std::vector<http_endpoint> endpoints;
+  /// Event streams served at once; each holds one of the server's threads
+  /// while it is open, so the gateway keeps this to a share of them.
+  int max_streams = 8;
 };
 
 /// A JSON error body: {"error": message, "code": code}; code is one of

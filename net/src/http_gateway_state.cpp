@@ -1,5 +1,7 @@
 #include "http_gateway_state.hpp"
 
+#include <algorithm>
+
 #include <httplib.h>
 
 #include "http_console.hpp"
@@ -126,6 +128,10 @@ make_console_backend(std::shared_ptr<gateway_state> state) {
     return state->links->video_url(result);
   };
   backend->endpoints = state->options.endpoints;
+  // Long polls take at most half of the threads and event streams a
+  // quarter, so short requests always find one.
+  backend->max_streams =
+    static_cast<int>(std::clamp<uint32_t>(state->options.threads / 4, 1, 8));
   return backend;
 }
 

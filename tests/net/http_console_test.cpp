@@ -26,8 +26,9 @@ struct console_fixture {
   std::thread thread;
   int port = 0;
 
-  console_fixture() {
+  explicit console_fixture(int max_streams = 8) {
     auto backend = std::make_shared<net::detail::console_backend>();
+    backend->max_streams = max_streams;
     backend->authorized = [](const httplib::Request& req) {
       auto value = req.get_header_value("Authorization");
       return value == "Bearer k1" || value == "k1";
@@ -324,4 +325,47 @@ TEST_CASE("errors map to HTTP statuses", "[console]") {
   CHECK(http_status_of(runtime::make_error(errc::node_lost)) == 502);
   CHECK(http_status_of(runtime::make_error(errc::internal)) == 500);
   CHECK(http_status_of(caf::make_error(caf::sec::request_timeout)) == 504);
+}
+
+TEST_CASE("event streams beyond the backend's share get a JSON 503, and a "
+          "closed one frees its place",
+          "[console]") {
+  console_fixture fix{1};
+  auto cli = fix.client();
+  auto submit = [&] {
+    cli.Post("/console/api/submit", R"({"endpoint": "sim", "input": {}})",
+             "application/json");
+  };
+  submit();
+  std::atomic<bool> first_event{false};
+  std::atomic<bool> stop{false};
+  std::thread reader{[&] {
+    auto stream = fix.client();
+    stream.Get("/console/api/events", [&](const char*, size_t) {
+      first_event = true;
+      return !stop.load();
+    });
+  }};
+  REQUIRE(eventually([&] { return first_event.load(); }));
+  auto refused = cli.Get("/console/api/events");
+  REQUIRE(refused);
+  CHECK(refused->status == 503);
+  CHECK(json_of(refused)["code"] == "busy");
+  // The reader leaves at its next event; the server notices at the write
+  // after that. New jobs make both happen.
+  stop = true;
+  submit();
+  reader.join();
+  CHECK(eventually([&] {
+    submit();
+    int status = 0;
+    fix.client().Get(
+      "/console/api/events",
+      [&](const httplib::Response& res) {
+        status = res.status;
+        return false;
+      },
+      [](const char*, size_t) { return false; });
+    return status == 200;
+  }));
 }
