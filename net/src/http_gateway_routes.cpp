@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <type_traits>
 
 #include <httplib.h>
@@ -85,7 +86,7 @@ with_body(size_t limit, httplib::Server::Handler handle) {
                          const httplib::ContentReader& read) {
     std::string body;
     auto too_large = false;
-    read([&](const char* data, size_t size) {
+    auto whole = read([&](const char* data, size_t size) {
       if (body.size() + size > limit) {
         too_large = true;
         return false;
@@ -93,6 +94,15 @@ with_body(size_t limit, httplib::Server::Handler handle) {
       body.append(data, size);
       return true;
     });
+    if (!whole && !too_large) {
+      // A body that ended before its Content-Length (or its last chunk)
+      // runs nothing.
+      res.set_header("Connection", "close");
+      return reply_error(
+        res, runtime::make_error(runtime::errc::invalid_request,
+                                 "body: it ended before its Content-Length or "
+                                 "its last chunk"));
+    }
     if (too_large) {
       // The rest of the body is still on the connection.
       res.set_header("Connection", "close");
@@ -356,6 +366,35 @@ void add_control_routes(httplib::Server& server, const state_ptr& state) {
              }));
 }
 
+/// Why a request's framing or credentials are ambiguous, or nothing: two
+/// Content-Lengths, a Content-Length that is not a plain number, both
+/// Content-Length and Transfer-Encoding, several Transfer-Encodings or
+/// Authorizations, or a header name with blanks or a value with a NUL.
+/// Proxies in front may read such a request otherwise than the gateway
+/// does (request smuggling, RFC 9112, 6.3), so it is refused.
+std::optional<std::string> ambiguous_framing(const Request& req) {
+  for (const char* name :
+       {"Content-Length", "Transfer-Encoding", "Authorization"})
+    if (req.get_header_value_count(name) > 1)
+      return std::string{name} + " is given more than once";
+  if (req.has_header("Content-Length")) {
+    if (req.has_header("Transfer-Encoding"))
+      return std::string{"both Content-Length and Transfer-Encoding are "
+                         "given"};
+    auto length = req.get_header_value("Content-Length");
+    if (length.empty()
+        || length.find_first_not_of("0123456789") != std::string::npos)
+      return "Content-Length: '" + length.substr(0, 32)
+             + "' is not a number of bytes";
+  }
+  for (const auto& [name, value] : req.headers)
+    if (name.find_first_of(" \t") != std::string::npos
+        || value.find('\0') != std::string::npos)
+      return std::string{"a header name with blanks, or a value with a NUL "
+                         "byte"};
+  return std::nullopt;
+}
+
 /// `ranges` clipped to a file of `size` bytes (RFC 9110, 14.1.2): an end
 /// past the file ends at its last byte, a suffix longer than the file is
 /// the whole file, a range that starts past the end is dropped. Empty
@@ -443,6 +482,11 @@ void add_video_route(httplib::Server& server, const state_ptr& state) {
 void add_runpod_routes(httplib::Server& server,
                        std::shared_ptr<gateway_state> state) {
   server.set_pre_routing_handler([state](const Request& req, Response& res) {
+    if (auto why = ambiguous_framing(req)) {
+      res.set_header("Connection", "close");
+      reply(res, error_body("invalid_request", *why), 400);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.path.rfind("/output/", 0) != 0)
       mutable_ranges(req).clear();
     auto guarded =

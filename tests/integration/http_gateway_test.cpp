@@ -3,9 +3,53 @@
 /// forms, refusals), 400s that name the field, 404s, 429 on a full queue,
 /// and a run of malformed bodies.
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "integration/http_gateway_fixture.hpp"
+
+namespace {
+
+/// Sends `bytes` as they are on a new connection to `port` and returns the
+/// first line of the answer ("HTTP/1.1 400 Bad Request") and its body, read
+/// for at most 10 s.
+std::pair<std::string, std::string> raw_exchange(int port,
+                                                 const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address))
+          == 0);
+  REQUIRE(::send(fd, bytes.data(), bytes.size(), 0)
+          == static_cast<ssize_t>(bytes.size()));
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    auto end = text.find("\r\n\r\n");
+    auto length = text.find("Content-Length: ");
+    if (end != std::string::npos && length != std::string::npos
+        && text.size() >= end + 4 + std::stoul(text.substr(length + 16)))
+      break;
+    auto got = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (got <= 0)
+      break;
+    text.append(buffer, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  auto end = text.find("\r\n\r\n");
+  return {text.substr(0, text.find("\r\n")),
+          end == std::string::npos ? "" : text.substr(end + 4)};
+}
+
+} // namespace
 
 using namespace vidnode::test::http_gateway;
 
@@ -325,4 +369,38 @@ TEST_CASE("HTTP gateway: a second vidnode cannot take the gateway's port, and "
   node.post("/v2/sim/cancel/" + slow, json::object());
   for (auto& poller : pollers)
     poller.join();
+}
+
+TEST_CASE("HTTP gateway: a body cut short and ambiguous framing get 400 and "
+          "run nothing",
+          "[http]") {
+  gateway_node node;
+  const std::string head = "POST /v2/sim/run HTTP/1.1\r\nHost: x\r\n"
+                           "Authorization: Bearer "
+                           + node.key + "\r\n";
+  const std::string body = R"({"input":{}})";
+  const std::vector<std::pair<std::string, std::string>> requests = {
+    {"Content-Length: 100\r\n\r\n" + body, "ended before"},
+    {"Content-Length: 12\r\nContent-Length: 5\r\n\r\n" + body,
+     "Content-Length is given more than once"},
+    {"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n" + body
+       + "\r\n0\r\n\r\n",
+     "both Content-Length and Transfer-Encoding"},
+    {"Content-Length: +12\r\n\r\n" + body, "is not a number of bytes"},
+    {"Transfer-Encoding : chunked\r\n\r\nc\r\n" + body + "\r\n0\r\n\r\n",
+     "a header name with blanks"},
+    {"Authorization: Bearer other\r\nContent-Length: 12\r\n\r\n" + body,
+     "Authorization is given more than once"},
+  };
+  for (const auto& [rest, names] : requests) {
+    INFO(rest);
+    auto [status, answer] = raw_exchange(node.http_port, head + rest);
+    CHECK(status == "HTTP/1.1 400 Bad Request");
+    CHECK_THAT(answer, Catch::Contains(names));
+  }
+  CHECK(node.jobs_counted() == 0);
+  auto [status, answer] =
+    raw_exchange(node.http_port, head + "Content-Length: 12\r\n\r\n" + body);
+  CHECK(status == "HTTP/1.1 200 OK");
+  CHECK(node.jobs_counted() == 1);
 }
