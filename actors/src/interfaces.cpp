@@ -10,6 +10,7 @@ void add_types(caf::actor_system_config& cfg) {
   runtime::add_types(cfg);
   cfg.add_message_type<runtime::device_info>("vidnode::device_info");
   cfg.add_message_type<job_ticket>("vidnode::job_ticket");
+  cfg.add_message_type<job_phases>("vidnode::job_phases");
   cfg.add_message_type<finished_job>("vidnode::finished_job");
   cfg.add_message_type<device_worker_actor>("vidnode::device_worker_actor");
   cfg.add_message_type<admission_control_actor>(

@@ -49,19 +49,61 @@ typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
            x.attempt, x.audio_path, x.rank, x.world);
 }
 
+/// Where one attempt's wall time went on its device worker, phase by phase
+/// (steady-clock durations measured by the worker around its own calls).
+/// The phases do not overlap; their sum is the attempt's time from the
+/// worker receiving it to its report, less time queued for a free lane.
+struct job_phases {
+  /// Loading the model this attempt needed (zero when it was cached; the
+  /// attempt that triggered a load, or waited for one, is charged the wait).
+  caf::timespan load{0};
+  /// pipeline::begin (prompt conditioning, initial latents).
+  caf::timespan prepare{0};
+  /// Inside job_run::step calls, all steps together.
+  caf::timespan steps{0};
+  /// Of `steps`, the device's kernel time as the pipeline measured it
+  /// (gpu::run_profile::kernel; on cpu devices equal to `steps`; zero when
+  /// unknown, e.g. sim).
+  caf::timespan kernel{0};
+  /// Of `steps` and `decode`, reading the allocator's statistics
+  /// (gpu::run_profile::memory_measurement).
+  caf::timespan memory_measurement{0};
+  /// job_run::finish (decoding latents to frames, copying them to the host).
+  caf::timespan decode{0};
+  /// Between the worker's pipeline calls: step messages, progress reports,
+  /// hand-offs to a lane's thread and back, spawning the encoder.
+  caf::timespan handoff{0};
+  /// Writing the video file (the encoder's thread; the device is already
+  /// free for the next job then).
+  caf::timespan encode{0};
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_phases& x) {
+  return f(caf::meta::type_name("vidnode::job_phases"), x.load, x.prepare,
+           x.steps, x.kernel, x.memory_measurement, x.decode, x.handoff,
+           x.encode);
+}
+
 /// What a device worker reports when a job succeeded.
 struct finished_job {
   /// Path or URL of the output.
   std::string output;
   /// Peak device memory the job used, in bytes (0 if unknown).
   uint64_t peak_bytes = 0;
+  /// Where the attempt's time went on the device worker.
+  job_phases phases;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, finished_job& x) {
   return f(caf::meta::type_name("vidnode::finished_job"), x.output,
-           x.peak_bytes);
+           x.peak_bytes, x.phases);
 }
+
+/// Supervisor -> worker: load a model now, without a job (`--preload`); the
+/// reply comes once it is in the device's cache.
+using preload_atom = caf::atom_constant<caf::atom("preload")>;
 
 /// Admission -> worker: run one attempt of a job.
 using run_atom = caf::atom_constant<caf::atom("run")>;
@@ -228,7 +270,8 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<bind_atom, caf::actor>,
   caf::replies_to<resume_atom>::with<lease_list>,
   caf::reacts_to<rendezvous_atom, runtime::job_id, uint64_t, std::string>,
-  caf::reacts_to<advance_atom, uint64_t, int32_t>>;
+  caf::reacts_to<advance_atom, uint64_t, int32_t>,
+  caf::replies_to<preload_atom, std::string>::with<bool>>;
 
 /// The node supervisor: spawns, monitors and restarts device workers,
 /// quarantines devices that fail whatever runs on them and probes them again

@@ -82,13 +82,33 @@ struct job_output {
   uint64_t peak_bytes = 0;
 };
 
+/// What a job_run measured of its own calls, for the phase breakdown
+/// (actors::job_phases). Durations are sums over the run's calls so far.
+struct run_profile {
+  /// Device kernel time of its step() calls: CUDA event time on cuda
+  /// devices, the calls' wall time on cpu devices; zero when unknown.
+  device_time kernel{0};
+  /// Host time spent reading the allocator's statistics around its calls
+  /// (device_memory_meter); zero where nothing is measured.
+  device_time memory_measurement{0};
+};
+
 /// One job in progress on a device: created by pipeline::begin, advanced one
-/// denoising step per call, then finished. Owned and called only by the
-/// device worker's thread. Any call may throw job_error, out_of_memory or
-/// device_failure; any other exception means the job crashed the worker.
+/// denoising step per call, then finished. Owned by the device worker and
+/// called by one thread at a time: the worker's, or the thread of the lane
+/// it runs on (the calls of one run are never concurrent, but successive
+/// calls may come from different threads only if the device has one lane).
+/// Any call may throw job_error, out_of_memory or device_failure; any other
+/// exception means the job crashed the worker.
 class job_run {
 public:
   virtual ~job_run() = default;
+
+  /// What the run measured so far; valid after finish() returned. Cheap:
+  /// reading it synchronises nothing.
+  virtual run_profile profile() const {
+    return {};
+  }
 
   /// Steps this job runs (the job's `steps`).
   virtual int32_t steps() const = 0;
@@ -100,8 +120,11 @@ public:
   virtual job_output finish(device_time& busy) = 0;
 };
 
-/// One model loaded on one device. Created and used only by that device's
-/// worker, which loads it once and keeps it for every later job.
+/// One model loaded on one device. Created by that device's worker, which
+/// loads it once and keeps it for every later job. With several lanes
+/// (`--max-concurrency`), begin() and the runs' calls are made from the
+/// lanes' threads at the same time: a pipeline's begin() must be safe to
+/// call concurrently once load() has returned (load() itself runs alone).
 class pipeline {
 public:
   virtual ~pipeline() = default;

@@ -30,8 +30,9 @@ namespace vidnode::runtime {
 /// version 4 the attempts a worker node holds when it registers, and the
 /// head's join answer (leases to stop, the lease grace); version 5 gangs
 /// (job_spec::ranks); version 6 the HTTP gateway endpoint of a job
-/// (job_spec, job_result and list_query `endpoint`) and `retry`.
-constexpr const char* protocol_version = "vidnode/6";
+/// (job_spec, job_result and list_query `endpoint`) and `retry`; version 7
+/// the phases of a finished attempt (finished_job::phases).
+constexpr const char* protocol_version = "vidnode/7";
 
 /// Submit a job; the reply is its id (or a refusal).
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
