@@ -201,7 +201,7 @@ bool admission_state::gang_done(job_record& rec, int32_t rank,
                               [](const gang_rank& y) { return y.done; });
   if (!all_done)
     return false;
-  out = finished_job{std::move(rec.gang_output), rec.gang_peak_bytes};
+  out = finished_job{std::move(rec.gang_output), rec.gang_peak_bytes, {}};
   return true;
 }
 

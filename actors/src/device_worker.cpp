@@ -100,6 +100,54 @@ void device_worker_state::mark_ready(
   kept->ready[entry->first] = entry->second.pipeline;
   self->send(admission, loaded_atom::value, device.index, entry->first,
              entry->second.pipeline->resident_bytes());
+  for (auto& promise : entry->second.preloads)
+    promise.deliver(true);
+  entry->second.preloads.clear();
+}
+
+caf::result<bool> device_worker_state::preload(const std::string& model) {
+  if (exiting)
+    return make_error(errc::worker_lost, where() + ": the worker exits");
+  auto i = cache.find(model);
+  if (i != cache.end()) {
+    if (i->second.ready)
+      return true;
+    auto promise = self->make_response_promise<bool>();
+    i->second.preloads.push_back(promise);
+    return promise;
+  }
+  auto factory = catalog->find(model);
+  if (factory == nullptr)
+    return make_error(errc::unknown_model,
+                      "preload: '" + model + "' is not served by " + where());
+  runtime::job_spec spec;
+  spec.model = model;
+  cache_entry entry;
+  gpu::device_time busy{0};
+  auto failed = [&](errc code, const std::string& what) {
+    spdlog::warn("{}: preloading {} failed: {}", where(), model, what);
+    return make_error(code, where() + ": preloading " + model + ": " + what);
+  };
+  try {
+    entry.pipeline = factory->make(model, device);
+    busy = entry.pipeline->load(spec);
+  } catch (const gpu::job_error& e) {
+    return failed(e.code(), reported(e.what()));
+  } catch (const gpu::out_of_memory& e) {
+    return failed(errc::out_of_memory, reported(e.what()));
+  } catch (const std::exception& e) {
+    return failed(errc::internal, reported(e.what()));
+  }
+  i = cache.emplace(model, std::move(entry)).first;
+  if (busy.count() > 0) {
+    auto promise = self->make_response_promise<bool>();
+    i->second.preloads.push_back(promise);
+    if (busy != gpu::never_completes)
+      self->delayed_send(self, busy, loaded_atom::value, model);
+    return promise;
+  }
+  mark_ready(i);
+  return true;
 }
 
 void device_worker_state::load_finished(const std::string& model) {
@@ -183,8 +231,9 @@ void device_worker_state::finish(uint64_t lease) {
   erase_attempt(lease);
   if (!output.video) {
     forget_input(lease);
-    report_done(id, lease,
-                finished_job{std::move(output.location), output.peak_bytes});
+    report_done(
+      id, lease,
+      finished_job{std::move(output.location), output.peak_bytes, {}});
     return;
   }
   // The device is free for the next job while an encoder of its own
@@ -214,7 +263,8 @@ void device_worker_state::encoded(uint64_t lease, std::string path,
   if (err)
     report_failed(job.id, lease, std::move(err));
   else
-    report_done(job.id, lease, finished_job{std::move(path), job.peak_bytes});
+    report_done(job.id, lease,
+                finished_job{std::move(path), job.peak_bytes, {}});
 }
 
 void device_worker_state::abort(runtime::job_id id, uint64_t lease) {
@@ -297,6 +347,9 @@ device_worker_actor::behavior_type device_worker_behavior(
     },
     [=](advance_atom, uint64_t lease, int32_t step) {
       self->state.advance(lease, step);
+    },
+    [=](preload_atom, const std::string& model) -> caf::result<bool> {
+      return self->state.preload(model);
     },
     [=](resume_atom) -> caf::result<lease_list> {
       auto& st = self->state;

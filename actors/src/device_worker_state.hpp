@@ -50,6 +50,8 @@ struct device_worker_state {
     bool ready = false;
     /// Attempts waiting for the load to finish.
     std::vector<job_ticket> waiting;
+    /// Preloads waiting for the load to finish.
+    std::vector<caf::typed_response_promise<bool>> preloads;
   };
 
   /// One attempt in progress.
@@ -289,6 +291,12 @@ struct device_worker_state {
   void mark_ready(std::map<std::string, cache_entry>::iterator entry);
 
   void load_finished(const std::string& model);
+
+  /// Loads `model` without a job (`--preload`): the reply is true once it
+  /// is in the cache (at once if it is), or the load's error (unknown_model,
+  /// out_of_memory, or the pipeline's job_error); a failed preload leaves
+  /// the worker serving.
+  caf::result<bool> preload(const std::string& model);
 
   void begin(gpu::pipeline& pipeline, job_ticket ticket);
 

@@ -58,7 +58,7 @@ fake_worker(actors::device_worker_actor::pointer self,
     [=](actors::run_atom, actors::job_ticket& ticket) {
       auto path = "/w1/job-" + runtime::to_string(ticket.id) + ".mp4";
       self->send(admission, actors::done_atom::value, ticket.id, ticket.lease,
-                 actors::finished_job{path, 0});
+                 actors::finished_job{path, 0, {}});
     },
     [](actors::abort_atom, job_id, uint64_t) {},
     [](actors::step_atom, uint64_t) {},
@@ -71,6 +71,7 @@ fake_worker(actors::device_worker_actor::pointer self,
     [](actors::rendezvous_atom, runtime::job_id, uint64_t, const std::string&) {
     },
     [](actors::advance_atom, uint64_t, int32_t) {},
+    [](actors::preload_atom, const std::string&) { return true; },
   };
 }
 

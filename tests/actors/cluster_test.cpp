@@ -216,7 +216,7 @@ TEST_CASE("actors of a node that never registered cannot attach devices, "
                actors::device_worker_actor{}, int32_t{0},
                std::vector<std::string>{}, uint64_t{0});
     self->send(admission, actors::done_atom::value, job_id{1}, lease,
-               actors::finished_job{"/etc/passwd", 0});
+               actors::finished_job{"/etc/passwd", 0, {}});
     self->send(admission, actors::failed_atom::value, job_id{1}, lease,
                runtime::make_error(errc::internal, "forged"), uint64_t{0});
     self->request(admission, caf::infinite, actors::detach_atom::value,

@@ -921,7 +921,7 @@ TEST_CASE("a client that sends node messages through the gateway, or "
                int32_t{0}, std::vector<std::string>{}, uint64_t{0});
     for (uint64_t lease = 0; lease < 16; ++lease) {
       self->send(gateway, actors::done_atom::value, job_id{running}, lease,
-                 actors::finished_job{"forged", 0});
+                 actors::finished_job{"forged", 0, {}});
       self->send(gateway, actors::failed_atom::value, job_id{running}, lease,
                  make_error(errc::out_of_memory, "forged"), uint64_t{0});
     }
