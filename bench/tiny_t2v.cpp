@@ -1,10 +1,16 @@
 /// @file
-/// tiny-t2v on one device: jobs per second through a node, against the
-/// same jobs run directly through the pipeline API (the model loaded once,
-/// jobs back to back, each video encoded before the next job starts), in
-/// the same run; and the device's idle gap between consecutive jobs: the
-/// next job's started_at minus the previous job's computed_at, both taken
-/// by the admission actor (target: under 1 ms).
+/// tiny-t2v on one device (tiny_t2v_phases.cpp): the same jobs through a
+/// node and through the plain loop (the pipeline API driven by one C++
+/// loop, the model loaded once, each video written on a thread of its own
+/// as the node's worker does: the floor vidnode can reach), in the same
+/// run, several rounds alternating which goes first (target: vidnode's
+/// makespan at most 1.02x the loop's); the device's idle gap between
+/// consecutive jobs (the next job's started_at minus the previous job's
+/// computed_at, both taken by the admission actor; target: under 1 ms);
+/// and where a job's time goes (the phases the device worker reports,
+/// actors::job_phases, beside the loop's). On cpu, lanes: small jobs on
+/// one device with max-concurrency 2 and one intra-op thread per lane
+/// against max-concurrency 1 with one thread (target: at least 1.7x).
 ///
 /// Then, on cpu only, sequence parallelism: one job of 256x256, 32 frames,
 /// 8 steps (where compute dominates) as a gang of 2 ranks on cpu:0 and
@@ -18,10 +24,14 @@
 /// cores are shared with other work the wall-clock ratio falls short of
 /// what the ranks' work allows, and the CPU times show by how much.
 ///
-/// Usage: bench_tiny_t2v [SCALE [DEVICE]]: SCALE (or VIDNODE_BENCH_SCALE)
+/// Usage: bench_tiny_t2v [SCALE [DEVICE [SECTION]]]: SCALE (or
+/// VIDNODE_BENCH_SCALE)
 /// multiplies the number of jobs and rounds; DEVICE is cpu (the default:
 /// 128x128, 8 frames, 4 steps) or cuda (cuda:0; 256x256, 16 frames, 8
-/// steps; no ranks section: one GPU cannot host two NCCL ranks).
+/// steps; no lanes section (bench_gpu_burst has the GPU's), no ranks
+/// section: one GPU cannot host two NCCL ranks); SECTION (default: all)
+/// runs one section alone: loop (vidnode against the plain loop), lanes or
+/// ranks.
 
 #include <time.h>
 
@@ -35,6 +45,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include "vidnode/actors/node.hpp"
 #include "vidnode/gpu/collectives.hpp"
 #include "vidnode/gpu/cuda.hpp"
@@ -45,11 +57,10 @@
 
 #include "../gpu/src/tiny_t2v_hooks.hpp"
 #include "measurement.hpp"
+#include "tiny_t2v_phases.hpp"
 
 namespace vidnode::bench {
 namespace {
-
-constexpr double gap_target_us = 1000.0;
 
 /// Whether the run is on cuda:0 rather than cpu:0.
 bool on_cuda = false;
@@ -70,87 +81,6 @@ runtime::job_spec job(uint64_t seed) {
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
   std::cerr << "bench_tiny_t2v: " << what << " failed: " << why << '\n';
   std::exit(1);
-}
-
-/// Seconds to run `jobs` jobs directly through the pipeline.
-double direct(size_t jobs, const std::filesystem::path& dir) {
-  gpu::tiny_t2v_factory factory;
-  runtime::device_info device;
-  device.kind =
-    on_cuda ? runtime::device_kind::cuda : runtime::device_kind::cpu;
-  auto pipeline = factory.make("tiny-t2v", device);
-  pipeline->load(job(0));
-  auto started = clock_type::now();
-  for (size_t i = 0; i < jobs; ++i) {
-    auto spec = job(i + 1);
-    gpu::device_time busy{0};
-    auto run = pipeline->begin(spec, 1, busy);
-    for (int32_t s = 0; s < run->steps(); ++s)
-      run->step(s);
-    auto out = run->finish(busy);
-    auto path =
-      (dir
-       / ("direct-" + std::to_string(i) + "." + gpu::video_file_extension()))
-        .string();
-    if (auto err = gpu::write_video(path, *out.video))
-      fail("encoding", *err);
-  }
-  return std::chrono::duration<double>(clock_type::now() - started).count();
-}
-
-struct node_outcome {
-  double seconds = 0;
-  double gap_mean_us = 0;
-  double gap_max_us = 0;
-};
-
-/// Runs `jobs` jobs through a node with one device.
-node_outcome through_node(size_t jobs, const std::filesystem::path& dir) {
-  net::process_config cfg;
-  caf::actor_system sys{cfg};
-  runtime::node_settings settings;
-  settings.node_name = "bench";
-  settings.devices = on_cuda ? "cuda:0" : "cpu:1";
-  settings.output_dir = dir.string();
-  auto node = actors::local_node::start(sys, settings);
-  if (!node)
-    fail("starting the node", runtime::describe(node.error()));
-  caf::scoped_actor self{sys};
-  // Load the model first, as the direct run does.
-  self
-    ->request((*node)->admission(), caf::infinite, runtime::execute_atom::value,
-              job(0))
-    .receive([](runtime::job_result&) {},
-             [](caf::error& err) { fail("warm-up", runtime::describe(err)); });
-  auto started = clock_type::now();
-  for (size_t i = 0; i < jobs; ++i)
-    self->send((*node)->admission(), runtime::execute_atom::value, job(i + 1));
-  std::vector<runtime::job_result> results;
-  for (size_t i = 0; i < jobs; ++i)
-    self->receive(
-      [&](runtime::job_result& r) {
-        if (r.state != runtime::job_state::succeeded)
-          fail("a job", runtime::describe(r.error));
-        results.push_back(std::move(r));
-      },
-      [](caf::error& err) { fail("a job", runtime::describe(err)); });
-  node_outcome out;
-  out.seconds =
-    std::chrono::duration<double>(clock_type::now() - started).count();
-  std::sort(results.begin(), results.end(),
-            [](auto& x, auto& y) { return x.started_at < y.started_at; });
-  double sum = 0;
-  for (size_t i = 1; i < results.size(); ++i) {
-    auto gap = std::chrono::duration<double, std::micro>(
-                 results[i].started_at - results[i - 1].computed_at)
-                 .count();
-    sum += gap;
-    out.gap_max_us = std::max(out.gap_max_us, gap);
-  }
-  if (results.size() > 1)
-    out.gap_mean_us = sum / static_cast<double>(results.size() - 1);
-  (*node)->stop();
-  return out;
 }
 
 // -- sequence parallelism ----------------------------------------------------
@@ -391,8 +321,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   on_cuda = argc > 2 && std::string{argv[2]} == "cuda";
-  if (argc > 2 && !on_cuda && std::string{argv[2]} != "cpu") {
-    std::cerr << "usage: bench_tiny_t2v [SCALE [cpu|cuda]]\n";
+  std::string section = argc > 3 ? argv[3] : "all";
+  auto runs = [&](const char* name) {
+    return section == "all" || section == name;
+  };
+  if ((argc > 2 && !on_cuda && std::string{argv[2]} != "cpu")
+      || !(runs("loop") || runs("lanes") || runs("ranks"))) {
+    std::cerr << "usage: bench_tiny_t2v [SCALE [cpu|cuda [loop|lanes|ranks]]]\n";
     return 2;
   }
   if (on_cuda && vidnode::gpu::cuda_devices().empty()) {
@@ -400,39 +335,22 @@ int main(int argc, char** argv) {
                  "without CUDA)\n\n";
     return 0;
   }
-  auto jobs = scaled(on_cuda ? 20 : 6, scale(argc, argv), 2);
-  const std::string where = on_cuda ? "cuda" : "cpu";
-  auto dir = std::filesystem::temp_directory_path() / "vidnode-bench-tiny-t2v";
-  std::filesystem::create_directories(dir);
-  auto bare = direct(jobs, dir);
-  auto node = through_node(jobs, dir);
-  std::filesystem::remove_all(dir);
-  auto bare_rate = static_cast<double>(jobs) / bare;
-  auto node_rate = static_cast<double>(jobs) / node.seconds;
+  auto factor = scale(argc, argv);
+  // The node's log lines (three a job) would drown the tables.
+  spdlog::set_level(spdlog::level::warn);
   std::cout << "## bench_tiny_t2v\n\n";
-  markdown_table table{{"run", "jobs", "seconds", "jobs/s", "vs direct",
-                        "idle gap mean us", "idle gap max us",
-                        "met? (max < 1000 us)"}};
-  table.add({"direct: pipeline API, back to back", std::to_string(jobs),
-             fixed(bare, 2), fixed(bare_rate, 3), "1.00x", "-", "-", "-"});
-  table.add({"vidnode: one " + where + " device", std::to_string(jobs),
-             fixed(node.seconds, 2), fixed(node_rate, 3),
-             fixed(node_rate / bare_rate, 2) + "x", fixed(node.gap_mean_us),
-             fixed(node.gap_max_us), verdict(node.gap_max_us < gap_target_us)});
-  table.print(std::string{on_cuda ? "tiny-t2v jobs (256x256, 16 frames, 8 "
-                                    "steps) on cuda:0"
-                                  : "tiny-t2v jobs (128x128, 8 frames, 4 "
-                                    "steps) on one cpu device"}
-              + ", model loaded beforehand");
-  record_summary({"tiny-t2v on " + where + ", jobs/s",
-                  fixed(node_rate, 3) + " jobs/s",
-                  fixed(bare_rate, 3) + " jobs/s (direct)",
-                  fixed(node_rate / bare_rate, 2) + "x", "-", true});
-  record_summary(
-    {"tiny-t2v on " + where + ", idle gap between jobs (max)",
-     fixed(node.gap_max_us) + " us (mean " + fixed(node.gap_mean_us) + ")",
-     "0 us", "-", "< 1000 us", node.gap_max_us < gap_target_us});
-  if (on_cuda)
+  if (runs("loop"))
+    vidnode_against_plain_loop(
+      job(0),
+      on_cuda ? vidnode::runtime::device_kind::cuda
+              : vidnode::runtime::device_kind::cpu,
+      on_cuda ? "256x256, 16 frames, 8 steps" : "128x128, 8 frames, 4 steps",
+      scaled(on_cuda ? 20 : 12, factor, 4), scaled(on_cuda ? 6 : 12, factor, 2));
+  if (on_cuda || !(runs("lanes") || runs("ranks")))
+    return 0;
+  if (runs("lanes"))
+    lanes_on_cpu(scaled(48, factor, 8), scaled(4, factor, 2));
+  if (!runs("ranks"))
     return 0;
   if (vidnode::gpu::collective_backend_for(vidnode::runtime::device_kind::cpu)
         .empty()) {
@@ -440,6 +358,6 @@ int main(int argc, char** argv) {
                  "has no Gloo backend for cpu gangs\n\n";
     return 0;
   }
-  print_ranks(sequence_parallel(scaled(4, scale(argc, argv), 2)));
+  print_ranks(sequence_parallel(scaled(4, factor, 2)));
   return 0;
 }

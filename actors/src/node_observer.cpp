@@ -27,6 +27,9 @@ void node_observer::node_joined(const std::string&) {}
 
 void node_observer::node_lost(const std::string&) {}
 
+void node_observer::attempt_phases(const std::string&, runtime::device_kind,
+                                   const job_phases&) {}
+
 void node_observer::journal_committed(caf::timespan, bool) {}
 
 std::shared_ptr<node_observer> null_observer() {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -34,6 +35,24 @@ const pm::Histogram::BucketBoundaries job_buckets{
 /// A journal commit (one write and its sync): 0.5 ms to 2.5 s.
 const pm::Histogram::BucketBoundaries commit_buckets{
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+/// One phase of a job's attempt (vidnode_job_phase_seconds): 100 us to
+/// 5 min.
+const pm::Histogram::BucketBoundaries phase_buckets{
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+  0.25,   0.5,     1,      2.5,   5,      10,    30,   60,    120,  300};
+
+/// The phases of actors::job_phases, in its order.
+constexpr const char* phase_names[] = {
+  "load", "prepare", "steps", "kernel", "memory_measurement",
+  "decode", "handoff", "encode"};
+constexpr size_t phase_count = std::size(phase_names);
+
+/// The device kinds vidnode_job_phase_seconds has series for.
+constexpr runtime::device_kind phase_kinds[] = {
+  runtime::device_kind::sim, runtime::device_kind::cpu,
+  runtime::device_kind::cuda};
+constexpr size_t kind_count = std::size(phase_kinds);
 
 double seconds(caf::timespan x) {
   return std::chrono::duration<double>(x).count();
@@ -104,6 +123,31 @@ struct event_metrics {
       .Help("Transfers by direction (download, upload, webhook) and outcome "
             "(succeeded, failed, aborted)")
       .Register(*registry);
+  pm::Family<pm::Histogram>& phases =
+    pm::BuildHistogram()
+      .Name("vidnode_job_phase_seconds")
+      .Help("Where each succeeded attempt's time went on its device worker, "
+            "by phase (load, prepare, steps, kernel: the device's share of "
+            "steps, memory_measurement, decode, handoff, encode) and device "
+            "kind (a gang's: rank 0's)")
+      .Register(*registry);
+  /// The series of `phases`, [kind][phase]: a kind's are made when its
+  /// first attempt is reported (a node of sim devices shows no cuda
+  /// series), so later reports look up no labels.
+  pm::Histogram* phase_series[kind_count][phase_count] = {};
+  std::once_flag phase_series_made[kind_count];
+
+  /// The series of `kind`'s phases (made on first use).
+  pm::Histogram* const* phases_of(size_t kind) {
+    std::call_once(phase_series_made[kind], [&] {
+      for (size_t p = 0; p < phase_count; ++p)
+        phase_series[kind][p] =
+          &phases.Add({{"phase", phase_names[p]},
+                       {"kind", runtime::to_string(phase_kinds[kind])}},
+                      phase_buckets);
+    });
+    return phase_series[kind];
+  }
 
   event_metrics() {
     commits.Add({}, commit_buckets);
@@ -155,6 +199,19 @@ public:
 
   void node_lost(const std::string& node) override {
     m_->node_losses.Add({{"node", node}}).Increment();
+  }
+
+  void attempt_phases(const std::string&, runtime::device_kind kind,
+                      const actors::job_phases& x) override {
+    auto k = static_cast<size_t>(kind);
+    if (k >= kind_count || phase_kinds[k] != kind)
+      return;
+    const caf::timespan durations[phase_count] = {
+      x.load,   x.prepare, x.steps,  x.kernel, x.memory_measurement,
+      x.decode, x.handoff, x.encode};
+    auto series = m_->phases_of(k);
+    for (size_t p = 0; p < phase_count; ++p)
+      series[p]->Observe(seconds(durations[p]));
   }
 
   void journal_committed(caf::timespan duration, bool ok) override {

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "support/cluster_fixture.hpp"
+#include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node_observer.hpp"
 
 using namespace std::chrono_literals;
@@ -54,6 +55,13 @@ public:
     losses[node] += 1;
   }
 
+  void attempt_phases(const std::string& model, runtime::device_kind kind,
+                      const actors::job_phases& phases) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    phase_reports[{model, runtime::to_string(kind)}] += 1;
+    phase_steps_sum += phases.steps;
+  }
+
   void journal_committed(caf::timespan duration, bool ok) override {
     std::lock_guard<std::mutex> guard{mtx};
     commits += 1;
@@ -73,6 +81,8 @@ public:
   std::map<std::string, int> losses;
   int commits = 0;
   int commit_failures = 0;
+  std::map<std::pair<std::string, std::string>, int> phase_reports;
+  caf::timespan phase_steps_sum{0};
 };
 
 /// What the observer should have heard of `results`.
@@ -225,6 +235,11 @@ TEST_CASE("the observer counts every accepted and ended job with its error "
   }
   CHECK(ooms == 1);
   CHECK(crashes == 2);
+  // One report of phases per attempt that succeeded: the four jobs that
+  // succeeded (the out-of-memory one on its second attempt), none for the
+  // failed attempts.
+  CHECK(events->phase_reports.size() == 1);
+  CHECK(count_of(events->phase_reports, {"sim", "sim"}) == 4);
   CHECK(events->commits == 0);
   auto after = metrics_now(fx);
   CHECK(total_queued(after) == 0);
@@ -241,6 +256,25 @@ TEST_CASE("the observer counts every accepted and ended job with its error "
     restarts += d.status.restarts;
   }
   CHECK(restarts == 3);
+}
+
+TEST_CASE("the observer hears the phases of a gang's attempt once, when "
+          "every rank succeeded",
+          "[metrics][gang]") {
+  auto events = std::make_shared<recording_observer>();
+  test::deterministic_fixture fx;
+  fx.start_node(test::settings_with(1), "sim:4", nullptr, events);
+  auto gang = sim_job(3, 100);
+  gang.ranks = 3;
+  auto run = fx.execute(gang);
+  auto single = fx.execute(sim_job(2, 100));
+  fx.run_to_quiescence();
+  REQUIRE(run->value);
+  CHECK(run->value->state == job_state::succeeded);
+  REQUIRE(single->value);
+  CHECK(single->value->state == job_state::succeeded);
+  std::lock_guard<std::mutex> guard{events->mtx};
+  CHECK(count_of(events->phase_reports, {"sim", "sim"}) == 2);
 }
 
 TEST_CASE("the observer hears of worker nodes that join and are lost, and "

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -24,6 +25,8 @@
 #include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/temp_directory.hpp"
+#include "vidnode/actors/interfaces.hpp"
+#include "vidnode/net/metrics.hpp"
 
 using namespace std::chrono_literals;
 using namespace vidnode;
@@ -242,6 +245,12 @@ TEST_CASE("vidnode's metrics count the jobs vidctl ran, show an empty queue "
   CHECK(sum_of(after, "vidnode_device_model_loads_total", {{"model", "sim"}})
         >= 1);
   CHECK(sum_of(after, "vidnode_transfers_total") == 0);
+  // Each succeeded attempt's phases, one observation per phase.
+  CHECK(sum_of(after, "vidnode_job_phase_seconds_count",
+               {{"phase", "steps"}, {"kind", "sim"}})
+        == 4);
+  CHECK(sum_of(after, "vidnode_job_phase_seconds_count", {{"kind", "sim"}})
+        == 4 * 8);
   auto check = promtool_check(http_get(m.url).body);
   INFO(check.out << check.err);
   CHECK(check.status == 0);
@@ -343,6 +352,68 @@ TEST_CASE("a real Prometheus server scrapes vidnode and counts the jobs it "
   CHECK(up["data"]["result"][0]["value"][1] == "1");
   prometheus.signal(SIGTERM);
   CHECK(prometheus.wait(10s));
+}
+
+TEST_CASE("each phase of a succeeded attempt lands in its bucket of "
+          "vidnode_job_phase_seconds, by phase and device kind",
+          "[metrics]") {
+  auto endpoint = net::metrics_endpoint::start("127.0.0.1", 0);
+  REQUIRE(endpoint);
+  auto events = (*endpoint)->observer();
+  actors::job_phases phases;
+  phases.prepare = 3ms;
+  phases.steps = 30ms;
+  phases.kernel = 30ms;
+  phases.decode = 200us;
+  phases.handoff = 50us;
+  phases.encode = 2s;
+  events->attempt_phases("tiny-t2v", runtime::device_kind::cpu, phases);
+  events->attempt_phases("tiny-t2v", runtime::device_kind::cpu, phases);
+  auto text = (*endpoint)->render();
+  INFO(text);
+  auto samples = parse(text);
+  // The count of observations of `phase` on cpu devices at most `le`
+  // seconds (the bucket whose bound is `le`).
+  auto bucket = [&](const std::string& phase, double le) {
+    std::optional<double> count;
+    for (const auto& x : samples) {
+      if (x.name != "vidnode_job_phase_seconds_bucket"
+          || x.labels.at("phase") != phase || x.labels.at("kind") != "cpu")
+        continue;
+      auto bound = x.labels.at("le");
+      if (bound != "+Inf" && std::abs(std::stod(bound) - le) < le * 1e-9)
+        count = x.value;
+    }
+    REQUIRE(count);
+    return *count;
+  };
+  CHECK(bucket("steps", 0.025) == 0);
+  CHECK(bucket("steps", 0.05) == 2);
+  CHECK(bucket("kernel", 0.05) == 2);
+  CHECK(bucket("prepare", 0.0025) == 0);
+  CHECK(bucket("prepare", 0.005) == 2);
+  CHECK(bucket("decode", 0.0001) == 0);
+  CHECK(bucket("decode", 0.00025) == 2);
+  CHECK(bucket("handoff", 0.0001) == 2);
+  CHECK(bucket("encode", 1) == 0);
+  CHECK(bucket("encode", 2.5) == 2);
+  // Zero phases are observed too (the worker did not time them).
+  CHECK(bucket("load", 0.0001) == 2);
+  CHECK(bucket("memory_measurement", 0.0001) == 2);
+  CHECK(bucket("encode", 300) == 2);
+  auto sum = sum_of(samples, "vidnode_job_phase_seconds_sum",
+                    {{"phase", "encode"}, {"kind", "cpu"}});
+  REQUIRE(sum);
+  CHECK(std::abs(*sum - 4.0) < 1e-9);
+  CHECK(sum_of(samples, "vidnode_job_phase_seconds_count", {{"kind", "cpu"}})
+        == 2 * 8);
+  // A kind with no attempt yet has no series.
+  CHECK(!sum_of(samples, "vidnode_job_phase_seconds_count", {{"kind", "cuda"}}));
+  if (fs::exists(promtool_bin)) {
+    auto check = promtool_check(text);
+    INFO(check.out << check.err);
+    CHECK(check.status == 0);
+  }
 }
 
 TEST_CASE("a head with a journal times its commits", "[metrics]") {

@@ -19,6 +19,7 @@
 #include <caf/actor_clock.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/transfers.hpp"
 #include "vidnode/gpu/model_catalog.hpp"
 #include "vidnode/runtime/job.hpp"
@@ -75,10 +76,11 @@ struct job_record {
   /// their own device, or none does. Empty for a job of one device, and
   /// while no attempt runs.
   std::vector<gang_rank> gang;
-  /// Rank 0's output and peak memory once it reported success, kept until
-  /// every rank did.
+  /// Rank 0's output, peak memory and phases once it reported success,
+  /// kept until every rank did.
   std::string gang_output;
   uint64_t gang_peak_bytes = 0;
+  job_phases gang_phases;
   /// The step whose stragglers a timer watches (-1: none yet).
   int32_t gang_watched_step = -1;
   /// The running attempt is held by worker node `held_by` (device index

@@ -11,9 +11,12 @@
 
 #include <caf/timespan.hpp>
 
+#include "vidnode/runtime/device.hpp"
 #include "vidnode/runtime/job.hpp"
 
 namespace vidnode::actors {
+
+struct job_phases;
 
 /// How a job ended, as told to node_observer::job_ended.
 struct job_end {
@@ -60,7 +63,10 @@ const char* to_string(device_fault fault) noexcept;
 /// head may count more ends than acceptances); job_accepted once per job
 /// accepted by this process, once its record is durable (a repeated
 /// idempotency key is no new job). Node and device events are called on
-/// the head, for every node of the cluster.
+/// the head, for every node of the cluster. attempt_phases is called on the
+/// head once per attempt whose worker reported success (a gang's: once all
+/// its ranks did, with rank 0's phases), before job_ended of its job (which
+/// may still fail if its output's upload does).
 class node_observer {
 public:
   virtual ~node_observer();
@@ -86,6 +92,14 @@ public:
   /// The head lost worker node `node` (its connection closed or fell
   /// silent, or it stopped).
   virtual void node_lost(const std::string& node);
+
+  /// An attempt of a job of `model` succeeded on a device of `kind`; its
+  /// worker spent `phases` on it (actors::job_phases; for a gang, rank 0's).
+  /// Phases the worker did not time are zero. Called from admission: it
+  /// must cost next to nothing.
+  virtual void attempt_phases(const std::string& model,
+                              runtime::device_kind kind,
+                              const job_phases& phases);
 
   /// A journal commit took `duration` (the write and its sync); `ok`:
   /// whether it succeeded. Called on the journal writer's thread.
