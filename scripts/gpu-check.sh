@@ -87,7 +87,7 @@ if [ -x "${build}/tests/cuda_test" ]; then
     || grep -q "^SKIPPED" "${outdir}/gpu_tests.log"; then
     note "| gpu_tests | (skipped: $(grep -m1 '^SKIPPED' "${outdir}/gpu_tests.log")) | |"
   fi
-  step bench_gpu_burst 180 "${build}/bench/bench_gpu_burst"
+  step bench_gpu_burst 360 "${build}/bench/bench_gpu_burst"
   if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     step baseline_handler 120 python3 "${root}/bench/serverless_handler_baseline.py"
   else
@@ -115,12 +115,17 @@ for log in bench_gpu_burst baseline_handler; do
   if [ -f "${outdir}/${log}.log" ]; then
     note "${log}:"
     note '```'
-    grep -E '^(vidnode |naive|locked|single|NVIDIA|skipped)' "${outdir}/${log}.log" | tee -a "${summary}"
+    grep -E '^(vidnode |plain loop|naive|locked|single|NVIDIA|skipped)' "${outdir}/${log}.log" | tee -a "${summary}"
     note '```'
   fi
 done
+# bench_gpu_burst's tables: vidnode against the plain loop, the phases of
+# its jobs, lanes.
+if [ -f "${outdir}/bench_gpu_burst.log" ]; then
+  grep -E '^(###|\|)' "${outdir}/bench_gpu_burst.log" | tee -a "${summary}" || true
+fi
 if [ -f "${outdir}/bench_tiny_t2v_cuda.log" ]; then
-  grep -E '^\| (direct|vidnode)' "${outdir}/bench_tiny_t2v_cuda.log" | tee -a "${summary}" || true
+  grep -E '^(###|\|)' "${outdir}/bench_tiny_t2v_cuda.log" | tee -a "${summary}" || true
 fi
 if [ -f "${outdir}/gpu_tests.log" ]; then
   grep -E '^\[gpu\]|test cases|assertions' "${outdir}/gpu_tests.log" | tee -a "${summary}" || true
