@@ -349,7 +349,7 @@ int main(int argc, char** argv) {
   if (on_cuda || !(runs("lanes") || runs("ranks")))
     return 0;
   if (runs("lanes"))
-    lanes_on_cpu(scaled(48, factor, 8), scaled(4, factor, 2));
+    lanes_on_cpu(scaled(24, factor, 8), scaled(3, factor, 2));
   if (!runs("ranks"))
     return 0;
   if (vidnode::gpu::collective_backend_for(vidnode::runtime::device_kind::cpu)
