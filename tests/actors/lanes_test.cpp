@@ -306,3 +306,51 @@ TEST_CASE("out of memory in one lane fails only that attempt: the other "
   std::lock_guard<std::mutex> guard{fx.log->mutex};
   CHECK(fx.log->most_inside == 2);
 }
+
+TEST_CASE("a cancelled job's step still running keeps its lane: the next "
+          "jobs wait for a free lane rather than run beside it",
+          "[lanes]") {
+  lanes_fixture fx{2, std::chrono::milliseconds{300}};
+  caf::scoped_actor self{fx.sys};
+  runtime::job_id held;
+  self
+    ->request(fx.node->admission(), caf::infinite, runtime::submit_atom::value,
+              lanes_fixture::job("held", 3, {{"hold", "1"}}))
+    .receive([&](runtime::job_id id) { held = id; },
+             [&](caf::error& err) { FAIL(runtime::describe(err)); });
+  {
+    // Wait until it is inside its step 1, which holds.
+    std::unique_lock<std::mutex> guard{fx.log->mutex};
+    REQUIRE(fx.log->changed.wait_for(guard, 20s, [&] {
+      return fx.log->inside == 1 && fx.log->next_visit >= 2;
+    }));
+  }
+  self
+    ->request(fx.node->admission(), caf::infinite, runtime::cancel_atom::value,
+              held)
+    .receive([](const job_result&) {}, [](caf::error&) {});
+  // Its slot is free for admission, its lane is not: of these two jobs one
+  // runs on the other lane, the other waits.
+  std::thread releaser{[&] {
+    std::unique_lock<std::mutex> guard{fx.log->mutex};
+    fx.log->changed.wait_for(guard, 20s,
+                             [&] { return fx.log->next_visit >= 5; });
+    fx.log->release = true;
+    fx.log->changed.notify_all();
+  }};
+  auto results =
+    fx.run_all({lanes_fixture::job("c", 2), lanes_fixture::job("d", 2)});
+  releaser.join();
+  for (auto& r : results) {
+    INFO(runtime::describe(r.error));
+    CHECK(r.state == job_state::succeeded);
+  }
+  self
+    ->request(fx.node->admission(), caf::infinite, runtime::status_atom::value,
+              held)
+    .receive(
+      [](const job_result& r) { CHECK(r.state == job_state::cancelled); },
+      [](caf::error& err) { FAIL(runtime::describe(err)); });
+  std::lock_guard<std::mutex> guard{fx.log->mutex};
+  CHECK(fx.log->most_inside == 2);
+}
