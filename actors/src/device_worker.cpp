@@ -14,6 +14,7 @@
 #include "job_log.hpp"
 
 #include "vidnode/actors/file_chunks.hpp"
+#include "vidnode/gpu/lanes.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 #include "stray_errors.hpp"
@@ -46,6 +47,32 @@ void encoder(caf::event_based_actor* self, device_worker_actor worker,
 
 } // namespace
 
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// `busy` as a duration to add (none for a call that never completes).
+clock_type::duration device_left(gpu::device_time busy) {
+  if (busy == gpu::never_completes || busy.count() <= 0)
+    return clock_type::duration{0};
+  return std::chrono::duration_cast<clock_type::duration>(busy);
+}
+
+/// Accounts one pipeline call of `attempt` that ran from `started` to
+/// `ended` and left `busy` device time: the time since its last phase is a
+/// hand-off, the call (and the device time it left) goes to `phase`.
+void account(device_worker_state::active_attempt& attempt, caf::timespan& phase,
+             clock_type::time_point started, clock_type::time_point ended,
+             gpu::device_time busy) {
+  if (started > attempt.last)
+    attempt.phases.handoff += started - attempt.last;
+  auto left = device_left(busy);
+  phase += (ended - started) + left;
+  attempt.last = ended + left;
+}
+
+} // namespace
+
 void device_worker_state::run(job_ticket ticket) {
   if (exiting)
     return;
@@ -60,17 +87,31 @@ void device_worker_state::run(job_ticket ticket) {
 void device_worker_state::start(job_ticket ticket) {
   if (exiting)
     return;
+  // Gang ranks run on the worker's thread: admission gives a gang only
+  // devices that run nothing else.
+  if (!lanes.empty() && ticket.world == 1 && lane_of(ticket.lease) < 0
+      && take_lane(ticket.lease) < 0) {
+    lane_queue.push_back(std::move(ticket));
+    return;
+  }
   auto i = cache.find(ticket.spec.model);
   if (i == cache.end()) {
     auto factory = catalog->find(ticket.spec.model);
     if (factory == nullptr) {
+      release_lane(ticket.lease);
       report_failed(
         ticket.id, ticket.lease,
         make_error(errc::unknown_model, "model: '" + ticket.spec.model
                                           + "' is not served by " + where()));
       return;
     }
+    auto lane = lane_of(ticket.lease);
+    if (lane >= 0) {
+      load_on_lane(lane, factory, std::move(ticket));
+      return;
+    }
     cache_entry entry;
+    entry.load_started = clock_type::now();
     gpu::device_time busy{0};
     auto loaded = guarded(ticket.id, ticket.lease, [&] {
       entry.pipeline = factory->make(ticket.spec.model, device);
@@ -87,11 +128,62 @@ void device_worker_state::start(job_ticket ticket) {
       return;
     }
     mark_ready(i);
+    auto load_time = clock_type::now() - i->second.load_started;
+    begin(i->second.pipeline, std::move(ticket), load_time);
+    return;
   } else if (!i->second.ready) {
     i->second.waiting.push_back(std::move(ticket));
     return;
   }
-  begin(*i->second.pipeline, std::move(ticket));
+  begin(i->second.pipeline, std::move(ticket), caf::timespan{0});
+}
+
+void device_worker_state::load_on_lane(int32_t lane,
+                                       const gpu::model_factory* factory,
+                                       job_ticket ticket) {
+  auto model = ticket.spec.model;
+  auto& entry = cache[model];
+  entry.load_started = clock_type::now();
+  auto loaded = std::make_shared<std::shared_ptr<gpu::pipeline>>();
+  auto spec = ticket.spec;
+  auto where_to = device;
+  entry.waiting.push_back(std::move(ticket));
+  // The lane keeps the catalog, so the factory outlives a worker that
+  // exits during the load.
+  on_lane(
+    lane,
+    [factory, models = catalog, loaded, spec, where_to] {
+      auto pipeline = factory->make(spec.model, where_to);
+      auto busy = pipeline->load(spec);
+      // A lane's load blocks: real pipelines leave no device time.
+      (void)busy;
+      *loaded = std::move(pipeline);
+    },
+    [this, model, loaded](lane_call& call) {
+      auto i = cache.find(model);
+      if (i == cache.end())
+        return;
+      if (!call.thrown) {
+        i->second.pipeline = std::move(*loaded);
+        load_finished(model);
+        return;
+      }
+      // The first waiting attempt is charged the failure; the others try
+      // again, each as if it came now.
+      auto waiting = std::move(i->second.waiting);
+      auto preloads = std::move(i->second.preloads);
+      cache.erase(i);
+      for (auto& promise : preloads)
+        promise.deliver(make_error(errc::internal,
+                                   where() + ": loading " + model + " failed"));
+      if (waiting.empty())
+        return;
+      auto& first = waiting.front();
+      guarded(first.id, first.lease,
+              [&] { std::rethrow_exception(call.thrown); });
+      for (size_t k = 1; k < waiting.size(); ++k)
+        start(std::move(waiting[k]));
+    });
 }
 
 void device_worker_state::mark_ready(
@@ -123,6 +215,7 @@ caf::result<bool> device_worker_state::preload(const std::string& model) {
   runtime::job_spec spec;
   spec.model = model;
   cache_entry entry;
+  entry.load_started = clock_type::now();
   gpu::device_time busy{0};
   auto failed = [&](errc code, const std::string& what) {
     spdlog::warn("{}: preloading {} failed: {}", where(), model, what);
@@ -155,26 +248,63 @@ void device_worker_state::load_finished(const std::string& model) {
   if (i == cache.end() || i->second.ready)
     return;
   mark_ready(i);
+  auto load_time = clock_type::now() - i->second.load_started;
   auto waiting = std::move(i->second.waiting);
   i->second.waiting.clear();
   for (auto& ticket : waiting)
-    begin(*i->second.pipeline, std::move(ticket));
+    begin(i->second.pipeline, std::move(ticket), load_time);
 }
 
-void device_worker_state::begin(gpu::pipeline& pipeline, job_ticket ticket) {
+void device_worker_state::begin(std::shared_ptr<gpu::pipeline> pipeline,
+                                job_ticket ticket, caf::timespan load_time) {
   if (exiting)
     return;
   if (ticket.world > 1) {
-    begin_rank(pipeline, std::move(ticket));
+    begin_rank(*pipeline, std::move(ticket));
+    return;
+  }
+  auto lane = lane_of(ticket.lease);
+  if (lane >= 0) {
+    auto run = std::make_shared<std::unique_ptr<gpu::job_run>>();
+    auto spec = std::make_shared<job_ticket>(std::move(ticket));
+    auto target = std::move(pipeline);
+    on_lane(
+      lane,
+      [target, run, spec] {
+        gpu::device_time busy{0};
+        *run = target->begin(spec->spec, spec->attempt, busy);
+      },
+      [this, run, spec, load_time](lane_call& call) {
+        auto& ticket = *spec;
+        if (lane_of(ticket.lease) < 0)
+          return; // aborted meanwhile
+        if (call.thrown && !guarded(ticket.id, ticket.lease, [&] {
+              std::rethrow_exception(call.thrown);
+            }))
+          return;
+        launch(ticket, std::move(*run), gpu::device_time{0});
+        auto& attempt = *find_attempt(ticket.lease);
+        attempt.phases.load = load_time;
+        attempt.phases.prepare = call.ended - call.started;
+        attempt.last = call.ended;
+      });
     return;
   }
   gpu::device_time busy{0};
   std::unique_ptr<gpu::job_run> run;
+  auto started = clock_type::now();
   if (!guarded(ticket.id, ticket.lease, [&] {
-        run = pipeline.begin(ticket.spec, ticket.attempt, busy);
+        run = pipeline->begin(ticket.spec, ticket.attempt, busy);
       }))
     return;
+  auto ended = clock_type::now();
+  auto lease = ticket.lease;
   launch(ticket, std::move(run), busy);
+  if (auto attempt = find_attempt(lease)) {
+    attempt->phases.load = load_time;
+    attempt->phases.prepare = (ended - started) + device_left(busy);
+    attempt->last = ended + device_left(busy);
+  }
 }
 
 void device_worker_state::launch(job_ticket& ticket,
@@ -187,6 +317,8 @@ void device_worker_state::launch(job_ticket& ticket,
   attempt.run = std::move(run);
   attempt.audio_path = std::move(ticket.audio_path);
   attempt.world = ticket.world;
+  attempt.lane = lane_of(lease);
+  attempt.last = clock_type::now() + device_left(busy);
   if (busy.count() == 0 && attempt.run->steps() == 0)
     finish(lease);
   else
@@ -212,34 +344,96 @@ void device_worker_state::step(uint64_t lease) {
     finish(lease);
     return;
   }
-  gpu::device_time busy{0};
   auto index = attempt.next_step;
+  if (attempt.lane >= 0) {
+    auto run = attempt.run;
+    on_lane(
+      attempt.lane, [run, index] { (void)run->step(index); },
+      [this, lease, id = attempt.id](lane_call& call) {
+        auto found = find_attempt(lease);
+        if (found == nullptr)
+          return; // aborted meanwhile
+        if (call.thrown && !guarded(id, lease, [&] {
+              std::rethrow_exception(call.thrown);
+            }))
+          return;
+        account(*found, found->phases.steps, call.started, call.ended,
+                gpu::device_time{0});
+        found->next_step += 1;
+        step(lease);
+      });
+    return;
+  }
+  gpu::device_time busy{0};
+  auto started = clock_type::now();
   if (!guarded(attempt.id, lease, [&] { busy = attempt.run->step(index); }))
     return;
+  account(attempt, attempt.phases.steps, started, clock_type::now(), busy);
   attempt.next_step += 1;
   schedule_step(lease, busy);
 }
 
 void device_worker_state::finish(uint64_t lease) {
   auto& attempt = *find_attempt(lease);
+  if (attempt.lane >= 0) {
+    auto run = attempt.run;
+    auto output = std::make_shared<gpu::job_output>();
+    on_lane(
+      attempt.lane,
+      [run, output] {
+        gpu::device_time busy{0};
+        *output = run->finish(busy);
+      },
+      [this, lease, id = attempt.id, output](lane_call& call) {
+        auto found = find_attempt(lease);
+        if (found == nullptr)
+          return; // aborted meanwhile
+        if (call.thrown && !guarded(id, lease, [&] {
+              std::rethrow_exception(call.thrown);
+            }))
+          return;
+        account(*found, found->phases.decode, call.started, call.ended,
+                gpu::device_time{0});
+        finished(lease, std::move(*output));
+      });
+    return;
+  }
   gpu::job_output output;
   gpu::device_time busy{0};
-  auto id = attempt.id;
-  if (!guarded(id, lease, [&] { output = attempt.run->finish(busy); }))
+  auto started = clock_type::now();
+  if (!guarded(attempt.id, lease, [&] { output = attempt.run->finish(busy); }))
     return;
+  account(attempt, attempt.phases.decode, started, clock_type::now(), busy);
+  finished(lease, std::move(output));
+}
+
+void device_worker_state::finished(uint64_t lease, gpu::job_output output) {
+  auto& attempt = *find_attempt(lease);
+  auto id = attempt.id;
+  auto profile = attempt.run->profile();
+  attempt.phases.kernel =
+    std::chrono::duration_cast<caf::timespan>(profile.kernel);
+  attempt.phases.memory_measurement =
+    std::chrono::duration_cast<caf::timespan>(profile.memory_measurement);
+  auto phases = attempt.phases;
+  auto last = attempt.last;
   auto audio_path = std::move(attempt.audio_path);
   erase_attempt(lease);
+  release_lane(lease);
   if (!output.video) {
     forget_input(lease);
     report_done(
       id, lease,
-      finished_job{std::move(output.location), output.peak_bytes, {}});
+      finished_job{std::move(output.location), output.peak_bytes, phases});
     return;
   }
   // The device is free for the next job while an encoder of its own
   // writes the video; its answer comes back as `encoded`.
   self->send(admission, computed_atom::value, id, lease);
-  encoding.push_back({lease, id, output.peak_bytes});
+  auto now = clock_type::now();
+  if (now > last)
+    phases.handoff += now - last;
+  encoding.push_back({lease, id, output.peak_bytes, phases, now});
   auto path =
     (std::filesystem::path{output_dir}
      / ("job-" + std::to_string(id.value) + "." + gpu::video_file_extension()))
@@ -260,17 +454,22 @@ void device_worker_state::encoded(uint64_t lease, std::string path,
   if (lapsed(job.id, lease))
     return;
   encoding.erase(i);
+  job.phases.encode = clock_type::now() - job.started;
   if (err)
     report_failed(job.id, lease, std::move(err));
   else
     report_done(job.id, lease,
-                finished_job{std::move(path), job.peak_bytes, {}});
+                finished_job{std::move(path), job.peak_bytes, job.phases});
 }
 
 void device_worker_state::abort(runtime::job_id id, uint64_t lease) {
   book->forget(lease);
   forget_rank(lease);
   erase_attempt(lease);
+  lane_queue.erase(
+    std::remove_if(lane_queue.begin(), lane_queue.end(),
+                   [&](const job_ticket& x) { return x.lease == lease; }),
+    lane_queue.end());
   // An encoder still reads the input: it is removed when it reports.
   auto encoding_now =
     std::any_of(encoding.begin(), encoding.end(),
@@ -294,6 +493,7 @@ void device_worker_state::abort(runtime::job_id id, uint64_t lease) {
                      [&](const job_ticket& x) { return x.lease == lease; }),
       waiting.end());
   }
+  release_lane(lease);
 }
 
 namespace {
@@ -303,7 +503,7 @@ device_worker_actor::behavior_type device_worker_behavior(
   admission_control_actor admission,
   std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
   uint32_t input_chunk_bytes, std::shared_ptr<device_models> kept,
-  std::shared_ptr<lease_book> book, gang_settings gang) {
+  std::shared_ptr<lease_book> book, gang_settings gang, int32_t lanes) {
   auto& st = self->state;
   st.gang = std::move(gang);
   survive_stray_errors(self, "a device worker");
@@ -320,6 +520,8 @@ device_worker_actor::behavior_type device_worker_behavior(
     entry.ready = true;
     st.cache.emplace(model, std::move(entry));
   }
+  if (lanes > 1)
+    st.open_lanes(lanes);
   return {
     [=](run_atom, job_ticket& ticket) { self->state.run(std::move(ticket)); },
     [=](abort_atom, runtime::job_id id, uint64_t lease) {
@@ -373,16 +575,19 @@ spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
                     std::shared_ptr<const gpu::model_catalog> catalog,
                     std::string output_dir, uint64_t max_message_size,
                     bool detached, std::shared_ptr<device_models> kept,
-                    std::shared_ptr<lease_book> book, gang_settings gang) {
+                    std::shared_ptr<lease_book> book, gang_settings gang,
+                    int32_t max_concurrency) {
   auto chunk_bytes = runtime::chunk_bytes_within(max_message_size);
-  if (detached)
-    return sys.spawn<caf::detached>(device_worker_behavior, device,
-                                    std::move(admission), std::move(catalog),
-                                    std::move(output_dir), chunk_bytes,
-                                    std::move(kept), std::move(book), gang);
+  if (detached) {
+    auto lanes = gpu::runs_in_lanes(device.kind) ? max_concurrency : 1;
+    return sys.spawn<caf::detached>(
+      device_worker_behavior, device, std::move(admission), std::move(catalog),
+      std::move(output_dir), chunk_bytes, std::move(kept), std::move(book),
+      gang, lanes);
+  }
   return sys.spawn(device_worker_behavior, device, std::move(admission),
                    std::move(catalog), std::move(output_dir), chunk_bytes,
-                   std::move(kept), std::move(book), gang);
+                   std::move(kept), std::move(book), gang, 1);
 }
 
 uint64_t device_models::resident_bytes() const {

@@ -24,6 +24,10 @@ std::string reported(const char* what) {
 }
 
 device_worker_state::~device_worker_state() {
+  // Linked lanes end with a worker that failed; these also end with one
+  // that quit normally. A lane in a call ends after it.
+  for (auto& x : lanes)
+    caf::anon_send_exit(x.thread, caf::exit_reason::user_shutdown);
   for (auto& [lease, path] : copied_inputs) {
     std::error_code ec;
     std::filesystem::remove(path, ec);
@@ -119,8 +123,7 @@ void device_worker_state::crash(runtime::job_id id, uint64_t lease,
                                 std::string what, bool device_failed) {
   auto reason = make_error(errc::worker_lost, std::move(what));
   self->send(admission, crashed_atom::value, id, lease, reason, device_failed);
-  exiting = true;
-  self->quit(std::move(reason));
+  exit_after_lanes(std::move(reason));
 }
 
 bool device_worker_state::lapsed(runtime::job_id id, uint64_t lease) {

@@ -6,12 +6,16 @@
 /// encoding, aborts), device_worker_gang.cpp (the ranks of a gang) and
 /// device_worker_inputs.cpp (inputs copied from the head, reports).
 
+#include <chrono>
+#include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -24,6 +28,31 @@
 #include "vidnode/runtime/units.hpp"
 
 namespace vidnode::actors {
+
+/// A pipeline call run on a lane's thread (device_worker_lanes.cpp), and
+/// what became of it there: what it threw, and when it ran.
+struct lane_call {
+  std::function<void()> work;
+  std::exception_ptr thrown;
+  std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point ended;
+};
+
+/// The message a lane receives and answers: local only (never serialized).
+using lane_call_ptr = std::shared_ptr<lane_call>;
+
+} // namespace vidnode::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(vidnode::actors::lane_call_ptr)
+
+namespace vidnode::actors {
+
+/// Spawns lane `index` of `count` of `device`: a detached actor, linked to
+/// `worker`, that runs the lane_calls it receives on its own thread (set up
+/// by gpu::enter_lane) and answers each with the same call, filled in.
+caf::actor spawn_lane(caf::local_actor* worker,
+                      const runtime::device_info& device, int32_t index,
+                      int32_t count);
 
 /// The most of an exception's text a report carries: reports go to the head,
 /// and must fit in the messages it accepts whatever a pipeline threw.
@@ -43,11 +72,15 @@ struct device_worker_state {
   /// worker did.
   ~device_worker_state();
 
+  using clock_type = std::chrono::steady_clock;
+
   /// One model in the cache.
   struct cache_entry {
     std::shared_ptr<gpu::pipeline> pipeline;
-    /// False while a simulated load is still in progress.
+    /// False while a load is still in progress (simulated, or on a lane).
     bool ready = false;
+    /// When the load began (for the attempts' load phase).
+    clock_type::time_point load_started;
     /// Attempts waiting for the load to finish.
     std::vector<job_ticket> waiting;
     /// Preloads waiting for the load to finish.
@@ -57,7 +90,9 @@ struct device_worker_state {
   /// One attempt in progress.
   struct active_attempt {
     runtime::job_id id;
-    std::unique_ptr<gpu::job_run> run;
+    /// Shared with the call a lane runs on it, which may outlive an
+    /// aborted attempt.
+    std::shared_ptr<gpu::job_run> run;
     /// The audio track to mux into the video, if any.
     std::string audio_path;
     int32_t next_step = 0;
@@ -79,6 +114,24 @@ struct device_worker_state {
     /// left as soon as it had joined closed its connections under ranks
     /// still connecting, and failed their join.
     std::shared_ptr<gpu::communicator> members;
+    /// The lane whose thread runs its calls; -1: the worker's own thread.
+    int32_t lane = -1;
+    /// Where its time went so far.
+    job_phases phases;
+    /// When its last phase ended (device time left included): the time
+    /// until its next call is a hand-off.
+    clock_type::time_point last;
+  };
+
+  /// One lane: a thread of its own that runs the pipeline calls of the
+  /// attempt holding it.
+  struct lane {
+    caf::actor thread;
+    /// The attempt holding it (0: free).
+    uint64_t lease = 0;
+    /// A call is in flight on it (an aborted attempt's call still runs to
+    /// its end: the lane takes no other attempt before).
+    bool busy = false;
   };
 
   pointer self;
@@ -109,12 +162,54 @@ struct device_worker_state {
   }
   /// Set once the worker decided to exit; nothing further is started.
   bool exiting = false;
+  /// Why it exits, once it waits only for its lanes' calls to end.
+  caf::error exit_reason;
+
+  /// The device's lanes: empty where calls run on the worker's own thread
+  /// (one job at a time, sim devices, tests on the coordinator).
+  std::vector<lane> lanes;
+  /// Attempts that found no free lane (an aborted attempt's call still
+  /// ran on it): they start when one frees up, in arrival order.
+  std::vector<job_ticket> lane_queue;
+
+  // -- lanes (device_worker_lanes.cpp) -------------------------------------
+
+  /// Spawns `count` lanes (count > 1 on a kind that runs in lanes).
+  void open_lanes(int32_t count);
+
+  /// A free lane's index for attempt `lease`, which now holds it; -1 if
+  /// every lane is held or busy.
+  int32_t take_lane(uint64_t lease);
+
+  /// The lane attempt `lease` holds, if any, is free again; queued
+  /// attempts start on free lanes.
+  void release_lane(uint64_t lease);
+
+  /// The lane held by attempt `lease` (-1: none).
+  int32_t lane_of(uint64_t lease) const;
+
+  /// Runs `work` on lane `index`'s thread; `then` runs on the worker's
+  /// thread with the filled-in call, unless the worker exits meanwhile
+  /// (then it quits once no lane is busy).
+  void on_lane(int32_t index, std::function<void()> work,
+               std::function<void(lane_call&)> then);
+
+  /// Ends the worker with `reason`, once no lane runs a call (at once if
+  /// none does): a restarted worker never runs beside its predecessor's
+  /// calls.
+  void exit_after_lanes(caf::error reason);
+
+  /// Starts queued attempts on lanes that are free.
+  void start_queued();
 
   /// An attempt whose video an encoder is writing.
   struct encoding_attempt {
     uint64_t lease;
     runtime::job_id id;
     uint64_t peak_bytes;
+    job_phases phases;
+    /// When its encoder was spawned.
+    clock_type::time_point started;
   };
   std::vector<encoding_attempt> encoding;
 
@@ -215,6 +310,7 @@ struct device_worker_state {
     } catch (const gpu::job_error& e) {
       erase_attempt(lease);
       forget_input(lease);
+      release_lane(lease);
       report_failed(id, lease,
                     runtime::make_error(e.code(), reported(e.what())));
     } catch (const gpu::out_of_memory& e) {
@@ -229,13 +325,13 @@ struct device_worker_state {
                   id, device.name(), lease);
       self->send(admission, failed_atom::value, id, lease, reason,
                  e.requested_bytes());
-      exiting = true;
-      self->quit(std::move(reason));
+      exit_after_lanes(std::move(reason));
     } catch (const gpu::collective_error& e) {
       // A gang's collectives failed (a rank left or never came): the
       // attempt is over, the device unharmed.
       erase_attempt(lease);
       forget_input(lease);
+      release_lane(lease);
       report_failed(
         id, lease,
         runtime::make_error(runtime::errc::worker_lost,
@@ -298,7 +394,19 @@ struct device_worker_state {
   /// the worker serving.
   caf::result<bool> preload(const std::string& model);
 
-  void begin(gpu::pipeline& pipeline, job_ticket ticket);
+  /// Begins attempt `ticket` on `pipeline` (loaded), on its lane if it
+  /// holds one; `load_time` is its load phase.
+  void begin(std::shared_ptr<gpu::pipeline> pipeline, job_ticket ticket,
+             caf::timespan load_time);
+
+  /// Loads `ticket`'s model on lane `lane` (which the ticket holds); the
+  /// ticket and later ones for the model wait for the load.
+  void load_on_lane(int32_t lane, const gpu::model_factory* factory,
+                    job_ticket ticket);
+
+  /// Attempt `lease` finished on the device with `output`: its video goes
+  /// to an encoder, or the attempt is reported done.
+  void finished(uint64_t lease, gpu::job_output output);
 
   void step(uint64_t lease);
 

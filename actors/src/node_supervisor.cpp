@@ -61,7 +61,8 @@ struct node_supervisor_state {
     device.worker = spawn_device_worker(
       self->system(), device.info, admission, catalog, settings.output_dir,
       settings.max_message_size, detached, device.models, device.book,
-      gang_settings{settings.collective_host, settings.gang_timeout});
+      gang_settings{settings.collective_host, settings.gang_timeout},
+      settings.max_concurrency);
     self->monitor(device.worker);
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts, device.models->names(),

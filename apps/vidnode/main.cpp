@@ -147,7 +147,9 @@ int main(int argc, char** argv) {
   apps::add_number(app, "--max-concurrency", settings.max_concurrency, 1,
                    lim::max_concurrency,
                    "Jobs running at once per device (1 to "
-                     + std::to_string(lim::max_concurrency) + ")");
+                     + std::to_string(lim::max_concurrency)
+                     + "); on cpu and cuda devices each runs in a lane, a "
+                       "thread of its own (README, \"Lanes\")");
   apps::add_number(app, "--queue-size", settings.queue_size, 1,
                    lim::max_queue_size,
                    "Jobs that may wait in the queue; more are refused with "

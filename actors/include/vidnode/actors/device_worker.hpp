@@ -46,7 +46,8 @@ struct gang_settings {
 /// only it touches the cache, so a model is loaded at most once per device
 /// whatever the arrival pattern (jobs that arrive while their model loads
 /// wait for that load). A job advances one step per message, so aborts are
-/// served between steps; up to `max_concurrency` jobs interleave their steps.
+/// served between steps; up to `max_concurrency` jobs run at once (lanes,
+/// below).
 ///
 /// Models already in `kept` are served without loading; models the worker
 /// loads are added to it.
@@ -89,11 +90,28 @@ struct gang_settings {
 /// With `detached`, the worker runs on its own thread (pipelines that block,
 /// e.g. libtorch); otherwise in the actor pool (sim devices, and tests on
 /// the test coordinator).
-device_worker_actor spawn_device_worker(
-  caf::actor_system& sys, const runtime::device_info& device,
-  admission_control_actor admission,
-  std::shared_ptr<const gpu::model_catalog> catalog, std::string output_dir,
-  uint64_t max_message_size, bool detached, std::shared_ptr<device_models> kept,
-  std::shared_ptr<lease_book> book = nullptr, gang_settings gang = {});
+///
+/// Lanes: a detached worker of a cpu or cuda device with `max_concurrency`
+/// above 1 runs its jobs' pipeline calls on that many lanes, each a thread
+/// of its own (gpu::enter_lane: its own CUDA stream, or a share of the
+/// intra-op threads), so they run side by side; a lane holds one attempt
+/// from its start (its model's load included) to its decoding. The lanes
+/// share the worker's model cache (a model is still loaded once, on the
+/// lane of the first attempt that needs it; later attempts wait for it).
+/// Aborts, deadlines and progress work per attempt as before, between its
+/// steps. An out-of-memory error or a crash in one lane fails that attempt
+/// and ends the worker once the other lanes' calls in flight returned (no
+/// successor runs beside them); admission retries the other lanes' jobs at
+/// no charge. Gang ranks run on the worker's own thread. Without lanes
+/// (sim devices, one job at a time), up to `max_concurrency` jobs
+/// interleave their steps on the worker's thread.
+device_worker_actor
+spawn_device_worker(caf::actor_system& sys, const runtime::device_info& device,
+                    admission_control_actor admission,
+                    std::shared_ptr<const gpu::model_catalog> catalog,
+                    std::string output_dir, uint64_t max_message_size,
+                    bool detached, std::shared_ptr<device_models> kept,
+                    std::shared_ptr<lease_book> book = nullptr,
+                    gang_settings gang = {}, int32_t max_concurrency = 1);
 
 } // namespace vidnode::actors
