@@ -3,6 +3,7 @@
 /// attempts, quarantine and probes (see admission_state.hpp).
 
 #include <algorithm>
+#include <utility>
 
 #include <caf/actor_system.hpp>
 
@@ -343,10 +344,12 @@ void admission_state::on_done(job_id id, uint64_t lease, finished_job out) {
     // A written video stays on the node that wrote it; reads go there.
     rec->result.output_node = devices.at(rec->device).node;
   }
-  // Where the attempt's time went (a gang's: rank 0's, on rank 0's device).
+  // Where the attempt's time went (a gang's: rank 0's, on rank 0's
+  // device). Looked up const: the ledger's index is not touched.
   auto slot = rec->gang.empty() ? rec->device : rec->gang.front().device;
-  node_events->attempt_phases(rec->spec.model, devices.at(slot).info.kind,
-                              out.phases);
+  if (const auto* device = std::as_const(devices).find(slot))
+    node_events->attempt_phases(rec->spec.model, device->info.kind,
+                                out.phases);
   estimates->observed_peak(rec->shape_key, out.peak_bytes);
   journal_estimate(rec->shape_key);
   // The device's next job goes out before anyone is told of this one; this

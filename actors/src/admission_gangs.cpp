@@ -34,7 +34,6 @@ bool admission_state::place_gang(job_record& rec, uint64_t bytes) {
   rec.gang.clear();
   rec.gang_output.clear();
   rec.gang_peak_bytes = 0;
-  rec.gang_phases = {};
   rec.gang_watched_step = -1;
   std::string names;
   std::vector<std::string> nodes;
@@ -189,9 +188,9 @@ bool admission_state::gang_done(job_record& rec, int32_t rank,
                                 finished_job& out) {
   auto& x = rec.gang.at(static_cast<size_t>(rank));
   x.done = true;
+  x.phases = out.phases;
   rec.gang_peak_bytes = std::max(rec.gang_peak_bytes, out.peak_bytes);
   if (rank == 0) {
-    rec.gang_phases = out.phases;
     rec.gang_output = std::move(out.output);
     if (!rec.gang_output.empty() && rec.gang_output.front() == '/')
       rec.result.output_node = devices.at(x.device).node;
@@ -204,7 +203,7 @@ bool admission_state::gang_done(job_record& rec, int32_t rank,
   if (!all_done)
     return false;
   out = finished_job{std::move(rec.gang_output), rec.gang_peak_bytes,
-                     rec.gang_phases};
+                     rec.gang.front().phases};
   return true;
 }
 

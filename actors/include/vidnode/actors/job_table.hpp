@@ -39,6 +39,9 @@ struct gang_rank {
   int32_t steps = 0;
   /// It reported success.
   bool done = false;
+  /// Where its attempt's time went, once it reported success (only rank
+  /// 0's is told to the node_observer).
+  job_phases phases;
 };
 
 /// What a client's retry of an ended job changes in its record besides
@@ -76,11 +79,10 @@ struct job_record {
   /// their own device, or none does. Empty for a job of one device, and
   /// while no attempt runs.
   std::vector<gang_rank> gang;
-  /// Rank 0's output, peak memory and phases once it reported success,
-  /// kept until every rank did.
+  /// Rank 0's output and peak memory once it reported success, kept until
+  /// every rank did.
   std::string gang_output;
   uint64_t gang_peak_bytes = 0;
-  job_phases gang_phases;
   /// The step whose stragglers a timer watches (-1: none yet).
   int32_t gang_watched_step = -1;
   /// The running attempt is held by worker node `held_by` (device index
