@@ -192,7 +192,7 @@ private:
     pixels = split_.all_gather(pixels);
     if (rank_ != 0)
       return std::nullopt;
-    // The job's one synchronisation on the device: its frames reach the
+    // The one synchronisation after the job began: its frames reach the
     // host (see the class comment).
     pixels = pixels.to(torch::kCPU).contiguous();
     video_frames video;

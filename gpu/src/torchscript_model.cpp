@@ -169,8 +169,8 @@ private:
         frames = (frames.to(torch::kFloat32) * 255.0)
                    .clamp(0.0, 255.0)
                    .to(torch::kUInt8);
-      // The job's one synchronisation on the device: its frames reach the
-      // host (see the class comment).
+      // The one synchronisation vidnode adds after the job began: its
+      // frames reach the host (see the class comment).
       frames = frames.contiguous().to(torch::kCPU);
       video.frames = frames_;
       video.height = height_;
