@@ -9,6 +9,7 @@
 
 #include "vidnode/gpu/collectives.hpp"
 
+#include "step_timer.hpp"
 #include "tiny_t2v_hooks.hpp"
 #include "tiny_t2v_model.hpp"
 #include "torch_load.hpp"
@@ -34,24 +35,59 @@ std::optional<std::string> ranks_problem(int64_t ranks, int64_t frames) {
 /// One tiny-t2v job, or one rank's part of it, on a device: DDIM over the
 /// latent's frames this rank holds, then decoding them; rank 0 gathers
 /// every rank's frames.
+///
+/// Host synchronisations (on cuda; the stream is the lane's): three
+/// host-to-device copies from pageable memory when the job begins (the
+/// prompt's tokens, the steps' time embeddings, the initial noise), each of
+/// which waits for the lane's stream (at::native's copy: memcpy_and_sync),
+/// idle then, so for the copy alone; none in step(); in finish() rank 0's
+/// copy of the frames to the host, the one the job cannot do without,
+/// after which step_timer reads its events without waiting. Their costs on
+/// a GPU: scripts/gpu-check.sh ("[gpu] host costs").
 class tiny_t2v_run : public job_run {
 public:
   tiny_t2v_run(tiny_t2v_model& model, torch::Device device,
                const runtime::job_spec& spec,
                const std::vector<double>& alphas_cumprod, int32_t rank,
                std::shared_ptr<communicator> gang)
-    : model_(model), device_(device), meter_(device), spec_steps_(spec.steps),
-      fps_(spec.fps), alphas_cumprod_(alphas_cumprod), rank_(rank),
-      gang_(std::move(gang)), split_(gang_.get()) {}
+    : model_(model), device_(device), meter_(device), timer_(device),
+      spec_steps_(spec.steps), fps_(spec.fps), alphas_cumprod_(alphas_cumprod),
+      rank_(rank), gang_(std::move(gang)), split_(gang_.get()) {}
+
+  tiny_t2v_run(const tiny_t2v_run&) = delete;
+  tiny_t2v_run& operator=(const tiny_t2v_run&) = delete;
+
+  /// A run that did not finish frees its tensors as a memory window, so
+  /// that a job measured on another lane meanwhile is not misattributed.
+  ~tiny_t2v_run() override {
+    if (!cond_.defined() && !latent_.defined() && !time_embeddings_.defined())
+      return;
+    try {
+      meter_.unmeasured([&] { release(); });
+    } catch (...) {
+      // Freeing cannot fail; the registry's lock is all that could.
+    }
+  }
 
   /// Conditions on the prompt and draws the initial latent.
   void prepare(const runtime::job_spec& spec) {
     meter_.measure([&] {
       with_torch(device_, [&] {
         torch::NoGradGuard no_grad;
+        timer_.reserve(spec_steps_);
         auto ids =
           torch::tensor(tokenize(spec.prompt), torch::kInt64).to(device_);
         cond_ = model_->net->condition(ids);
+        // Every step's time embedding, in one copy now rather than one per
+        // step: that copy synchronised the stream in every step, and making
+        // the embedding took 7.6 us of host time per step (against 0.5 us
+        // for the slice that replaces it; a 64x64x8 step is 1.8 ms on one
+        // cpu thread).
+        std::vector<torch::Tensor> embeddings;
+        for (int32_t i = 0; i < spec_steps_; ++i)
+          embeddings.push_back(time_embedding(timestep(i)));
+        if (!embeddings.empty())
+          time_embeddings_ = torch::cat(embeddings, 0).to(device_);
         // The initial noise comes from the job's seed, drawn on the CPU so
         // the same seed starts from the same latent on every device. Every
         // rank draws all of it and keeps its frames, so a gang starts from
@@ -79,7 +115,9 @@ public:
   device_time step(int32_t index) override {
     auto started = clock_type::now();
     auto exchanged = split_.exchange_time();
-    meter_.measure([&] { with_torch(device_, [&] { denoise(index); }); });
+    meter_.measure([&] {
+      with_torch(device_, [&] { timer_.time([&] { denoise(index); }); });
+    });
     timing_.steps += clock_type::now() - started;
     timing_.step_collectives += split_.exchange_time() - exchanged;
     return device_time{0};
@@ -90,15 +128,27 @@ public:
     auto started = clock_type::now();
     auto exchanged = split_.exchange_time();
     job_output out;
-    meter_.measure([&] { with_torch(device_, [&] { out.video = decode(); }); });
+    meter_.measure([&] {
+      with_torch(device_, [&] {
+        out.video = decode();
+        kernel_ = timer_.total();
+        release();
+      });
+    });
     out.peak_bytes = meter_.peak_bytes();
     timing_.finish += clock_type::now() - started;
     timing_.finish_collectives += split_.exchange_time() - exchanged;
     return out;
   }
 
-  /// This rank's latent, on the CPU.
+  run_profile profile() const override {
+    return {kernel_, meter_.measurement_time()};
+  }
+
+  /// This rank's latent, on the CPU (empty once finish() returned).
   torch::Tensor latent() const {
+    if (!latent_.defined())
+      return torch::empty({0}, torch::kFloat32);
     return latent_.to(torch::kCPU).contiguous();
   }
 
@@ -107,6 +157,13 @@ public:
   }
 
 private:
+  /// Frees the job's tensors (within a measured call or unmeasured()).
+  void release() {
+    cond_.reset();
+    latent_.reset();
+    time_embeddings_.reset();
+  }
+
   void denoise(int32_t index) {
     torch::NoGradGuard no_grad;
     auto t = timestep(index);
@@ -114,8 +171,8 @@ private:
     auto a_prev = index + 1 < spec_steps_
                     ? alphas_cumprod_[static_cast<size_t>(timestep(index + 1))]
                     : 1.0;
-    auto eps =
-      model_->net->forward(latent_, time_embedding(t, device_), cond_, split_);
+    auto t_emb = time_embeddings_.slice(0, index, index + 1);
+    auto eps = model_->net->forward(latent_, t_emb, cond_, split_);
     auto x0 = ((latent_ - std::sqrt(1.0 - a_t) * eps) / std::sqrt(a_t))
                 .clamp(-3.0, 3.0);
     latent_ = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
@@ -135,6 +192,8 @@ private:
     pixels = split_.all_gather(pixels);
     if (rank_ != 0)
       return std::nullopt;
+    // The one synchronisation after the job began: its frames reach the
+    // host (see the class comment).
     pixels = pixels.to(torch::kCPU).contiguous();
     video_frames video;
     video.frames = static_cast<int32_t>(pixels.size(0));
@@ -155,6 +214,8 @@ private:
   tiny_t2v_model& model_;
   torch::Device device_;
   device_memory_meter meter_;
+  step_timer timer_;
+  device_time kernel_{0};
   int32_t spec_steps_;
   int32_t fps_;
   const std::vector<double>& alphas_cumprod_;
@@ -163,6 +224,8 @@ private:
   frame_split split_;
   tiny_t2v_hooks::run_timing timing_;
   torch::Tensor cond_;
+  /// [steps, time_dim]: step i's time embedding is row i.
+  torch::Tensor time_embeddings_;
   torch::Tensor latent_;
 };
 
@@ -183,6 +246,7 @@ public:
 
   device_time load(const runtime::job_spec&) override {
     resident_bytes_ = load_on_device(device_, [&] { load_weights(); });
+    with_torch(device_, [&] { wait_for_device(device_); });
     return device_time{0};
   }
 

@@ -17,7 +17,8 @@ namespace vidnode::gpu::tiny_t2v_hooks {
 
 /// The latent a tiny-t2v run holds now: this rank's frames, float32,
 /// [frames / ranks, 4, height / 8, width / 8] in row-major order, so the
-/// ranks' latents concatenated in rank order are the whole latent. Throws
+/// ranks' latents concatenated in rank order are the whole latent; empty
+/// once finish() has returned (the run frees its tensors there). Throws
 /// std::invalid_argument when `run` is not a tiny-t2v run.
 std::vector<float> latent(const job_run& run);
 

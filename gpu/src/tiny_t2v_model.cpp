@@ -255,14 +255,12 @@ void save_weights_without_layout(const std::string& path) {
   archive.save_to(path);
 }
 
-torch::Tensor time_embedding(int64_t t, const torch::Device& device) {
+torch::Tensor time_embedding(int64_t t) {
   auto half = time_dim / 2;
   auto freqs = torch::exp(torch::arange(half, torch::kFloat32)
                           * (-std::log(10000.0) / static_cast<double>(half)));
   auto args = freqs * static_cast<double>(t);
-  return torch::cat({torch::sin(args), torch::cos(args)})
-    .view({1, time_dim})
-    .to(device);
+  return torch::cat({torch::sin(args), torch::cos(args)}).view({1, time_dim});
 }
 
 } // namespace vidnode::gpu::tiny_t2v_detail

@@ -156,8 +156,8 @@ void load_weights(tiny_t2v_model& model, const std::string& path);
 /// 3D-convolution denoiser), for tests of load_weights' refusal.
 void save_weights_without_layout(const std::string& path);
 
-/// Sinusoidal embedding of a timestep, [1, time_dim].
-torch::Tensor time_embedding(int64_t t, const torch::Device& device);
+/// Sinusoidal embedding of a timestep, [1, time_dim], on the CPU.
+torch::Tensor time_embedding(int64_t t);
 
 } // namespace tiny_t2v_detail
 } // namespace vidnode::gpu

@@ -6,6 +6,7 @@
 /// libtorch or knows its errors).
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <new>
 #include <regex>
@@ -16,11 +17,15 @@
 
 #ifdef VIDNODE_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include "vidnode/gpu/collectives.hpp"
 #include "vidnode/gpu/pipeline.hpp"
 #include "vidnode/runtime/device.hpp"
+
+#include "memory_windows.hpp"
 
 namespace vidnode::gpu {
 
@@ -153,17 +158,33 @@ void with_torch(c10::Device device, F&& call) {
 }
 
 /// Measures what one job (or one model load) holds and peaks at on a CUDA
-/// device, from the caching allocator's statistics. A device's calls run
-/// one at a time on its worker's thread, so what a call allocates belongs
-/// to the job that made it, even while other jobs' steps interleave. On
-/// other devices it measures nothing (0).
+/// device, from the caching allocator's statistics, and how long reading
+/// them took. The statistics are the device's, shared by every lane on it,
+/// so each measured call is a window in the device's memory_windows: a
+/// window that no other window overlapped (one lane, or lanes that happened
+/// not to overlap) is attributed to the job exactly; once one of a job's
+/// windows is overlapped (another lane's call, a model loading), what the
+/// job holds is unknown and peak_bytes() and held_bytes() are 0 for the
+/// rest of it (admission learns nothing from the job; an out-of-memory
+/// error still raises its estimate, by the failed allocation alone). Only
+/// the first of overlapping windows resets the peak statistics. On other
+/// devices it measures nothing (0) and takes no time. One object per job,
+/// used by one thread at a time.
+///
+/// Cost on the step path: per call, on cuda only, one resetPeakStats and
+/// one getDeviceStats before it and one getDeviceStats after it, under the
+/// registry's lock and the allocator's: host work, no device
+/// synchronisation. The registry alone costs 30 to 60 ns per call
+/// uncontended (memory_windows_test, on a 2-core cpu machine); the whole
+/// window on a GPU is printed by scripts/gpu-check.sh ("[gpu] host
+/// costs"), and measurement_time() sums it per job.
 class device_memory_meter {
 public:
   explicit device_memory_meter(c10::Device device) : device_(device) {}
 
   /// Runs `call` (with_torch inside it or not) and accounts its memory.
   /// An out_of_memory from it is rethrown with the bytes this job held
-  /// added to the failed allocation: the least the job needs.
+  /// added to the failed allocation (when known): the least the job needs.
   template <class F>
   void measure(F&& call) {
 #ifdef VIDNODE_TORCH_CUDA
@@ -174,44 +195,97 @@ public:
     // The statistics exist once CUDA is initialized (the pipelines do that
     // before loading); a call they cannot measure still runs.
     auto index = device_.index();
+    auto& windows = memory_windows::of(index);
     int64_t before = 0;
-    bool measured = true;
-    try {
-      c10::cuda::CUDACachingAllocator::resetPeakStats(index);
-      before = allocated(index);
-    } catch (const c10::Error&) {
-      measured = false;
-    }
+    bool read = true;
+    auto started = std::chrono::steady_clock::now();
+    auto ticket = windows.open([&] {
+      try {
+        c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+        before = allocated(index);
+      } catch (const c10::Error&) {
+        read = false;
+      }
+    });
+    measuring_ += std::chrono::steady_clock::now() - started;
     try {
       call();
     } catch (const out_of_memory& e) {
-      throw out_of_memory(
-        e.what(), e.requested_bytes()
-                    + static_cast<uint64_t>(std::max<int64_t>(held_, 0)));
+      windows.close(ticket, [] {});
+      auto held = held_bytes();
+      known_ = false;
+      throw out_of_memory(e.what(), e.requested_bytes() + held);
+    } catch (...) {
+      windows.close(ticket, [] {});
+      known_ = false;
+      throw;
     }
-    if (!measured)
+    started = std::chrono::steady_clock::now();
+    int64_t peak = 0;
+    int64_t after = 0;
+    bool clean = windows.close(ticket, [&] {
+      if (!read)
+        return;
+      try {
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+        peak = static_cast<int64_t>(stats.allocated_bytes[0].peak);
+        after = static_cast<int64_t>(stats.allocated_bytes[0].current);
+      } catch (const c10::Error&) {
+        read = false;
+      }
+    });
+    measuring_ += std::chrono::steady_clock::now() - started;
+    if (!clean || !read) {
+      known_ = false;
       return;
-    try {
-      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-      auto peak = static_cast<int64_t>(stats.allocated_bytes[0].peak);
-      auto after = static_cast<int64_t>(stats.allocated_bytes[0].current);
-      peak_ = std::max(peak_, held_ + (peak - before));
-      held_ += after - before;
-    } catch (const c10::Error&) {
     }
+    peak_ = std::max(peak_, held_ + (peak - before));
+    held_ += after - before;
 #else
     call();
 #endif
   }
 
-  /// The most this job held at once, in bytes.
-  uint64_t peak_bytes() const noexcept {
-    return static_cast<uint64_t>(std::max<int64_t>(peak_, 0));
+  /// Runs `call`, which changes what the device holds without being
+  /// measured (freeing a job's tensors), as a window: a job measured on
+  /// another lane meanwhile learns that its window was overlapped.
+  template <class F>
+  void unmeasured(F&& call) {
+#ifdef VIDNODE_TORCH_CUDA
+    if (device_.is_cuda()) {
+      auto& windows = memory_windows::of(device_.index());
+      auto ticket = windows.open([] {});
+      try {
+        call();
+      } catch (...) {
+        windows.close(ticket, [] {});
+        throw;
+      }
+      windows.close(ticket, [] {});
+      known_ = false;
+      return;
+    }
+#endif
+    call();
   }
 
-  /// What this job holds now (what its calls allocated and kept), in bytes.
+  /// The most this job held at once, in bytes; 0 when unknown (a window
+  /// was overlapped, or the statistics could not be read).
+  uint64_t peak_bytes() const noexcept {
+    return known_ ? static_cast<uint64_t>(std::max<int64_t>(peak_, 0)) : 0;
+  }
+
+  /// What this job holds now (what its calls allocated and kept), in bytes;
+  /// 0 when unknown.
   uint64_t held_bytes() const noexcept {
-    return static_cast<uint64_t>(std::max<int64_t>(held_, 0));
+    return known_ ? static_cast<uint64_t>(std::max<int64_t>(held_, 0)) : 0;
+  }
+
+  /// Host time spent opening and closing windows (reading the statistics,
+  /// waiting for the registry's and the allocator's locks) so far; zero on
+  /// devices that are not measured.
+  device_time measurement_time() const noexcept {
+    return measuring_;
   }
 
 private:
@@ -225,7 +299,25 @@ private:
   c10::Device device_;
   int64_t held_ = 0;
   int64_t peak_ = 0;
+  bool known_ = true;
+  device_time measuring_{0};
 };
+
+/// Waits until all work queued on `device`, on every stream, has completed:
+/// on a cuda device a device synchronisation, elsewhere nothing. For the
+/// end of a pipeline's load(), once per load: the weights it wrote, on
+/// whichever stream and however it copied them, are then complete for
+/// every lane's stream.
+inline void wait_for_device(c10::Device device) {
+#ifdef VIDNODE_TORCH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard{device.index()};
+    c10::cuda::device_synchronize();
+  }
+#else
+  (void)device;
+#endif
+}
 
 /// The libtorch device of a cpu or cuda device.
 inline c10::Device torch_device(const runtime::device_info& device) {

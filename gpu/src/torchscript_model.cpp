@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/script.h>
 
+#include "step_timer.hpp"
 #include "torch_load.hpp"
 
 namespace vidnode::gpu {
@@ -45,19 +46,50 @@ std::optional<std::string> check_contract(torch::jit::Module& module) {
   return std::nullopt;
 }
 
+/// One job of a TorchScript model. Several runs call the one module at
+/// once from their lanes' threads: a torch::jit::Module's methods may be
+/// run concurrently (each call has its own interpreter state; the graph
+/// executor compiles and profiles under its own lock), and a run keeps its
+/// tensors to itself.
+///
+/// Host synchronisations vidnode adds (on cuda; the stream is the lane's):
+/// the initial noise's copy to the device when the job begins (the lane's
+/// stream is idle then, so it waits for the copy alone), and the frames'
+/// copy to the host in finish(), which the job cannot do without and after
+/// which step_timer reads its events without waiting; none in step(). What
+/// the model's own methods synchronise is the model's (the example
+/// toy_torchscript's denoise copies its CPU conditioning to the device in
+/// every step). Their costs on a GPU: scripts/gpu-check.sh ("[gpu] host
+/// costs").
 class torchscript_run : public job_run {
 public:
   torchscript_run(torch::jit::Module& module, torch::Device device,
                   const runtime::job_spec& spec)
-    : module_(module), device_(device), meter_(device), steps_(spec.steps),
-      fps_(spec.fps), frames_(spec.frames), width_(spec.width),
-      height_(spec.height) {}
+    : module_(module), device_(device), meter_(device), timer_(device),
+      steps_(spec.steps), fps_(spec.fps), frames_(spec.frames),
+      width_(spec.width), height_(spec.height) {}
+
+  torchscript_run(const torchscript_run&) = delete;
+  torchscript_run& operator=(const torchscript_run&) = delete;
+
+  /// A run that did not finish frees its tensors as a memory window, so
+  /// that a job measured on another lane meanwhile is not misattributed.
+  ~torchscript_run() override {
+    if (!cond_.defined() && !latent_.defined())
+      return;
+    try {
+      meter_.unmeasured([&] { release(); });
+    } catch (...) {
+      // Freeing cannot fail; the registry's lock is all that could.
+    }
+  }
 
   /// Encodes the prompt and draws the initial latent.
   void prepare(const runtime::job_spec& spec) {
     meter_.measure([&] {
       with_torch(device_, [&] {
         torch::NoGradGuard no_grad;
+        timer_.reserve(steps_);
         cond_ = module_.get_method("encode_prompt")({spec.prompt}).toTensor();
         auto shape =
           module_
@@ -79,11 +111,13 @@ public:
   device_time step(int32_t index) override {
     meter_.measure([&] {
       with_torch(device_, [&] {
-        torch::NoGradGuard no_grad;
-        latent_ = module_
-                    .get_method("denoise")(
-                      {latent_, int64_t{index}, int64_t{steps_}, cond_})
-                    .toTensor();
+        timer_.time([&] {
+          torch::NoGradGuard no_grad;
+          latent_ = module_
+                      .get_method("denoise")(
+                        {latent_, int64_t{index}, int64_t{steps_}, cond_})
+                      .toTensor();
+        });
       });
     });
     return device_time{0};
@@ -92,12 +126,28 @@ public:
   job_output finish(device_time& busy) override {
     busy = device_time{0};
     job_output out;
-    meter_.measure([&] { with_torch(device_, [&] { out.video = decode(); }); });
+    meter_.measure([&] {
+      with_torch(device_, [&] {
+        out.video = decode();
+        kernel_ = timer_.total();
+        release();
+      });
+    });
     out.peak_bytes = meter_.peak_bytes();
     return out;
   }
 
+  run_profile profile() const override {
+    return {kernel_, meter_.measurement_time()};
+  }
+
 private:
+  /// Frees the job's tensors (within a measured call or unmeasured()).
+  void release() {
+    cond_.reset();
+    latent_.reset();
+  }
+
   video_frames decode() {
     video_frames video;
     {
@@ -119,6 +169,8 @@ private:
         frames = (frames.to(torch::kFloat32) * 255.0)
                    .clamp(0.0, 255.0)
                    .to(torch::kUInt8);
+      // The one synchronisation vidnode adds after the job began: its
+      // frames reach the host (see the class comment).
       frames = frames.contiguous().to(torch::kCPU);
       video.frames = frames_;
       video.height = height_;
@@ -133,6 +185,8 @@ private:
   torch::jit::Module& module_;
   torch::Device device_;
   device_memory_meter meter_;
+  step_timer timer_;
+  device_time kernel_{0};
   int32_t steps_;
   int32_t fps_;
   int32_t frames_;
@@ -149,6 +203,7 @@ public:
 
   device_time load(const runtime::job_spec&) override {
     resident_bytes_ = load_on_device(device_, [&] { load_module(); });
+    with_torch(device_, [&] { wait_for_device(device_); });
     return device_time{0};
   }
 

@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -20,12 +23,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "../../gpu/src/host_costs.hpp"
 #include "support/process.hpp"
 #include "vidnode/actors/interfaces.hpp"
 #include "vidnode/actors/node.hpp"
 #include "vidnode/gpu/collectives.hpp"
 #include "vidnode/gpu/cuda.hpp"
+#include "vidnode/gpu/lanes.hpp"
 #include "vidnode/gpu/tiny_t2v.hpp"
+#include "vidnode/gpu/torchscript_model.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
 
@@ -84,6 +90,78 @@ runtime::device_status device_status_of(caf::actor_system& sys,
       },
       [&](const caf::error& err) { FAIL(runtime::describe(err)); });
   return found;
+}
+
+runtime::device_info cuda0() {
+  runtime::device_info device;
+  device.kind = runtime::device_kind::cuda;
+  device.ordinal = 0;
+  device.memory_bytes = 16ull << 30;
+  return device;
+}
+
+job_spec tiny_job(uint64_t seed) {
+  job_spec spec;
+  spec.model = "tiny-t2v";
+  spec.prompt = "a red kite over the sea";
+  spec.width = 256;
+  spec.height = 256;
+  spec.frames = 16;
+  spec.steps = 8;
+  spec.fps = 8;
+  spec.seed = seed;
+  return spec;
+}
+
+double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+double us(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+/// What one job run through the pipeline API made and measured.
+struct pipeline_job {
+  gpu::job_output output;
+  gpu::run_profile profile;
+  /// Wall time of its step() calls.
+  std::chrono::nanoseconds steps{0};
+  /// What the steps synchronised, if they did (host_costs).
+  std::optional<std::string> step_syncs;
+};
+
+/// Runs `spec` through `pipeline` on the calling thread, its steps under
+/// libtorch's synchronisation check when `check_syncs`.
+pipeline_job run_pipeline_job(gpu::pipeline& pipeline, const job_spec& spec,
+                              bool check_syncs) {
+  pipeline_job job;
+  gpu::device_time busy{0};
+  auto run = pipeline.begin(spec, 1, busy);
+  auto steps = [&] {
+    for (int32_t i = 0; i < run->steps(); ++i)
+      run->step(i);
+  };
+  auto started = std::chrono::steady_clock::now();
+  if (check_syncs)
+    job.step_syncs = gpu::host_costs::synchronisations_in(steps);
+  else
+    steps();
+  job.steps = std::chrono::steady_clock::now() - started;
+  job.output = run->finish(busy);
+  job.profile = run->profile();
+  return job;
+}
+
+/// The largest difference between two videos' bytes (255 if their sizes
+/// differ).
+int max_difference(const gpu::job_output& a, const gpu::job_output& b) {
+  if (!a.video || !b.video || a.video->rgb.size() != b.video->rgb.size())
+    return 255;
+  int most = 0;
+  for (size_t i = 0; i < a.video->rgb.size(); ++i)
+    most = std::max(most, std::abs(int{a.video->rgb[i]} - b.video->rgb[i]));
+  return most;
 }
 
 int32_t loads_of(const runtime::device_status& device,
@@ -281,6 +359,150 @@ TEST_CASE("one NCCL rank on cuda:0 computes what one Gloo rank computes on "
   auto ones = at::ones({3}, at::TensorOptions().device(cuda0));
   again->all_reduce_sum(ones);
   CHECK(close(ones, at::ones({3})));
+}
+
+TEST_CASE("the host synchronisations and measurements on the step path cost "
+          "microseconds on cuda:0",
+          "[gpu][step_path]") {
+  std::string why;
+  auto costs = gpu::host_costs::measure(0, 200, why);
+  INFO(why);
+  REQUIRE(costs);
+  std::printf("[gpu] host costs on cuda:0, per call, on a lane's idle "
+              "stream: memory window (registry, resetPeakStats, 2x "
+              "getDeviceStats) %.1f us; step events (2x cudaEventRecord) "
+              "%.1f us; event read at finish %.1f us per step; idle stream "
+              "sync %.1f us; 256 KiB copy to the device (begin) %.1f us; 3 "
+              "MiB of frames to the host (finish) %.1f us\n",
+              us(costs->memory_window), us(costs->step_events),
+              us(costs->event_read), us(costs->idle_stream_sync),
+              us(costs->begin_copy), us(costs->frames_copy));
+  CHECK(costs->memory_window < std::chrono::milliseconds{1});
+  CHECK(costs->step_events < std::chrono::milliseconds{1});
+}
+
+TEST_CASE("tiny-t2v's and a TorchScript model's steps synchronise nothing "
+          "on cuda:0, and their runs report kernel time, measurement time "
+          "and their peak",
+          "[gpu][step_path]") {
+  gpu::tiny_t2v_factory tiny;
+  auto spec = tiny_job(7);
+  auto pipeline = tiny.make(spec.model, cuda0());
+  pipeline->load(spec);
+  run_pipeline_job(*pipeline, spec, false);
+  auto job = run_pipeline_job(*pipeline, spec, true);
+  INFO(job.step_syncs.value_or(""));
+  CHECK_FALSE(job.step_syncs);
+  CHECK(job.output.peak_bytes > 0);
+  CHECK(job.profile.kernel.count() > 0);
+  CHECK(job.profile.memory_measurement.count() > 0);
+  std::printf("[gpu] tiny-t2v 256x256x16, 8 steps, one lane: steps %.2f ms "
+              "wall, kernel %.2f ms (%.0f%%), memory measurement %.1f us per "
+              "job, peak %s, step synchronisations: %s\n",
+              ms(job.steps), ms(job.profile.kernel),
+              100.0 * ms(job.profile.kernel) / std::max(ms(job.steps), 1e-9),
+              us(job.profile.memory_measurement),
+              runtime::format_bytes(job.output.peak_bytes).c_str(),
+              job.step_syncs ? job.step_syncs->c_str() : "none");
+
+  auto dir = temp_dir("syncs");
+  for (bool heavy : {true, false}) {
+    auto model = dir + (heavy ? "/heavy.pt" : "/toy.pt");
+    std::vector<std::string> argv = {TOY_TORCHSCRIPT_BIN, model};
+    if (heavy)
+      argv.insert(argv.end(), {"--weights", "0.0625", "--working-set", "0.05",
+                               "--matmuls-per-step", "4"});
+    auto made = test::run_command(argv);
+    INFO(made.err);
+    REQUIRE(made.status == 0);
+    std::string error;
+    auto factory = gpu::torchscript_factory::open("toy", model, error);
+    INFO(error);
+    REQUIRE(factory);
+    job_spec toy = spec;
+    toy.model = "toy";
+    auto scripted = factory->make("toy", cuda0());
+    scripted->load(toy);
+    run_pipeline_job(*scripted, toy, false);
+    auto toy_job = run_pipeline_job(*scripted, toy, true);
+    // The example's plain denoise copies its CPU conditioning to the
+    // device in every step: the model's synchronisation, not vidnode's.
+    if (heavy) {
+      INFO(toy_job.step_syncs.value_or(""));
+      CHECK_FALSE(toy_job.step_syncs);
+    }
+    CHECK(toy_job.profile.kernel.count() > 0);
+    std::printf("[gpu] TorchScript %s, 8 steps: steps %.2f ms wall, kernel "
+                "%.2f ms, memory measurement %.1f us per job, peak %s, step "
+                "synchronisations: %s\n",
+                heavy ? "toy_torchscript --matmuls-per-step 4"
+                      : "toy_torchscript (plain)",
+                ms(toy_job.steps), ms(toy_job.profile.kernel),
+                us(toy_job.profile.memory_measurement),
+                runtime::format_bytes(toy_job.output.peak_bytes).c_str(),
+                toy_job.step_syncs ? toy_job.step_syncs->substr(0, 120).c_str()
+                                   : "none");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("two lanes on cuda:0 make the frames each job makes alone; a job "
+          "whose measurements another lane overlapped reports no peak",
+          "[gpu][lanes]") {
+  gpu::tiny_t2v_factory tiny;
+  std::vector<job_spec> specs = {tiny_job(1), tiny_job(2)};
+  auto pipeline = tiny.make("tiny-t2v", cuda0());
+  pipeline->load(specs.front());
+  auto run_lanes = [&](bool together) {
+    std::vector<pipeline_job> jobs(specs.size());
+    std::vector<std::string> errors(specs.size());
+    auto lane = [&](size_t i) {
+      gpu::enter_lane(cuda0(), static_cast<int32_t>(i), 2);
+      try {
+        jobs[i] = run_pipeline_job(*pipeline, specs[i], false);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    };
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      threads.emplace_back(lane, i);
+      if (!together)
+        threads.back().join();
+    }
+    for (auto& t : threads)
+      if (t.joinable())
+        t.join();
+    for (const auto& error : errors)
+      CHECK(error.empty());
+    return jobs;
+  };
+  run_lanes(false);
+  auto alone = run_lanes(false);
+  auto started = std::chrono::steady_clock::now();
+  auto together = run_lanes(true);
+  auto wall = std::chrono::steady_clock::now() - started;
+  int known = 0;
+  std::chrono::nanoseconds kernel{0};
+  for (size_t i = 0; i < specs.size(); ++i) {
+    INFO("job " << i);
+    CHECK(max_difference(together[i].output, alone[i].output) <= 1);
+    auto peak = together[i].output.peak_bytes;
+    // Exact when no other lane overlapped it, up to what a stream's first
+    // use allocates and keeps (cuBLAS's workspace for the stream).
+    auto alone_peak = alone[i].output.peak_bytes;
+    CHECK(alone_peak > 0);
+    auto apart = peak > alone_peak ? peak - alone_peak : alone_peak - peak;
+    CHECK((peak == 0 || apart <= (256ull << 20)));
+    known += peak > 0 ? 1 : 0;
+    kernel += together[i].profile.kernel;
+    CHECK(together[i].profile.kernel.count() > 0);
+  }
+  std::printf("[gpu] tiny-t2v 256x256x16, 8 steps, 2 lanes at once: %.2f s "
+              "wall, kernel time %.2f s summed over the lanes; peaks known "
+              "for %d of 2 jobs (alone: %s)\n",
+              std::chrono::duration<double>(wall).count(), ms(kernel) / 1000.0,
+              known, runtime::format_bytes(alone[0].output.peak_bytes).c_str());
 }
 
 int main(int argc, char** argv) {

@@ -275,3 +275,22 @@ TEST_CASE("a real CPU tensor larger than the process can allocate fails at "
                                          "allocate memory"));
   }
 }
+
+TEST_CASE("on a cpu device the memory meter runs every call, measures "
+          "nothing, spends no time and passes out_of_memory through",
+          "[torch][boundary]") {
+  vidnode::gpu::device_memory_meter meter{cpu};
+  int calls = 0;
+  meter.measure([&] { ++calls; });
+  meter.unmeasured([&] { ++calls; });
+  CHECK(calls == 2);
+  CHECK(meter.peak_bytes() == 0);
+  CHECK(meter.held_bytes() == 0);
+  CHECK(meter.measurement_time().count() == 0);
+  try {
+    meter.measure([] { throw out_of_memory("out of memory", 1024); });
+    FAIL("nothing thrown");
+  } catch (const out_of_memory& e) {
+    CHECK(e.requested_bytes() == 1024);
+  }
+}
