@@ -32,6 +32,7 @@ using runtime::make_error;
 void encoder(caf::event_based_actor* self, device_worker_actor worker,
              uint64_t lease, std::string path, std::string output_dir,
              gpu::video_frames video, std::string audio_path) {
+  auto started = std::chrono::steady_clock::now();
   caf::error err;
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
@@ -40,8 +41,9 @@ void encoder(caf::event_based_actor* self, device_worker_actor worker,
                                        + output_dir + ": " + ec.message());
   else if (auto failure = gpu::write_video(path, video, audio_path))
     err = make_error(errc::internal, "encoding " + path + ": " + *failure);
+  caf::timespan took = std::chrono::steady_clock::now() - started;
   self->send(worker, encoded_atom::value, lease,
-             err ? std::string{} : std::move(path), std::move(err));
+             err ? std::string{} : std::move(path), std::move(err), took);
   self->quit();
 }
 
@@ -433,7 +435,7 @@ void device_worker_state::finished(uint64_t lease, gpu::job_output output) {
   auto now = clock_type::now();
   if (now > last)
     phases.handoff += now - last;
-  encoding.push_back({lease, id, output.peak_bytes, phases, now});
+  encoding.push_back({lease, id, output.peak_bytes, phases});
   auto path =
     (std::filesystem::path{output_dir}
      / ("job-" + std::to_string(id.value) + "." + gpu::video_file_extension()))
@@ -444,7 +446,7 @@ void device_worker_state::finished(uint64_t lease, gpu::job_output output) {
 }
 
 void device_worker_state::encoded(uint64_t lease, std::string path,
-                                  caf::error err) {
+                                  caf::error err, caf::timespan took) {
   forget_input(lease);
   auto i = std::find_if(encoding.begin(), encoding.end(),
                         [&](const auto& x) { return x.lease == lease; });
@@ -454,7 +456,7 @@ void device_worker_state::encoded(uint64_t lease, std::string path,
   if (lapsed(job.id, lease))
     return;
   encoding.erase(i);
-  job.phases.encode = clock_type::now() - job.started;
+  job.phases.encode = took;
   if (err)
     report_failed(job.id, lease, std::move(err));
   else
@@ -531,8 +533,9 @@ device_worker_actor::behavior_type device_worker_behavior(
     [=](loaded_atom, const std::string& model) {
       self->state.load_finished(model);
     },
-    [=](encoded_atom, uint64_t lease, std::string& path, caf::error& err) {
-      self->state.encoded(lease, std::move(path), std::move(err));
+    [=](encoded_atom, uint64_t lease, std::string& path, caf::error& err,
+        caf::timespan took) {
+      self->state.encoded(lease, std::move(path), std::move(err), took);
     },
     [=](copied_atom, uint64_t lease, std::string& path, caf::error& err) {
       self->state.input_copied(lease, std::move(path), std::move(err));

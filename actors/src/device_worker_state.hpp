@@ -208,8 +208,6 @@ struct device_worker_state {
     runtime::job_id id;
     uint64_t peak_bytes;
     job_phases phases;
-    /// When its encoder was spawned.
-    clock_type::time_point started;
   };
   std::vector<encoding_attempt> encoding;
 
@@ -413,8 +411,10 @@ struct device_worker_state {
   void finish(uint64_t lease);
 
   /// An encoder reported: the job's video is at `path`, or `err` says why
-  /// not. Nothing happens if the job was aborted meanwhile.
-  void encoded(uint64_t lease, std::string path, caf::error err);
+  /// not; writing it took `took`. Nothing happens if the job was aborted
+  /// meanwhile.
+  void encoded(uint64_t lease, std::string path, caf::error err,
+               caf::timespan took);
 
   void abort(runtime::job_id id, uint64_t lease);
 };

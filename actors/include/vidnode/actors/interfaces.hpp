@@ -119,7 +119,8 @@ using progress_atom = caf::atom_constant<caf::atom("progress")>;
 /// Worker -> admission: an attempt's compute is done; its output is being
 /// written off the device (its slot and memory are free).
 using computed_atom = caf::atom_constant<caf::atom("computed")>;
-/// Encoder -> worker: an attempt's video is written (a path, or an error).
+/// Encoder -> worker: an attempt's video is written (a path, or an error),
+/// and how long writing it took.
 using encoded_atom = caf::atom_constant<caf::atom("encoded")>;
 /// Worker -> admission: an attempt succeeded.
 using done_atom = caf::atom_constant<caf::atom("done")>;
@@ -265,7 +266,8 @@ using device_worker_actor = caf::typed_actor<
   caf::reacts_to<run_atom, job_ticket>,
   caf::reacts_to<abort_atom, runtime::job_id, uint64_t>,
   caf::reacts_to<step_atom, uint64_t>, caf::reacts_to<loaded_atom, std::string>,
-  caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error>,
+  caf::reacts_to<encoded_atom, uint64_t, std::string, caf::error,
+                 caf::timespan>,
   caf::reacts_to<copied_atom, uint64_t, std::string, caf::error>,
   caf::reacts_to<bind_atom, caf::actor>,
   caf::replies_to<resume_atom>::with<lease_list>,
