@@ -468,6 +468,9 @@ int main(int argc, char** argv) {
   if (!settings.preload.empty()) {
     auto started = std::chrono::steady_clock::now();
     if (auto status = apps::await_preloads(**node, signals)) {
+      // A load that hangs in its device's thread would hold up the stop.
+      apps::start_exit_watchdog(signals,
+                                settings.shutdown_grace + 2 * stop_margin);
       (*node)->stop();
       return *status;
     }

@@ -176,6 +176,7 @@ int run_worker_node(caf::actor_system& sys,
     std::unique_lock<std::mutex> guard{readiness->mutex};
     if (status || worker_exit_status != 0) {
       guard.unlock();
+      start_exit_watchdog(signals, 2 * stop_margin);
       if (auto err = (*node)->stop(stop_margin))
         spdlog::error("stopping: {}", runtime::describe(err));
       return worker_exit_status != 0 ? worker_exit_status.load() : *status;
