@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/cluster_process.hpp"
+#include "support/config_file.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
 
@@ -90,6 +91,13 @@ TEST_CASE("preloads come from the config file and the environment too",
   auto devices = loaded(json::parse(nodes.out));
   CHECK(devices["sim:0"] == models{"sim"});
   CHECK(devices["sim:1"] == models{"sim-x"});
+
+  vidnode::test::config_file config{
+    "devices = \"sim:2\"\npreload = [\"sim-a@sim:1\", \"sim-b\"]\n"};
+  node_process from_file{{"--config", config.path(), "--state-dir", "none"}};
+  devices = loaded(from_file.vidctl_json({"nodes"}));
+  CHECK(devices["sim:0"] == models{"sim-b"});
+  CHECK(devices["sim:1"] == models{"sim-a", "sim-b"});
 }
 
 TEST_CASE("bad --preload values are refused at start, naming the option",
