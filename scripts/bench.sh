@@ -14,7 +14,7 @@ build="${root}/build-bench"
 scale="${1:-${VIDNODE_BENCH_SCALE:-1}}"
 jobs="${VIDNODE_BENCH_JOBS:-2}"
 benchmarks=(dispatch placement saturation remote tls memory tiny_t2v
-  journal_store journal cluster http_gateway)
+  journal_store journal cluster http_gateway cold_start)
 if [ -n "${VIDNODE_BENCH_ONLY:-}" ]; then
   read -r -a benchmarks <<< "${VIDNODE_BENCH_ONLY}"
 fi

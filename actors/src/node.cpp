@@ -15,13 +15,15 @@ node_actors spawn_node(caf::actor_system& sys,
                        std::shared_ptr<const gpu::model_catalog> catalog,
                        std::shared_ptr<transfers> transfers,
                        std::shared_ptr<journal_store> journal,
-                       std::shared_ptr<node_observer> events) {
+                       std::shared_ptr<node_observer> events,
+                       std::function<void(const caf::error&)> preloaded) {
   node_actors result;
   result.admission =
     spawn_admission(sys, settings, devices, catalog, std::move(transfers),
                     std::move(journal), std::move(events));
-  result.supervisor = spawn_node_supervisor(
-    sys, settings, std::move(devices), result.admission, std::move(catalog));
+  result.supervisor =
+    spawn_node_supervisor(sys, settings, std::move(devices), result.admission,
+                          std::move(catalog), std::move(preloaded));
   result.registry = spawn_cluster_registry(sys, result.admission);
   return result;
 }
@@ -43,18 +45,27 @@ caf::expected<std::unique_ptr<local_node>> local_node::start(
       return std::move(store.error());
     journal = std::move(*store);
   }
-  auto actors =
-    spawn_node(sys, settings, devices, std::move(catalog), std::move(transfers),
-               std::move(journal), std::move(events));
-  return std::unique_ptr<local_node>{new local_node(
-    sys, std::move(actors), std::move(devices), settings.shutdown_grace)};
+  std::shared_future<caf::error> preloads;
+  auto actors = spawn_node(sys, settings, devices, std::move(catalog),
+                           std::move(transfers), std::move(journal),
+                           std::move(events), preload_callback(preloads));
+  return std::unique_ptr<local_node>{
+    new local_node(sys, std::move(actors), std::move(devices),
+                   settings.shutdown_grace, std::move(preloads))};
 }
 
 local_node::local_node(caf::actor_system& sys, node_actors actors,
                        std::vector<runtime::device_info> devices,
-                       caf::timespan shutdown_grace)
+                       caf::timespan shutdown_grace,
+                       std::shared_future<caf::error> preloads)
   : sys_(sys), stop_timeout_(shutdown_grace + std::chrono::seconds{10}),
-    actors_(std::move(actors)), devices_(std::move(devices)) {}
+    actors_(std::move(actors)), devices_(std::move(devices)),
+    preloads_(std::move(preloads)) {}
+
+caf::error
+local_node::await_preloads(const std::function<bool()>& interrupted) const {
+  return actors::await_preloads(preloads_, interrupted);
+}
 
 local_node::~local_node() {
   stop();

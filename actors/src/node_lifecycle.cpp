@@ -7,8 +7,10 @@
 #include <caf/scoped_actor.hpp>
 
 #include "vidnode/actors/interfaces.hpp"
+#include "vidnode/actors/preload.hpp"
 #include "vidnode/gpu/devices.hpp"
 #include "vidnode/runtime/errc.hpp"
+#include "vidnode/runtime/units.hpp"
 
 namespace vidnode::actors {
 
@@ -40,7 +42,41 @@ caf::error prepare_node(const runtime::node_settings& settings,
     if (!catalog)
       return runtime::make_error(runtime::errc::invalid_request, reason);
   }
+  if (settings.preload_timeout < std::chrono::seconds{1}
+      || settings.preload_timeout > std::chrono::hours{24})
+    return runtime::make_error(
+      runtime::errc::invalid_request,
+      "preload-timeout: must be from 1s to 24h, got "
+        + runtime::format_duration(settings.preload_timeout));
+  if (auto plan = plan_preloads(settings.preload, devices, *catalog); !plan)
+    return std::move(plan.error());
   return caf::none;
+}
+
+std::function<void(const caf::error&)>
+preload_callback(std::shared_future<caf::error>& outcome) {
+  auto promise = std::make_shared<std::promise<caf::error>>();
+  outcome = promise->get_future().share();
+  return [promise](const caf::error& err) { promise->set_value(err); };
+}
+
+caf::error await_preloads(const std::shared_future<caf::error>& outcome,
+                          const std::function<bool()>& interrupted) {
+  if (!outcome.valid())
+    return caf::none;
+  while (outcome.wait_for(std::chrono::milliseconds{100})
+         != std::future_status::ready)
+    if (interrupted && interrupted())
+      return runtime::make_error(runtime::errc::cancelled,
+                                 "preload: interrupted before every preload "
+                                 "finished");
+  try {
+    return outcome.get();
+  } catch (const std::future_error&) {
+    return runtime::make_error(runtime::errc::internal,
+                               "preload: the node stopped before its "
+                               "preloads finished");
+  }
 }
 
 caf::error stop_in_order(caf::actor_system& sys, caf::timespan timeout,

@@ -4,6 +4,8 @@
 /// What starting and stopping a head (local_node) and a worker node
 /// (worker_node) have in common.
 
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,11 +25,26 @@ namespace vidnode::actors {
 std::string node_name_of(const runtime::node_settings& settings);
 
 /// Validates `settings`, discovers the devices they name into `devices` and,
-/// if `catalog` is null, makes the catalog they describe. Fails with
-/// errc::invalid_request naming the bad setting.
+/// if `catalog` is null, makes the catalog they describe, and checks the
+/// preloads against both (plan_preloads). Fails with errc::invalid_request
+/// naming the bad setting (or errc::unknown_model for a preload of a model
+/// the node does not serve).
 caf::error prepare_node(const runtime::node_settings& settings,
                         std::vector<runtime::device_info>& devices,
                         std::shared_ptr<const gpu::model_catalog>& catalog);
+
+/// A one-shot callback for spawn_node_supervisor's `preloaded`, and in
+/// `outcome` the future it sets (a broken promise if the supervisor ended
+/// without calling it).
+std::function<void(const caf::error&)>
+preload_callback(std::shared_future<caf::error>& outcome);
+
+/// Waits for `outcome` (preload_callback), polling `interrupted` (if set)
+/// every 100 ms: the preloads' error or none; errc::cancelled once
+/// `interrupted` returned true; errc::internal if the supervisor ended
+/// first.
+caf::error await_preloads(const std::shared_future<caf::error>& outcome,
+                          const std::function<bool()>& interrupted);
 
 /// One actor to stop: asked to shut down (shutdown_atom, answered with ok)
 /// before it gets an exit message, or only sent the exit message.

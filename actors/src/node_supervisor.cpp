@@ -1,5 +1,9 @@
 #include "vidnode/actors/node_supervisor.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
+
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -8,6 +12,7 @@
 
 #include "vidnode/actors/device_worker.hpp"
 #include "vidnode/actors/file_chunks.hpp"
+#include "vidnode/actors/preload.hpp"
 #include "vidnode/actors/restart_intensity.hpp"
 #include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/units.hpp"
@@ -39,6 +44,11 @@ struct node_supervisor_state {
     std::shared_ptr<device_models> models = std::make_shared<device_models>();
     /// The device's attempts, kept across its workers and across heads.
     std::shared_ptr<lease_book> book = std::make_shared<lease_book>();
+    /// Models to keep loaded on it (--preload).
+    std::vector<std::string> preload;
+    /// Whether its first worker was sent its preloads: later workers
+    /// reload them in the background.
+    bool preloads_sent = false;
   };
 
   pointer self;
@@ -48,6 +58,11 @@ struct node_supervisor_state {
   std::vector<supervised_device> devices;
   bool shutting_down = false;
   std::vector<caf::typed_response_promise<caf::ok_atom>> shutdown_promises;
+  /// First preloads (of the first worker of each device) not yet finished.
+  size_t preloads_pending = 0;
+  /// Told once, when every first preload has finished (none) or the first
+  /// one failed; then reset.
+  std::function<void(const caf::error&)> preloaded;
 
   /// Longest wait for admission's verdict on a death (a remote head that
   /// vanished never answers).
@@ -67,6 +82,75 @@ struct node_supervisor_state {
     self->send(admission, attach_atom::value, device.info, device.worker,
                device.restarts, device.models->names(),
                device.models->resident_bytes());
+    send_preloads(device);
+  }
+
+  /// Asks `device`'s new worker to load the device's preloads it lacks: the
+  /// first worker's count towards readiness (preload_finished); a later
+  /// worker's (after a crash emptied the device's models) load in the
+  /// background while jobs for them wait on the load like for any other,
+  /// and a failure is only logged.
+  void send_preloads(supervised_device& device) {
+    auto first = !device.preloads_sent;
+    device.preloads_sent = true;
+    auto loaded = device.models->names();
+    for (const auto& model : device.preload) {
+      if (std::find(loaded.begin(), loaded.end(), model) != loaded.end()) {
+        if (first)
+          preload_finished(caf::none);
+        continue;
+      }
+      auto name = device.info.name();
+      if (!first)
+        spdlog::info("device {}: reloading preloaded model {} in the "
+                     "background after the worker's restart",
+                     name, model);
+      auto started = std::chrono::steady_clock::now();
+      auto seconds = [started] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                             - started)
+          .count();
+      };
+      auto timeout = settings.preload_timeout;
+      self->request(device.worker, timeout, preload_atom::value, model)
+        .then(
+          [=](bool) {
+            spdlog::info("device {}: {} {} in {:.3f} s", name,
+                         first ? "preloaded" : "reloaded", model, seconds());
+            if (first)
+              self->state.preload_finished(caf::none);
+          },
+          [=](caf::error& err) {
+            auto why = err == caf::sec::request_timeout ? runtime::make_error(
+                         runtime::errc::worker_lost,
+                         "device " + name + ": preloading " + model
+                           + " did not finish within "
+                           + runtime::format_duration(timeout)
+                           + " (--preload-timeout); the load may hang")
+                                                        : std::move(err);
+            if (first) {
+              spdlog::error("device {}: preloading {} failed: {}", name, model,
+                            runtime::describe(why));
+              self->state.preload_finished(why);
+            } else {
+              spdlog::warn("device {}: reloading {} in the background failed "
+                           "({}); jobs of it load it themselves",
+                           name, model, runtime::describe(why));
+            }
+          });
+    }
+  }
+
+  /// One first preload ended, `err` if it failed: tells `preloaded` once
+  /// every first preload has finished, or at the first failure.
+  void preload_finished(const caf::error& err) {
+    if (preloads_pending > 0)
+      --preloads_pending;
+    if ((err || preloads_pending == 0) && preloaded) {
+      auto tell = std::move(preloaded);
+      preloaded = nullptr;
+      tell(err);
+    }
   }
 
   /// The devices as metrics show them (a worker node's own endpoint).
@@ -312,17 +396,30 @@ struct node_supervisor_state {
 node_supervisor_actor::behavior_type node_supervisor_behavior(
   node_supervisor_state::pointer self, runtime::node_settings settings,
   std::vector<runtime::device_info> devices, admission_control_actor admission,
-  std::shared_ptr<const gpu::model_catalog> catalog) {
+  std::shared_ptr<const gpu::model_catalog> catalog,
+  std::function<void(const caf::error&)> preloaded) {
   auto& st = self->state;
   st.settings = std::move(settings);
   st.admission = std::move(admission);
   st.catalog = std::move(catalog);
-  for (auto& info : devices) {
+  st.preloaded = std::move(preloaded);
+  auto plan = plan_preloads(st.settings.preload, devices, *st.catalog);
+  for (size_t i = 0; i < devices.size(); ++i) {
     node_supervisor_state::supervised_device device;
-    device.info = info;
+    device.info = devices[i];
     device.intensity =
       std::make_unique<restart_intensity>(st.settings.restarts);
+    if (plan)
+      device.preload = plan->models[i];
     st.devices.push_back(std::move(device));
+  }
+  if (!plan) {
+    spdlog::error("nothing is preloaded: {}", runtime::describe(plan.error()));
+    st.preload_finished(plan.error());
+  } else {
+    st.preloads_pending = plan->size();
+    if (st.preloads_pending == 0)
+      st.preload_finished(caf::none);
   }
   for (auto& device : st.devices)
     st.start_worker(device);
@@ -396,9 +493,11 @@ node_supervisor_actor::behavior_type node_supervisor_behavior(
 node_supervisor_actor spawn_node_supervisor(
   caf::actor_system& sys, const runtime::node_settings& settings,
   std::vector<runtime::device_info> devices, admission_control_actor admission,
-  std::shared_ptr<const gpu::model_catalog> catalog) {
+  std::shared_ptr<const gpu::model_catalog> catalog,
+  std::function<void(const caf::error&)> preloaded) {
   return sys.spawn(node_supervisor_behavior, settings, std::move(devices),
-                   std::move(admission), std::move(catalog));
+                   std::move(admission), std::move(catalog),
+                   std::move(preloaded));
 }
 
 } // namespace vidnode::actors

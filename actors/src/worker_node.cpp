@@ -28,21 +28,30 @@ worker_node::start(caf::actor_system& sys,
   std::filesystem::remove_all(
     std::filesystem::path{settings.output_dir} / "copies", ec);
   auto models = catalog->served();
-  auto supervisor = spawn_node_supervisor(
-    sys, settings, devices, admission_control_actor{}, std::move(catalog));
+  std::shared_future<caf::error> preloads;
+  auto supervisor =
+    spawn_node_supervisor(sys, settings, devices, admission_control_actor{},
+                          std::move(catalog), preload_callback(preloads));
   auto member = spawn_cluster_member(sys, name, devices, std::move(models),
                                      supervisor, std::move(options));
   return std::unique_ptr<worker_node>{
     new worker_node(sys, std::move(supervisor), std::move(member),
-                    std::move(devices), std::move(name))};
+                    std::move(devices), std::move(name), std::move(preloads))};
 }
 
 worker_node::worker_node(caf::actor_system& sys,
                          node_supervisor_actor supervisor, caf::actor member,
                          std::vector<runtime::device_info> devices,
-                         std::string name)
+                         std::string name,
+                         std::shared_future<caf::error> preloads)
   : sys_(sys), supervisor_(std::move(supervisor)), member_(std::move(member)),
-    devices_(std::move(devices)), name_(std::move(name)) {}
+    devices_(std::move(devices)), name_(std::move(name)),
+    preloads_(std::move(preloads)) {}
+
+caf::error
+worker_node::await_preloads(const std::function<bool()>& interrupted) const {
+  return actors::await_preloads(preloads_, interrupted);
+}
 
 worker_node::~worker_node() {
   stop();

@@ -141,6 +141,18 @@ int main(int argc, char** argv) {
   app.add_option("--torchscript", torchscript,
                  "Serve a TorchScript model: NAME=PATH (repeatable; the file "
                  "must follow the contract in the README)");
+  app
+    .add_option("--preload", settings.preload,
+                "Load MODEL on start and report ready only once it is "
+                "loaded; a failure ends vidnode (exit 1). DEVICES: KIND or "
+                "KIND:ORDINALS as in --devices (tiny-t2v@cuda:0,1); without "
+                "it, every device that can run MODEL. Repeatable (several, "
+                "space-separated, in VIDNODE_PRELOAD). A worker restarted "
+                "after a crash loads them again in the background")
+    ->type_name("MODEL[@DEVICES]")
+    ->delimiter(' ');
+  apps::add_duration(app, "--preload-timeout", settings.preload_timeout,
+                     "Longest time one preload may take (1s to 24h)");
   app.add_option("--node-name", settings.node_name,
                  "Name shown in results and `vidctl nodes` (default: the "
                  "host name)");
@@ -443,9 +455,34 @@ int main(int argc, char** argv) {
   }
   auto node = actors::local_node::start(sys, settings, nullptr, mover, events);
   if (!node) {
+    auto detail = runtime::detail_of(node.error());
+    for (std::string flag : {"preload", "preload-timeout"})
+      if (detail.rfind(flag + ": ", 0) == 0) {
+        std::fprintf(stderr, "vidnode: --%s%s%s\n", flag.c_str(),
+                     from(("--" + flag).c_str()).c_str(),
+                     detail.substr(flag.size()).c_str());
+        return 2;
+      }
     std::fprintf(stderr, "vidnode: %s\n",
                  runtime::describe(node.error()).c_str());
     return 2;
+  }
+  if (!settings.preload.empty()) {
+    auto started = std::chrono::steady_clock::now();
+    if (auto status = apps::await_preloads(**node, signals)) {
+      // A load that hangs in its device's thread would hold up the stop.
+      apps::start_exit_watchdog(signals,
+                                settings.shutdown_grace + 2 * stop_margin);
+      (*node)->stop();
+      return *status;
+    }
+    std::string models;
+    for (const auto& value : settings.preload)
+      models += (models.empty() ? "" : ", ") + value;
+    spdlog::info(
+      "preloaded {} in {:.3f} s", models,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+        .count());
   }
   auto server = net::server::start(sys, (*node)->admission(),
                                    settings.listen_host, settings.listen_port);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -97,7 +98,28 @@ bool answers(caf::actor_system& sys, const caf::actor& echo,
 /// Set by a refusal from the head: the exit status of a worker node.
 std::atomic<int> worker_exit_status{0};
 
+/// Whether a worker node has joined and has loaded its preloads: it
+/// reports having joined once both are true (the first from the member's
+/// actor, the second from the main thread).
+struct join_readiness {
+  std::mutex mutex;
+  bool joined = false;
+  bool preloaded = false;
+};
+
 } // namespace
+
+std::function<bool()> stop_signal_taken(const sigset_t& signals, int& sig) {
+  return [signals, &sig] {
+    timespec now{};
+    auto taken = sigtimedwait(&signals, nullptr, &now);
+    if (taken == SIGINT || taken == SIGTERM) {
+      sig = taken;
+      return true;
+    }
+    return false;
+  };
+}
 
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
@@ -112,10 +134,18 @@ int run_worker_node(caf::actor_system& sys,
   options.tls = net::tls_enabled(sys);
   auto head = host + ":" + std::to_string(port);
   auto name = std::make_shared<std::string>();
-  options.on_joined = [head, name](const std::string&) {
+  auto readiness = std::make_shared<join_readiness>();
+  readiness->preloaded = settings.preload.empty();
+  auto report_joined = [head, name] {
     std::printf("vidnode joined %s as %s\n", head.c_str(), name->c_str());
     std::fflush(stdout);
     apps::notify_ready("joined " + head + " as " + *name);
+  };
+  options.on_joined = [readiness, report_joined](const std::string&) {
+    std::unique_lock<std::mutex> guard{readiness->mutex};
+    readiness->joined = true;
+    if (readiness->preloaded)
+      report_joined();
   };
   options.on_refused = [](const caf::error& why) {
     std::fprintf(stderr, "vidnode: --join: %s\n",
@@ -125,8 +155,11 @@ int run_worker_node(caf::actor_system& sys,
   };
   auto node = actors::worker_node::start(sys, settings, std::move(options));
   if (!node) {
-    std::fprintf(stderr, "vidnode: %s\n",
-                 runtime::describe(node.error()).c_str());
+    auto detail = runtime::detail_of(node.error());
+    auto names_preload = detail.rfind("preload", 0) == 0;
+    std::fprintf(stderr, "vidnode: %s%s\n", names_preload ? "--" : "",
+                 names_preload ? detail.c_str()
+                               : runtime::describe(node.error()).c_str());
     return 2;
   }
   *name = (*node)->name();
@@ -138,6 +171,20 @@ int run_worker_node(caf::actor_system& sys,
               + runtime::format_bytes(device.memory_bytes) + ")";
   spdlog::info("worker node {} serving {} device(s): {}; joining {}",
                (*node)->name(), (*node)->devices().size(), served, head);
+  if (!settings.preload.empty()) {
+    auto status = await_preloads(**node, signals);
+    std::unique_lock<std::mutex> guard{readiness->mutex};
+    if (status || worker_exit_status != 0) {
+      guard.unlock();
+      start_exit_watchdog(signals, 2 * stop_margin);
+      if (auto err = (*node)->stop(stop_margin))
+        spdlog::error("stopping: {}", runtime::describe(err));
+      return worker_exit_status != 0 ? worker_exit_status.load() : *status;
+    }
+    readiness->preloaded = true;
+    if (readiness->joined)
+      report_joined();
+  }
   auto ping = caf::actor_cast<caf::actor>(
     sys.spawn([]() -> caf::behavior { return {[](caf::ok_atom) {}}; }));
   apps::service_watchdog watchdog{[&sys, ping](std::chrono::milliseconds wait) {

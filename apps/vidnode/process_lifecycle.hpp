@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,6 +17,7 @@
 #include <caf/actor_system.hpp>
 
 #include "vidnode/net/metrics.hpp"
+#include "vidnode/runtime/errc.hpp"
 #include "vidnode/runtime/settings.hpp"
 
 namespace vidnode::apps {
@@ -45,11 +48,36 @@ std::optional<std::string> unusable_directory(const std::string& dir);
 /// between restarts).
 std::string default_state_dir();
 
+/// A check for await_preloads: whether SIGINT or SIGTERM of `signals` is
+/// pending (taken, and stored in `sig`); SIGHUP is taken and ignored.
+std::function<bool()> stop_signal_taken(const sigset_t& signals, int& sig);
+
+/// Waits for `node`'s preloads (a local_node or worker_node), stopping on
+/// SIGINT or SIGTERM of `signals`: nothing once they are loaded, else the
+/// exit status after saying why on stderr (0 for a signal, 1 for a failed
+/// preload); the caller then stops the node.
+template <class Node>
+std::optional<int> await_preloads(const Node& node, const sigset_t& signals) {
+  int sig = 0;
+  auto err = node.await_preloads(stop_signal_taken(signals, sig));
+  if (!err)
+    return std::nullopt;
+  if (sig != 0) {
+    std::fprintf(stderr, "vidnode: %s before the preloads finished; stopping\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return 0;
+  }
+  std::fprintf(stderr, "vidnode: --preload: %s\n",
+               runtime::describe(err).c_str());
+  return 1;
+}
+
 /// Runs a worker node that joins the head at `host:port` until SIGINT or
 /// SIGTERM of `signals` (or the head refuses it, or cuts its handshakes:
 /// exit 2); its exit status. Tells a service manager when it has joined and
 /// when it stops (service_manager.hpp); its devices' state is served by
-/// `metrics` if given.
+/// `metrics` if given. With preloads it reports having joined only once
+/// they are loaded too, and exits 1 if one fails.
 int run_worker_node(caf::actor_system& sys,
                     const runtime::node_settings& settings,
                     const std::string& host, uint16_t port,

@@ -222,13 +222,18 @@ public:
 private:
   void load_module() {
     try {
-      module_ = torch::jit::load(path_, device_);
+      module_ =
+        torch::jit::load(std::make_shared<model_file_reader>(path_), device_);
     } catch (const c10::OutOfMemoryError&) {
       throw;
     } catch (const c10::Error& e) {
       throw job_error(runtime::errc::unknown_model,
                       "model " + name_ + ": cannot load " + path_ + ": "
                         + e.what_without_backtrace());
+    } catch (const std::runtime_error& e) {
+      throw job_error(runtime::errc::unknown_model, "model " + name_
+                                                      + ": cannot load " + path_
+                                                      + ": " + e.what());
     }
     if (auto broken = check_contract(module_))
       throw job_error(runtime::errc::unknown_model,

@@ -13,6 +13,7 @@
 /// over those it still wants when the node rejoins.
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -140,6 +141,13 @@ public:
     return name_;
   }
 
+  /// Blocks until the node has joined a head and every preload of
+  /// `settings.preload` is in its device's cache (the workers, and so the
+  /// preloads, start once a head is joined); as local_node::await_preloads
+  /// otherwise. Call from a non-actor thread.
+  caf::error
+  await_preloads(const std::function<bool()>& interrupted = nullptr) const;
+
   /// Stops joining, ends every device worker (their jobs end with them; the
   /// head re-queues them when it sees the node go) and the node's actors.
   /// Waits at most `timeout`; returns an error if something did not stop in
@@ -149,13 +157,14 @@ public:
 private:
   worker_node(caf::actor_system& sys, node_supervisor_actor supervisor,
               caf::actor member, std::vector<runtime::device_info> devices,
-              std::string name);
+              std::string name, std::shared_future<caf::error> preloads);
 
   caf::actor_system& sys_;
   node_supervisor_actor supervisor_;
   caf::actor member_;
   std::vector<runtime::device_info> devices_;
   std::string name_;
+  std::shared_future<caf::error> preloads_;
   bool stopped_ = false;
 };
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+#include <future>
 #include <memory>
 #include <vector>
 
@@ -28,14 +30,16 @@ struct node_actors {
 /// registry of worker nodes. For tests
 /// on the test coordinator and for callers that manage shutdown themselves
 /// (see local_node for the blocking facade). `journal`, `events`: see
-/// spawn_admission (settings.state_dir is not read here).
-node_actors spawn_node(caf::actor_system& sys,
-                       const runtime::node_settings& settings,
-                       std::vector<runtime::device_info> devices,
-                       std::shared_ptr<const gpu::model_catalog> catalog,
-                       std::shared_ptr<transfers> transfers = nullptr,
-                       std::shared_ptr<journal_store> journal = nullptr,
-                       std::shared_ptr<node_observer> events = nullptr);
+/// spawn_admission (settings.state_dir is not read here). `preloaded`:
+/// see spawn_node_supervisor.
+node_actors
+spawn_node(caf::actor_system& sys, const runtime::node_settings& settings,
+           std::vector<runtime::device_info> devices,
+           std::shared_ptr<const gpu::model_catalog> catalog,
+           std::shared_ptr<transfers> transfers = nullptr,
+           std::shared_ptr<journal_store> journal = nullptr,
+           std::shared_ptr<node_observer> events = nullptr,
+           std::function<void(const caf::error&)> preloaded = nullptr);
 
 /// A running node inside an actor_system that the caller owns: the entry
 /// point for applications that embed vidnode (net/embedding.hpp has the
@@ -60,7 +64,11 @@ public:
   /// why it cannot be used (never starting over with an empty one).
   /// `catalog` null: the built-in models, set up from `settings`.
   /// `transfers` null: jobs that name URLs are refused. `events` (null:
-  /// none) is told of the node's events (node_observer; metrics).
+  /// none) is told of the node's events (node_observer; metrics). The
+  /// preloads (`settings.preload`) are checked here (an unknown model, a
+  /// device the node lacks or a model no selected device can run fail as
+  /// prepare_node says) and start at once; await_preloads waits for them.
+  /// Returns without waiting for them.
   static caf::expected<std::unique_ptr<local_node>>
   start(caf::actor_system& sys, const runtime::node_settings& settings,
         std::shared_ptr<const gpu::model_catalog> catalog = nullptr,
@@ -95,6 +103,16 @@ public:
     return devices_;
   }
 
+  /// Blocks until every preload of `settings.preload` is in its device's
+  /// cache (at once if there are none), each bounded by
+  /// `settings.preload_timeout`: none, or the first failure (the worker's
+  /// error: unknown_model, out_of_memory, the pipeline's; worker_lost for a
+  /// load past the timeout). `interrupted` (if set) is polled every 100 ms;
+  /// once it returns true this returns errc::cancelled. A failure does not
+  /// stop the node: the caller does. Call from a non-actor thread.
+  caf::error
+  await_preloads(const std::function<bool()>& interrupted = nullptr) const;
+
   /// Stops the node: new jobs are refused and queued and running jobs end
   /// (cancelled: the node is shutting down; waiters receive that result),
   /// or, with a journal, are journaled as queued for the next start (a
@@ -112,12 +130,14 @@ public:
 private:
   local_node(caf::actor_system& sys, node_actors actors,
              std::vector<runtime::device_info> devices,
-             caf::timespan shutdown_grace);
+             caf::timespan shutdown_grace,
+             std::shared_future<caf::error> preloads);
 
   caf::actor_system& sys_;
   caf::timespan stop_timeout_;
   node_actors actors_;
   std::vector<runtime::device_info> devices_;
+  std::shared_future<caf::error> preloads_;
   bool stopped_ = false;
 };
 

@@ -159,6 +159,14 @@ struct node_settings {
   /// webhooks still being delivered may take before they are aborted
   /// (queued and running jobs are cancelled at once).
   caf::timespan shutdown_grace = std::chrono::seconds{20};
+  /// Models loaded on start, before the node reports ready: each
+  /// `MODEL[@DEVICES]` (`--preload`; actors/preload.hpp says what DEVICES
+  /// may be and which errors a node refuses to start with). A worker that
+  /// restarts after a crash loads them again in the background.
+  std::vector<std::string> preload;
+  /// Longest time one preload may take before the node gives up on it (at
+  /// start: the node does not start; after a restart: logged).
+  caf::timespan preload_timeout = std::chrono::minutes{10};
   /// Users' TorchScript models served by name: (name, path). Checked
   /// against the contract when the node starts.
   std::vector<std::pair<std::string, std::string>> torchscript_models;
