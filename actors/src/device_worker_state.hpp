@@ -2,8 +2,10 @@
 
 /// @file
 /// The state of a device worker (device_worker.hpp), shared by the files
-/// that define it: device_worker.cpp (the attempt's life: loading, steps,
-/// encoding, aborts), device_worker_gang.cpp (the ranks of a gang) and
+/// that define it: device_worker.cpp (the attempt's life: steps,
+/// encoding, aborts), device_worker_models.cpp (the model cache: loads and
+/// preloads), device_worker_lanes.cpp (the lanes' threads),
+/// device_worker_gang.cpp (the ranks of a gang) and
 /// device_worker_inputs.cpp (inputs copied from the head, reports).
 
 #include <chrono>
