@@ -235,12 +235,8 @@ void device_worker_state::step(uint64_t lease) {
     on_lane(
       attempt.lane, [run, index] { (void)run->step(index); },
       [this, lease, id = attempt.id](lane_call& call) {
-        auto found = find_attempt(lease);
+        auto found = returned(id, lease, call);
         if (found == nullptr)
-          return; // aborted meanwhile
-        if (call.thrown && !guarded(id, lease, [&] {
-              std::rethrow_exception(call.thrown);
-            }))
           return;
         account(*found, found->phases.steps, call.started, call.ended,
                 gpu::device_time{0});
@@ -270,12 +266,8 @@ void device_worker_state::finish(uint64_t lease) {
         *output = run->finish(busy);
       },
       [this, lease, id = attempt.id, output](lane_call& call) {
-        auto found = find_attempt(lease);
+        auto found = returned(id, lease, call);
         if (found == nullptr)
-          return; // aborted meanwhile
-        if (call.thrown && !guarded(id, lease, [&] {
-              std::rethrow_exception(call.thrown);
-            }))
           return;
         account(*found, found->phases.decode, call.started, call.ended,
                 gpu::device_time{0});

@@ -126,6 +126,18 @@ void device_worker_state::on_lane(int32_t index, std::function<void()> work,
       });
 }
 
+device_worker_state::active_attempt*
+device_worker_state::returned(runtime::job_id id, uint64_t lease,
+                              lane_call& call) {
+  auto found = find_attempt(lease);
+  if (found == nullptr)
+    return nullptr; // aborted meanwhile
+  if (call.thrown
+      && !guarded(id, lease, [&] { std::rethrow_exception(call.thrown); }))
+    return nullptr;
+  return found;
+}
+
 void device_worker_state::exit_after_lanes(caf::error reason) {
   exiting = true;
   exit_reason = std::move(reason);

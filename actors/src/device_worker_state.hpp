@@ -196,6 +196,11 @@ struct device_worker_state {
   void on_lane(int32_t index, std::function<void()> work,
                std::function<void(lane_call&)> then);
 
+  /// Attempt `lease` (job `id`), whose call `call` returned from its lane,
+  /// if it goes on: null if it was aborted meanwhile, or if the call threw
+  /// (then handled as guarded() handles it).
+  active_attempt* returned(runtime::job_id id, uint64_t lease, lane_call& call);
+
   /// Ends the worker with `reason`, once no lane runs a call (at once if
   /// none does): a restarted worker never runs beside its predecessor's
   /// calls.
