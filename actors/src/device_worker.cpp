@@ -89,8 +89,7 @@ void device_worker_state::run(job_ticket ticket) {
 void device_worker_state::start(job_ticket ticket) {
   if (exiting)
     return;
-  // Gang ranks run on the worker's thread: admission gives a gang only
-  // devices that run nothing else.
+  // Gang ranks run on the worker's own thread, never in a lane.
   if (!lanes.empty() && ticket.world == 1 && lane_of(ticket.lease) < 0
       && take_lane(ticket.lease) < 0) {
     lane_queue.push_back(std::move(ticket));
@@ -155,11 +154,11 @@ void device_worker_state::begin(std::shared_ptr<gpu::pipeline> pipeline,
     auto target = std::move(pipeline);
     on_lane(
       lane,
-      [target, run, spec] {
+      [target, spec, run] {
         gpu::device_time busy{0};
         *run = target->begin(spec->spec, spec->attempt, busy);
       },
-      [this, run, spec, load_time](lane_call& call) {
+      [this, run, spec, load_time, target](lane_call& call) {
         auto& ticket = *spec;
         if (lane_of(ticket.lease) < 0)
           return; // aborted meanwhile
@@ -167,7 +166,7 @@ void device_worker_state::begin(std::shared_ptr<gpu::pipeline> pipeline,
               std::rethrow_exception(call.thrown);
             }))
           return;
-        launch(ticket, std::move(*run), gpu::device_time{0});
+        launch(ticket, std::move(*run), gpu::device_time{0}, target);
         auto& attempt = *find_attempt(ticket.lease);
         attempt.phases.load = load_time;
         attempt.phases.prepare = call.ended - call.started;
@@ -194,11 +193,13 @@ void device_worker_state::begin(std::shared_ptr<gpu::pipeline> pipeline,
 
 void device_worker_state::launch(job_ticket& ticket,
                                  std::unique_ptr<gpu::job_run> run,
-                                 gpu::device_time busy) {
+                                 gpu::device_time busy,
+                                 std::shared_ptr<gpu::pipeline> pipeline) {
   auto lease = ticket.lease;
   attempts.emplace_back(lease, active_attempt{});
   auto& attempt = attempts.back().second;
   attempt.id = ticket.id;
+  attempt.pipeline = std::move(pipeline);
   attempt.run = std::move(run);
   attempt.audio_path = std::move(ticket.audio_path);
   attempt.world = ticket.world;
@@ -233,7 +234,8 @@ void device_worker_state::step(uint64_t lease) {
   if (attempt.lane >= 0) {
     auto run = attempt.run;
     on_lane(
-      attempt.lane, [run, index] { (void)run->step(index); },
+      attempt.lane,
+      [keep = attempt.pipeline, run, index] { (void)run->step(index); },
       [this, lease, id = attempt.id](lane_call& call) {
         auto found = returned(id, lease, call);
         if (found == nullptr)
@@ -261,7 +263,7 @@ void device_worker_state::finish(uint64_t lease) {
     auto output = std::make_shared<gpu::job_output>();
     on_lane(
       attempt.lane,
-      [run, output] {
+      [keep = attempt.pipeline, run, output] {
         gpu::device_time busy{0};
         *output = run->finish(busy);
       },

@@ -94,6 +94,11 @@ struct device_worker_state {
     runtime::job_id id;
     /// Shared with the call a lane runs on it, which may outlive an
     /// aborted attempt.
+    /// The pipeline it runs on: a call on a lane keeps it (runs may refer
+    /// to their pipeline's model), so a worker that stops while a lane is
+    /// still in a step frees nothing the step uses. Declared before `run`,
+    /// which is destroyed first.
+    std::shared_ptr<gpu::pipeline> pipeline;
     std::shared_ptr<gpu::job_run> run;
     /// The audio track to mux into the video, if any.
     std::string audio_path;
@@ -268,7 +273,8 @@ struct device_worker_state {
 
   /// Starts a begun attempt: its first step, or its end if it has none.
   void launch(job_ticket& ticket, std::unique_ptr<gpu::job_run> run,
-              gpu::device_time busy);
+              gpu::device_time busy,
+              std::shared_ptr<gpu::pipeline> pipeline = nullptr);
 
   /// Whether `ticket`'s input lives on another node (the head's admission
   /// runs elsewhere) and must be copied here first.

@@ -172,7 +172,8 @@ int run_worker_node(caf::actor_system& sys,
   spdlog::info("worker node {} serving {} device(s): {}; joining {}",
                (*node)->name(), (*node)->devices().size(), served, head);
   if (!settings.preload.empty()) {
-    auto status = await_preloads(**node, signals);
+    auto status =
+      await_preloads(**node, signals, [&] { return worker_exit_status != 0; });
     std::unique_lock<std::mutex> guard{readiness->mutex};
     if (status || worker_exit_status != 0) {
       guard.unlock();

@@ -55,16 +55,22 @@ std::function<bool()> stop_signal_taken(const sigset_t& signals, int& sig);
 /// Waits for `node`'s preloads (a local_node or worker_node), stopping on
 /// SIGINT or SIGTERM of `signals`: nothing once they are loaded, else the
 /// exit status after saying why on stderr (0 for a signal, 1 for a failed
-/// preload); the caller then stops the node.
+/// preload); the caller then stops the node. `explained` (if given) says
+/// whether a signal came from vidnode itself after it said why it stops
+/// (a head that refused a worker node): then nothing more is said.
 template <class Node>
-std::optional<int> await_preloads(const Node& node, const sigset_t& signals) {
+std::optional<int>
+await_preloads(const Node& node, const sigset_t& signals,
+               const std::function<bool()>& explained = nullptr) {
   int sig = 0;
   auto err = node.await_preloads(stop_signal_taken(signals, sig));
   if (!err)
     return std::nullopt;
   if (sig != 0) {
-    std::fprintf(stderr, "vidnode: %s before the preloads finished; stopping\n",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (!explained || !explained())
+      std::fprintf(stderr,
+                   "vidnode: %s before the preloads finished; stopping\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
     return 0;
   }
   std::fprintf(stderr, "vidnode: --preload: %s\n",

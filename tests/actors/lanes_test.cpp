@@ -55,6 +55,9 @@ struct step_log {
   bool release = false;
   /// An attempt ran out of memory.
   bool oom_thrown = false;
+  /// The pipeline was destroyed; a step found it so when it went on.
+  bool pipeline_destroyed = false;
+  bool step_outlived_pipeline = false;
 };
 
 /// A step enters, waits (a job's first step only) up to `meet_within` for
@@ -96,8 +99,12 @@ public:
         && index == 0)
       log_->met += 1;
     log_->visiting.erase(me);
-    if (index == 1 && spec_.options.count("hold") > 0)
+    if (index == 1 && spec_.options.count("hold") > 0) {
       log_->changed.wait_for(guard, 20s, [&] { return log_->release; });
+      // A real run would use its pipeline's weights now.
+      if (log_->pipeline_destroyed)
+        log_->step_outlived_pipeline = true;
+    }
     log_->inside -= 1;
     log_->changed.notify_all();
     return gpu::device_time{0};
@@ -122,6 +129,12 @@ public:
   meeting_pipeline(std::shared_ptr<step_log> log,
                    std::chrono::milliseconds meet_within)
     : log_(std::move(log)), meet_within_(meet_within) {}
+
+  ~meeting_pipeline() override {
+    std::lock_guard<std::mutex> guard{log_->mutex};
+    log_->pipeline_destroyed = true;
+    log_->changed.notify_all();
+  }
 
   gpu::device_time load(const job_spec&) override {
     return gpu::device_time{0};
@@ -358,4 +371,36 @@ TEST_CASE("a cancelled job's step still running keeps its lane: the next "
       [](caf::error& err) { FAIL(runtime::describe(err)); });
   std::lock_guard<std::mutex> guard{fx.log->mutex};
   CHECK(fx.log->most_inside == 2);
+}
+
+TEST_CASE("a node stopped while a lane is in a step keeps the step's "
+          "pipeline until the step returns",
+          "[lanes]") {
+  lanes_fixture fx{2, std::chrono::milliseconds{300}};
+  caf::scoped_actor self{fx.sys};
+  self
+    ->request(fx.node->admission(), caf::infinite, runtime::submit_atom::value,
+              lanes_fixture::job("held", 3, {{"hold", "1"}}))
+    .receive([](runtime::job_id) {},
+             [&](caf::error& err) { FAIL(runtime::describe(err)); });
+  {
+    std::unique_lock<std::mutex> guard{fx.log->mutex};
+    REQUIRE(fx.log->changed.wait_for(guard, 20s, [&] {
+      return fx.log->inside == 1 && fx.log->next_visit >= 2;
+    }));
+  }
+  std::thread stopper{[&] { fx.node->stop(); }};
+  {
+    // Stopping frees the worker's cache and the supervisor's models: a
+    // pipeline freed under the step would be destroyed now. Nothing is
+    // expected to happen within 2 s.
+    std::unique_lock<std::mutex> guard{fx.log->mutex};
+    fx.log->changed.wait_for(guard, 2s,
+                             [&] { return fx.log->pipeline_destroyed; });
+    fx.log->release = true;
+    fx.log->changed.notify_all();
+  }
+  stopper.join();
+  std::lock_guard<std::mutex> guard{fx.log->mutex};
+  CHECK_FALSE(fx.log->step_outlived_pipeline);
 }
