@@ -248,6 +248,22 @@ struct lanes_fixture {
     return results;
   }
 
+  /// Submits a job that holds its step 1 until log.release, and waits
+  /// until it is inside that step; its id.
+  runtime::job_id submit_held() {
+    caf::scoped_actor self{sys};
+    runtime::job_id held;
+    self
+      ->request(node->admission(), caf::infinite, runtime::submit_atom::value,
+                job("held", 3, {{"hold", "1"}}))
+      .receive([&](runtime::job_id id) { held = id; },
+               [&](caf::error& err) { FAIL(runtime::describe(err)); });
+    std::unique_lock<std::mutex> guard{log->mutex};
+    REQUIRE(log->changed.wait_for(
+      guard, 20s, [&] { return log->inside == 1 && log->next_visit >= 2; }));
+    return held;
+  }
+
   caf::actor_system_config& configured() {
     actors::add_types(cfg);
     return cfg;
@@ -330,19 +346,7 @@ TEST_CASE("a cancelled job's step still running keeps its lane: the next "
           "[lanes]") {
   lanes_fixture fx{2, std::chrono::milliseconds{300}};
   caf::scoped_actor self{fx.sys};
-  runtime::job_id held;
-  self
-    ->request(fx.node->admission(), caf::infinite, runtime::submit_atom::value,
-              lanes_fixture::job("held", 3, {{"hold", "1"}}))
-    .receive([&](runtime::job_id id) { held = id; },
-             [&](caf::error& err) { FAIL(runtime::describe(err)); });
-  {
-    // Wait until it is inside its step 1, which holds.
-    std::unique_lock<std::mutex> guard{fx.log->mutex};
-    REQUIRE(fx.log->changed.wait_for(guard, 20s, [&] {
-      return fx.log->inside == 1 && fx.log->next_visit >= 2;
-    }));
-  }
+  auto held = fx.submit_held();
   self
     ->request(fx.node->admission(), caf::infinite, runtime::cancel_atom::value,
               held)
@@ -377,18 +381,7 @@ TEST_CASE("a node stopped while a lane is in a step keeps the step's "
           "pipeline until the step returns",
           "[lanes]") {
   lanes_fixture fx{2, std::chrono::milliseconds{300}};
-  caf::scoped_actor self{fx.sys};
-  self
-    ->request(fx.node->admission(), caf::infinite, runtime::submit_atom::value,
-              lanes_fixture::job("held", 3, {{"hold", "1"}}))
-    .receive([](runtime::job_id) {},
-             [&](caf::error& err) { FAIL(runtime::describe(err)); });
-  {
-    std::unique_lock<std::mutex> guard{fx.log->mutex};
-    REQUIRE(fx.log->changed.wait_for(guard, 20s, [&] {
-      return fx.log->inside == 1 && fx.log->next_visit >= 2;
-    }));
-  }
+  fx.submit_held();
   std::thread stopper{[&] { fx.node->stop(); }};
   {
     // Stopping frees the worker's cache and the supervisor's models: a
